@@ -1,0 +1,1 @@
+"""Data: pairing files, integrity checks, normalised cached volumes, patch sampling, augmentation."""

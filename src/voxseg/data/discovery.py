@@ -1,0 +1,91 @@
+"""Find 3D TIFF files and pair images with labels by name (never by sort order)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from voxseg.errors import DataError
+
+TIFF_SUFFIXES = (".tif", ".tiff")
+#: suffixes a label's name may carry after the image's name, e.g. `vol_03_label.tif`
+LABEL_SUFFIXES = ("labels", "label", "masks", "mask", "gt", "seg")
+_SEPARATORS = ("_", "-", ".", " ")
+_MAX_LISTED = 10
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One training example: an image file and its label file."""
+
+    image: Path
+    label: Path
+
+    @property
+    def name(self) -> str:
+        return self.image.name
+
+
+def list_tiffs(folder: Path, option: str) -> list[Path]:
+    """The .tif/.tiff files of a folder, sorted; a clear error if there are none."""
+    folder = Path(folder)
+    if not folder.exists():
+        raise DataError(f"{option}: folder {folder} does not exist")
+    if not folder.is_dir():
+        raise DataError(f"{option}: {folder} is not a folder")
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in TIFF_SUFFIXES)
+    if not files:
+        raise DataError(f"{option}: no .tif/.tiff files in {folder}")
+    return files
+
+
+def _stem(path: Path) -> str:
+    return path.name[: -len(path.suffix)].lower()
+
+
+def _label_keys(path: Path) -> list[str]:
+    """Image names this label file may belong to: its own stem, and its stem minus a label suffix."""
+    stem = _stem(path)
+    keys = [stem]
+    for suffix in LABEL_SUFFIXES:
+        for sep in _SEPARATORS:
+            tail = sep + suffix
+            if stem.endswith(tail) and len(stem) > len(tail):
+                keys.append(stem[: -len(tail)])
+    return keys
+
+
+def _listing(paths: list[Path]) -> str:
+    names = [p.name for p in paths]
+    more = f" (and {len(names) - _MAX_LISTED} more)" if len(names) > _MAX_LISTED else ""
+    return ", ".join(names[:_MAX_LISTED]) + more
+
+
+def pair_files(images_dir: Path, labels_dir: Path, image_option: str = "--images",
+               label_option: str = "--labels") -> list[Pair]:
+    """Pair every image with exactly one label by name; list whatever cannot be paired."""
+    images = list_tiffs(images_dir, image_option)
+    labels = list_tiffs(labels_dir, label_option)
+    by_stem = {_stem(p): p for p in images}
+    matched: dict[Path, Path] = {}
+    unmatched_labels = []
+    for label in labels:
+        image = next((by_stem[k] for k in _label_keys(label) if k in by_stem), None)
+        if image is None:
+            unmatched_labels.append(label)
+        elif image in matched:
+            raise DataError(
+                f"{label_option}: {matched[image].name} and {label.name} both match image {image.name}"
+            )
+        else:
+            matched[image] = label
+    unmatched_images = [p for p in images if p not in matched]
+    problems = []
+    if unmatched_images:
+        problems.append(f"images without a label in {labels_dir}: {_listing(unmatched_images)}")
+    if unmatched_labels:
+        problems.append(f"labels without an image in {images_dir}: {_listing(unmatched_labels)}")
+    if problems:
+        hint = f" (label names must be the image's name, optionally followed by _{'/_'.join(LABEL_SUFFIXES)})"
+        raise DataError("; ".join(problems) + hint)
+    return [Pair(image, matched[image]) for image in images]

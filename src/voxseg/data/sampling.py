@@ -1,0 +1,121 @@
+"""Patch sampling that favours foreground, as nnU-Net does, and the torch Dataset serving patches."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from voxseg.data.volumes import Volume
+
+#: at most this many voxels are scanned per volume to find foreground centres (strided beyond it)
+_MAX_SCANNED_VOXELS = 16_000_000
+
+Corner = tuple[int, int, int]
+
+
+def foreground_points(label: np.ndarray) -> np.ndarray:
+    """(N, 3) coordinates of foreground voxels, on a coarser grid for very large volumes."""
+    stride = 1
+    while label.size / stride**3 > _MAX_SCANNED_VOXELS:
+        stride += 1
+    coarse = label[::stride, ::stride, ::stride]
+    return np.argwhere(coarse) * stride
+
+
+class PatchSampler:
+    """Chooses where patches are cut, per epoch and reproducibly from the seed.
+
+    Each patch is centred on a random foreground voxel with probability `foreground_share`
+    (nnU-Net forces 1/3), otherwise placed uniformly; volumes must already be >= the patch size.
+    """
+
+    def __init__(
+        self,
+        volumes: list[Volume],
+        patch_size: tuple[int, int, int],
+        samples_per_image: int,
+        foreground_share: float,
+        seed: int,
+    ) -> None:
+        for volume in volumes:
+            if any(v < p for v, p in zip(volume.shape, patch_size, strict=True)):
+                raise ValueError(f"{volume.name} {volume.shape} is smaller than the patch {patch_size}")
+        self.shapes = [v.shape for v in volumes]
+        self.points = [foreground_points(v.label) for v in volumes]
+        self.patch_size = patch_size
+        self.samples_per_image = samples_per_image
+        self.foreground_share = foreground_share
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return len(self.shapes) * self.samples_per_image
+
+    def plan(self, epoch: int) -> list[tuple[int, Corner]]:
+        """(volume index, patch corner) for every sample of this epoch."""
+        rng = np.random.default_rng([self.seed, epoch])
+        plan = []
+        for index, (shape, points) in enumerate(zip(self.shapes, self.points, strict=True)):
+            highest = np.array(shape) - np.array(self.patch_size)
+            for _ in range(self.samples_per_image):
+                if len(points) and rng.random() < self.foreground_share:
+                    centre = points[rng.integers(len(points))]
+                    corner = np.clip(centre - np.array(self.patch_size) // 2, 0, highest)
+                else:
+                    corner = np.array([rng.integers(h + 1) for h in highest])
+                plan.append((index, tuple(int(c) for c in corner)))
+        return plan
+
+
+class EpochOrder(Sampler):
+    """Shuffled keys `(epoch, index)`; the engine sets `epoch`, so persistent workers need no state."""
+
+    def __init__(self, size: int, seed: int) -> None:
+        self.size = size
+        self.seed = seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        order = np.random.default_rng([self.seed, self.epoch, 1]).permutation(self.size)
+        return iter([(self.epoch, int(i)) for i in order])
+
+
+class PatchDataset(Dataset):
+    """Cuts and augments the patches of an epoch's plan; any worker gives the same sample for a key."""
+
+    def __init__(
+        self,
+        volumes: list[Volume],
+        sampler: PatchSampler,
+        augment: Callable[[dict, int], dict] | None = None,
+    ) -> None:
+        self.volumes = volumes
+        self.sampler = sampler
+        self.augment = augment
+        self._plans: dict[int, list[tuple[int, Corner]]] = {}
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def _plan(self, epoch: int) -> list[tuple[int, Corner]]:
+        if epoch not in self._plans:
+            self._plans = {epoch: self.sampler.plan(epoch)}  # keep only the current epoch
+        return self._plans[epoch]
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        epoch, item = key
+        index, corner = self._plan(epoch)[item]
+        volume = self.volumes[index]
+        window = tuple(slice(c, c + p) for c, p in zip(corner, self.sampler.patch_size, strict=True))
+        sample = {
+            "image": torch.from_numpy(np.ascontiguousarray(volume.image[window]))[None],
+            "label": torch.from_numpy(volume.label[window].astype(np.float32))[None],
+        }
+        if self.augment is not None:
+            sample = self.augment(sample, int(np.random.SeedSequence([self.sampler.seed, epoch, item]).generate_state(1)[0]))
+        return sample["image"].contiguous(), sample["label"].contiguous()

@@ -1,0 +1,59 @@
+"""Augmentation with MONAI dictionary transforms: the same spatial change for image and label."""
+
+from __future__ import annotations
+
+import torch
+from monai.transforms import (
+    Compose,
+    Rand3DElasticd,
+    RandAdjustContrastd,
+    RandFlipd,
+    RandGaussianNoised,
+    RandRotate90d,
+    RandScaleIntensityd,
+    RandShiftIntensityd,
+)
+
+KEYS = ("image", "label")
+
+
+class Augmentation:
+    """Flips, 90° rotations, elastic deformation, intensity scale/shift, contrast and noise.
+
+    Elastic deformation is the only costly one, so it runs on a fraction of patches; the rest are
+    cheap tensor operations. Each call is seeded so a sample's augmentation does not depend on
+    which worker process draws it.
+    """
+
+    def __init__(self, patch_size: tuple[int, int, int]) -> None:
+        spatial = [RandFlipd(KEYS, prob=0.5, spatial_axis=axis) for axis in range(3)]
+        if patch_size[1] == patch_size[2]:  # rotating Y/X keeps the shape only for square patches
+            spatial.append(RandRotate90d(KEYS, prob=0.5, spatial_axes=(1, 2)))
+        spatial.append(
+            Rand3DElasticd(
+                KEYS,
+                sigma_range=(5, 8),
+                magnitude_range=(50, 150),
+                prob=0.15,
+                mode=("bilinear", "nearest"),
+                padding_mode="reflection",
+            )
+        )
+        intensity = [
+            RandScaleIntensityd("image", factors=0.1, prob=0.5),
+            RandShiftIntensityd("image", offsets=0.1, prob=0.5),
+            RandAdjustContrastd("image", gamma=(0.75, 1.5), prob=0.2),
+            RandGaussianNoised("image", std=0.1, prob=0.2),
+        ]
+        self.transform = Compose(spatial + intensity, lazy=False)
+
+    def __call__(self, sample: dict[str, torch.Tensor], seed: int) -> dict[str, torch.Tensor]:
+        self.transform.set_random_state(seed=seed % (2**32))
+        out = self.transform(sample)
+        # MONAI returns MetaTensors; plain tensors collate and pin faster and carry no metadata.
+        return {key: _plain(out[key]) for key in KEYS}
+
+
+def _plain(tensor: torch.Tensor) -> torch.Tensor:
+    as_plain = getattr(tensor, "as_tensor", None)
+    return (as_plain() if as_plain else torch.as_tensor(tensor)).float()

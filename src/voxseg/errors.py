@@ -1,0 +1,13 @@
+"""Errors that mean "the user's input is wrong": the CLI turns them into one line and exit code 2."""
+
+
+class VoxsegError(Exception):
+    """Base class for problems with user input; the message must name the file or option at fault."""
+
+
+class ConfigError(VoxsegError):
+    """An option has a bad value or options contradict each other."""
+
+
+class DataError(VoxsegError):
+    """A data file or folder is missing, unreadable or inconsistent."""

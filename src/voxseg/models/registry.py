@@ -1,0 +1,104 @@
+"""Model registry: name -> builder and size rule.
+
+Each model declares the smallest side it accepts and the number every side must be divisible by;
+`valid_size` turns any requested size into the smallest size the model accepts, so data are padded
+only as much as needed (the origin padded to powers of two, kept as `pow2=True`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torch import nn
+
+from voxseg.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    build: Callable[[], nn.Module]
+    divisor: int
+    min_side: int
+    description: str
+
+    def valid_side(self, side: int, pow2: bool = False) -> int:
+        """Smallest side >= `side` this model accepts (a power of two as well when `pow2`)."""
+        side = max(side, self.min_side)
+        if pow2:
+            side = 1 << (side - 1).bit_length()
+        return -(-side // self.divisor) * self.divisor
+
+    def valid_size(self, size: tuple[int, ...], pow2: bool = False) -> tuple[int, ...]:
+        return tuple(self.valid_side(s, pow2) for s in size)
+
+    def rule(self) -> str:
+        """The size rule in words, for logs and error messages."""
+        if self.divisor > 1:
+            return f"sides divisible by {self.divisor}, at least {self.min_side}"
+        return f"any side of at least {self.min_side}"
+
+
+def _segresnet() -> nn.Module:
+    from monai.networks.nets import SegResNet
+
+    # The encoder/decoder of napari-cellseg3d's SegResNetVAE, without the VAE branch.
+    return SegResNet(spatial_dims=3, in_channels=1, out_channels=1, init_filters=8, dropout_prob=0.3)
+
+
+def _vnet() -> nn.Module:
+    from monai.networks.nets import VNet
+
+    # bias=True matches the published napari-cellseg3d weights.
+    return VNet(spatial_dims=3, in_channels=1, out_channels=1, bias=True)
+
+
+def _swinunetr() -> nn.Module:
+    from monai.networks.nets import SwinUNETR
+
+    return SwinUNETR(in_channels=1, out_channels=1, feature_size=48, spatial_dims=3)
+
+
+def _trailmap_ms() -> nn.Module:
+    from voxseg.models.trailmap import TrailmapMS
+
+    return TrailmapMS()
+
+
+def _trailmap() -> nn.Module:
+    from voxseg.models.trailmap import Trailmap
+
+    return Trailmap()
+
+
+MODELS: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in (
+        ModelSpec("SegResNet", _segresnet, 8, 8, "MONAI SegResNet (Myronenko 2018)"),
+        ModelSpec("VNet", _vnet, 16, 16, "MONAI VNet (Milletari et al. 2016)"),
+        ModelSpec("TRAILMAP_MS", _trailmap_ms, 1, 8, "3D U-Net pre-trained by napari-cellseg3d on mesoSPIM"),
+        ModelSpec("TRAILMAP", _trailmap, 1, 8, "original TRAILMAP (Friedmann et al. 2020) in PyTorch"),
+        ModelSpec("SwinUNETR", _swinunetr, 32, 32, "MONAI SwinUNETR (Hatamizadeh et al. 2022)"),
+    )
+}
+
+_ALIASES = {name.lower().replace("_", "").replace("-", ""): name for name in MODELS}
+_ALIASES["swinunetr"] = "SwinUNETR"
+
+
+def resolve_model_name(name: str) -> str:
+    """Canonical model name; case, '-' and '_' do not matter (`segresnet`, `trailmap-ms`)."""
+    key = str(name).lower().replace("_", "").replace("-", "")
+    if key not in _ALIASES:
+        raise ConfigError(f"--model: unknown model {name!r}; choose one of {', '.join(MODELS)}")
+    return _ALIASES[key]
+
+
+def get_model_spec(name: str) -> ModelSpec:
+    return MODELS[resolve_model_name(name)]
+
+
+def build_model(name: str) -> nn.Module:
+    """A freshly initialised network: 1 input channel, 1 output channel of logits."""
+    return get_model_spec(name).build()

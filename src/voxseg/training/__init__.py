@@ -1,0 +1,1 @@
+"""The training engine, its events, and the sinks that record a run."""

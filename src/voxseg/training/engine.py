@@ -1,0 +1,210 @@
+"""The training loop. `Trainer.run()` is a generator of events: faces listen, callbacks record.
+
+Stopping is cooperative: `stop_event` is checked after every batch, so a stop (GUI button, API call,
+first Ctrl-C) finishes the batch in progress, saves `last.pth` and ends the run as `stopped`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from voxseg.data.sampling import EpochOrder, PatchDataset, PatchSampler
+from voxseg.data.transforms import Augmentation
+from voxseg.inference.sliding import dice_score, predict_logits
+from voxseg.losses import build_loss
+from voxseg.training.events import BatchEnd, EpochEnd, Event, RunEnd, RunStarted, ValidationEnd
+from voxseg.training.files import save_state_dict
+from voxseg.training.setup import PreparedRun
+
+log = logging.getLogger("voxseg")
+
+Callback = Callable[[Event], None]
+
+
+def auto_workers(device: torch.device) -> int:
+    """Loader processes: none on small CPU machines (they would steal the compute cores)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if device.type == "cpu":
+        return 0 if cores <= 2 else min(2, cores // 4)
+    return min(8, max(1, cores - 1))
+
+
+class Trainer:
+    """Trains one prepared run; writes `best.pth` / `last.pth` and reports through callbacks."""
+
+    def __init__(
+        self,
+        prepared: PreparedRun,
+        callbacks: list[Callback] | None = None,
+        stop_event: threading.Event | None = None,
+    ) -> None:
+        self.prepared = prepared
+        self.config = prepared.config
+        self.run_dir = prepared.run_dir
+        self.device = prepared.device
+        self.callbacks = list(callbacks or [])
+        self.stop_event = stop_event or threading.Event()
+        self.best_dice = -1.0
+        self.best_epoch = 0
+        self.epochs_completed = 0
+        self.patches_seen = 0
+        self.train_seconds = 0.0
+        self.started = time.perf_counter()
+
+    # -- building blocks ---------------------------------------------------------------------------
+
+    def _seed_everything(self) -> None:
+        seed = self.config.seed
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)
+
+    def _build(self) -> None:
+        config, prepared = self.config, self.prepared
+        self._seed_everything()
+        self.model = prepared.spec.build().to(self.device)
+        self.loss_fn = build_loss(config.loss)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
+        samples = 1 if config.whole_volumes else config.samples_per_image
+        sampler = PatchSampler(
+            prepared.train_volumes, prepared.window, samples, config.foreground_share, config.seed
+        )
+        augment = Augmentation(prepared.window) if config.augment else None
+        dataset = PatchDataset(prepared.train_volumes, sampler, augment)
+        self.order = EpochOrder(len(dataset), config.seed)
+        workers = auto_workers(self.device) if config.workers is None else config.workers
+        self.loader = DataLoader(
+            dataset,
+            batch_size=config.batch_size,
+            sampler=self.order,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            pin_memory=self.device.type == "cuda",
+        )
+        log.info(
+            "model %s (%.2fM parameters), loss %s, Adam lr %g, batch %d, %d patch(es) per epoch, "
+            "%d loader worker(s), device %s",
+            config.model,
+            sum(p.numel() for p in self.model.parameters()) / 1e6,
+            config.loss,
+            config.lr,
+            config.batch_size,
+            len(dataset),
+            workers,
+            self.device,
+        )
+
+    def _emit(self, event: Event) -> Event:
+        for callback in self.callbacks:
+            callback(event)
+        return event
+
+    # -- the loop ----------------------------------------------------------------------------------
+
+    def run(self) -> Iterator[Event]:
+        """Train, yielding events; always ends with RunEnd (re-raising a failure after it)."""
+        status, error = "failed", None
+        try:
+            self._build()
+            yield self._emit(RunStarted(self.run_dir, self.config.epochs, len(self.loader), str(self.device)))
+            for epoch in range(1, self.config.epochs + 1):
+                yield from self._train_epoch(epoch)
+                if self.stop_event.is_set():
+                    break
+            status = "stopped" if self.stop_event.is_set() else "completed"
+        except KeyboardInterrupt:
+            status = "stopped"
+        except GeneratorExit:  # the consumer went away: still leave a complete run folder
+            self._finish("stopped", None)
+            raise
+        except Exception as exc:
+            log.exception("training failed")
+            error = f"{type(exc).__name__}: {exc}"
+            yield self._finish(status, error)
+            raise
+        yield self._finish(status, error)
+
+    def _train_epoch(self, epoch: int) -> Iterator[Event]:
+        self.model.train()
+        self.order.epoch = epoch
+        started = time.perf_counter()
+        losses: list[float] = []
+        batches = len(self.loader)
+        for batch, (images, labels) in enumerate(self.loader, start=1):
+            images = images.to(self.device, non_blocking=True)
+            labels = labels.to(self.device, non_blocking=True)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss = self.loss_fn(self.model(images), labels)
+            loss.backward()
+            self.optimizer.step()
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                raise FloatingPointError(f"training loss became {value} at epoch {epoch}, batch {batch}")
+            losses.append(value)
+            self.patches_seen += images.shape[0]
+            yield self._emit(BatchEnd(epoch, batch, batches, value))
+            if self.stop_event.is_set():
+                self.train_seconds += time.perf_counter() - started
+                log.info("stop requested: stopped after batch %d/%d of epoch %d", batch, batches, epoch)
+                return
+        self.train_seconds += time.perf_counter() - started
+        train_loss = float(np.mean(losses))
+        dice = None
+        if epoch % self.config.val_interval == 0 or epoch == self.config.epochs:
+            dice = self._validate()
+            improved = dice > self.best_dice
+            if improved:
+                self.best_dice, self.best_epoch = dice, epoch
+                save_state_dict(self.model.state_dict(), self.run_dir / "best.pth")
+            yield self._emit(ValidationEnd(epoch, dice, self.best_dice, self.best_epoch, improved))
+        self.epochs_completed = epoch
+        lr = self.optimizer.param_groups[0]["lr"]
+        seconds = time.perf_counter() - started
+        yield self._emit(EpochEnd(epoch, self.config.epochs, train_loss, dice, lr, seconds))
+
+    def _validate(self) -> float:
+        """Mean Dice over the whole validation volumes of sigmoid(logits) > 0.5."""
+        self.model.eval()
+        scores = []
+        for volume in self.prepared.val_volumes:
+            logits = predict_logits(
+                self.model, volume.image, self.prepared.window, self.device, self.config.batch_size
+            )
+            scores.append(dice_score(logits > 0, torch.from_numpy(volume.label)))
+        self.model.train()
+        return float(np.mean(scores))
+
+    def _finish(self, status: str, error: str | None) -> RunEnd:
+        """Save the final weights and report; called exactly once, whatever ended the run."""
+        if hasattr(self, "model"):
+            save_state_dict(self.model.state_dict(), self.run_dir / "last.pth")
+        summary: dict[str, Any] = {
+            "status": status,
+            "best_val_dice": self.best_dice if self.best_epoch else None,
+            "best_epoch": self.best_epoch or None,
+            "epochs_completed": self.epochs_completed,
+            "epochs_planned": self.config.epochs,
+            "model": self.config.model,
+            "loss": self.config.loss,
+            "device": str(self.device),
+            "patch_size": list(self.prepared.window),
+            "seconds": round(time.perf_counter() - self.started, 3),
+            "patches_per_second": round(self.patches_seen / self.train_seconds, 4) if self.train_seconds else None,
+            "patches_seen": self.patches_seen,
+            "train_volumes": [v.name for v in self.prepared.train_volumes],
+            "val_volumes": [v.name for v in self.prepared.val_volumes],
+            "weights": {"best": "best.pth" if self.best_epoch else None, "last": "last.pth"},
+            "error": error,
+        }
+        return self._emit(RunEnd(status, self.run_dir, summary, error))

@@ -1,0 +1,53 @@
+"""What the engine reports while it trains; faces (CLI, napari, Python) only listen to these."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class RunStarted:
+    run_dir: Path
+    epochs: int
+    batches_per_epoch: int
+    device: str
+
+
+@dataclass(frozen=True)
+class BatchEnd:
+    epoch: int
+    batch: int
+    batches: int
+    loss: float
+
+
+@dataclass(frozen=True)
+class ValidationEnd:
+    epoch: int
+    dice: float
+    best_dice: float
+    best_epoch: int
+    improved: bool
+
+
+@dataclass(frozen=True)
+class EpochEnd:
+    epoch: int
+    epochs: int
+    train_loss: float
+    val_dice: float | None
+    lr: float
+    seconds: float
+
+
+@dataclass(frozen=True)
+class RunEnd:
+    status: str  # completed | stopped | failed
+    run_dir: Path
+    summary: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+
+Event = RunStarted | BatchEnd | ValidationEnd | EpochEnd | RunEnd

@@ -1,0 +1,55 @@
+"""Atomic writes: a reader (or a crash) only ever sees the old file or the complete new one."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Call `write(tmp)` on a temporary file beside `path`, flush it to disk, then rename it over `path`."""
+    path = Path(path)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def save_state_dict(state: dict[str, torch.Tensor], path: Path) -> None:
+    """Plain tensors only, so `torch.load(path, weights_only=True)` reads it."""
+    plain = {k: v.detach().cpu().clone() for k, v in state.items()}
+    atomic_write(path, lambda tmp: torch.save(plain, tmp))
+
+
+def write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    write_text(path, json.dumps(data, indent=2, default=str) + "\n")
+
+
+def zip_folder(folder: Path) -> Path:
+    """`<folder>.zip` beside the folder, holding the folder itself."""
+    folder = Path(folder)
+    target = folder.with_name(folder.name + ".zip")
+
+    def write(tmp: Path) -> None:
+        made = shutil.make_archive(str(tmp.with_suffix("")), "zip", root_dir=folder.parent, base_dir=folder.name)
+        os.replace(made, tmp)
+
+    atomic_write(target, write)
+    return target

@@ -1,0 +1,116 @@
+"""Everything that can fail because of user input happens here, before a run folder exists."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from voxseg.config import TrainConfig
+from voxseg.data.discovery import pair_files
+from voxseg.data.volumes import Volume, load_volumes, pad_volume, split_volumes
+from voxseg.errors import ConfigError
+from voxseg.models.registry import ModelSpec, get_model_spec
+
+
+@dataclass
+class PreparedRun:
+    """A validated config with its data loaded and checked, ready for the engine."""
+
+    config: TrainConfig
+    device: torch.device
+    spec: ModelSpec
+    train_volumes: list[Volume]
+    val_volumes: list[Volume]
+    window: tuple[int, int, int]  # training patch = validation sliding window
+    run_dir: Path
+    notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` picks CUDA, then Apple MPS, then the CPU; an unavailable explicit choice is an error."""
+    mps = getattr(torch.backends, "mps", None)
+    mps_ok = bool(mps and mps.is_available())
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps" if mps_ok else "cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"--device: {name} requested but this PyTorch sees no CUDA GPU")
+        index = int(name.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise ConfigError(f"--device: {name} requested but only {torch.cuda.device_count()} GPU(s) exist")
+    if name == "mps" and not mps_ok:
+        raise ConfigError("--device: mps requested but Apple MPS is not available")
+    return torch.device(name)
+
+
+def _fmt(size: tuple[int, ...]) -> str:
+    return "×".join(str(s) for s in size)
+
+
+def choose_run_dir(config: TrainConfig) -> Path:
+    """`<results>/<run-name>`; an explicit name that exists is refused, a default one gets a suffix."""
+    if config.run_name:
+        run_dir = config.results / config.run_name
+        if run_dir.exists():
+            raise ConfigError(f"--run-name: {run_dir} already exists; a run folder is never overwritten")
+        return run_dir
+    base = f"{config.model}_{time.strftime('%Y%m%d-%H%M%S')}"
+    run_dir, n = config.results / base, 1
+    while run_dir.exists() or run_dir.with_name(run_dir.name + ".zip").exists():
+        n += 1
+        run_dir = config.results / f"{base}_{n}"
+    return run_dir
+
+
+def prepare_run(config: TrainConfig) -> PreparedRun:
+    """Validate the config, pair/check/load the data, split it, decide patch size and padding."""
+    config.validate()
+    if config.results.exists() and not config.results.is_dir():
+        raise ConfigError(f"--results: {config.results} exists and is not a folder")
+    run_dir = choose_run_dir(config)
+    device = resolve_device(config.device)
+    spec = get_model_spec(config.model)
+    notes: list[str] = []
+
+    pairs = pair_files(config.images, config.labels)
+    volumes, warnings = load_volumes(pairs)
+    notes.append(f"data: {len(pairs)} image/label pair(s) from {config.images} and {config.labels}")
+    if config.val_images is not None:
+        val_pairs = pair_files(config.val_images, config.val_labels, "--val-images", "--val-labels")
+        val_volumes, val_warnings = load_volumes(val_pairs)
+        warnings += val_warnings
+        train_volumes = volumes
+        notes.append(
+            f"validation: {len(val_volumes)} volume(s) from {config.val_images}; "
+            f"all {len(volumes)} training volume(s) used for training"
+        )
+    else:
+        train_volumes, val_volumes, how = split_volumes(
+            volumes, config.train_fraction, config.seed, min_side=spec.min_side
+        )
+        notes.append(f"validation: {how}")
+
+    if config.whole_volumes:
+        asked = tuple(max(v.shape[axis] for v in train_volumes) for axis in range(3))
+        notes.append(f"whole volumes: largest training volume {_fmt(asked)}")
+    else:
+        asked = config.patch_size
+    window = spec.valid_size(asked, config.pad_pow2)
+    size_rule = f"{spec.name} needs {spec.rule()}" + (", power of two (--pad-pow2)" if config.pad_pow2 else "")
+    if window == tuple(asked):
+        notes.append(f"padding: none, {_fmt(window)} is already valid ({size_rule})")
+    else:
+        notes.append(f"padding: {_fmt(asked)} padded to {_fmt(window)} ({size_rule})")
+    padded = []
+    for volume in train_volumes:
+        grown = pad_volume(volume, window)
+        if grown is not volume:
+            notes.append(f"padding: {volume.name} {_fmt(volume.shape)} padded to {_fmt(grown.shape)}")
+        padded.append(grown)
+    return PreparedRun(config, device, spec, padded, val_volumes, window, run_dir, notes, warnings)
