@@ -100,8 +100,8 @@ def get_model_spec(name: str) -> ModelSpec:
     return MODELS[resolve_model_name(name)]
 
 
-#: expected foreground share the output layer starts at (cells are a minority of voxels)
-FOREGROUND_PRIOR = 0.1
+#: foreground probability the output layer starts at (cells are a minority of voxels)
+FOREGROUND_PRIOR = 0.25
 
 
 def init_output_prior(model: nn.Module, prior: float = FOREGROUND_PRIOR) -> None:
@@ -109,8 +109,9 @@ def init_output_prior(model: nn.Module, prior: float = FOREGROUND_PRIOR) -> None
 
     The prior-probability initialisation of Lin et al. (2017, RetinaNet): with few foreground
     voxels, a network that starts at 0.5 spends its first epochs only learning "mostly background";
-    starting there lets the first steps learn the cells. Measured on synthetic spheres: best Dice
-    after 24 Adam steps rose from 0.54/0.53 to 0.90/0.75 (two seeds).
+    starting below the 0.5 threshold lets the first steps learn the cells. Measured on 4 synthetic
+    64^3 volumes, SegResNet, 24 Adam steps, seeds 0-3: best Dice 0.80/0.54/0.53 from 0.5 (plain
+    init), 0.43/0.90/0.76/0.77 from 0.1, 0.88/0.88/0.92/- from 0.25.
     """
     last = [m for m in model.modules() if isinstance(m, nn.Conv3d | nn.ConvTranspose3d)][-1]
     if last.bias is not None:
