@@ -62,24 +62,44 @@ def main() -> None:
         else:
             images, labels = args.data / "images", args.data / "labels"
         config = voxseg.TrainConfig(
-            images=images, labels=labels, results=root / "results", model=args.model, loss="dice",
-            patch_size=args.patch, batch_size=args.batch, epochs=args.epochs, val_interval=args.epochs,
-            samples_per_image=args.samples_per_image, device=args.device,
+            images=images,
+            labels=labels,
+            results=root / "results",
+            model=args.model,
+            loss="dice",
+            patch_size=args.patch,
+            batch_size=args.batch,
+            epochs=args.epochs,
+            val_interval=args.epochs,
+            samples_per_image=args.samples_per_image,
+            device=args.device,
         )
         started = time.perf_counter()
         result = voxseg.train(config, progress=False)
         wall = time.perf_counter() - started
         s = result.summary
-        rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss + resource.getrusage(
-            resource.RUSAGE_CHILDREN).ru_maxrss
-        print(json.dumps({
-            "model": args.model, "patch": args.patch, "batch": args.batch, "device": s["device"],
-            "precision": "fp32", "epochs": s["epochs_completed"],
-            "patches_per_second": s["patches_per_second"],
-            "seconds_per_epoch": round(wall / max(s["epochs_completed"], 1), 3),
-            "peak_rss_mb": round(rss_kb / 1024, 1), "final_val_dice": s["best_val_dice"],
-            "torch_threads": __import__("torch").get_num_threads(), "python": sys.version.split()[0],
-        }))
+        rss_kb = (
+            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            + resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        )
+        print(
+            json.dumps(
+                {
+                    "model": args.model,
+                    "patch": args.patch,
+                    "batch": args.batch,
+                    "device": s["device"],
+                    "precision": "fp32",
+                    "epochs": s["epochs_completed"],
+                    "patches_per_second": s["patches_per_second"],
+                    "seconds_per_epoch": round(wall / max(s["epochs_completed"], 1), 3),
+                    "peak_rss_mb": round(rss_kb / 1024, 1),
+                    "final_val_dice": s["best_val_dice"],
+                    "torch_threads": __import__("torch").get_num_threads(),
+                    "python": sys.version.split()[0],
+                }
+            )
+        )
 
 
 if __name__ == "__main__":

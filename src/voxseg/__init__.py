@@ -8,9 +8,15 @@ Python API::
     print(result.status, result.best_val_dice, result.run_dir)
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from voxseg.config import TrainConfig
 from voxseg.errors import ConfigError, DataError, VoxsegError
-from voxseg.training.session import TrainingSession, TrainResult, train
+
+if TYPE_CHECKING:
+    from voxseg.training.session import TrainingSession, TrainResult, train
 
 __version__ = "0.1.0"
 
@@ -24,3 +30,14 @@ __all__ = [
     "__version__",
     "train",
 ]
+
+_TRAINING = ("TrainingSession", "TrainResult", "train")
+
+
+def __getattr__(name: str) -> Any:
+    """Import the training engine (and MONAI's transforms) only when it is used: a fast CLI start."""
+    if name in _TRAINING:
+        from voxseg.training import session
+
+        return getattr(session, name)
+    raise AttributeError(f"module 'voxseg' has no attribute {name!r}")

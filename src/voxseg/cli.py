@@ -34,41 +34,72 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, default=S, help="YAML file of options (flags override it)")
     data = parser.add_argument_group("data")
     data.add_argument("--images", default=S, help="folder of 3D .tif/.tiff images")
-    data.add_argument("--labels", default=S, help="folder of 3D label .tif/.tiff, named like the images "
-                      "(optionally with _label, _labels, _mask, _gt suffix)")
+    data.add_argument(
+        "--labels",
+        default=S,
+        help="folder of 3D label .tif/.tiff, named like the images "
+        "(optionally with _label, _labels, _mask, _gt suffix)",
+    )
     data.add_argument("--results", default=S, help=f"folder that receives run folders (default {d.results})")
     data.add_argument("--val-images", default=S, help="explicit validation images (instead of a split)")
     data.add_argument("--val-labels", default=S, help="explicit validation labels")
-    data.add_argument("--train-fraction", type=float, default=S,
-                      help=f"share of volumes used for training (default {d.train_fraction})")
+    data.add_argument(
+        "--train-fraction",
+        type=float,
+        default=S,
+        help=f"share of volumes used for training (default {d.train_fraction})",
+    )
     data.add_argument("--run-name", default=S, help="run folder name (default <model>_<YYYYmmdd-HHMMSS>)")
     data.add_argument("--zip", action="store_true", default=S, help="also write <run-name>.zip")
     patches = parser.add_argument_group("patches and augmentation")
     patches.add_argument("--patch-size", default=S, help="N or Z,Y,X (default 64)")
-    patches.add_argument("--samples-per-image", type=int, default=S,
-                         help=f"patches drawn from each volume per epoch (default {d.samples_per_image})")
-    patches.add_argument("--foreground-share", type=float, default=S,
-                         help="share of patches centred on foreground (default 1/3)")
-    patches.add_argument("--whole-volumes", action="store_true", default=S,
-                         help="train on whole volumes instead of patches")
-    patches.add_argument("--pad-pow2", action="store_true", default=S,
-                         help="pad sizes to powers of two, as napari-cellseg3d did")
-    patches.add_argument("--no-augment", dest="augment", action="store_false", default=S,
-                         help="turn augmentation off")
+    patches.add_argument(
+        "--samples-per-image",
+        type=int,
+        default=S,
+        help=f"patches drawn from each volume per epoch (default {d.samples_per_image})",
+    )
+    patches.add_argument(
+        "--foreground-share",
+        type=float,
+        default=S,
+        help="share of patches centred on foreground (default 1/3)",
+    )
+    patches.add_argument(
+        "--whole-volumes", action="store_true", default=S, help="train on whole volumes instead of patches"
+    )
+    patches.add_argument(
+        "--pad-pow2",
+        action="store_true",
+        default=S,
+        help="pad sizes to powers of two, as napari-cellseg3d did",
+    )
+    patches.add_argument(
+        "--no-augment", dest="augment", action="store_false", default=S, help="turn augmentation off"
+    )
     training = parser.add_argument_group("training")
-    training.add_argument("--model", default=S, help=f"VNet, SegResNet, TRAILMAP_MS, TRAILMAP, SwinUNETR "
-                          f"(default {d.model})")
-    training.add_argument("--loss", default=S, help=f"dice, focal, dice-focal, generalized-dice, dice-ce, "
-                          f"tversky (default {d.loss})")
+    training.add_argument(
+        "--model", default=S, help=f"VNet, SegResNet, TRAILMAP_MS, TRAILMAP, SwinUNETR (default {d.model})"
+    )
+    training.add_argument(
+        "--loss",
+        default=S,
+        help=f"dice, focal, dice-focal, generalized-dice, dice-ce, tversky (default {d.loss})",
+    )
     training.add_argument("--lr", type=float, default=S, help=f"Adam learning rate (default {d.lr:g})")
     training.add_argument("--batch-size", type=int, default=S, help=f"default {d.batch_size}")
     training.add_argument("--epochs", type=int, default=S, help=f"default {d.epochs}")
-    training.add_argument("--val-interval", type=int, default=S,
-                          help=f"validate every N epochs (default {d.val_interval})")
+    training.add_argument(
+        "--val-interval", type=int, default=S, help=f"validate every N epochs (default {d.val_interval})"
+    )
     training.add_argument("--seed", type=int, default=S, help=f"default {d.seed}")
     training.add_argument("--device", default=S, help="auto, cpu, cuda, cuda:N or mps (default auto)")
-    training.add_argument("--workers", type=int, default=S,
-                          help="data-loading processes (default: chosen from the cores and device)")
+    training.add_argument(
+        "--workers",
+        type=int,
+        default=S,
+        help="data-loading processes (default: chosen from the cores and device)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -100,7 +131,11 @@ def _run(config: TrainConfig) -> int:
     result = train(config, progress=True)
     summary = result.summary
     best = summary.get("best_val_dice")
-    best_text = "no validation yet" if best is None else f"best validation Dice {best:.4f} (epoch {summary['best_epoch']})"
+    best_text = (
+        "no validation yet"
+        if best is None
+        else f"best validation Dice {best:.4f} (epoch {summary['best_epoch']})"
+    )
     print(f"voxseg: run {result.status}, {best_text}, results in {result.run_dir}")
     return EXIT_STOPPED if result.status == "stopped" else EXIT_OK
 

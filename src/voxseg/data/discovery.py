@@ -61,8 +61,9 @@ def _listing(paths: list[Path]) -> str:
     return ", ".join(names[:_MAX_LISTED]) + more
 
 
-def pair_files(images_dir: Path, labels_dir: Path, image_option: str = "--images",
-               label_option: str = "--labels") -> list[Pair]:
+def pair_files(
+    images_dir: Path, labels_dir: Path, image_option: str = "--images", label_option: str = "--labels"
+) -> list[Pair]:
     """Pair every image with exactly one label by name; list whatever cannot be paired."""
     images = list_tiffs(images_dir, image_option)
     labels = list_tiffs(labels_dir, label_option)

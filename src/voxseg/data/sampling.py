@@ -117,5 +117,7 @@ class PatchDataset(Dataset):
             "label": torch.from_numpy(volume.label[window].astype(np.float32))[None],
         }
         if self.augment is not None:
-            sample = self.augment(sample, int(np.random.SeedSequence([self.sampler.seed, epoch, item]).generate_state(1)[0]))
+            sample = self.augment(
+                sample, int(np.random.SeedSequence([self.sampler.seed, epoch, item]).generate_state(1)[0])
+            )
         return sample["image"].contiguous(), sample["label"].contiguous()

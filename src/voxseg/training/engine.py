@@ -201,7 +201,9 @@ class Trainer:
             "device": str(self.device),
             "patch_size": list(self.prepared.window),
             "seconds": round(time.perf_counter() - self.started, 3),
-            "patches_per_second": round(self.patches_seen / self.train_seconds, 4) if self.train_seconds else None,
+            "patches_per_second": round(self.patches_seen / self.train_seconds, 4)
+            if self.train_seconds
+            else None,
             "patches_seen": self.patches_seen,
             "train_volumes": [v.name for v in self.prepared.train_volumes],
             "val_volumes": [v.name for v in self.prepared.val_volumes],

@@ -48,7 +48,9 @@ def zip_folder(folder: Path) -> Path:
     target = folder.with_name(folder.name + ".zip")
 
     def write(tmp: Path) -> None:
-        made = shutil.make_archive(str(tmp.with_suffix("")), "zip", root_dir=folder.parent, base_dir=folder.name)
+        made = shutil.make_archive(
+            str(tmp.with_suffix("")), "zip", root_dir=folder.parent, base_dir=folder.name
+        )
         os.replace(made, tmp)
 
     atomic_write(target, write)

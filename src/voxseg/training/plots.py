@@ -25,7 +25,9 @@ def save_training_curves(
         dice_axes.plot(*zip(*dices, strict=True), color="tab:green", marker="o")
     if best is not None:
         dice_axes.scatter([best[0]], [best[1]], s=120, facecolors="none", edgecolors="tab:red", zorder=3)
-        dice_axes.annotate(f"best {best[1]:.3f} @ {best[0]}", best, textcoords="offset points", xytext=(6, -14))
+        dice_axes.annotate(
+            f"best {best[1]:.3f} @ {best[0]}", best, textcoords="offset points", xytext=(6, -14)
+        )
     dice_axes.set(title="Validation Dice", xlabel="epoch", ylabel="Dice", ylim=(0, 1))
     for axes in (loss_axes, dice_axes):
         axes.grid(alpha=0.3)

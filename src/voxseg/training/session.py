@@ -43,14 +43,27 @@ def log_event(event: Event) -> None:
         dice = "" if event.val_dice is None else f"  val Dice {event.val_dice:.4f}"
         log.info(
             "epoch %d/%d  loss %.4f%s  lr %.3g  %.1f s",
-            event.epoch, event.epochs, event.train_loss, dice, event.lr, event.seconds,
+            event.epoch,
+            event.epochs,
+            event.train_loss,
+            dice,
+            event.lr,
+            event.seconds,
         )
     elif isinstance(event, RunEnd):
         s = event.summary
-        best = "none" if s.get("best_val_dice") is None else f"{s['best_val_dice']:.4f} (epoch {s['best_epoch']})"
+        best = (
+            "none"
+            if s.get("best_val_dice") is None
+            else f"{s['best_val_dice']:.4f} (epoch {s['best_epoch']})"
+        )
         log.info(
             "run %s after %d epoch(s) in %.1f s: best validation Dice %s, %s patches/s",
-            event.status, s["epochs_completed"], s["seconds"], best, s["patches_per_second"],
+            event.status,
+            s["epochs_completed"],
+            s["seconds"],
+            best,
+            s["patches_per_second"],
         )
 
 

@@ -102,7 +102,9 @@ def prepare_run(config: TrainConfig) -> PreparedRun:
     else:
         asked = config.patch_size
     window = spec.valid_size(asked, config.pad_pow2)
-    size_rule = f"{spec.name} needs {spec.rule()}" + (", power of two (--pad-pow2)" if config.pad_pow2 else "")
+    size_rule = f"{spec.name} needs {spec.rule()}" + (
+        ", power of two (--pad-pow2)" if config.pad_pow2 else ""
+    )
     if window == tuple(asked):
         notes.append(f"padding: none, {_fmt(window)} is already valid ({size_rule})")
     else:
