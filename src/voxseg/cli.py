@@ -23,7 +23,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse that reports a bad option in one line, like every other input error."""
 
     def error(self, message: str) -> NoReturn:
-        print(f"error: {message} (see voxseg {self.prog.split()[-1]} --help)", file=sys.stderr)
+        print(f"error: {message} (see {self.prog} --help)", file=sys.stderr)
         raise SystemExit(EXIT_USAGE)
 
 

@@ -135,7 +135,7 @@ class TrainConfig:
             raise ConfigError(f"{option}: expected a number, got {value!r}")
         try:
             number = kind(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise ConfigError(
                 f"{option}: expected {'an integer' if kind is int else 'a number'}, got {value!r}"
             ) from None
@@ -196,7 +196,7 @@ class TrainConfig:
 
 def _check_device(device: Any) -> str:
     text = str(device).strip().lower()
-    kind, _, index = text.partition(":")
-    if kind not in DEVICE_CHOICES or (index and (kind != "cuda" or not index.isdigit())):
+    kind, sep, index = text.partition(":")
+    if kind not in DEVICE_CHOICES or (sep and (kind != "cuda" or not index.isdigit())):
         raise ConfigError(f"--device: {device!r} is not one of auto, cpu, cuda, cuda:N, mps")
     return text

@@ -64,9 +64,19 @@ def _listing(paths: list[Path]) -> str:
 def pair_files(
     images_dir: Path, labels_dir: Path, image_option: str = "--images", label_option: str = "--labels"
 ) -> list[Pair]:
-    """Pair every image with exactly one label by name; list whatever cannot be paired."""
+    """Pair every image with exactly one label by name; list whatever cannot be paired.
+
+    One folder may hold both: then a file is a label when its name is another file's name plus a
+    label suffix (`vol.tif` + `vol_label.tif`), and no file is ever paired with itself.
+    """
     images = list_tiffs(images_dir, image_option)
     labels = list_tiffs(labels_dir, label_option)
+    if Path(images_dir).resolve() == Path(labels_dir).resolve():
+        stems = {_stem(p) for p in images}
+        labels = [p for p in images if any(key in stems for key in _label_keys(p)[1:])]
+        images = [p for p in images if p not in labels]
+        if not images:
+            raise DataError(f"{image_option}: no images in {images_dir}, only label files")
     by_stem = {_stem(p): p for p in images}
     matched: dict[Path, Path] = {}
     unmatched_labels = []

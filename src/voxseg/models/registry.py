@@ -18,6 +18,12 @@ from voxseg.errors import ConfigError
 
 @dataclass(frozen=True)
 class ModelSpec:
+    """A network and its input rule: sides divisible by `divisor`, at least `min_side`.
+
+    `min_side` keeps the deepest feature map larger than 1×1×1, which batch and instance
+    normalisation cannot train on (VNet 32, TRAILMAP_MS 16, SwinUNETR 64).
+    """
+
     name: str
     build: Callable[[], nn.Module]
     divisor: int
@@ -77,10 +83,10 @@ MODELS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
         ModelSpec("SegResNet", _segresnet, 8, 8, "MONAI SegResNet (Myronenko 2018)"),
-        ModelSpec("VNet", _vnet, 16, 16, "MONAI VNet (Milletari et al. 2016)"),
-        ModelSpec("TRAILMAP_MS", _trailmap_ms, 1, 8, "3D U-Net pre-trained by napari-cellseg3d on mesoSPIM"),
+        ModelSpec("VNet", _vnet, 16, 32, "MONAI VNet (Milletari et al. 2016)"),
+        ModelSpec("TRAILMAP_MS", _trailmap_ms, 1, 16, "3D U-Net pre-trained by napari-cellseg3d on mesoSPIM"),
         ModelSpec("TRAILMAP", _trailmap, 1, 8, "original TRAILMAP (Friedmann et al. 2020) in PyTorch"),
-        ModelSpec("SwinUNETR", _swinunetr, 32, 32, "MONAI SwinUNETR (Hatamizadeh et al. 2022)"),
+        ModelSpec("SwinUNETR", _swinunetr, 32, 64, "MONAI SwinUNETR (Hatamizadeh et al. 2022)"),
     )
 }
 

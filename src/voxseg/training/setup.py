@@ -59,6 +59,9 @@ def choose_run_dir(config: TrainConfig) -> Path:
         run_dir = config.results / config.run_name
         if run_dir.exists():
             raise ConfigError(f"--run-name: {run_dir} already exists; a run folder is never overwritten")
+        archive = run_dir.with_name(run_dir.name + ".zip")
+        if config.zip and archive.exists():
+            raise ConfigError(f"--run-name: {archive} already exists; --zip never overwrites it")
         return run_dir
     base = f"{config.model}_{time.strftime('%Y%m%d-%H%M%S')}"
     run_dir, n = config.results / base, 1

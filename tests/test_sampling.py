@@ -1,0 +1,151 @@
+"""Patch placement (foreground-biased, reproducible) and the Dataset that serves the patches."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from voxseg.data.sampling import EpochOrder, PatchDataset, PatchSampler, foreground_points
+from voxseg.data.transforms import Augmentation
+from voxseg.data.volumes import Volume
+
+PATCH = (8, 8, 8)
+
+
+def _volume(name: str, shape: tuple[int, int, int], seed: int = 0) -> Volume:
+    """A noisy image with one small foreground cube near a corner (rarely hit by uniform patches)."""
+    rng = np.random.default_rng(seed)
+    label = np.zeros(shape, np.uint8)
+    label[1:3, 2:4, 1:3] = 1
+    return Volume(name, rng.normal(size=shape).astype(np.float32), label)
+
+
+def _volumes() -> list[Volume]:
+    return [_volume("a", (24, 32, 28), 0), _volume("b", (8, 40, 16), 1)]
+
+
+def _sampler(share: float = 1 / 3, seed: int = 0, samples: int = 6) -> PatchSampler:
+    return PatchSampler(_volumes(), PATCH, samples, share, seed)
+
+
+def test_plan_is_reproducible_and_changes_per_epoch() -> None:
+    sampler = _sampler()
+    assert sampler.plan(1) == _sampler().plan(1)
+    assert sampler.plan(1) != sampler.plan(2)
+    assert sampler.plan(1) != _sampler(seed=1).plan(1)
+
+
+def test_plan_covers_every_volume_with_corners_in_bounds() -> None:
+    sampler = _sampler(samples=5)
+    shapes = [v.shape for v in _volumes()]
+    for epoch in range(20):
+        plan = sampler.plan(epoch)
+        assert len(plan) == len(sampler) == 10
+        assert [index for index, _ in plan] == [0] * 5 + [1] * 5
+        for index, corner in plan:
+            for c, side, p in zip(corner, shapes[index], PATCH, strict=True):
+                assert 0 <= c <= side - p
+                assert isinstance(c, int)
+
+
+def test_foreground_share_one_puts_foreground_in_every_patch() -> None:
+    volumes = _volumes()
+    sampler = PatchSampler(volumes, PATCH, 8, 1.0, seed=0)
+    for epoch in range(10):
+        for index, corner in sampler.plan(epoch):
+            window = tuple(slice(c, c + p) for c, p in zip(corner, PATCH, strict=True))
+            assert volumes[index].label[window].any()
+
+
+def test_foreground_share_zero_is_uniform() -> None:
+    """With share 0 the corners spread over the whole range and the small foreground is mostly missed."""
+    volume = _volume("a", (40, 40, 40))
+    sampler = PatchSampler([volume], PATCH, 50, 0.0, seed=0)
+    corners = np.array([corner for epoch in range(10) for _, corner in sampler.plan(epoch)])
+    assert corners.min() == 0 and corners.max() == 32
+    assert np.abs(corners.mean(axis=0) - 16).max() < 1.5
+    hits = np.mean([volume.label[c[0] : c[0] + 8, c[1] : c[1] + 8, c[2] : c[2] + 8].any() for c in corners])
+    assert hits < 0.05
+
+
+def test_volume_without_foreground_falls_back_to_uniform() -> None:
+    volume = Volume("empty", np.zeros((16, 16, 16), np.float32), np.zeros((16, 16, 16), np.uint8))
+    plan = PatchSampler([volume], PATCH, 20, 1.0, seed=0).plan(0)
+    assert len({corner for _, corner in plan}) > 1
+
+
+def test_volume_smaller_than_patch_is_refused() -> None:
+    with pytest.raises(ValueError, match="smaller than the patch"):
+        PatchSampler([_volume("small", (6, 16, 16))], PATCH, 1, 0.5, seed=0)
+
+
+def test_foreground_points() -> None:
+    label = np.zeros((5, 6, 7), np.uint8)
+    label[1, 2, 3] = label[4, 5, 6] = 1
+    np.testing.assert_array_equal(foreground_points(label), [[1, 2, 3], [4, 5, 6]])
+
+
+def test_epoch_order_is_a_seeded_permutation_per_epoch() -> None:
+    order = EpochOrder(12, seed=0)
+    order.epoch = 1
+    first = list(order)
+    assert len(order) == 12
+    assert sorted(i for _, i in first) == list(range(12))
+    assert {e for e, _ in first} == {1}
+    assert list(order) == first
+    order.epoch = 2
+    assert [i for _, i in order] != [i for _, i in first]
+
+
+def test_dataset_items_without_augmentation_are_the_planned_windows() -> None:
+    volumes = _volumes()
+    sampler = PatchSampler(volumes, PATCH, 3, 0.5, seed=0)
+    dataset = PatchDataset(volumes, sampler)
+    plan = sampler.plan(4)
+    for item, (index, corner) in enumerate(plan):
+        image, label = dataset[(4, item)]
+        window = tuple(slice(c, c + p) for c, p in zip(corner, PATCH, strict=True))
+        assert image.shape == label.shape == (1, *PATCH)
+        assert image.dtype == label.dtype == torch.float32
+        np.testing.assert_array_equal(image[0].numpy(), volumes[index].image[window])
+        np.testing.assert_array_equal(label[0].numpy(), volumes[index].label[window])
+
+
+def test_same_key_gives_the_same_augmented_sample() -> None:
+    volumes = _volumes()
+    sampler = PatchSampler(volumes, PATCH, 4, 0.5, seed=0)
+    dataset = PatchDataset(volumes, sampler, Augmentation(PATCH))
+    for key in [(1, 0), (1, 5), (2, 0)]:
+        image, label = dataset[key]
+        dataset[(7, 3)]  # another epoch in between evicts the cached plan
+        again_image, again_label = dataset[key]
+        assert image.shape == label.shape == (1, *PATCH)
+        assert torch.equal(image, again_image) and torch.equal(label, again_label)
+        assert set(label.unique().tolist()) <= {0.0, 1.0}
+    assert not torch.equal(dataset[(1, 0)][0], dataset[(2, 0)][0])
+
+
+def test_batches_do_not_depend_on_the_number_of_workers() -> None:
+    """The same epoch gives the same batches whether patches come from 0 or 2 worker processes.
+
+    Labels must match exactly; images up to float rounding, because worker processes run torch with
+    one thread and the elastic resampling sums in another order (differences ~1e-7).
+    """
+    volumes = _volumes()
+
+    def batches(workers: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        sampler = PatchSampler(volumes, PATCH, 3, 0.5, seed=5)
+        dataset = PatchDataset(volumes, sampler, Augmentation(PATCH))
+        order = EpochOrder(len(dataset), seed=5)
+        order.epoch = 3
+        loader = DataLoader(dataset, batch_size=2, sampler=order, num_workers=workers)
+        return list(loader)
+
+    serial, parallel = batches(0), batches(2)
+    assert len(serial) == len(parallel) == 3
+    for (image, label), (image2, label2) in zip(serial, parallel, strict=True):
+        assert image.shape == (2, 1, *PATCH)
+        assert torch.equal(label, label2)
+        torch.testing.assert_close(image, image2, rtol=0, atol=1e-5)
