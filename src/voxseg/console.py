@@ -57,6 +57,7 @@ class ConsoleReporter:
                     file=sys.stderr,
                     leave=False,
                     dynamic_ncols=True,
+                    disable=None,  # a bar only on a terminal; logs and pipes get the epoch lines
                 )
             self.bar.update(1)
             self.bar.set_postfix_str(f"loss {event.loss:.4f}{self._run_eta(event.epoch)}", refresh=False)
