@@ -147,11 +147,11 @@ class Trainer:
             labels = labels.to(self.device, non_blocking=True)
             self.optimizer.zero_grad(set_to_none=True)
             loss = self.loss_fn(self.model(images), labels)
+            value = float(loss.detach())
+            if not math.isfinite(value):  # checked before the step, so the weights stay usable
+                raise FloatingPointError(f"training loss became {value} at epoch {epoch}, batch {batch}")
             loss.backward()
             self.optimizer.step()
-            value = float(loss.detach())
-            if not math.isfinite(value):
-                raise FloatingPointError(f"training loss became {value} at epoch {epoch}, batch {batch}")
             losses.append(value)
             self.patches_seen += images.shape[0]
             yield self._emit(BatchEnd(epoch, batch, batches, value))
