@@ -51,6 +51,17 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
     )
     data.add_argument("--run-name", default=S, help="run folder name (default <model>_<YYYYmmdd-HHMMSS>)")
     data.add_argument("--zip", action="store_true", default=S, help="also write <run-name>.zip")
+    data.add_argument(
+        "--pretrained",
+        action="store_true",
+        default=S,
+        help="start from napari-cellseg3d's published weights (downloaded once, cached)",
+    )
+    data.add_argument(
+        "--weights",
+        default=S,
+        help="start from a weights file (.pth/.pt state dict, .safetensors, voxseg checkpoint)",
+    )
     patches = parser.add_argument_group("patches and augmentation")
     patches.add_argument("--patch-size", default=S, help="N or Z,Y,X (default 64)")
     patches.add_argument(

@@ -61,6 +61,8 @@ class TrainConfig:
     train_fraction: float = 0.8
     run_name: str | None = None
     zip: bool = False
+    pretrained: bool = False
+    weights: Path | None = None
     # Dataset and augmentation
     whole_volumes: bool = False
     patch_size: tuple[int, int, int] = (64, 64, 64)
@@ -89,7 +91,7 @@ class TrainConfig:
         for name in ("images", "labels"):
             if getattr(self, name) in (None, ""):
                 raise ConfigError(f"{option_name(name)} is required")
-        for name in ("images", "labels", "val_images", "val_labels", "results"):
+        for name in ("images", "labels", "val_images", "val_labels", "results", "weights"):
             value = getattr(self, name)
             if value not in (None, ""):
                 setattr(self, name, Path(value).expanduser())
@@ -97,6 +99,8 @@ class TrainConfig:
                 setattr(self, name, None)
         if self.results is None:
             raise ConfigError("--results must name a folder")
+        if self.pretrained is True and self.weights is not None:
+            raise ConfigError("--pretrained and --weights exclude each other: choose one starting point")
         if (self.val_images is None) != (self.val_labels is None):
             raise ConfigError("--val-images and --val-labels must be given together")
         self.model = resolve_model_name(self.model)
@@ -110,7 +114,7 @@ class TrainConfig:
         self._check_number("seed", int, low=0)
         if self.workers is not None:
             self._check_number("workers", int, low=0)
-        for name in ("zip", "whole_volumes", "pad_pow2", "augment"):
+        for name in ("zip", "whole_volumes", "pad_pow2", "augment", "pretrained"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{option_name(name)}: expected true or false, got {getattr(self, name)!r}")
         self.device = _check_device(self.device)

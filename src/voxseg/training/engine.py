@@ -74,7 +74,10 @@ class Trainer:
     def _build(self) -> None:
         config, prepared = self.config, self.prepared
         self._seed_everything()
-        self.model = build_model(config.model).to(self.device)
+        self.model = build_model(config.model)
+        if prepared.initial_state is not None:
+            self.model.load_state_dict(prepared.initial_state)
+        self.model.to(self.device)
         self.loss_fn = build_loss(config.loss)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
         samples = 1 if config.whole_volumes else config.samples_per_image

@@ -12,7 +12,8 @@ from voxseg.config import TrainConfig
 from voxseg.data.discovery import pair_files
 from voxseg.data.volumes import Volume, load_volumes, pad_volume, split_volumes
 from voxseg.errors import ConfigError
-from voxseg.models.registry import ModelSpec, get_model_spec
+from voxseg.models.registry import ModelSpec, build_model, get_model_spec
+from voxseg.models.weights import load_weights_file
 
 
 @dataclass
@@ -26,6 +27,7 @@ class PreparedRun:
     val_volumes: list[Volume]
     window: tuple[int, int, int]  # training patch = validation sliding window
     run_dir: Path
+    initial_state: dict[str, torch.Tensor] | None = None  # from --weights / --pretrained
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -118,4 +120,36 @@ def prepare_run(config: TrainConfig) -> PreparedRun:
         if grown is not volume:
             notes.append(f"padding: {volume.name} {_fmt(volume.shape)} padded to {_fmt(grown.shape)}")
         padded.append(grown)
-    return PreparedRun(config, device, spec, padded, val_volumes, window, run_dir, notes, warnings)
+    initial_state = _initial_weights(config, notes)
+    return PreparedRun(
+        config,
+        device,
+        spec,
+        padded,
+        val_volumes,
+        window,
+        run_dir,
+        initial_state=initial_state,
+        notes=notes,
+        warnings=warnings,
+    )
+
+
+def _initial_weights(config: TrainConfig, notes: list[str]) -> dict[str, torch.Tensor] | None:
+    """Read and check the starting weights now, so a bad file is refused before any run folder exists."""
+    if config.pretrained:
+        from voxseg.models.download import fetch_weights
+
+        path, option, origin = (
+            fetch_weights(config.model),
+            "--pretrained",
+            "published napari-cellseg3d weights",
+        )
+    elif config.weights is not None:
+        path, option, origin = config.weights, "--weights", "custom weights"
+    else:
+        return None
+    model = build_model(config.model)
+    described = load_weights_file(model, config.model, path, option)
+    notes.append(f"weights: {origin}, {described}")
+    return model.state_dict()

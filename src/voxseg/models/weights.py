@@ -1,0 +1,104 @@
+"""Load weights from a file into a voxseg model: never run code from the file, never fall back silently.
+
+Accepted: plain state dicts saved with `torch.save` (.pth/.pt), `.safetensors`, voxseg's own
+checkpoints (a dict with a "model" state dict), and napari-cellseg3d's files (SegResNetVAE's VAE
+branch is dropped; DataParallel's "module." prefix is stripped). Pickles are read with
+`weights_only=True`, so a file that would build arbitrary objects is refused before it runs.
+"""
+
+from __future__ import annotations
+
+import pickle
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from voxseg.errors import DataError
+
+_LISTED = 5
+
+
+def read_state_dict(path: Path, option: str = "--weights") -> dict[str, torch.Tensor]:
+    """The tensors of a weights file, as a flat name -> tensor mapping (on the CPU)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{option}: {path} does not exist")
+    if path.suffix.lower() == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path), device="cpu")
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise DataError(f"{option}: {path} is not a readable .safetensors file ({exc})") from None
+    try:
+        with warnings.catch_warnings():  # torch warns about pickle protocols; the user gets one line
+            warnings.simplefilter("ignore")
+            loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "weights only" not in str(exc).lower():  # not a refusal: the bytes are simply not a pickle
+            raise DataError(f"{option}: cannot read {path} as PyTorch weights ({exc})") from None
+        offending = next((line.strip() for line in str(exc).splitlines() if "GLOBAL" in line), "")
+        detail = f" ({offending})" if offending else ""
+        raise DataError(
+            f"{option}: {path} holds more than tensors (objects or code run on loading) and was "
+            f"refused without running it{detail}"
+        ) from None
+    except Exception as exc:  # truncated files, zip errors, foreign formats
+        raise DataError(
+            f"{option}: cannot read {path} as PyTorch weights ({type(exc).__name__}: {exc})"
+        ) from None
+    for key in ("model", "state_dict", "model_state_dict"):
+        if isinstance(loaded, dict) and isinstance(loaded.get(key), dict):
+            loaded = loaded[key]
+            break
+    if not isinstance(loaded, dict) or not loaded or not all(torch.is_tensor(v) for v in loaded.values()):
+        raise DataError(f"{option}: {path} is not a state dict (a mapping of parameter names to tensors)")
+    return loaded
+
+
+def adapt_state_dict(model_name: str, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Translate known foreign layouts to voxseg's module names."""
+    if state and all(k.startswith("module.") for k in state):
+        state = {k.removeprefix("module."): v for k, v in state.items()}
+    if model_name == "SegResNet":  # napari-cellseg3d trained SegResNetVAE; the VAE branch is not used
+        state = {k: v for k, v in state.items() if not k.startswith("vae_")}
+    return state
+
+
+def _names(keys: list[str]) -> str:
+    more = f" (and {len(keys) - _LISTED} more)" if len(keys) > _LISTED else ""
+    return ", ".join(keys[:_LISTED]) + more
+
+
+def check_compatible(
+    model: nn.Module, state: dict[str, torch.Tensor], model_name: str, path: Path, option: str = "--weights"
+) -> None:
+    """Raise DataError naming missing/unexpected keys and shape mismatches, instead of a partial load."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    shapes = [
+        f"{k} {tuple(state[k].shape)} != {tuple(expected[k].shape)}"
+        for k in expected
+        if k in state and state[k].shape != expected[k].shape
+    ]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing key(s): {_names(missing)}")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected key(s): {_names(unexpected)}")
+    if shapes:
+        problems.append(f"{len(shapes)} shape mismatch(es): {_names(shapes)}")
+    if problems:
+        raise DataError(f"{option}: {path} does not fit {model_name}: " + "; ".join(problems))
+
+
+def load_weights_file(model: nn.Module, model_name: str, path: Path, option: str = "--weights") -> str:
+    """Load `path` into `model` strictly; return a description for the log."""
+    state = adapt_state_dict(model_name, read_state_dict(path, option))
+    check_compatible(model, state, model_name, path, option)
+    model.load_state_dict(state, strict=True)
+    return f"{len(state)} tensors from {path}"
