@@ -37,14 +37,11 @@ def read_state_dict(path: Path, option: str = "--weights") -> dict[str, torch.Te
         with warnings.catch_warnings():  # torch warns about pickle protocols; the user gets one line
             warnings.simplefilter("ignore")
             loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        if "weights only" not in str(exc).lower():  # not a refusal: the bytes are simply not a pickle
-            raise DataError(f"{option}: cannot read {path} as PyTorch weights ({exc})") from None
-        offending = next((line.strip() for line in str(exc).splitlines() if "GLOBAL" in line), "")
-        detail = f" ({offending})" if offending else ""
+    except pickle.UnpicklingError:
+        # torch's safe unpickler cannot tell garbage from a pickle carrying objects or code
         raise DataError(
-            f"{option}: {path} holds more than tensors (objects or code run on loading) and was "
-            f"refused without running it{detail}"
+            f"{option}: {path} is not a plain weights file and was refused without running it "
+            "(only tensors are read from .pth files; it may be corrupt, or hold objects or code)"
         ) from None
     except Exception as exc:  # truncated files, zip errors, foreign formats
         raise DataError(
