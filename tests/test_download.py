@@ -419,3 +419,73 @@ def test_cache_dir_platforms(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
     monkeypatch.setattr(sys, "platform", "win32")
     monkeypatch.setenv("LOCALAPPDATA", str(tmp_path / "local"))
     assert cache_dir() == tmp_path / "local" / "voxseg" / "Cache"
+
+
+# -- through the command line: `voxseg train --pretrained`, `voxseg weights` ------------------------------
+
+
+def test_cli_pretrained_downloads_once_then_uses_the_cache(
+    server: _WeightsServer, tmp_path: Path, make_dataset: Callable, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """TRAILMAP_MS starts from served weights; the second run makes no request; offline names the cache."""
+    from voxseg.cli import main
+    from voxseg.models.registry import build_model
+
+    state = {
+        k: (torch.randn_like(v) if v.is_floating_point() else v)
+        for k, v in build_model("TRAILMAP_MS").state_dict().items()
+    }
+    make_archive(
+        server.root / "weights" / "TRAILMAP_latest.tar.gz",
+        {"TRAILMAP_latest/TRAILMAP_latest.pth": _pth_bytes(state)},
+    )
+    images, labels = make_dataset(tmp_path / "data", n=2, size=16)
+    base = [
+        "train",
+        "--images",
+        str(images),
+        "--labels",
+        str(labels),
+        "--results",
+        str(tmp_path / "r"),
+        "--model",
+        "TRAILMAP_MS",
+        "--pretrained",
+        "--epochs",
+        "1",
+        "--patch-size",
+        "16",
+        "--samples-per-image",
+        "1",
+    ]
+    assert main([*base, "--run-name", "first"]) == 0
+    assert len(server.requests) == 1
+    log = (tmp_path / "r" / "first" / "train.log").read_text()
+    assert "weights: published napari-cellseg3d weights" in log
+    assert torch.load(weights_path("TRAILMAP_MS"), weights_only=True).keys() == state.keys()
+    assert main([*base, "--run-name", "second"]) == 0
+    assert len(server.requests) == 1, "the second run must use the cache"
+
+    weights_path("TRAILMAP_MS").unlink()
+    server.shutdown()
+    server.server_close()
+    capsys.readouterr()
+    assert main([*base, "--run-name", "offline"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()  # "downloading ..." then the one error line
+    errors = [line for line in err if line.startswith("error")]
+    assert len(errors) == 1 and errors[0] == err[-1] and "Traceback" not in "".join(err)
+    assert str(weights_dir() / "TRAILMAP_latest.tar.gz") in errors[0] and server.url in errors[0]
+    assert not (tmp_path / "r" / "offline").exists()
+
+
+def test_cli_weights_list_and_fetch(server: _WeightsServer, capsys: pytest.CaptureFixture[str]) -> None:
+    from voxseg.cli import main
+
+    make_archive(server.root / "weights" / ARCHIVE, {"SegResNet_latest.pth": _pth_bytes(_state_dict())})
+    assert main(["weights", "list"]) == 0
+    listing = capsys.readouterr().out
+    assert "SegResNet" in listing and "not cached" in listing and str(cache_dir()) in listing
+    assert main(["weights", "fetch", "SegResNet"]) == 0
+    assert weights_path("SegResNet").is_file()
+    main(["weights", "list"])
+    assert re.search(r"SegResNet\s+cached", capsys.readouterr().out)

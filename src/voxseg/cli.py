@@ -126,7 +126,30 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--epochs", type=int, default=None, help="default: the demo's own setting")
     demo.add_argument("--device", default="auto", help="default auto")
     demo.add_argument("--run-name", default=None, help="default demo_<model>_<date>")
+    weights = commands.add_parser("weights", help="list or pre-fetch napari-cellseg3d's published weights")
+    weights_commands = weights.add_subparsers(dest="weights_command", required=True, parser_class=_Parser)
+    weights_commands.add_parser("list", help="models with published weights, their source and cache state")
+    fetch = weights_commands.add_parser("fetch", help="download a model's weights into the cache now")
+    fetch.add_argument("model", help="TRAILMAP_MS, SegResNet, VNet or SwinUNETR")
     return parser
+
+
+def _weights_command(args: argparse.Namespace) -> int:
+    """`voxseg weights list|fetch`: fill the cache ahead of time (e.g. on a login node with internet)."""
+    import logging
+
+    from voxseg.models.download import cache_dir, fetch_weights, weights_table
+
+    if args.weights_command == "fetch":
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
+        path = fetch_weights(args.model)
+        print(f"voxseg: weights for {args.model} ready at {path}")
+        return EXIT_OK
+    print(f"cache: {cache_dir()} (set VOXSEG_CACHE to move it; VOXSEG_WEIGHTS_URL to use a mirror)")
+    for row in weights_table():
+        state = f"cached, {row['size'] / 1e6:.1f} MB" if row["cached"] else "not cached"
+        print(f"{row['model']:<12} {state:<20} {row['url']}")
+    return EXIT_OK
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -154,6 +177,8 @@ def _run(config: TrainConfig) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.command == "weights":
+            return _weights_command(args)
         if args.command == "demo":
             from voxseg.demo import demo_config
 
