@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from voxseg.config import TrainConfig
-from voxseg.errors import VoxsegError
+from voxseg.errors import ConfigError, VoxsegError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED = 0, 1, 2, 130
 _DEFAULTS = TrainConfig()
@@ -106,6 +106,25 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
     training.add_argument("--seed", type=int, default=S, help=f"default {d.seed}")
     training.add_argument("--device", default=S, help="auto, cpu, cuda, cuda:N or mps (default auto)")
     training.add_argument(
+        "--scheduler",
+        default=S,
+        help="none, plateau (halve the LR after 5 validations without a better Dice), cosine, poly "
+        "(default plateau)",
+    )
+    training.add_argument("--warmup-epochs", type=int, default=S, help="linear LR warm-up epochs (default 0)")
+    training.add_argument(
+        "--early-stop-patience",
+        type=int,
+        default=S,
+        help="stop after N validations without a better Dice (default 0: never)",
+    )
+    training.add_argument(
+        "--resume",
+        type=Path,
+        default=S,
+        help="continue RUN_DIR from its last completed epoch (with --epochs N to extend it)",
+    )
+    training.add_argument(
         "--workers",
         type=int,
         default=S,
@@ -152,17 +171,30 @@ def _weights_command(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+#: what may change when a run is resumed: everything else is the run's own config.yaml
+RESUME_OVERRIDES = {"epochs", "device", "workers"}
+
+
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """YAML first (if any), then every flag the user typed; validation happens in the engine."""
-    given = {k: v for k, v in vars(args).items() if k not in ("command", "config")}
+    given = {k: v for k, v in vars(args).items() if k not in ("command", "config", "resume")}
+    if hasattr(args, "resume"):
+        extra = sorted(set(given) - RESUME_OVERRIDES) + (["config"] if hasattr(args, "config") else [])
+        if extra:
+            flags = ", ".join("--" + name.replace("_", "-") for name in extra)
+            raise ConfigError(f"--resume continues a run with its own config.yaml; {flags} cannot change")
+        saved = Path(args.resume) / "config.yaml"
+        if not saved.is_file():
+            raise ConfigError(f"--resume: {saved} does not exist; give a run folder")
+        return TrainConfig.from_dict({**TrainConfig.from_yaml(saved).to_dict(), **given})
     from_file = TrainConfig.from_yaml(args.config) if hasattr(args, "config") else TrainConfig()
     return TrainConfig.from_dict({**from_file.to_dict(), **from_file._extra, **given})
 
 
-def _run(config: TrainConfig) -> int:
+def _run(config: TrainConfig, resume: Path | None = None) -> int:
     from voxseg.training.session import train
 
-    result = train(config, progress=True)
+    result = train(config, progress=True, resume=resume)
     summary = result.summary
     best = summary.get("best_val_dice")
     best_text = (
@@ -185,7 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             config = demo_config(args.results, epochs=args.epochs, device=args.device, run_name=args.run_name)
         else:
             config = config_from_args(args)
-        return _run(config)
+        return _run(config, getattr(args, "resume", None))
     except VoxsegError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -18,6 +18,8 @@ from voxseg.errors import ConfigError
 from voxseg.losses import resolve_loss_name
 from voxseg.models.registry import resolve_model_name
 
+SCHEDULERS = ("none", "plateau", "cosine", "poly")
+
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 
 
@@ -80,6 +82,9 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     workers: int | None = None
+    scheduler: str = "plateau"
+    warmup_epochs: int = 0
+    early_stop_patience: int = 0  # validations without improvement; 0 = never stop early
     # Extra fields a later face may want to carry are rejected, never silently ignored.
     _extra: dict = field(default_factory=dict, repr=False, compare=False)
 
@@ -112,6 +117,14 @@ class TrainConfig:
         for name in ("batch_size", "epochs", "val_interval", "samples_per_image"):
             self._check_number(name, int, low=1)
         self._check_number("seed", int, low=0)
+        self._check_number("warmup_epochs", int, low=0)
+        self._check_number("early_stop_patience", int, low=0)
+        if self.warmup_epochs >= self.epochs:
+            raise ConfigError(
+                f"--warmup-epochs: {self.warmup_epochs} must be fewer than --epochs {self.epochs}"
+            )
+        if self.scheduler not in SCHEDULERS:
+            raise ConfigError(f"--scheduler: {self.scheduler!r} is not one of {', '.join(SCHEDULERS)}")
         if self.workers is not None:
             self._check_number("workers", int, low=0)
         for name in ("zip", "whole_volumes", "pad_pow2", "augment", "pretrained"):

@@ -6,6 +6,7 @@ first Ctrl-C) finishes the batch in progress, saves `last.pth` and ends the run 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -24,8 +25,10 @@ from voxseg.data.transforms import Augmentation
 from voxseg.inference.sliding import dice_score, predict_logits
 from voxseg.losses import build_loss
 from voxseg.models.registry import build_model
+from voxseg.training.checkpoint import restore_rng, save_checkpoint
 from voxseg.training.events import BatchEnd, EpochEnd, Event, RunEnd, RunStarted, ValidationEnd
 from voxseg.training.files import save_state_dict
+from voxseg.training.schedule import LRSchedule
 from voxseg.training.setup import PreparedRun
 
 log = logging.getLogger("voxseg")
@@ -49,8 +52,10 @@ class Trainer:
         prepared: PreparedRun,
         callbacks: list[Callback] | None = None,
         stop_event: threading.Event | None = None,
+        resume: dict[str, Any] | None = None,
     ) -> None:
         self.prepared = prepared
+        self.resume = resume
         self.config = prepared.config
         self.run_dir = prepared.run_dir
         self.device = prepared.device
@@ -62,6 +67,10 @@ class Trainer:
         self.patches_seen = 0
         self.train_seconds = 0.0
         self.started = time.perf_counter()
+        self.start_epoch = 1
+        self.history: list[EpochEnd] = []
+        self.validations_without_gain = 0
+        self.stopped_early = False
 
     # -- building blocks ---------------------------------------------------------------------------
 
@@ -80,6 +89,9 @@ class Trainer:
         self.model.to(self.device)
         self.loss_fn = build_loss(config.loss)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
+        self.schedule = LRSchedule(
+            self.optimizer, config.scheduler, config.lr, config.epochs, config.warmup_epochs
+        )
         samples = 1 if config.whole_volumes else config.samples_per_image
         sampler = PatchSampler(
             prepared.train_volumes, prepared.window, samples, config.foreground_share, config.seed
@@ -108,6 +120,39 @@ class Trainer:
             workers,
             self.device,
         )
+        if self.resume is not None:
+            self._restore(self.resume)
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        """Continue after the checkpoint's epoch: same weights, optimizer moments, LR, RNG, history."""
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
+        self.start_epoch = state["epoch"] + 1
+        self.epochs_completed = state["epoch"]
+        self.best_dice, self.best_epoch = state["best_dice"], state["best_epoch"]
+        self.validations_without_gain = state["validations_without_gain"]
+        self.patches_seen, self.train_seconds = state["patches_seen"], state["train_seconds"]
+        self.history = [EpochEnd(**row) for row in state["history"]]
+        restore_rng(state)
+        log.info("resumed after epoch %d (best Dice so far %.4f)", state["epoch"], self.best_dice)
+
+    def _save_checkpoint(self, epoch: int) -> None:
+        save_checkpoint(
+            self.run_dir,
+            {
+                "epoch": epoch,
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "schedule": self.schedule.state_dict(),
+                "best_dice": self.best_dice,
+                "best_epoch": self.best_epoch,
+                "validations_without_gain": self.validations_without_gain,
+                "patches_seen": self.patches_seen,
+                "train_seconds": self.train_seconds,
+                "history": [dataclasses.asdict(event) for event in self.history],
+            },
+        )
 
     def _emit(self, event: Event) -> Event:
         for callback in self.callbacks:
@@ -121,10 +166,18 @@ class Trainer:
         status, error = "failed", None
         try:
             self._build()
-            yield self._emit(RunStarted(self.run_dir, self.config.epochs, len(self.loader), str(self.device)))
-            for epoch in range(1, self.config.epochs + 1):
+            started = RunStarted(
+                self.run_dir,
+                self.config.epochs,
+                len(self.loader),
+                str(self.device),
+                self.start_epoch,
+                tuple(self.history),
+            )
+            yield self._emit(started)
+            for epoch in range(self.start_epoch, self.config.epochs + 1):
                 yield from self._train_epoch(epoch)
-                if self.stop_event.is_set():
+                if self.stop_event.is_set() or self.stopped_early:
                     break
             status = "stopped" if self.stop_event.is_set() else "completed"
         except KeyboardInterrupt:
@@ -142,6 +195,7 @@ class Trainer:
     def _train_epoch(self, epoch: int) -> Iterator[Event]:
         self.model.train()
         self.order.epoch = epoch
+        lr = self.schedule.start_epoch(epoch)
         started = time.perf_counter()
         losses: list[float] = []
         batches = len(self.loader)
@@ -171,11 +225,22 @@ class Trainer:
             if improved:
                 self.best_dice, self.best_epoch = dice, epoch
                 save_state_dict(self.model.state_dict(), self.run_dir / "best.pth")
+            self.schedule.validated(epoch, dice)
+            self._count_for_early_stop(improved)
             yield self._emit(ValidationEnd(epoch, dice, self.best_dice, self.best_epoch, improved))
         self.epochs_completed = epoch
-        lr = self.optimizer.param_groups[0]["lr"]
         seconds = time.perf_counter() - started
-        yield self._emit(EpochEnd(epoch, self.config.epochs, train_loss, dice, lr, seconds))
+        event = EpochEnd(epoch, self.config.epochs, train_loss, dice, lr, seconds)
+        self.history.append(event)
+        yield self._emit(event)
+        self._save_checkpoint(epoch)
+
+    def _count_for_early_stop(self, improved: bool) -> None:
+        self.validations_without_gain = 0 if improved else self.validations_without_gain + 1
+        patience = self.config.early_stop_patience
+        if patience and self.validations_without_gain >= patience:
+            self.stopped_early = True
+            log.info("early stop: no better validation Dice in %d validation(s)", patience)
 
     def _validate(self) -> float:
         """Mean Dice over the whole validation volumes of sigmoid(logits) > 0.5."""
@@ -199,6 +264,7 @@ class Trainer:
             "best_epoch": self.best_epoch or None,
             "epochs_completed": self.epochs_completed,
             "epochs_planned": self.config.epochs,
+            "stopped_early": self.stopped_early,
             "model": self.config.model,
             "loss": self.config.loss,
             "device": str(self.device),

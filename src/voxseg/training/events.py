@@ -13,6 +13,8 @@ class RunStarted:
     epochs: int
     batches_per_epoch: int
     device: str
+    start_epoch: int = 1  # > 1 when resumed
+    history: tuple[EpochEnd, ...] = ()  # epochs completed before a resume
 
 
 @dataclass(frozen=True)

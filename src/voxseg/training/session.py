@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from voxseg.config import TrainConfig
+from voxseg.errors import ConfigError
+from voxseg.training.checkpoint import load_checkpoint
 from voxseg.training.engine import Callback, Trainer
 from voxseg.training.events import EpochEnd, Event, RunEnd, ValidationEnd
 from voxseg.training.files import write_text
@@ -75,19 +77,30 @@ class TrainingSession:
         config: TrainConfig,
         callbacks: list[Callback] | None = None,
         stop_event: threading.Event | None = None,
+        resume: Path | None = None,
     ) -> None:
         self.config = config
         self.callbacks = list(callbacks or [])
         self.stop_event = stop_event or threading.Event()
+        self.resume = Path(resume) if resume is not None else None
 
     def request_stop(self) -> None:
         """Stop after the batch in progress; the model is saved and the run marked `stopped`."""
         self.stop_event.set()
 
     def events(self) -> Iterator[Event]:
-        prepared = prepare_run(self.config)  # raises VoxsegError before anything is written
+        checkpoint = None
+        if self.resume is not None:
+            checkpoint = load_checkpoint(self.resume)
+            if self.config.epochs <= checkpoint["epoch"]:
+                raise ConfigError(
+                    f"--epochs: {self.resume} already trained {checkpoint['epoch']} epoch(s); "
+                    f"give --epochs larger than {checkpoint['epoch']} to extend it"
+                )
+        prepared = prepare_run(self.config, self.resume)  # raises VoxsegError before anything is written
         run_dir = prepared.run_dir
-        run_dir.mkdir(parents=True)
+        if checkpoint is None:
+            run_dir.mkdir(parents=True)
         write_text(run_dir / "config.yaml", self.config.to_yaml())
         handler = logging.FileHandler(run_dir / "train.log", encoding="utf-8")
         handler.setFormatter(logging.Formatter(LOG_FORMAT))
@@ -100,7 +113,7 @@ class TrainingSession:
             for warning in prepared.warnings:
                 log.warning(warning)
             recorder = RunRecorder(run_dir, make_zip=self.config.zip)
-            trainer = Trainer(prepared, [log_event, *self.callbacks, recorder], self.stop_event)
+            trainer = Trainer(prepared, [log_event, *self.callbacks, recorder], self.stop_event, checkpoint)
             yield from trainer.run()
         finally:
             log.removeHandler(handler)
@@ -131,14 +144,16 @@ def train(
     callbacks: list[Callback] | None = None,
     stop_event: threading.Event | None = None,
     progress: bool = True,
+    resume: Path | str | None = None,
 ) -> TrainResult:
     """Train to the end (or until stopped) and return the result.
 
     Set `stop_event` (from another thread, a timer, a GUI) or press Ctrl-C to stop after the batch
-    in progress. `progress` prints the log and a progress bar to the console. Bad input raises
+    in progress. `progress` prints the log and a progress bar to the console. `resume` continues
+    the run folder given (its checkpoint.pt) up to `config.epochs`. Bad input raises
     `voxseg.VoxsegError` before anything is created.
     """
-    session = TrainingSession(config, callbacks, stop_event)
+    session = TrainingSession(config, callbacks, stop_event, resume)
     end: RunEnd | None = None
     with stop_on_sigint(session), _console(progress) as console:
         for event in session.events():

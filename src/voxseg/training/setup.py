@@ -73,12 +73,15 @@ def choose_run_dir(config: TrainConfig) -> Path:
     return run_dir
 
 
-def prepare_run(config: TrainConfig) -> PreparedRun:
-    """Validate the config, pair/check/load the data, split it, decide patch size and padding."""
+def prepare_run(config: TrainConfig, resume_dir: Path | None = None) -> PreparedRun:
+    """Validate the config, pair/check/load the data, split it, decide patch size and padding.
+
+    With `resume_dir` the run continues in that folder; otherwise a new run folder is chosen.
+    """
     config.validate()
     if config.results.exists() and not config.results.is_dir():
         raise ConfigError(f"--results: {config.results} exists and is not a folder")
-    run_dir = choose_run_dir(config)
+    run_dir = Path(resume_dir) if resume_dir is not None else choose_run_dir(config)
     device = resolve_device(config.device)
     spec = get_model_spec(config.model)
     notes: list[str] = []
@@ -120,7 +123,7 @@ def prepare_run(config: TrainConfig) -> PreparedRun:
         if grown is not volume:
             notes.append(f"padding: {volume.name} {_fmt(volume.shape)} padded to {_fmt(grown.shape)}")
         padded.append(grown)
-    initial_state = _initial_weights(config, notes)
+    initial_state = None if resume_dir is not None else _initial_weights(config, notes)
     return PreparedRun(
         config,
         device,

@@ -28,6 +28,12 @@ class RunRecorder:
         if isinstance(event, RunStarted):
             write_json(self.run_dir / "summary.json", {"status": "running"})
             write_text(self.run_dir / "metrics.csv", METRICS_HEADER + "\n")
+            for past in event.history:  # a resumed run continues the same table and curves
+                if past.val_dice is not None:
+                    self.dice_history.append((past.epoch, past.val_dice))
+                    if self.best is None or past.val_dice > self.best[1]:
+                        self.best = (past.epoch, past.val_dice)
+                self._record_epoch(past, plot=False)
         elif isinstance(event, ValidationEnd):
             self.dice_history.append((event.epoch, event.dice))
             self.best = (event.best_epoch, event.best_dice)
@@ -36,12 +42,12 @@ class RunRecorder:
         elif isinstance(event, RunEnd):
             self._finish(event)
 
-    def _record_epoch(self, event: EpochEnd) -> None:
+    def _record_epoch(self, event: EpochEnd, plot: bool = True) -> None:
         val = "" if event.val_dice is None else f"{event.val_dice:.6f}"
         self.rows.append(f"{event.epoch},{event.train_loss:.6f},{val},{event.lr:.6g},{event.seconds:.3f}")
         write_text(self.run_dir / "metrics.csv", "\n".join([METRICS_HEADER, *self.rows]) + "\n")
         self.loss_history.append((event.epoch, event.train_loss))
-        if event.val_dice is not None and len(self.dice_history) >= 2:
+        if plot and event.val_dice is not None and len(self.dice_history) >= 2:
             self._plot(self.run_dir / "plots" / f"curves_epoch_{event.epoch:04d}.png")
 
     def _plot(self, path: Path) -> None:
