@@ -168,3 +168,45 @@ def test_training_starts_from_the_given_weights(tmp_path: Path, make_dataset) ->
     )
     assert result.status == "stopped"
     assert "weights: custom weights" in (result.run_dir / "train.log").read_text()
+
+
+def test_fine_tuning_reaches_the_dice_sooner_than_from_scratch(tmp_path: Path, make_dataset) -> None:
+    """Transfer learning: weights from set A make training on a similar set B good from the first epoch."""
+    import voxseg
+
+    common = dict(patch_size=32, samples_per_image=2, batch_size=2, augment=False, scheduler="none")
+    source_images, source_labels = make_dataset(tmp_path / "a", n=3, size=32, seed=1, cells=4)
+    source = voxseg.train(
+        voxseg.TrainConfig(
+            images=source_images,
+            labels=source_labels,
+            results=tmp_path / "r",
+            epochs=8,
+            lr=3e-3,
+            run_name="source",
+            **common,
+        ),
+        progress=False,
+    )
+    images, labels = make_dataset(tmp_path / "b", n=3, size=32, seed=2, cells=4)
+
+    def dice_curve(run_name: str, weights: Path | None) -> list[float]:
+        config = voxseg.TrainConfig(
+            images=images,
+            labels=labels,
+            results=tmp_path / "r",
+            epochs=3,
+            run_name=run_name,
+            weights=weights,
+            **common,
+        )
+        run = voxseg.train(config, progress=False)
+        rows = (run.run_dir / "metrics.csv").read_text().strip().splitlines()[1:]
+        return [float(row.split(",")[2]) for row in rows]
+
+    scratch = dice_curve("scratch", None)
+    tuned = dice_curve("tuned", source.run_dir / "best.pth")
+    target = 0.7
+    first = lambda curve: next((i for i, d in enumerate(curve, 1) if d >= target), len(curve) + 1)  # noqa: E731
+    assert source.best_val_dice >= 0.8
+    assert first(tuned) < first(scratch), (tuned, scratch)
