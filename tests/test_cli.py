@@ -148,7 +148,7 @@ def test_flags_override_the_yaml_file(tmp_path: Path) -> None:
     assert config.epochs == 2  # the flag wins
     assert config.lr == 0.01 and config.val_interval == 3  # the file's values stay
     assert config.augment is False
-    assert config.images == Path("a")
+    assert config.images == Path("a").resolve()  # relative to the working directory
 
 
 def test_unknown_key_in_yaml_via_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -172,9 +172,18 @@ def test_config_file_run_with_flag_override(
     images, labels = _data(tmp_path / "data", make_dataset)
     results = tmp_path / "results"
     options = {
-        "images": str(images), "labels": str(labels), "results": str(results), "run-name": "from_yaml",
-        "epochs": 5, "patch-size": 16, "samples-per-image": 1, "batch-size": 1, "workers": 0,
-        "device": "cpu", "augment": False, "lr": 0.002,
+        "images": str(images),
+        "labels": str(labels),
+        "results": str(results),
+        "run-name": "from_yaml",
+        "epochs": 5,
+        "patch-size": 16,
+        "samples-per-image": 1,
+        "batch-size": 1,
+        "workers": 0,
+        "device": "cpu",
+        "augment": False,
+        "lr": 0.002,
     }
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(options))
@@ -197,9 +206,21 @@ def test_python_m_voxseg_bad_input_subprocess(tmp_path: Path) -> None:
     """The real entry point: no traceback, one line, exit 2 (as scripts and CI see it)."""
     results = tmp_path / "results"
     proc = subprocess.run(
-        [sys.executable, "-m", "voxseg", "train", "--images", str(tmp_path / "missing"),
-         "--labels", str(tmp_path / "missing"), "--results", str(results)],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "voxseg",
+            "train",
+            "--images",
+            str(tmp_path / "missing"),
+            "--labels",
+            str(tmp_path / "missing"),
+            "--results",
+            str(results),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     line = _assert_usage_error(proc.returncode, proc.stderr, results)
     assert "--images" in line and "does not exist" in line

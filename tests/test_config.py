@@ -17,8 +17,8 @@ def _config(**overrides: Any) -> TrainConfig:
 
 def test_defaults_validate_and_normalise_types() -> None:
     config = _config(results="out", patch_size="32", model="segresnet", loss="Dice-CE loss").validate()
-    assert config.images == Path("data/images") and isinstance(config.images, Path)
-    assert config.results == Path("out")
+    assert config.images == Path("data/images").resolve() and config.images.is_absolute()
+    assert config.results == Path("out").resolve()
     assert config.patch_size == (32, 32, 32)
     assert config.model == "SegResNet" and config.loss == "dice-ce"
     assert config.val_images is None and config.device == "auto"

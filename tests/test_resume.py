@@ -134,3 +134,36 @@ def test_early_stop_after_patience(tmp_path: Path, make_dataset, fast_config) ->
     result = voxseg.train(config, progress=False)
     assert result.status == "completed" and result.summary["stopped_early"] is True
     assert result.summary["epochs_completed"] == 3
+
+
+def test_resume_with_another_model_leaves_the_run_untouched(
+    tmp_path: Path, make_dataset, fast_config
+) -> None:
+    images, labels = make_dataset(tmp_path / "data", n=2, size=16)
+    run = voxseg.train(fast_config(images, labels, epochs=1, run_name="a"), progress=False)
+    before = {p.name: p.read_bytes() for p in run.run_dir.iterdir() if p.is_file()}
+    other = voxseg.TrainConfig.from_yaml(run.run_dir / "config.yaml")
+    other.model, other.epochs = "TRAILMAP_MS", 2
+    with pytest.raises(voxseg.ConfigError, match="--resume"):
+        voxseg.train(other, progress=False, resume=run.run_dir)
+    assert {p.name: p.read_bytes() for p in run.run_dir.iterdir() if p.is_file()} == before
+
+
+def test_resume_works_from_another_directory(tmp_path: Path, make_dataset, monkeypatch) -> None:
+    """config.yaml holds absolute paths, so --resume does not depend on the current directory."""
+    make_dataset(tmp_path / "data", n=2, size=16)
+    monkeypatch.chdir(tmp_path)
+    config = voxseg.TrainConfig(
+        images="data/images",
+        labels="data/labels",
+        results="r",
+        epochs=1,
+        patch_size=16,
+        samples_per_image=1,
+        run_name="a",
+    )
+    voxseg.train(config, progress=False)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert main(["train", "--resume", str(tmp_path / "r" / "a"), "--epochs", "2"]) == 0
+    assert len(_rows(tmp_path / "r" / "a")) == 2

@@ -30,8 +30,16 @@ from voxseg.training.sinks import METRICS_HEADER
 Dataset = Callable[..., tuple[Path, Path]]
 Config = Callable[..., TrainConfig]
 
-SUMMARY_KEYS = {"status", "best_val_dice", "best_epoch", "epochs_completed", "model", "loss", "seconds",
-                "patches_per_second"}
+SUMMARY_KEYS = {
+    "status",
+    "best_val_dice",
+    "best_epoch",
+    "epochs_completed",
+    "model",
+    "loss",
+    "seconds",
+    "patches_per_second",
+}
 
 
 def _summary(run_dir: Path) -> dict[str, Any]:
@@ -129,14 +137,23 @@ def test_end_to_end_learns_the_spheres(make_dataset: Dataset, fast_config: Confi
     """
     images, labels = make_dataset(tmp_path / "data", n=4, size=48, cells=4)
     config = fast_config(
-        images, labels, patch_size=32, samples_per_image=4, batch_size=2, epochs=8, lr=3e-3, augment=True,
+        images,
+        labels,
+        patch_size=32,
+        samples_per_image=4,
+        batch_size=2,
+        epochs=8,
+        lr=3e-3,
+        augment=True,
         train_fraction=0.75,
     )
     started = time.perf_counter()
     result = voxseg.train(config, progress=False)
     seconds = time.perf_counter() - started
-    print(f"end-to-end: best validation Dice {result.best_val_dice:.3f} at epoch "
-          f"{result.summary['best_epoch']} in {seconds:.1f} s")
+    print(
+        f"end-to-end: best validation Dice {result.best_val_dice:.3f} at epoch "
+        f"{result.summary['best_epoch']} in {seconds:.1f} s"
+    )
     assert result.status == "completed"
     assert len(result.summary["train_volumes"]) == 3 and len(result.summary["val_volumes"]) == 1
     assert result.best_val_dice is not None and result.best_val_dice >= 0.7, (result.summary, seconds)
@@ -205,8 +222,9 @@ def test_closing_the_event_stream_still_leaves_a_complete_run_folder(
     assert not any(isinstance(h, logging.FileHandler) for h in logging.getLogger("voxseg").handlers)
 
 
-def test_sigint_stops_the_cli_with_exit_130(make_dataset: Dataset, fast_args: Callable[..., list[str]],
-                                            tmp_path: Path) -> None:
+def test_sigint_stops_the_cli_with_exit_130(
+    make_dataset: Dataset, fast_args: Callable[..., list[str]], tmp_path: Path
+) -> None:
     images, labels = make_dataset(tmp_path / "data", n=2, size=16, cells=2)
     results = tmp_path / "results"
     argv = [*fast_args(images, labels, results, epochs=1000), "--run-name", "interrupted"]
@@ -275,8 +293,15 @@ def test_zip_holds_the_run_folder(make_dataset: Dataset, fast_config: Config, tm
     assert sorted(p.name for p in (tmp_path / "results").iterdir()) == ["zipped", "zipped.zip"]
     with zipfile.ZipFile(archive) as handle:
         names = set(handle.namelist())
-        for file in ("config.yaml", "metrics.csv", "summary.json", "train.log", "best.pth", "last.pth",
-                     "plots/training_curves.png"):
+        for file in (
+            "config.yaml",
+            "metrics.csv",
+            "summary.json",
+            "train.log",
+            "best.pth",
+            "last.pth",
+            "plots/training_curves.png",
+        ):
             assert f"zipped/{file}" in names
         zipped_summary = json.loads(handle.read("zipped/summary.json"))
     assert zipped_summary["status"] == "completed"
@@ -381,8 +406,9 @@ def test_every_model_trains_one_epoch(
 
 
 @pytest.mark.parametrize("loss", ["dice", "focal", "dice-focal", "generalized-dice", "dice-ce", "tversky"])
-def test_every_loss_trains_one_epoch(loss: str, make_dataset: Dataset, fast_config: Config,
-                                     tmp_path: Path) -> None:
+def test_every_loss_trains_one_epoch(
+    loss: str, make_dataset: Dataset, fast_config: Config, tmp_path: Path
+) -> None:
     images, labels = make_dataset(tmp_path / "data", n=2, size=16, cells=2)
     events = Recorder()
     result = voxseg.train(fast_config(images, labels, loss=loss), callbacks=[events], progress=False)

@@ -98,8 +98,8 @@ class TrainConfig:
                 raise ConfigError(f"{option_name(name)} is required")
         for name in ("images", "labels", "val_images", "val_labels", "results", "weights"):
             value = getattr(self, name)
-            if value not in (None, ""):
-                setattr(self, name, Path(value).expanduser())
+            if value not in (None, ""):  # absolute, so config.yaml and --resume work from anywhere
+                setattr(self, name, Path(value).expanduser().resolve())
             else:
                 setattr(self, name, None)
         if self.results is None:
@@ -116,7 +116,7 @@ class TrainConfig:
         self._check_number("lr", float, low=0.0, open_low=True)
         for name in ("batch_size", "epochs", "val_interval", "samples_per_image"):
             self._check_number(name, int, low=1)
-        self._check_number("seed", int, low=0)
+        self._check_number("seed", int, low=0, high=2**32 - 1)
         self._check_number("warmup_epochs", int, low=0)
         self._check_number("early_stop_patience", int, low=0)
         if self.warmup_epochs >= self.epochs:

@@ -73,10 +73,21 @@ def demo_config(
     results: Path, epochs: int | None = None, device: str = "auto", run_name: str | None = None
 ) -> TrainConfig:
     """A TrainConfig for the demo; its data are written to `<results>/demo_data`."""
-    images, labels = write_demo_dataset(Path(results) / "demo_data")
+    from voxseg.training.setup import choose_run_dir
+
+    folder = Path(results) / "demo_data"
     settings = dict(DEMO_SETTINGS)
     if epochs is not None:
         settings["epochs"] = epochs
-    return TrainConfig(
-        images=images, labels=labels, results=Path(results), device=device, run_name=run_name, **settings
+    config = TrainConfig(
+        images=folder / "images",
+        labels=folder / "labels",
+        results=Path(results),
+        device=device,
+        run_name=run_name,
+        **settings,
     )
+    config.validate()
+    choose_run_dir(config)  # refuse an existing --run-name before writing anything
+    write_demo_dataset(folder)
+    return config

@@ -71,6 +71,7 @@ class Trainer:
         self.history: list[EpochEnd] = []
         self.validations_without_gain = 0
         self.stopped_early = False
+        self.built = False
 
     # -- building blocks ---------------------------------------------------------------------------
 
@@ -122,6 +123,7 @@ class Trainer:
         )
         if self.resume is not None:
             self._restore(self.resume)
+        self.built = True  # from here on the model is worth saving as last.pth
 
     def _restore(self, state: dict[str, Any]) -> None:
         """Continue after the checkpoint's epoch: same weights, optimizer moments, LR, RNG, history."""
@@ -131,7 +133,8 @@ class Trainer:
         self.start_epoch = state["epoch"] + 1
         self.epochs_completed = state["epoch"]
         self.best_dice, self.best_epoch = state["best_dice"], state["best_epoch"]
-        self.validations_without_gain = state["validations_without_gain"]
+        # an early-stopped run that is extended gets a fresh patience
+        self.validations_without_gain = 0 if state["stopped_early"] else state["validations_without_gain"]
         self.patches_seen, self.train_seconds = state["patches_seen"], state["train_seconds"]
         self.history = [EpochEnd(**row) for row in state["history"]]
         restore_rng(state)
@@ -148,6 +151,8 @@ class Trainer:
                 "best_dice": self.best_dice,
                 "best_epoch": self.best_epoch,
                 "validations_without_gain": self.validations_without_gain,
+                "stopped_early": self.stopped_early,
+                "model_name": self.config.model,
                 "patches_seen": self.patches_seen,
                 "train_seconds": self.train_seconds,
                 "history": [dataclasses.asdict(event) for event in self.history],
@@ -176,9 +181,9 @@ class Trainer:
             )
             yield self._emit(started)
             for epoch in range(self.start_epoch, self.config.epochs + 1):
-                yield from self._train_epoch(epoch)
                 if self.stop_event.is_set() or self.stopped_early:
                     break
+                yield from self._train_epoch(epoch)
             status = "stopped" if self.stop_event.is_set() else "completed"
         except KeyboardInterrupt:
             status = "stopped"
@@ -232,8 +237,8 @@ class Trainer:
         seconds = time.perf_counter() - started
         event = EpochEnd(epoch, self.config.epochs, train_loss, dice, lr, seconds)
         self.history.append(event)
+        self._save_checkpoint(epoch)  # before listeners run: whatever they do, the epoch is kept
         yield self._emit(event)
-        self._save_checkpoint(epoch)
 
     def _count_for_early_stop(self, improved: bool) -> None:
         self.validations_without_gain = 0 if improved else self.validations_without_gain + 1
@@ -256,7 +261,7 @@ class Trainer:
 
     def _finish(self, status: str, error: str | None) -> RunEnd:
         """Save the final weights and report; called exactly once, whatever ended the run."""
-        if hasattr(self, "model"):
+        if self.built:
             save_state_dict(self.model.state_dict(), self.run_dir / "last.pth")
         summary: dict[str, Any] = {
             "status": status,

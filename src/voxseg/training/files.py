@@ -48,10 +48,12 @@ def zip_folder(folder: Path) -> Path:
     target = folder.with_name(folder.name + ".zip")
 
     def write(tmp: Path) -> None:
-        made = shutil.make_archive(
-            str(tmp.with_suffix("")), "zip", root_dir=folder.parent, base_dir=folder.name
-        )
-        os.replace(made, tmp)
+        base = tmp.with_suffix("")
+        try:
+            made = shutil.make_archive(str(base), "zip", root_dir=folder.parent, base_dir=folder.name)
+            os.replace(made, tmp)
+        finally:  # a failed archive must not leave its own temporary file behind
+            Path(str(base) + ".zip").unlink(missing_ok=True)
 
     atomic_write(target, write)
     return target

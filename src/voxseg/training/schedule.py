@@ -27,7 +27,11 @@ class LRSchedule:
         self.warmup = warmup
         self.plateau = (
             torch.optim.lr_scheduler.ReduceLROnPlateau(
-                optimizer, mode="max", factor=PLATEAU_FACTOR, patience=PLATEAU_PATIENCE, min_lr=MIN_LR
+                optimizer,
+                mode="max",
+                factor=PLATEAU_FACTOR,
+                patience=PLATEAU_PATIENCE - 1,  # torch reduces once bad validations *exceed* patience
+                min_lr=MIN_LR,
             )
             if kind == "plateau"
             else None

@@ -13,6 +13,7 @@ from typing import Any
 
 from voxseg.config import TrainConfig
 from voxseg.errors import ConfigError
+from voxseg.models.registry import resolve_model_name
 from voxseg.training.checkpoint import load_checkpoint
 from voxseg.training.engine import Callback, Trainer
 from voxseg.training.events import EpochEnd, Event, RunEnd, ValidationEnd
@@ -92,6 +93,9 @@ class TrainingSession:
         checkpoint = None
         if self.resume is not None:
             checkpoint = load_checkpoint(self.resume)
+            saved_model = checkpoint.get("model_name")
+            if saved_model is not None and saved_model != resolve_model_name(self.config.model):
+                raise ConfigError(f"--resume: {self.resume} trained {saved_model}, not {self.config.model}")
             if self.config.epochs <= checkpoint["epoch"]:
                 raise ConfigError(
                     f"--epochs: {self.resume} already trained {checkpoint['epoch']} epoch(s); "
@@ -99,8 +103,13 @@ class TrainingSession:
                 )
         prepared = prepare_run(self.config, self.resume)  # raises VoxsegError before anything is written
         run_dir = prepared.run_dir
+        if self.stop_event.is_set():  # stopped while the data were loading: nothing to keep
+            raise KeyboardInterrupt
         if checkpoint is None:
-            run_dir.mkdir(parents=True)
+            try:
+                run_dir.mkdir(parents=True)
+            except OSError as exc:
+                raise ConfigError(f"--results: cannot create {run_dir}: {exc.strerror or exc}") from None
         write_text(run_dir / "config.yaml", self.config.to_yaml())
         handler = logging.FileHandler(run_dir / "train.log", encoding="utf-8")
         handler.setFormatter(logging.Formatter(LOG_FORMAT))
