@@ -26,7 +26,8 @@ from typing import IO, Any
 from tqdm import tqdm
 
 from voxseg import __version__
-from voxseg.errors import DataError
+from voxseg.errors import ConfigError, DataError
+from voxseg.models.registry import resolve_model_name
 
 log = logging.getLogger("voxseg")
 
@@ -76,14 +77,13 @@ def weights_dir() -> Path:
 
 
 def _published_name(model: str) -> str:
-    """Canonical name of a model with published weights; case, '-' and '_' do not matter."""
-
-    def key(name: str) -> str:
-        return str(name).lower().replace("_", "").replace("-", "")
-
-    for name in WEIGHTS:
-        if key(name) == key(model):
-            return name
+    """Canonical name of a model with published weights; spelled as the registry accepts it."""
+    try:
+        name = resolve_model_name(model)
+    except ConfigError:
+        name = str(model)
+    if name in WEIGHTS:
+        return name
     raise DataError(
         f"--pretrained: no published weights for {model}; models with weights: {', '.join(WEIGHTS)}"
     )
