@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from voxseg.errors import DataError
+from voxseg.errors import DataError, shorten_list
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 #: suffixes a label's name may carry after the image's name, e.g. `vol_03_label.tif`
@@ -56,9 +56,7 @@ def _label_keys(path: Path) -> list[str]:
 
 
 def _listing(paths: list[Path]) -> str:
-    names = [p.name for p in paths]
-    more = f" (and {len(names) - _MAX_LISTED} more)" if len(names) > _MAX_LISTED else ""
-    return ", ".join(names[:_MAX_LISTED]) + more
+    return shorten_list([p.name for p in paths], _MAX_LISTED)
 
 
 def pair_files(

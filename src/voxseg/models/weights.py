@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from voxseg.errors import DataError
+from voxseg.errors import DataError, shorten_list
 
 _LISTED = 5
 
@@ -65,11 +65,6 @@ def adapt_state_dict(model_name: str, state: dict[str, torch.Tensor]) -> dict[st
     return state
 
 
-def _names(keys: list[str]) -> str:
-    more = f" (and {len(keys) - _LISTED} more)" if len(keys) > _LISTED else ""
-    return ", ".join(keys[:_LISTED]) + more
-
-
 def check_compatible(
     model: nn.Module, state: dict[str, torch.Tensor], model_name: str, path: Path, option: str = "--weights"
 ) -> None:
@@ -84,11 +79,11 @@ def check_compatible(
     ]
     problems = []
     if missing:
-        problems.append(f"{len(missing)} missing key(s): {_names(missing)}")
+        problems.append(f"{len(missing)} missing key(s): {shorten_list(missing, _LISTED)}")
     if unexpected:
-        problems.append(f"{len(unexpected)} unexpected key(s): {_names(unexpected)}")
+        problems.append(f"{len(unexpected)} unexpected key(s): {shorten_list(unexpected, _LISTED)}")
     if shapes:
-        problems.append(f"{len(shapes)} shape mismatch(es): {_names(shapes)}")
+        problems.append(f"{len(shapes)} shape mismatch(es): {shorten_list(shapes, _LISTED)}")
     if problems:
         raise DataError(f"{option}: {path} does not fit {model_name}: " + "; ".join(problems))
 
