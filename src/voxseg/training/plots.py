@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from voxseg.training.files import atomic_write
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
-def save_training_curves(
-    path: Path,
+
+def draw_training_curves(
+    figure: Figure,
     losses: list[tuple[int, float]],
     dices: list[tuple[int, float]],
     best: tuple[int, float] | None,
 ) -> None:
-    """Two panels side by side; the best Dice is marked and labelled."""
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(10, 4), dpi=100, layout="constrained")
+    """Two panels side by side; the best Dice is marked and labelled. Shared by the PNGs and napari."""
+    figure.clear()
     loss_axes, dice_axes = figure.subplots(1, 2)
     if losses:
         loss_axes.plot(*zip(*losses, strict=True), color="tab:blue", marker=".")
@@ -31,4 +33,16 @@ def save_training_curves(
     dice_axes.set(title="Validation Dice", xlabel="epoch", ylabel="Dice", ylim=(0, 1))
     for axes in (loss_axes, dice_axes):
         axes.grid(alpha=0.3)
+
+
+def save_training_curves(
+    path: Path,
+    losses: list[tuple[int, float]],
+    dices: list[tuple[int, float]],
+    best: tuple[int, float] | None,
+) -> None:
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(10, 4), dpi=100, layout="constrained")
+    draw_training_curves(figure, losses, dices, best)
     atomic_write(path, lambda tmp: figure.savefig(tmp, format="png"))

@@ -1,0 +1,589 @@
+"""The Train dock widget: a form over TrainConfig, Start/Stop, progress, log, live curves.
+
+It builds the same TrainConfig as the CLI and iterates the same `TrainingSession.events()` in a
+napari worker thread; everything it shows comes from those events and the `voxseg` logger.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from qtpy.QtCore import QObject, Qt, Signal
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QScrollArea,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from voxseg.config import TrainConfig
+from voxseg.errors import VoxsegError
+from voxseg.napari.curves import CurvesWidget
+from voxseg.napari.form import (
+    DATA,
+    FIELDS,
+    SECTIONS,
+    Field,
+    config_from_values,
+    default_values,
+    display_values,
+    field_errors,
+    padding_summary,
+)
+from voxseg.napari.layer_data import write_layer_dataset
+from voxseg.training.events import BatchEnd, EpochEnd, Event, RunEnd, RunStarted, ValidationEnd
+from voxseg.training.session import LOG_FORMAT, TrainingSession
+
+if TYPE_CHECKING:
+    import napari
+
+FOLDERS, LAYERS = "folders", "layers"
+ERROR_STYLE = "color: #ff6b6b;"
+#: plots appear once there are two Dice values to draw a line through (as the origin document says)
+PLOTS_AFTER_VALIDATIONS = 2
+PREVIEW_LAYERS = ("validation image", "validation labels", "validation prediction")
+
+
+class _LogRelay(QObject, logging.Handler):
+    """Forwards `voxseg` log records from the worker thread to the GUI thread (queued signal)."""
+
+    message = Signal(str)
+
+    def __init__(self) -> None:
+        QObject.__init__(self)
+        logging.Handler.__init__(self, logging.INFO)
+        self.setFormatter(logging.Formatter(LOG_FORMAT, "%H:%M:%S"))
+
+    def emit(self, record: logging.LogRecord) -> None:  # type: ignore[override]
+        self.message.emit(self.format(record))
+
+
+def _run_events(session: TrainingSession):
+    """The worker's generator: the session's events; a stop during data loading ends quietly."""
+    try:
+        yield from session.events()
+    except KeyboardInterrupt:
+        return
+
+
+class TrainWidget(QWidget):
+    """Data / Augmentation / Training sections, then Start/Stop, progress and the log."""
+
+    def __init__(
+        self, napari_viewer: napari.viewer.Viewer | napari.components.ViewerModel | None = None
+    ) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.inputs: dict[str, QWidget] = {}
+        self.error_labels: dict[str, QLabel] = {}
+        self.session: TrainingSession | None = None
+        self.worker: Any = None
+        self.curves: CurvesWidget | None = None
+        self.last_end: RunEnd | None = None
+        self.last_error: str | None = None
+        self._reset_run_state()
+
+        content = QWidget()
+        column = QVBoxLayout(content)
+        self._build_source(column)
+        for section in SECTIONS:
+            column.addWidget(self._build_section(section))
+        column.addLayout(self._build_settings_buttons())
+        column.addLayout(self._build_run_controls())
+        column.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(content)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(scroll)
+
+        self.log_relay = _LogRelay()
+        self.log_relay.message.connect(self.append_log)
+        self.set_values(default_values())
+        if self.viewer is not None:
+            self.viewer.layers.events.inserted.connect(self._refresh_layer_choices)
+            self.viewer.layers.events.removed.connect(self._refresh_layer_choices)
+            self.viewer.layers.events.changed.connect(self._refresh_layer_choices)
+        self._refresh_layer_choices()
+        self.revalidate()
+
+    # -- building ------------------------------------------------------------------------------
+
+    def _build_source(self, column: QVBoxLayout) -> None:
+        box = QGroupBox("Data source")
+        form = QFormLayout(box)
+        self.source = QComboBox()
+        self.source.addItems([FOLDERS, LAYERS])
+        self.source.setToolTip("train from folders of TIFFs, or from an image and a labels layer")
+        self.source.currentTextChanged.connect(self._source_changed)
+        form.addRow("Data from", self.source)
+        self.image_layer = QComboBox()
+        self.label_layer = QComboBox()
+        for name, combo, text in (
+            ("image_layer", self.image_layer, "Image layer"),
+            ("label_layer", self.label_layer, "Labels layer"),
+        ):
+            combo.currentTextChanged.connect(self.revalidate)
+            form.addRow(text, self._with_error(name, combo))
+        self.layer_rows = [self.image_layer, self.label_layer]
+        column.addWidget(box)
+
+    def _build_section(self, section: str) -> QGroupBox:
+        box = QGroupBox(section)
+        form = QFormLayout(box)
+        for field in (f for f in FIELDS if f.section == section):
+            widget = self._make_input(field)
+            self.inputs[field.name] = widget
+            widget.setToolTip(field.help)
+            form.addRow(field.label, self._with_error(field.name, widget))
+        if section == DATA:
+            self.folder_rows = [self.inputs["images"], self.inputs["labels"]]
+        if section == "Augmentation":
+            self.padding_label = QLabel()
+            self.padding_label.setWordWrap(True)
+            form.addRow("Padding", self.padding_label)
+        return box
+
+    def _make_input(self, field: Field) -> QWidget:
+        if field.kind == "bool":
+            box = QCheckBox()
+            box.toggled.connect(self.revalidate)
+            return box
+        if field.kind == "choice":
+            combo = QComboBox()
+            combo.addItems(list(field.choices))
+            combo.setEditable(field.name == "device")  # cuda:1 and the like
+            combo.currentTextChanged.connect(self.revalidate)
+            return combo
+        if field.kind == "int":
+            spin = QSpinBox()
+            spin.setRange(0, 2**31 - 1)  # 0 is allowed in the box so that its error can be shown
+            spin.valueChanged.connect(self.revalidate)
+            return spin
+        line = QLineEdit()
+        line.textChanged.connect(self.revalidate)
+        if field.kind not in ("folder", "file"):
+            return line
+        row = QWidget()
+        layout = QHBoxLayout(row)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(line)
+        browse = QPushButton("Browse…")
+        browse.clicked.connect(lambda: self._browse(field, line))
+        layout.addWidget(browse)
+        row.line = line  # type: ignore[attr-defined]
+        return row
+
+    def _with_error(self, name: str, widget: QWidget) -> QWidget:
+        """The input with its error line under it (hidden while the value is fine)."""
+        holder = QWidget()
+        layout = QVBoxLayout(holder)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(1)
+        layout.addWidget(widget)
+        error = QLabel()
+        error.setStyleSheet(ERROR_STYLE)
+        error.setWordWrap(True)
+        error.hide()
+        layout.addWidget(error)
+        self.error_labels[name] = error
+        return holder
+
+    def _build_settings_buttons(self) -> QHBoxLayout:
+        row = QHBoxLayout()
+        load = QPushButton("Load settings…")
+        load.clicked.connect(self._ask_load_settings)
+        save = QPushButton("Save settings…")
+        save.clicked.connect(self._ask_save_settings)
+        row.addWidget(load)
+        row.addWidget(save)
+        return row
+
+    def _build_run_controls(self) -> QVBoxLayout:
+        column = QVBoxLayout()
+        self.show_preview = QCheckBox("Show validation volume and prediction as layers")
+        column.addWidget(self.show_preview)
+        self.start_button = QPushButton("Start")
+        self.start_button.clicked.connect(self._start_or_stop)
+        column.addWidget(self.start_button)
+        self.progress = QProgressBar()
+        self.progress.setFormat("%p%")
+        column.addWidget(self.progress)
+        self.status = QLabel("Ready")
+        self.status.setWordWrap(True)
+        self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        column.addWidget(self.status)
+        self.log_view = QPlainTextEdit()
+        self.log_view.setReadOnly(True)
+        self.log_view.setMinimumHeight(140)
+        column.addWidget(self.log_view)
+        save_log = QPushButton("Save log…")
+        save_log.clicked.connect(self._ask_save_log)
+        column.addWidget(save_log)
+        return column
+
+    # -- values and validation -----------------------------------------------------------------
+
+    def values(self) -> dict[str, Any]:
+        """The form as TrainConfig field values (numbers as the boxes hold them, paths as text)."""
+        out: dict[str, Any] = {}
+        for field in FIELDS:
+            widget = self.inputs[field.name]
+            if isinstance(widget, QCheckBox):
+                out[field.name] = widget.isChecked()
+            elif isinstance(widget, QComboBox):
+                out[field.name] = widget.currentText()
+            elif isinstance(widget, QSpinBox):
+                out[field.name] = widget.value()
+            else:
+                out[field.name] = getattr(widget, "line", widget).text()
+        return out
+
+    def set_values(self, values: dict[str, Any]) -> None:
+        for name, value in values.items():
+            widget = self.inputs[name]
+            if isinstance(widget, QCheckBox):
+                widget.setChecked(bool(value))
+            elif isinstance(widget, QComboBox):
+                if widget.findText(str(value)) < 0 and widget.isEditable():
+                    widget.addItem(str(value))
+                widget.setCurrentText(str(value))
+            elif isinstance(widget, QSpinBox):
+                widget.setValue(int(value))
+            else:
+                getattr(widget, "line", widget).setText("" if value is None else str(value))
+
+    @property
+    def from_layers(self) -> bool:
+        return self.source.currentText() == LAYERS
+
+    def revalidate(self, *_: Any) -> dict[str, str]:
+        """Show each bad value under its field; return them all (empty when Start may go)."""
+        if not hasattr(self, "start_button"):  # still building
+            return {}
+        values = self.values()
+        errors = field_errors(values, data_from_layers=self.from_layers)
+        if self.from_layers:
+            errors.update(self._layer_errors())
+        for name, label in self.error_labels.items():
+            label.setText(errors.get(name, ""))
+            label.setVisible(name in errors)
+        self.padding_label.setText(padding_summary(values))
+        return errors
+
+    def _layer_errors(self) -> dict[str, str]:
+        errors = {}
+        image, label = self._selected_layer(self.image_layer), self._selected_layer(self.label_layer)
+        if image is None:
+            errors["image_layer"] = "choose the image layer to train on"
+        if label is None:
+            errors["label_layer"] = "choose the labels layer that goes with it"
+        if image is not None and label is not None:
+            if np.ndim(image.data) != 3:
+                errors["image_layer"] = f"{image.name!r} is not a 3D volume (shape {np.shape(image.data)})"
+            elif np.shape(label.data) != np.shape(image.data):
+                errors["label_layer"] = (
+                    f"{label.name!r} has shape {np.shape(label.data)}, "
+                    f"the image {np.shape(image.data)}: they must match"
+                )
+        return errors
+
+    def _source_changed(self, *_: Any) -> None:
+        for widget in self.layer_rows:
+            widget.setEnabled(self.from_layers)
+        for row in self.folder_rows:
+            row.setEnabled(not self.from_layers)
+        self.revalidate()
+
+    def _refresh_layer_choices(self, *_: Any) -> None:
+        if self.viewer is None:
+            return
+        from napari.layers import Image, Labels
+
+        images = [layer.name for layer in self.viewer.layers if isinstance(layer, Image)]
+        labels = [layer.name for layer in self.viewer.layers if isinstance(layer, Labels)]
+        labels += images  # labels saved as plain TIFFs often open as image layers
+        for combo, names in ((self.image_layer, images), (self.label_layer, labels)):
+            current = combo.currentText()
+            combo.blockSignals(True)
+            combo.clear()
+            combo.addItems(names)
+            if current in names:
+                combo.setCurrentText(current)
+            combo.blockSignals(False)
+        self._source_changed()
+
+    def _selected_layer(self, combo: QComboBox) -> Any:
+        if self.viewer is None or combo.currentText() not in self.viewer.layers:
+            return None
+        return self.viewer.layers[combo.currentText()]
+
+    # -- settings files ------------------------------------------------------------------------
+
+    def save_settings(self, path: str | Path) -> None:
+        """The same YAML `voxseg train --config` reads."""
+        Path(path).write_text(config_from_values(self.values()).to_yaml(), encoding="utf-8")
+        self.status.setText(f"Settings saved to {path}")
+
+    def load_settings(self, path: str | Path) -> None:
+        try:
+            config = TrainConfig.from_yaml(path)
+            if config._extra:
+                config.validate()  # names the unknown options
+        except VoxsegError as exc:
+            self._show_error(f"error: {exc}")
+            return
+        self.set_values(display_values(config))
+        self.status.setText(f"Settings loaded from {path}")
+
+    def save_log(self, path: str | Path) -> None:
+        Path(path).write_text(self.log_view.toPlainText() + "\n", encoding="utf-8")
+
+    def _ask_load_settings(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Load settings", "", "YAML (*.yaml *.yml)")
+        if path:
+            self.load_settings(path)
+
+    def _ask_save_settings(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save settings", "voxseg.yaml", "YAML (*.yaml *.yml)")
+        if path:
+            self.save_settings(path)
+
+    def _ask_save_log(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save log", "voxseg-log.txt", "Text (*.txt *.log)")
+        if path:
+            self.save_log(path)
+
+    def _browse(self, field: Field, line: QLineEdit) -> None:
+        if field.kind == "folder":
+            path = QFileDialog.getExistingDirectory(self, field.label, line.text())
+        else:
+            path, _ = QFileDialog.getOpenFileName(
+                self, field.label, line.text(), "Weights (*.pth *.pt *.safetensors);;All files (*)"
+            )
+        if path:
+            line.setText(path)
+
+    # -- running -------------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self.worker is not None
+
+    def _start_or_stop(self) -> None:
+        if self.running:
+            self.stop()
+        else:
+            self.start()
+
+    def start(self) -> bool:
+        """Start training in a worker thread; refused (with the reason shown) while a field is bad."""
+        if self.running:
+            return False
+        errors = self.revalidate()
+        if errors:
+            first = next(iter(errors.values()))
+            more = f" (and {len(errors) - 1} more, shown in red)" if len(errors) > 1 else ""
+            self._show_error(f"Cannot start: {first}{more}")
+            return False
+        from napari.qt.threading import create_worker
+
+        try:
+            config = self._config_for_run()
+        except VoxsegError as exc:
+            self._show_error(f"error: {exc}")
+            return False
+        self._reset_run_state()
+        self.session = TrainingSession(config)
+        logger = logging.getLogger("voxseg")
+        logger.addHandler(self.log_relay)
+        logger.setLevel(logging.INFO)
+        self.worker = create_worker(
+            _run_events,
+            self.session,
+            _start_thread=False,
+            _connect={"yielded": self._on_event, "errored": self._on_error, "finished": self._on_finished},
+        )
+        self.start_button.setText("Stop")
+        self.status.setStyleSheet("")
+        self.status.setText("Loading and checking the data…")
+        self.append_log(f"--- start: {config.model}, {config.epochs} epoch(s), results in {config.results}")
+        self.worker.start()
+        return True
+
+    def stop(self) -> None:
+        """Stop after the batch in progress; the engine saves the weights and marks the run stopped."""
+        if self.session is None:
+            return
+        self.session.request_stop()
+        self.start_button.setText("Stopping…")
+        self.start_button.setEnabled(False)
+        self.status.setText("Stopping after the batch in progress; the model will be saved…")
+        self.stop_requested_at = time.perf_counter()
+
+    def _config_for_run(self) -> TrainConfig:
+        config = config_from_values(self.values())
+        if self.from_layers:
+            image, label = self._selected_layer(self.image_layer), self._selected_layer(self.label_layer)
+            config.images, config.labels = write_layer_dataset(
+                Path(config.results).expanduser(),
+                image.name,
+                np.asarray(image.data),
+                label.name,
+                np.asarray(label.data),
+            )
+            self.append_log(f"layers {image.name!r} and {label.name!r} saved to {config.images.parent}")
+        return config.validate()
+
+    def _reset_run_state(self) -> None:
+        self.losses: list[tuple[int, float]] = []
+        self.dices: list[tuple[int, float]] = []
+        self.best: tuple[int, float] | None = None
+        self.validations = 0
+        self.total_batches = 0
+        self.done_batches = 0
+        self.run_started_at = time.perf_counter()
+        self.stop_requested_at: float | None = None
+        self.stop_to_saved_seconds: float | None = None
+        self.last_end = None
+        self.last_error = None
+
+    def _on_event(self, event: Event) -> None:
+        if isinstance(event, RunStarted):
+            self._on_started(event)
+        elif isinstance(event, BatchEnd):
+            self._on_batch(event)
+        elif isinstance(event, ValidationEnd):
+            self._on_validation(event)
+        elif isinstance(event, EpochEnd):
+            self.losses.append((event.epoch, event.train_loss))
+            if event.val_dice is not None and self.validations >= PLOTS_AFTER_VALIDATIONS:
+                self._show_curves()
+        elif isinstance(event, RunEnd):
+            self._on_run_end(event)
+
+    def _on_started(self, event: RunStarted) -> None:
+        self.run_dir = event.run_dir
+        self.total_batches = (event.epochs - event.start_epoch + 1) * event.batches_per_epoch
+        self.progress.setRange(0, max(1, self.total_batches))
+        self.progress.setValue(0)
+        self.run_started_at = time.perf_counter()
+        for past in event.history:
+            self.losses.append((past.epoch, past.train_loss))
+            if past.val_dice is not None:
+                self.dices.append((past.epoch, past.val_dice))
+        self.status.setText(f"Training on {event.device} in {event.run_dir}")
+
+    def _on_batch(self, event: BatchEnd) -> None:
+        self.done_batches += 1
+        self.progress.setValue(self.done_batches)
+        elapsed = time.perf_counter() - self.run_started_at
+        remaining = elapsed / self.done_batches * (self.total_batches - self.done_batches)
+        self.progress.setFormat(
+            f"epoch {event.epoch} · batch {event.batch}/{event.batches} · loss {event.loss:.3f} · "
+            f"ETA {_clock(remaining)}"
+        )
+
+    def _on_validation(self, event: ValidationEnd) -> None:
+        self.validations += 1
+        self.dices.append((event.epoch, event.dice))
+        self.best = (event.best_epoch, event.best_dice)
+        if self.show_preview.isChecked() and event.preview is not None and self.viewer is not None:
+            self._show_preview(event)
+
+    def _show_curves(self) -> None:
+        if self.curves is None:
+            self.curves = CurvesWidget()
+            window = getattr(self.viewer, "window", None)  # a bare ViewerModel has no window
+            if window is not None:
+                window.add_dock_widget(self.curves, name="voxseg training curves", area="bottom")
+            else:
+                self.curves.show()
+        self.curves.update_curves(self.losses, self.dices, self.best)
+
+    def _show_preview(self, event: ValidationEnd) -> None:
+        preview = event.preview
+        assert preview is not None and self.viewer is not None
+        prediction = (preview.probability > 0.5).astype(np.uint8)
+        name_image, name_label, name_prediction = PREVIEW_LAYERS
+        if name_image not in self.viewer.layers:
+            self.viewer.add_image(preview.image, name=name_image)
+            self.viewer.add_labels(preview.label, name=name_label, opacity=0.4)
+            self.viewer.add_labels(prediction, name=name_prediction, opacity=0.6)
+        else:
+            self.viewer.layers[name_image].data = preview.image
+            self.viewer.layers[name_label].data = preview.label
+            self.viewer.layers[name_prediction].data = prediction
+        self.viewer.layers[name_prediction].metadata["epoch"] = event.epoch
+
+    def _on_run_end(self, event: RunEnd) -> None:
+        self.last_end = event
+        if self.stop_requested_at is not None:
+            self.stop_to_saved_seconds = time.perf_counter() - self.stop_requested_at
+        summary = event.summary
+        best = summary.get("best_val_dice")
+        best_text = (
+            "no validation yet" if best is None else f"best Dice {best:.4f} (epoch {summary['best_epoch']})"
+        )
+        weights = event.run_dir / ("best.pth" if best is not None else "last.pth")
+        if event.status == "stopped":
+            text = (
+                f"Stopped after {summary['epochs_completed']} full epoch(s): last.pth saved; {best_text}. "
+                f"Weights: {weights}"
+            )
+        elif event.status == "completed":
+            text = f"Done: {best_text}. Weights: {weights}"
+        else:
+            self._show_error(f"Failed: {event.error}. Run folder: {event.run_dir}")
+            return
+        self.status.setText(text)
+        if self.dices and self.validations >= PLOTS_AFTER_VALIDATIONS:
+            self._show_curves()
+
+    def _on_error(self, exc: BaseException) -> None:
+        if isinstance(exc, VoxsegError):
+            text = f"error: {exc}"
+        else:
+            text = f"training failed: {type(exc).__name__}: {exc}"
+        self._show_error(text)
+        self.append_log(text)
+
+    def _on_finished(self) -> None:
+        logging.getLogger("voxseg").removeHandler(self.log_relay)
+        stopped_while_loading = self.session is not None and self.session.stop_event.is_set()
+        if self.last_end is None and self.last_error is None and stopped_while_loading:
+            self.status.setText("Stopped before training began: nothing was created")
+        self.worker = None
+        self.session = None
+        self.start_button.setText("Start")
+        self.start_button.setEnabled(True)
+
+    def _show_error(self, text: str) -> None:
+        self.last_error = text
+        self.status.setStyleSheet(ERROR_STYLE)
+        self.status.setText(text)
+
+    def append_log(self, line: str) -> None:
+        self.log_view.appendPlainText(line)
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
