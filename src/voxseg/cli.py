@@ -74,7 +74,7 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
         "--foreground-share",
         type=float,
         default=S,
-        help="share of patches centred on foreground (default 1/3)",
+        help="share of patches centred on foreground (default 0.33)",
     )
     patches.add_argument(
         "--whole-volumes", action="store_true", default=S, help="train on whole volumes instead of patches"

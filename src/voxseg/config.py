@@ -69,7 +69,7 @@ class TrainConfig:
     whole_volumes: bool = False
     patch_size: tuple[int, int, int] = (64, 64, 64)
     samples_per_image: int = 4
-    foreground_share: float = 1 / 3
+    foreground_share: float = 0.33  # nnU-Net's oversample_foreground_percent
     pad_pow2: bool = False
     augment: bool = True
     # Training

@@ -29,7 +29,7 @@ class PatchSampler:
     """Chooses where patches are cut, per epoch and reproducibly from the seed.
 
     Each patch is centred on a random foreground voxel with probability `foreground_share`
-    (nnU-Net forces 1/3), otherwise placed uniformly; volumes must already be >= the patch size.
+    (nnU-Net forces 0.33), otherwise placed uniformly; volumes must already be >= the patch size.
     """
 
     def __init__(

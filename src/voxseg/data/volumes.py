@@ -21,6 +21,7 @@ class Volume:
     name: str
     image: np.ndarray
     label: np.ndarray
+    origin: tuple[int, int, int] = (0, 0, 0)  # where this part starts in its file (a cut volume)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -81,7 +82,10 @@ def split_volume(volume: Volume, train_fraction: float, min_side: int) -> tuple[
     index[axis] = slice(cut, side)
     tail = tuple(index)
     train = Volume(volume.name + f"[{'ZYX'[axis]}<{cut}]", volume.image[head], volume.label[head])
-    val = Volume(volume.name + f"[{'ZYX'[axis]}>={cut}]", volume.image[tail], volume.label[tail])
+    origin = [0, 0, 0]
+    origin[axis] = cut
+    val_name = volume.name + f"[{'ZYX'[axis]}>={cut}]"
+    val = Volume(val_name, volume.image[tail], volume.label[tail], (origin[0], origin[1], origin[2]))
     how = (
         f"only one volume: validation is the last {side - cut} of {side} voxels along "
         f"{'ZYX'[axis]} of {volume.name}, training the first {cut}"

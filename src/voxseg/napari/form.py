@@ -87,6 +87,8 @@ def display_values(config: TrainConfig) -> dict[str, Any]:
             value = _size_text(value)
         elif isinstance(value, Path) or f.kind in ("folder", "file", "text"):
             value = str(value)
+        elif f.kind == "float" and isinstance(value, float):
+            value = f"{value:.6g}"
         values[f.name] = value
     return values
 

@@ -106,12 +106,13 @@ class TrainWidget(QWidget):
         column.addLayout(self._build_settings_buttons())
         column.addLayout(self._build_run_controls())
         column.addStretch(1)
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setWidget(content)
+        self.scroll = QScrollArea()
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setWidget(content)
+        content.setMinimumWidth(380)
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
-        outer.addWidget(scroll)
+        outer.addWidget(self.scroll)
 
         self.log_relay = _LogRelay()
         self.log_relay.message.connect(self.append_log)
@@ -518,18 +519,26 @@ class TrainWidget(QWidget):
         self.curves.update_curves(self.losses, self.dices, self.best)
 
     def _show_preview(self, event: ValidationEnd) -> None:
+        """The validation volume, its labels and the model's foreground probability (0-1)."""
         preview = event.preview
         assert preview is not None and self.viewer is not None
-        prediction = (preview.probability > 0.5).astype(np.uint8)
         name_image, name_label, name_prediction = PREVIEW_LAYERS
-        if name_image not in self.viewer.layers:
-            self.viewer.add_image(preview.image, name=name_image)
-            self.viewer.add_labels(preview.label, name=name_label, opacity=0.4)
-            self.viewer.add_labels(prediction, name=name_prediction, opacity=0.6)
+        if name_image not in self.viewer.layers:  # placed where the part lies in its file
+            at = {"translate": preview.origin}
+            self.viewer.add_image(preview.image, name=name_image, **at)
+            self.viewer.add_labels(preview.label, name=name_label, opacity=0.35, **at)
+            self.viewer.add_image(
+                preview.probability,
+                name=name_prediction,
+                colormap="magenta",
+                blending="additive",
+                contrast_limits=(0.0, 1.0),
+                **at,
+            )
         else:
             self.viewer.layers[name_image].data = preview.image
             self.viewer.layers[name_label].data = preview.label
-            self.viewer.layers[name_prediction].data = prediction
+            self.viewer.layers[name_prediction].data = preview.probability
         self.viewer.layers[name_prediction].metadata["epoch"] = event.epoch
 
     def _on_run_end(self, event: RunEnd) -> None:

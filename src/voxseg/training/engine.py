@@ -266,7 +266,9 @@ class Trainer:
             scores.append(dice_score(logits > 0, torch.from_numpy(volume.label)))
             if preview is None:
                 probability = torch.sigmoid(logits).numpy()
-                preview = ValidationPreview(volume.name, volume.image, volume.label, probability)
+                preview = ValidationPreview(
+                    volume.name, volume.image, volume.label, probability, volume.origin
+                )
         self.model.train()
         assert preview is not None, "setup guarantees at least one validation volume"
         return float(np.mean(scores)), preview

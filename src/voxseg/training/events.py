@@ -35,6 +35,7 @@ class ValidationPreview:
     image: np.ndarray = field(repr=False)
     label: np.ndarray = field(repr=False)
     probability: np.ndarray = field(repr=False)
+    origin: tuple[int, int, int] = (0, 0, 0)  # offset in its file, to overlay the original image
 
 
 @dataclass(frozen=True)

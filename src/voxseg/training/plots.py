@@ -18,6 +18,8 @@ def draw_training_curves(
     best: tuple[int, float] | None,
 ) -> None:
     """Two panels side by side; the best Dice is marked and labelled. Shared by the PNGs and napari."""
+    from matplotlib.ticker import MaxNLocator
+
     figure.clear()
     loss_axes, dice_axes = figure.subplots(1, 2)
     if losses:
@@ -33,6 +35,7 @@ def draw_training_curves(
     dice_axes.set(title="Validation Dice", xlabel="epoch", ylabel="Dice", ylim=(0, 1))
     for axes in (loss_axes, dice_axes):
         axes.grid(alpha=0.3)
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def save_training_curves(
