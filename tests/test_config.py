@@ -159,7 +159,8 @@ def test_default_yaml_round_trip(tmp_path: Path) -> None:
     path.write_text(original.to_yaml())
     loaded = TrainConfig.from_yaml(path)
     assert loaded.to_dict() == original.to_dict()
-    assert loaded.foreground_share == 1 / 3  # floats survive YAML exactly
+    path.write_text(TrainConfig(foreground_share=1 / 3).to_yaml())
+    assert TrainConfig.from_yaml(path).foreground_share == 1 / 3  # floats survive YAML exactly
 
 
 def test_yaml_accepts_dashed_keys(tmp_path: Path) -> None:
