@@ -1,25 +1,36 @@
-"""Training throughput on a generated dataset: prints one JSON line per run.
+"""Training throughput: trains, then prints one JSON line per run (machine-readable, for tables).
 
     .venv/bin/python benchmarks/train_throughput.py --model SegResNet --patch 64 --batch 1 --epochs 3
+    .venv/bin/python benchmarks/train_throughput.py --peer-data /tmp/voxseg-peer/data --model SegResNet VNet
 
-Numbers come from the run's own summary.json (patches_per_second counts training steps including
-data loading, excluding validation) plus the process's peak RSS.
+`--peer-data` uses the folder `../shared/peer/run_peer.sh` made, with the reference's settings (loss
+Dice, lr 1e-3, batch 1, patch 64, 2 samples per image, augmentation on, validation every epoch) and
+its split (sorted names, the first 80% train, the rest validate), so the Dice is measured on the
+same validation volume as the reference's `eval_weights.py`.
+
+Each run is a fresh subprocess, so its peak memory is its own. Fields: `patches_per_second`
+(training patches over the training-loop time, data loading included, validation excluded; the
+first epoch, which pays one-off start-up costs, is left out when there are several),
+`train_seconds_per_epoch`, `data_wait_share` (share of the training loop spent waiting for
+patches), `peak_rss_tree_mb` (this process and its children, sampled every 0.1 s), `best_val_dice`
+and `final_val_dice` (probability > 0.5 on the whole validation volumes).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import csv
 import json
-import resource
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import tifffile
-
-import voxseg
 
 
 def make_dataset(root: Path, n: int, size: int, seed: int) -> tuple[Path, Path]:
@@ -43,63 +54,150 @@ def make_dataset(root: Path, n: int, size: int, seed: int) -> tuple[Path, Path]:
     return images, labels
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="SegResNet")
-    parser.add_argument("--patch", type=int, default=64)
-    parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--samples-per-image", type=int, default=4)
-    parser.add_argument("--volumes", type=int, default=5)
-    parser.add_argument("--size", type=int, default=96)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--data", type=Path, default=None, help="existing folder with images/ and labels/")
-    args = parser.parse_args()
+def split_like_the_reference(data: Path, root: Path, train_fraction: float = 0.8) -> dict[str, Path]:
+    """Sorted pairs, the first int(N * fraction) train, the rest validate (napari-cellseg3d's rule)."""
+    images = sorted(p for p in (data / "images").iterdir() if p.suffix in (".tif", ".tiff"))
+    labels = sorted(p for p in (data / "labels").iterdir() if p.suffix in (".tif", ".tiff"))
+    cut = int(len(images) * train_fraction)
+    folders = {}
+    for part, index in (("train", slice(0, cut)), ("val", slice(cut, None))):
+        for kind, files in (("images", images), ("labels", labels)):
+            folder = root / part / kind
+            folder.mkdir(parents=True)
+            for position, path in enumerate(files[index]):  # paired by sorted position, like the reference
+                (folder / f"vol_{position:02d}{path.suffix}").symlink_to(path.resolve())
+            folders[f"{part}_{kind}"] = folder
+    return folders
+
+
+class PeakMemory:
+    """Peak RSS of this process plus all its descendants (DataLoader workers), sampled every 0.1 s."""
+
+    def __init__(self) -> None:
+        import psutil
+
+        self.process = psutil.Process()
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        import psutil
+
+        while not self._stop.wait(0.1):
+            total = self.process.memory_info().rss
+            for child in self.process.children(recursive=True):
+                with contextlib.suppress(psutil.Error):  # a worker that just exited
+                    total += child.memory_info().rss
+            self.peak = max(self.peak, total)
+
+    def __enter__(self) -> PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def run_one(args: argparse.Namespace, model: str) -> dict:
+    import torch
+
+    import voxseg
+
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
-        if args.data is None:
-            images, labels = make_dataset(root / "data", args.volumes, args.size, seed=0)
-        else:
-            images, labels = args.data / "images", args.data / "labels"
-        config = voxseg.TrainConfig(
-            images=images,
-            labels=labels,
-            results=root / "results",
-            model=args.model,
+        options: dict = dict(
+            model=model,
             loss="dice",
+            lr=1e-3,
             patch_size=args.patch,
             batch_size=args.batch,
             epochs=args.epochs,
-            val_interval=args.epochs,
             samples_per_image=args.samples_per_image,
             device=args.device,
+            precision=args.precision,
+            compile=not args.no_compile,
+            seed=args.seed,
+            run_name="bench",
+            val_interval=1 if args.peer_data else args.epochs,
         )
-        started = time.perf_counter()
-        result = voxseg.train(config, progress=False)
-        wall = time.perf_counter() - started
-        s = result.summary
-        rss_kb = (
-            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-            + resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        )
-        print(
-            json.dumps(
-                {
-                    "model": args.model,
-                    "patch": args.patch,
-                    "batch": args.batch,
-                    "device": s["device"],
-                    "precision": "fp32",
-                    "epochs": s["epochs_completed"],
-                    "patches_per_second": s["patches_per_second"],
-                    "seconds_per_epoch": round(wall / max(s["epochs_completed"], 1), 3),
-                    "peak_rss_mb": round(rss_kb / 1024, 1),
-                    "final_val_dice": s["best_val_dice"],
-                    "torch_threads": __import__("torch").get_num_threads(),
-                    "python": sys.version.split()[0],
-                }
+        if args.workers is not None:
+            options["workers"] = args.workers
+        if args.peer_data:
+            folders = split_like_the_reference(args.peer_data, root / "split")
+            options.update(
+                images=folders["train_images"],
+                labels=folders["train_labels"],
+                val_images=folders["val_images"],
+                val_labels=folders["val_labels"],
             )
-        )
+        else:
+            options["images"], options["labels"] = make_dataset(
+                root / "data", args.volumes, args.size, seed=0
+            )
+        config = voxseg.TrainConfig(results=root / "results", **options)
+        with PeakMemory() as memory:
+            result = voxseg.train(config, progress=False)
+        summary = result.summary
+        rows = list(csv.DictReader((result.run_dir / "metrics.csv").read_text().splitlines()))
+        steady = rows[1:] if len(rows) > 1 else rows
+        train_s = sum(float(r["train_seconds"]) for r in steady)
+        data_s = sum(float(r["data_seconds"]) for r in steady)
+        patches_per_epoch = summary["patches_seen"] / max(len(rows), 1)
+        dices = [float(r["val_dice"]) for r in rows if r["val_dice"]]
+        return {
+            "model": model,
+            "patch": args.patch,
+            "batch": args.batch,
+            "precision": summary["precision"],
+            "device": summary["device"],
+            "epochs": summary["epochs_completed"],
+            "patches_per_second": round(patches_per_epoch * len(steady) / train_s, 4),
+            "train_seconds_per_epoch": round(train_s / len(steady), 3),
+            "data_wait_share": round(data_s / train_s, 4),
+            "peak_rss_tree_mb": round(memory.peak / 2**20, 1),
+            "best_val_dice": summary["best_val_dice"],
+            "final_val_dice": dices[-1] if dices else None,
+            "data": str(args.peer_data) if args.peer_data else f"generated {args.volumes}x{args.size}^3",
+            "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+        }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", nargs="+", default=["SegResNet"], help="one run per model")
+    parser.add_argument("--patch", type=int, default=64)
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--samples-per-image", type=int, default=2)
+    parser.add_argument("--volumes", type=int, default=4, help="generated volumes (without --peer-data)")
+    parser.add_argument("--size", type=int, default=64, help="generated volume side")
+    parser.add_argument(
+        "--peer-data", type=Path, default=None, help="folder made by ../shared/peer/run_peer.sh"
+    )
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--precision", default="auto")
+    parser.add_argument("--no-compile", action="store_true")
+    parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--single", action="store_true", help=argparse.SUPPRESS)  # one run, in this process
+    args = parser.parse_args()
+    if args.single:
+        print(json.dumps(run_one(args, args.model[0])), flush=True)
+        return
+    for model in args.model:  # each in its own process, so peak memory is per run
+        argv = [a for a in sys.argv[1:]]
+        index = argv.index("--model") if "--model" in argv else None
+        if index is not None:  # drop the model list, keep every other option
+            end = index + 1
+            while end < len(argv) and not argv[end].startswith("--"):
+                end += 1
+            del argv[index:end]
+        started = time.perf_counter()
+        subprocess.run([sys.executable, __file__, *argv, "--model", model, "--single"], check=True)
+        print(f"# {model}: {time.perf_counter() - started:.0f} s", file=sys.stderr)
 
 
 if __name__ == "__main__":

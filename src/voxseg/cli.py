@@ -128,7 +128,20 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
         "--workers",
         type=int,
         default=S,
-        help="data-loading processes (default: chosen from the cores and device)",
+        help="data-loading processes (default: chosen from the cores, memory and device)",
+    )
+    training.add_argument(
+        "--precision",
+        default=S,
+        help="auto (bf16 where the CPU/GPU computes it natively, fp16 on older GPUs, else fp32), "
+        "fp32, bf16, fp16 (default auto)",
+    )
+    training.add_argument(
+        "--no-compile",
+        dest="compile",
+        action="store_false",
+        default=S,
+        help="do not torch.compile the model on CUDA (never done on the CPU)",
     )
 
 
@@ -172,7 +185,7 @@ def _weights_command(args: argparse.Namespace) -> int:
 
 
 #: what may change when a run is resumed: everything else is the run's own config.yaml
-RESUME_OVERRIDES = {"epochs", "device", "workers"}
+RESUME_OVERRIDES = {"epochs", "device", "workers", "precision", "compile"}
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:

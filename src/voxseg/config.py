@@ -19,6 +19,7 @@ from voxseg.losses import resolve_loss_name
 from voxseg.models.registry import resolve_model_name
 
 SCHEDULERS = ("none", "plateau", "cosine", "poly")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 
@@ -82,6 +83,8 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     workers: int | None = None
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16
+    compile: bool = True  # torch.compile on CUDA (never on the CPU, where compiling costs more than it saves)
     scheduler: str = "plateau"
     warmup_epochs: int = 0
     early_stop_patience: int = 0  # validations without improvement; 0 = never stop early
@@ -127,7 +130,9 @@ class TrainConfig:
             raise ConfigError(f"--scheduler: {self.scheduler!r} is not one of {', '.join(SCHEDULERS)}")
         if self.workers is not None:
             self._check_number("workers", int, low=0)
-        for name in ("zip", "whole_volumes", "pad_pow2", "augment", "pretrained"):
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"--precision: {self.precision!r} is not one of {', '.join(PRECISIONS)}")
+        for name in ("zip", "whole_volumes", "pad_pow2", "augment", "pretrained", "compile"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{option_name(name)}: expected true or false, got {getattr(self, name)!r}")
         self.device = _check_device(self.device)

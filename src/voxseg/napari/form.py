@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from voxseg.config import DEVICE_CHOICES, SCHEDULERS, TrainConfig, option_name, parse_size
+from voxseg.config import DEVICE_CHOICES, PRECISIONS, SCHEDULERS, TrainConfig, option_name, parse_size
 from voxseg.data.discovery import pair_files
 from voxseg.errors import ConfigError, VoxsegError
 from voxseg.losses import LOSSES
@@ -66,6 +66,8 @@ FIELDS: tuple[Field, ...] = (
     Field("warmup_epochs", "Warm-up epochs", TRAINING, "int", "linear learning-rate warm-up"),
     Field("early_stop_patience", "Early stop after", TRAINING, "int", "validations without gain; 0 = never"),
     Field("workers", "Data workers", TRAINING, "text", "blank: chosen from cores and device", optional=True),
+    Field("precision", "Precision", TRAINING, "choice", "auto: bf16 where native, else fp32", PRECISIONS),
+    Field("compile", "torch.compile (CUDA)", TRAINING, "bool", "compile the model on CUDA GPUs"),
 )
 FIELDS_BY_NAME = {f.name: f for f in FIELDS}
 assert set(FIELDS_BY_NAME) <= {f.name for f in dataclasses.fields(TrainConfig)}

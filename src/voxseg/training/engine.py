@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import os
 import random
 import threading
 import time
@@ -36,20 +35,35 @@ from voxseg.training.events import (
     ValidationPreview,
 )
 from voxseg.training.files import save_state_dict
+from voxseg.training.performance import (
+    autocast,
+    available_memory_bytes,
+    cpu_cores,
+    make_grad_scaler,
+    resolve_precision,
+    tune_for_device,
+)
 from voxseg.training.schedule import LRSchedule
 from voxseg.training.setup import PreparedRun
 
 log = logging.getLogger("voxseg")
 
+#: share of the training loop spent waiting for patches above which the log warns
+DATA_STARVED_SHARE = 0.2
+
 Callback = Callable[[Event], None]
 
 
-def auto_workers(device: torch.device) -> int:
-    """Loader processes: none on small CPU machines (they would steal the compute cores)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    if device.type == "cpu":
-        return 0 if cores <= 2 else min(2, cores // 4)
-    return min(8, max(1, cores - 1))
+def auto_workers(device: torch.device, patch_voxels: int) -> int:
+    """Loader processes: none on small CPU machines (they would steal the compute cores), and never
+    more than the free memory holds (each worker keeps its own copies of the patches in flight)."""
+    cores = cpu_cores()
+    workers = (0 if cores <= 2 else min(2, cores // 4)) if device.type == "cpu" else min(8, max(1, cores - 1))
+    free = available_memory_bytes()
+    if free is not None:
+        per_worker = 512 * 2**20 + 16 * patch_voxels * 4  # interpreter + a few float32 patches
+        workers = min(workers, max(0, int(free * 0.25) // per_worker))
+    return workers
 
 
 class Trainer:
@@ -74,6 +88,7 @@ class Trainer:
         self.epochs_completed = 0
         self.patches_seen = 0
         self.train_seconds = 0.0
+        self.data_seconds = 0.0
         self.started = time.perf_counter()
         self.start_epoch = 1
         self.history: list[EpochEnd] = []
@@ -96,6 +111,12 @@ class Trainer:
         if prepared.initial_state is not None:
             self.model.load_state_dict(prepared.initial_state)
         self.model.to(self.device)
+        self.precision = resolve_precision(config.precision, self.device)
+        log.info("precision %s (%s)", self.precision.name, self.precision.reason)
+        # what runs the training steps: the model itself, or its compiled form (same weights)
+        self.runner = tune_for_device(self.model, self.device, self.precision, config.compile)
+        self.scaler = make_grad_scaler(self.device, self.precision)
+        self.channels_last = self.device.type == "cuda"
         self.loss_fn = build_loss(config.loss)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
         self.schedule = LRSchedule(
@@ -108,7 +129,9 @@ class Trainer:
         augment = Augmentation(prepared.window) if config.augment else None
         dataset = PatchDataset(prepared.train_volumes, sampler, augment)
         self.order = EpochOrder(len(dataset), config.seed)
-        workers = auto_workers(self.device) if config.workers is None else config.workers
+        patch_voxels = int(np.prod(prepared.window))
+        workers = auto_workers(self.device, patch_voxels) if config.workers is None else config.workers
+        self.workers = workers
         self.loader = DataLoader(
             dataset,
             batch_size=config.batch_size,
@@ -137,6 +160,8 @@ class Trainer:
         """Continue after the checkpoint's epoch: same weights, optimizer moments, LR, RNG, history."""
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        if "scaler" in state and self.scaler.is_enabled():
+            self.scaler.load_state_dict(state["scaler"])
         self.schedule.load_state_dict(state["schedule"])
         self.start_epoch = state["epoch"] + 1
         self.epochs_completed = state["epoch"]
@@ -144,6 +169,7 @@ class Trainer:
         # an early-stopped run that is extended gets a fresh patience
         self.validations_without_gain = 0 if state["stopped_early"] else state["validations_without_gain"]
         self.patches_seen, self.train_seconds = state["patches_seen"], state["train_seconds"]
+        self.data_seconds = state.get("data_seconds", 0.0)
         self.history = [EpochEnd(**row) for row in state["history"]]
         restore_rng(state)
         log.info("resumed after epoch %d (best Dice so far %.4f)", state["epoch"], self.best_dice)
@@ -155,6 +181,7 @@ class Trainer:
                 "epoch": epoch,
                 "model": self.model.state_dict(),
                 "optimizer": self.optimizer.state_dict(),
+                "scaler": self.scaler.state_dict(),
                 "schedule": self.schedule.state_dict(),
                 "best_dice": self.best_dice,
                 "best_epoch": self.best_epoch,
@@ -162,6 +189,7 @@ class Trainer:
                 "stopped_early": self.stopped_early,
                 "model_name": self.config.model,
                 "patches_seen": self.patches_seen,
+                "data_seconds": self.data_seconds,
                 "train_seconds": self.train_seconds,
                 "history": [dataclasses.asdict(event) for event in self.history],
             },
@@ -212,24 +240,26 @@ class Trainer:
         started = time.perf_counter()
         losses: list[float] = []
         batches = len(self.loader)
+        data_seconds = 0.0
+        waiting_since = time.perf_counter()
         for batch, (images, labels) in enumerate(self.loader, start=1):
-            images = images.to(self.device, non_blocking=True)
-            labels = labels.to(self.device, non_blocking=True)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss = self.loss_fn(self.model(images), labels)
-            value = float(loss.detach())
+            data_seconds += time.perf_counter() - waiting_since
+            value = self._step(images, labels)
             if not math.isfinite(value):  # checked before the step, so the weights stay usable
                 raise FloatingPointError(f"training loss became {value} at epoch {epoch}, batch {batch}")
-            loss.backward()
-            self.optimizer.step()
             losses.append(value)
             self.patches_seen += images.shape[0]
             yield self._emit(BatchEnd(epoch, batch, batches, value))
             if self.stop_event.is_set():
                 self.train_seconds += time.perf_counter() - started
+                self.data_seconds += data_seconds
                 log.info("stop requested: stopped after batch %d/%d of epoch %d", batch, batches, epoch)
                 return
-        self.train_seconds += time.perf_counter() - started
+            waiting_since = time.perf_counter()
+        loop_seconds = time.perf_counter() - started
+        self.train_seconds += loop_seconds
+        self.data_seconds += data_seconds
+        self._warn_if_data_starved(epoch, data_seconds, loop_seconds)
         train_loss = float(np.mean(losses))
         dice = None
         if epoch % self.config.val_interval == 0 or epoch == self.config.epochs:
@@ -243,10 +273,46 @@ class Trainer:
             yield self._emit(ValidationEnd(epoch, dice, self.best_dice, self.best_epoch, improved, preview))
         self.epochs_completed = epoch
         seconds = time.perf_counter() - started
-        event = EpochEnd(epoch, self.config.epochs, train_loss, dice, lr, seconds)
+        event = EpochEnd(epoch, self.config.epochs, train_loss, dice, lr, seconds, data_seconds, loop_seconds)
         self.history.append(event)
         self._save_checkpoint(epoch)  # before listeners run: whatever they do, the epoch is kept
         yield self._emit(event)
+
+    def _step(self, images: torch.Tensor, labels: torch.Tensor) -> float:
+        """One optimisation step; returns the loss. A non-finite loss is returned before any update."""
+        layout = torch.channels_last_3d if self.channels_last else torch.contiguous_format
+        images = images.to(self.device, non_blocking=True, memory_format=layout)
+        labels = labels.to(self.device, non_blocking=True)
+        self.optimizer.zero_grad(set_to_none=True)
+        with autocast(self.device, self.precision):
+            logits = self.runner(images)
+        loss = self.loss_fn(logits.float(), labels)  # the loss in float32 whatever the precision
+        value = float(loss.detach())
+        if math.isfinite(value):
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        return value
+
+    def _warn_if_data_starved(self, epoch: int, data_seconds: float, loop_seconds: float) -> None:
+        """The model should never wait for patches; say so, with the likely fix, when it does."""
+        share = data_seconds / loop_seconds if loop_seconds > 0 else 0.0
+        if share <= DATA_STARVED_SHARE:
+            return
+        if self.workers == 0:
+            fix = "give --workers 1 or more to prepare patches in parallel processes"
+        elif self.workers + 1 < cpu_cores():
+            fix = f"give more --workers (now {self.workers})"
+        else:
+            fix = "every core is busy: try --no-augment, or a GPU, to see which part is slow"
+        log.warning(
+            "epoch %d: %.0f%% of the training time was spent waiting for data (%.1f of %.1f s); %s",
+            epoch,
+            100 * share,
+            data_seconds,
+            loop_seconds,
+            fix,
+        )
 
     def _count_for_early_stop(self, improved: bool) -> None:
         self.validations_without_gain = 0 if improved else self.validations_without_gain + 1
@@ -260,9 +326,10 @@ class Trainer:
         self.model.eval()
         scores, preview = [], None
         for volume in self.prepared.val_volumes:
-            logits = predict_logits(
-                self.model, volume.image, self.prepared.window, self.device, self.config.batch_size
-            )
+            with autocast(self.device, self.precision):
+                logits = predict_logits(
+                    self.model, volume.image, self.prepared.window, self.device, 2 * self.config.batch_size
+                )
             scores.append(dice_score(logits > 0, torch.from_numpy(volume.label)))
             if preview is None:
                 probability = torch.sigmoid(logits).numpy()
@@ -293,6 +360,10 @@ class Trainer:
             if self.train_seconds
             else None,
             "patches_seen": self.patches_seen,
+            "data_wait_share": round(self.data_seconds / self.train_seconds, 4)
+            if self.train_seconds
+            else None,
+            "precision": self.precision.name if self.built else None,
             "train_volumes": [v.name for v in self.prepared.train_volumes],
             "val_volumes": [v.name for v in self.prepared.val_volumes],
             "weights": {"best": "best.pth" if self.best_epoch else None, "last": "last.pth"},

@@ -56,6 +56,8 @@ class EpochEnd:
     val_dice: float | None
     lr: float
     seconds: float
+    data_seconds: float = 0.0  # of the training loop, time spent waiting for patches
+    train_seconds: float = 0.0  # the training loop (data + compute), validation excluded
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from voxseg.training.files import write_json, write_text, zip_folder
 
 log = logging.getLogger("voxseg")
 
-METRICS_HEADER = "epoch,train_loss,val_dice,lr,epoch_seconds"
+METRICS_HEADER = "epoch,train_loss,val_dice,lr,epoch_seconds,train_seconds,data_seconds,data_share"
 
 
 class RunRecorder:
@@ -44,7 +44,11 @@ class RunRecorder:
 
     def _record_epoch(self, event: EpochEnd, plot: bool = True) -> None:
         val = "" if event.val_dice is None else f"{event.val_dice:.6f}"
-        self.rows.append(f"{event.epoch},{event.train_loss:.6f},{val},{event.lr:.6g},{event.seconds:.3f}")
+        share = event.data_seconds / event.train_seconds if event.train_seconds else 0.0
+        self.rows.append(
+            f"{event.epoch},{event.train_loss:.6f},{val},{event.lr:.6g},{event.seconds:.3f},"
+            f"{event.train_seconds:.3f},{event.data_seconds:.3f},{share:.4f}"
+        )
         write_text(self.run_dir / "metrics.csv", "\n".join([METRICS_HEADER, *self.rows]) + "\n")
         self.loss_history.append((event.epoch, event.train_loss))
         if plot and event.val_dice is not None and len(self.dice_history) >= 2:

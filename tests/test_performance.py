@@ -1,0 +1,122 @@
+"""Speed features that must not change results: oneDNN convolutions, precision choice, data-wait report."""
+
+from __future__ import annotations
+
+import csv
+import logging
+
+import pytest
+import torch
+from torch import nn
+
+from voxseg.config import TrainConfig
+from voxseg.errors import ConfigError
+from voxseg.models.onednn import OneDnnConv3d, use_onednn_convolutions
+from voxseg.models.registry import build_model
+from voxseg.training import engine
+from voxseg.training.performance import cpu_has_native_bf16, resolve_precision
+from voxseg.training.session import train
+
+needs_onednn = pytest.mark.skipif(
+    not torch.backends.mkldnn.is_available(), reason="PyTorch built without oneDNN"
+)
+
+
+@needs_onednn
+@pytest.mark.parametrize(
+    ("in_channels", "out_channels", "kernel", "padding", "bias", "batch"),
+    [
+        (1, 8, 3, 1, False, 1),
+        (8, 16, 3, 1, True, 1),
+        (16, 8, 1, 0, True, 2),
+        (4, 4, 5, 2, True, 1),
+        (3, 5, 3, 0, True, 2),
+    ],
+)
+def test_onednn_conv_matches_pytorch_forward_and_backward(
+    in_channels, out_channels, kernel, padding, bias, batch
+):
+    torch.manual_seed(0)
+    reference = nn.Conv3d(in_channels, out_channels, kernel, padding=padding, bias=bias).double().float()
+    fast = nn.Conv3d(in_channels, out_channels, kernel, padding=padding, bias=bias)
+    fast.load_state_dict(reference.state_dict())
+    assert use_onednn_convolutions(fast) == 1 and isinstance(fast, OneDnnConv3d)
+    x1 = torch.randn(batch, in_channels, 9, 10, 11, requires_grad=True)
+    x2 = x1.detach().clone().requires_grad_(True)
+    y1, y2 = reference(x1), fast(x2)
+    torch.testing.assert_close(y2, y1, rtol=1e-4, atol=1e-4)
+    grad = torch.randn_like(y1)
+    y1.backward(grad)
+    y2.backward(grad)
+    torch.testing.assert_close(x2.grad, x1.grad, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(fast.weight.grad, reference.weight.grad, rtol=1e-4, atol=1e-3)
+    if bias:
+        torch.testing.assert_close(fast.bias.grad, reference.bias.grad, rtol=1e-4, atol=1e-3)
+
+
+@needs_onednn
+def test_onednn_switch_keeps_state_dict_and_skips_strided_layers():
+    model = build_model("SegResNet")
+    keys = list(model.state_dict())
+    strided = sum(1 for m in model.modules() if isinstance(m, nn.Conv3d) and m.stride != (1, 1, 1))
+    total = sum(1 for m in model.modules() if isinstance(m, nn.Conv3d))
+    switched = use_onednn_convolutions(model)
+    assert strided > 0 and switched == total - strided
+    assert list(model.state_dict()) == keys
+    assert all(
+        type(m) is nn.Conv3d for m in model.modules() if isinstance(m, nn.Conv3d) and m.stride != (1, 1, 1)
+    )
+
+
+@needs_onednn
+def test_whole_model_gradients_match():
+    torch.manual_seed(0)
+    reference = build_model("SegResNet")
+    fast = build_model("SegResNet")
+    fast.load_state_dict(reference.state_dict())
+    use_onednn_convolutions(fast)
+    x = torch.randn(1, 1, 16, 16, 16)
+    reference(x).square().mean().backward()
+    fast(x).square().mean().backward()
+    for (name, a), b in zip(reference.named_parameters(), fast.parameters(), strict=True):
+        torch.testing.assert_close(b.grad, a.grad, rtol=1e-3, atol=1e-5, msg=name)
+
+
+def test_precision_auto_on_cpu_is_native_only():
+    chosen = resolve_precision("auto", torch.device("cpu"))
+    assert chosen.name == ("bf16" if cpu_has_native_bf16() else "fp32")
+    assert not chosen.needs_scaler
+
+
+def test_fp16_on_cpu_is_refused_and_explicit_bf16_is_honoured():
+    with pytest.raises(ConfigError, match="--precision fp16 needs a CUDA or MPS device"):
+        resolve_precision("fp16", torch.device("cpu"))
+    assert resolve_precision("bf16", torch.device("cpu")).dtype == torch.bfloat16
+    with pytest.raises(ConfigError, match="--precision: 'half' is not one of auto, fp32, bf16, fp16"):
+        TrainConfig(images=".", labels=".", precision="half").validate()
+
+
+def test_bf16_training_runs_and_learns_a_finite_model(tmp_path, make_dataset, fast_config):
+    images, labels = make_dataset(tmp_path / "data", n=2, size=16)
+    result = train(fast_config(images, labels, precision="bf16", epochs=2), progress=False)
+    assert result.status == "completed" and result.summary["precision"] == "bf16"
+    state = torch.load(result.run_dir / "last.pth", weights_only=True)
+    assert all(
+        t.dtype == torch.float32 and torch.isfinite(t).all() for t in state.values() if t.is_floating_point()
+    )
+
+
+def test_data_wait_is_recorded_and_a_starved_epoch_warns(
+    tmp_path, make_dataset, fast_config, monkeypatch, caplog
+):
+    images, labels = make_dataset(tmp_path / "data", n=2, size=16)
+    monkeypatch.setattr(engine, "DATA_STARVED_SHARE", -1.0)  # every epoch counts as starved
+    with caplog.at_level(logging.WARNING, logger="voxseg"):
+        result = train(fast_config(images, labels, epochs=2, workers=0), progress=False)
+    rows = list(csv.DictReader((result.run_dir / "metrics.csv").read_text().splitlines()))
+    for row in rows:
+        assert 0.0 <= float(row["data_seconds"]) <= float(row["train_seconds"]) <= float(row["epoch_seconds"])
+        assert 0.0 <= float(row["data_share"]) <= 1.0
+    assert 0.0 <= result.summary["data_wait_share"] <= 1.0
+    warnings = [r.getMessage() for r in caplog.records if "waiting for data" in r.getMessage()]
+    assert len(warnings) == 2 and "give --workers 1 or more" in warnings[0]
