@@ -90,8 +90,10 @@ def test_api_run_writes_a_complete_run_folder(
 
     # metrics.csv: one row per epoch, validation only on epochs 2 and 3 (the last)
     lines = (run_dir / "metrics.csv").read_text().splitlines()
-    assert lines[0] == METRICS_HEADER == (
-        "epoch,train_loss,val_dice,lr,epoch_seconds,train_seconds,data_seconds,data_share"
+    assert (
+        lines[0]
+        == METRICS_HEADER
+        == ("epoch,train_loss,val_dice,lr,epoch_seconds,train_seconds,data_seconds,data_share")
     )
     rows = list(csv.DictReader(lines))
     assert [row["epoch"] for row in rows] == ["1", "2", "3"]

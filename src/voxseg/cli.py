@@ -63,7 +63,11 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
         help="start from a weights file (.pth/.pt state dict, .safetensors, voxseg checkpoint)",
     )
     patches = parser.add_argument_group("patches and augmentation")
-    patches.add_argument("--patch-size", default=S, help="N or Z,Y,X (default 64)")
+    patches.add_argument(
+        "--patch-size",
+        default=S,
+        help="N, Z,Y,X, or auto: the largest that fits the device's memory (default 64)",
+    )
     patches.add_argument(
         "--samples-per-image",
         type=int,
@@ -98,7 +102,11 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
         help=f"dice, focal, dice-focal, generalized-dice, dice-ce, tversky (default {d.loss})",
     )
     training.add_argument("--lr", type=float, default=S, help=f"Adam learning rate (default {d.lr:g})")
-    training.add_argument("--batch-size", type=int, default=S, help=f"default {d.batch_size}")
+    training.add_argument(
+        "--batch-size",
+        default=S,
+        help=f"N, or auto: the largest that fits the device's memory (default {d.batch_size})",
+    )
     training.add_argument("--epochs", type=int, default=S, help=f"default {d.epochs}")
     training.add_argument(
         "--val-interval", type=int, default=S, help=f"validate every N epochs (default {d.val_interval})"

@@ -20,6 +20,8 @@ from voxseg.models.registry import resolve_model_name
 
 SCHEDULERS = ("none", "plateau", "cosine", "poly")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+#: patch size and batch size may be "auto": chosen from measured memory (training/autosize.py)
+AUTO = "auto"
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 
@@ -68,7 +70,7 @@ class TrainConfig:
     weights: Path | None = None
     # Dataset and augmentation
     whole_volumes: bool = False
-    patch_size: tuple[int, int, int] = (64, 64, 64)
+    patch_size: tuple[int, int, int] | str = (64, 64, 64)  # or "auto": the largest that fits memory
     samples_per_image: int = 4
     foreground_share: float = 0.33  # nnU-Net's oversample_foreground_percent
     pad_pow2: bool = False
@@ -77,7 +79,7 @@ class TrainConfig:
     model: str = "SegResNet"
     loss: str = "dice"
     lr: float = 1e-3
-    batch_size: int = 2
+    batch_size: int | str = 2  # or "auto": the largest that fits memory
     epochs: int = 50
     val_interval: int = 1
     seed: int = 0
@@ -113,12 +115,15 @@ class TrainConfig:
             raise ConfigError("--val-images and --val-labels must be given together")
         self.model = resolve_model_name(self.model)
         self.loss = resolve_loss_name(self.loss)
-        self.patch_size = parse_size(self.patch_size, "--patch-size")
+        self.patch_size = AUTO if _is_auto(self.patch_size) else parse_size(self.patch_size, "--patch-size")
+        if _is_auto(self.batch_size):
+            self.batch_size = AUTO
         self._check_number("train_fraction", float, low=0.0, high=1.0, open_low=True, open_high=True)
         self._check_number("foreground_share", float, low=0.0, high=1.0)
         self._check_number("lr", float, low=0.0, open_low=True)
         for name in ("batch_size", "epochs", "val_interval", "samples_per_image"):
-            self._check_number(name, int, low=1)
+            if getattr(self, name) != AUTO:
+                self._check_number(name, int, low=1)
         self._check_number("seed", int, low=0, high=2**32 - 1)
         self._check_number("warmup_epochs", int, low=0)
         self._check_number("early_stop_patience", int, low=0)
@@ -214,6 +219,10 @@ class TrainConfig:
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def _is_auto(value: Any) -> bool:
+    return isinstance(value, str) and value.strip().lower() == AUTO
 
 
 def _check_device(device: Any) -> str:

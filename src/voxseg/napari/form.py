@@ -49,7 +49,7 @@ FIELDS: tuple[Field, ...] = (
     Field("pretrained", "Pre-trained weights", DATA, "bool", "napari-cellseg3d's published weights"),
     Field("weights", "Custom weights", DATA, "file", "start from a weights file", optional=True),
     Field("whole_volumes", "Whole volumes", AUGMENTATION, "bool", "train on whole volumes, not patches"),
-    Field("patch_size", "Patch size", AUGMENTATION, "text", "N or Z,Y,X"),
+    Field("patch_size", "Patch size", AUGMENTATION, "text", "N, Z,Y,X, or auto (largest that fits memory)"),
     Field("samples_per_image", "Samples per image", AUGMENTATION, "int", "patches per volume per epoch"),
     Field("foreground_share", "Foreground share", AUGMENTATION, "float", "patches centred on foreground"),
     Field("pad_pow2", "Pad to powers of two", AUGMENTATION, "bool", "as napari-cellseg3d did"),
@@ -57,7 +57,7 @@ FIELDS: tuple[Field, ...] = (
     Field("model", "Model", TRAINING, "choice", choices=tuple(MODELS)),
     Field("loss", "Loss", TRAINING, "choice", choices=tuple(LOSSES)),
     Field("lr", "Learning rate", TRAINING, "float", "Adam learning rate"),
-    Field("batch_size", "Batch size", TRAINING, "int"),
+    Field("batch_size", "Batch size", TRAINING, "text", "N, or auto: the largest that fits memory"),
     Field("epochs", "Epochs", TRAINING, "int"),
     Field("val_interval", "Validation interval", TRAINING, "int", "validate every N epochs"),
     Field("device", "Device", TRAINING, "choice", "auto: CUDA, then MPS, then CPU", DEVICE_CHOICES),
@@ -97,6 +97,8 @@ def display_values(config: TrainConfig) -> dict[str, Any]:
 
 def _size_text(value: Any) -> str:
     """(64, 64, 64) -> "64"; (32, 64, 64) -> "32,64,64"; anything unparsable is shown as given."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
     try:
         sides = parse_size(value, "--patch-size")
     except ConfigError:
@@ -122,7 +124,7 @@ def _typed(field: Field, value: Any) -> Any:
     try:
         if field.kind == "float":
             return float(value)
-        if field.name == "workers":
+        if field.name in ("workers", "batch_size"):
             return int(value)
         if field.name == "patch_size":
             return list(parse_size(value, "--patch-size"))
@@ -193,6 +195,8 @@ def padding_summary(values: dict[str, Any]) -> str:
     rule = f"{spec.name} needs {spec.rule()}" + (", power of two" if pow2 else "")
     if values.get("whole_volumes"):
         return f"whole volumes are padded to the next size that fits ({rule})"
+    if str(values.get("patch_size", "")).strip().lower() == "auto":
+        return f"patch chosen at Start: the largest that fits memory ({rule})"
     try:
         asked = parse_size(values.get("patch_size", 64), "--patch-size")
     except ConfigError as exc:

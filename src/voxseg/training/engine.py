@@ -40,7 +40,6 @@ from voxseg.training.performance import (
     available_memory_bytes,
     cpu_cores,
     make_grad_scaler,
-    resolve_precision,
     tune_for_device,
 )
 from voxseg.training.schedule import LRSchedule
@@ -111,8 +110,7 @@ class Trainer:
         if prepared.initial_state is not None:
             self.model.load_state_dict(prepared.initial_state)
         self.model.to(self.device)
-        self.precision = resolve_precision(config.precision, self.device)
-        log.info("precision %s (%s)", self.precision.name, self.precision.reason)
+        self.precision = prepared.precision
         # what runs the training steps: the model itself, or its compiled form (same weights)
         self.runner = tune_for_device(self.model, self.device, self.precision, config.compile)
         self.scaler = make_grad_scaler(self.device, self.precision)

@@ -8,12 +8,14 @@ from pathlib import Path
 
 import torch
 
-from voxseg.config import TrainConfig
+from voxseg.config import AUTO, TrainConfig
 from voxseg.data.discovery import pair_files
 from voxseg.data.volumes import Volume, load_volumes, pad_volume, split_volumes
 from voxseg.errors import ConfigError
 from voxseg.models.registry import ModelSpec, build_model, get_model_spec
 from voxseg.models.weights import load_weights_file
+from voxseg.training.autosize import choose_sizes
+from voxseg.training.performance import Precision, resolve_precision
 
 
 @dataclass
@@ -28,6 +30,7 @@ class PreparedRun:
     window: tuple[int, int, int]  # training patch = validation sliding window
     run_dir: Path
     initial_state: dict[str, torch.Tensor] | None = None  # from --weights / --pretrained
+    precision: Precision = Precision("fp32", "default")
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -104,6 +107,9 @@ def prepare_run(config: TrainConfig, resume_dir: Path | None = None) -> Prepared
         )
         notes.append(f"validation: {how}")
 
+    precision = resolve_precision(config.precision, device)
+    notes.append(f"precision {precision.name} ({precision.reason})")
+    _resolve_auto_sizes(config, spec, device, precision, train_volumes, notes)
     if config.whole_volumes:
         asked = tuple(max(v.shape[axis] for v in train_volumes) for axis in range(3))
         notes.append(f"whole volumes: largest training volume {_fmt(asked)}")
@@ -133,9 +139,37 @@ def prepare_run(config: TrainConfig, resume_dir: Path | None = None) -> Prepared
         window,
         run_dir,
         initial_state=initial_state,
+        precision=precision,
         notes=notes,
         warnings=warnings,
     )
+
+
+def _resolve_auto_sizes(
+    config: TrainConfig,
+    spec: ModelSpec,
+    device: torch.device,
+    precision: Precision,
+    volumes: list[Volume],
+    notes: list[str],
+) -> None:
+    """Replace `auto` patch size / batch size in the config by measured choices (config.yaml keeps them)."""
+    if AUTO not in (config.patch_size, config.batch_size):
+        return
+    smallest = tuple(min(v.shape[axis] for v in volumes) for axis in range(3))
+    if config.whole_volumes:  # the patch is the (padded) largest volume; only the batch can be chosen
+        patch = spec.valid_size(tuple(max(v.shape[axis] for v in volumes) for axis in range(3)))
+        patches_per_epoch = len(volumes)
+    else:
+        patch = config.patch_size
+        patches_per_epoch = len(volumes) * config.samples_per_image
+    chosen_patch, chosen_batch, lines = choose_sizes(
+        spec, device, precision, smallest, patch, config.batch_size, patches_per_epoch
+    )
+    if not config.whole_volumes:
+        config.patch_size = chosen_patch
+    config.batch_size = chosen_batch
+    notes.extend(lines)
 
 
 def _initial_weights(config: TrainConfig, notes: list[str]) -> dict[str, torch.Tensor] | None:
