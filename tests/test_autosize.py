@@ -46,7 +46,7 @@ def test_patch_is_clipped_to_the_smallest_volume_and_batch_to_the_epoch(monkeypa
     monkeypatch.setattr(autosize, "memory_budget", lambda device: (64 * 2**30, "plenty"))
     monkeypatch.setattr(autosize, "measure_step_memory", lambda *args: segresnet_memory)
     patch, batch, _ = autosize.choose_sizes(spec, CPU, FP32, (20, 100, 45), "auto", "auto", 6)
-    assert patch == (24, 96, 40)  # 20 -> the smallest valid side; 100 -> 96; 45 -> 40
+    assert patch == (16, 96, 40)  # each side: the largest multiple of 8 within the volume
     assert batch == 6
 
 

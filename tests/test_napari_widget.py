@@ -211,3 +211,23 @@ def test_manifest_is_valid():
     manifest = PluginManifest.from_distribution("voxseg")
     assert [w.display_name for w in manifest.contributions.widgets] == ["Train"]
     assert manifest.contributions.sample_data[0].key == "demo-nuclei"
+
+
+def test_a_runtime_error_in_training_is_shown_and_the_button_returns(
+    widget, qtbot, tmp_path, make_dataset, monkeypatch
+):
+    """superqt's generator worker swallows RuntimeError (CUDA out of memory is one); the widget must not."""
+    from voxseg.training import engine
+
+    def out_of_memory(self, images, labels):
+        raise RuntimeError("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr(engine.Trainer, "_step", out_of_memory)
+    images, labels = make_dataset(tmp_path / "data", n=2, size=16)
+    fill(widget, images=str(images), labels=str(labels), results=str(tmp_path / "results"), run_name="oom")
+    assert widget.start()
+    qtbot.waitUntil(lambda: not widget.running, timeout=RUN_TIMEOUT_MS)
+    assert widget.last_error == "training failed: RuntimeError: CUDA out of memory (simulated)"
+    assert widget.start_button.text() == "Start" and widget.start_button.isEnabled()
+    summary = json.loads((tmp_path / "results" / "oom" / "summary.json").read_text())
+    assert summary["status"] == "failed"

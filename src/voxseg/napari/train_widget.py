@@ -6,6 +6,7 @@ napari worker thread; everything it shows comes from those events and the `voxse
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from qtpy.QtCore import QObject, Qt, Signal
 from qtpy.QtWidgets import (
+    QApplication,
     QCheckBox,
     QComboBox,
     QFileDialog,
@@ -73,12 +75,23 @@ class _LogRelay(QObject, logging.Handler):
         self.message.emit(self.format(record))
 
 
+class WorkerFailure(Exception):
+    """Carries the engine's exception out of the worker thread. Needed because superqt's generator
+    worker swallows a RuntimeError (CUDA out of memory is one) without emitting `errored`/`finished`."""
+
+    def __init__(self, original: BaseException) -> None:
+        super().__init__(str(original))
+        self.original = original
+
+
 def _run_events(session: TrainingSession):
     """The worker's generator: the session's events; a stop during data loading ends quietly."""
     try:
         yield from session.events()
     except KeyboardInterrupt:
         return
+    except Exception as exc:
+        raise WorkerFailure(exc) from exc
 
 
 class TrainWidget(QWidget):
@@ -123,6 +136,19 @@ class TrainWidget(QWidget):
             self.viewer.layers.events.changed.connect(self._refresh_layer_choices)
         self._refresh_layer_choices()
         self.revalidate()
+        app = QApplication.instance()
+        if app is not None:  # napari quitting mid-run: stop cleanly so the run folder is complete
+            app.aboutToQuit.connect(self.shutdown)
+
+    def shutdown(self, timeout_s: float = 60.0) -> None:
+        """Stop a running training and wait (bounded) for its weights and summary to be written."""
+        if not self.running or self.session is None:
+            return
+        self.session.request_stop()
+        deadline = time.monotonic() + timeout_s
+        while self.running and time.monotonic() < deadline:
+            QApplication.processEvents()
+            time.sleep(0.05)
 
     # -- building ------------------------------------------------------------------------------
 
@@ -411,6 +437,7 @@ class TrainWidget(QWidget):
             self._show_error(f"error: {exc}")
             return False
         self._reset_run_state()
+        self._remove_curves()
         self.session = TrainingSession(config)
         logger = logging.getLogger("voxseg")
         logger.addHandler(self.log_relay)
@@ -508,6 +535,16 @@ class TrainWidget(QWidget):
         if self.show_preview.isChecked() and event.preview is not None and self.viewer is not None:
             self._show_preview(event)
 
+    def _remove_curves(self) -> None:
+        """A new run starts without the last run's curves (they reappear after its 2nd validation)."""
+        if self.curves is None:
+            return
+        window = getattr(self.viewer, "window", None)
+        if window is not None:
+            with contextlib.suppress(Exception):  # the user may have closed that dock already
+                window.remove_dock_widget(self.curves)
+        self.curves = None
+
     def _show_curves(self) -> None:
         if self.curves is None:
             self.curves = CurvesWidget()
@@ -523,22 +560,21 @@ class TrainWidget(QWidget):
         preview = event.preview
         assert preview is not None and self.viewer is not None
         name_image, name_label, name_prediction = PREVIEW_LAYERS
-        if name_image not in self.viewer.layers:  # placed where the part lies in its file
-            at = {"translate": preview.origin}
-            self.viewer.add_image(preview.image, name=name_image, **at)
-            self.viewer.add_labels(preview.label, name=name_label, opacity=0.35, **at)
-            self.viewer.add_image(
+        shown = {
+            name_image: (preview.image, self.viewer.add_image, {}),
+            name_label: (preview.label, self.viewer.add_labels, {"opacity": 0.35}),
+            name_prediction: (
                 preview.probability,
-                name=name_prediction,
-                colormap="magenta",
-                blending="additive",
-                contrast_limits=(0.0, 1.0),
-                **at,
-            )
-        else:
-            self.viewer.layers[name_image].data = preview.image
-            self.viewer.layers[name_label].data = preview.label
-            self.viewer.layers[name_prediction].data = preview.probability
+                self.viewer.add_image,
+                {"colormap": "magenta", "blending": "additive", "contrast_limits": (0.0, 1.0)},
+            ),
+        }
+        for name, (data, add, style) in shown.items():  # placed where the part lies in its file
+            if name in self.viewer.layers:
+                self.viewer.layers[name].data = data
+                self.viewer.layers[name].translate = preview.origin
+            else:
+                add(data, name=name, translate=preview.origin, **style)
         self.viewer.layers[name_prediction].metadata["epoch"] = event.epoch
 
     def _on_run_end(self, event: RunEnd) -> None:
@@ -566,6 +602,8 @@ class TrainWidget(QWidget):
             self._show_curves()
 
     def _on_error(self, exc: BaseException) -> None:
+        if isinstance(exc, WorkerFailure):
+            exc = exc.original
         if isinstance(exc, VoxsegError):
             text = f"error: {exc}"
         else:

@@ -73,7 +73,8 @@ def _step_bytes(
             logits = model(image)
         loss_fn(logits.float(), label).backward()
         torch.cuda.synchronize(device)
-        return torch.cuda.max_memory_allocated(device) - start + 2 * weights  # + Adam's two moments
+        # the weights were allocated before `start`: add them, and Adam's two moments
+        return torch.cuda.max_memory_allocated(device) - start + 3 * weights
     saved = 0
 
     def keep(tensor: torch.Tensor) -> torch.Tensor:
@@ -111,6 +112,7 @@ def choose_sizes(
     patch: tuple[int, int, int] | str,
     batch: int | str,
     patches_per_epoch: int,
+    pow2: bool = False,
 ) -> tuple[tuple[int, int, int], int, list[str]]:
     """Resolve `auto` patch and/or batch; return (patch, batch, log lines with the reasons)."""
     budget, where = memory_budget(device)
@@ -120,13 +122,13 @@ def choose_sizes(
     if patch == AUTO:
         trial_batch = PATCH_CHOICE_BATCH if batch == AUTO else int(batch)
         chosen = None
-        side = spec.valid_side(spec.min_side)
+        side = spec.valid_side(spec.min_side, pow2)
         while side <= MAX_AUTO_SIDE:
-            candidate = tuple(min(side, cap) for cap in limit)
+            candidate = spec.valid_size(tuple(min(side, cap) for cap in limit), pow2)
             if memory.bytes(candidate, trial_batch) > budget:
                 break
             chosen = candidate
-            side = spec.valid_side(side + 1)
+            side = spec.valid_side(side + 1, pow2)
         if chosen is None:
             chosen = tuple(min(spec.valid_side(spec.min_side), cap) for cap in limit)
             notes.append(

@@ -158,7 +158,7 @@ class Trainer:
         """Continue after the checkpoint's epoch: same weights, optimizer moments, LR, RNG, history."""
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        if "scaler" in state and self.scaler.is_enabled():
+        if state.get("scaler") and self.scaler.is_enabled():  # an fp32/bf16 run saved an empty one
             self.scaler.load_state_dict(state["scaler"])
         self.schedule.load_state_dict(state["schedule"])
         self.start_epoch = state["epoch"] + 1

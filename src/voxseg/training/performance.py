@@ -94,6 +94,10 @@ def tune_for_device(model: nn.Module, device: torch.device, precision: Precision
         model.to(memory_format=torch.channels_last_3d)
         log.info("cuda: cuDNN autotuning on, channels-last 3D layout")
         if compile:
+            from torch import _dynamo
+
+            # a graph the compiler cannot handle runs eagerly instead of failing the run
+            _dynamo.config.suppress_errors = True
             log.info("cuda: torch.compile (the first steps compile; --no-compile turns it off)")
             return torch.compile(model)  # type: ignore[return-value]
     return model

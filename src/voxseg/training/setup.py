@@ -158,13 +158,16 @@ def _resolve_auto_sizes(
         return
     smallest = tuple(min(v.shape[axis] for v in volumes) for axis in range(3))
     if config.whole_volumes:  # the patch is the (padded) largest volume; only the batch can be chosen
-        patch = spec.valid_size(tuple(max(v.shape[axis] for v in volumes) for axis in range(3)))
+        largest = tuple(max(v.shape[axis] for v in volumes) for axis in range(3))
+        patch = spec.valid_size(largest, config.pad_pow2)
         patches_per_epoch = len(volumes)
-    else:
+    else:  # memory is measured for the window the model really trains on (after padding)
         patch = config.patch_size
+        if patch != AUTO:
+            patch = spec.valid_size(patch, config.pad_pow2)
         patches_per_epoch = len(volumes) * config.samples_per_image
     chosen_patch, chosen_batch, lines = choose_sizes(
-        spec, device, precision, smallest, patch, config.batch_size, patches_per_epoch
+        spec, device, precision, smallest, patch, config.batch_size, patches_per_epoch, config.pad_pow2
     )
     if not config.whole_volumes:
         config.patch_size = chosen_patch
