@@ -20,9 +20,11 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
     pip install "torch==$TORCH_VERSION"
   else
     echo "setup: no NVIDIA GPU: installing the CPU build of torch $TORCH_VERSION"
-    # A local wheel (find-links) if the machine has one, else PyTorch's CPU index (not PyPI's CUDA build).
-    pip install --no-index "torch==$TORCH_VERSION" 2>/dev/null \
-      || pip install "torch==$TORCH_VERSION" --index-url https://download.pytorch.org/whl/cpu
+    # The "+cpu" build: from a local wheel (pip find-links) if the machine has one, else from PyTorch's
+    # CPU index. Never a bare "torch==X", which PyPI answers with the multi-GB CUDA build.
+    pip install "torch==$TORCH_VERSION+cpu" 2>/dev/null \
+      || pip install "torch==$TORCH_VERSION+cpu" --index-url https://download.pytorch.org/whl/cpu \
+        --extra-index-url https://pypi.org/simple
   fi
 fi
 pip install -e ".[$extras]"
