@@ -120,3 +120,15 @@ def test_data_wait_is_recorded_and_a_starved_epoch_warns(
     assert 0.0 <= result.summary["data_wait_share"] <= 1.0
     warnings = [r.getMessage() for r in caplog.records if "waiting for data" in r.getMessage()]
     assert len(warnings) == 2 and "give --workers 1 or more" in warnings[0]
+
+
+def test_auto_workers_follow_cores_and_memory(monkeypatch):
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    monkeypatch.setattr(engine, "available_memory_bytes", lambda: 64 * 2**30)
+    monkeypatch.setattr(engine, "cpu_cores", lambda: 2)
+    assert engine.auto_workers(cpu, 64**3) == 0  # a worker would take a core from the training step
+    monkeypatch.setattr(engine, "cpu_cores", lambda: 16)
+    assert engine.auto_workers(cpu, 64**3) == 2
+    assert engine.auto_workers(gpu, 64**3) == 8
+    monkeypatch.setattr(engine, "available_memory_bytes", lambda: 3 * 2**30)  # room for one worker
+    assert engine.auto_workers(gpu, 64**3) == 1
