@@ -100,6 +100,37 @@ class PeakMemory:
         self._thread.join()
 
 
+class GpuUtilisation:
+    """Mean and peak GPU utilisation (%) from `nvidia-smi`, sampled every 0.5 s while training."""
+
+    def __init__(self) -> None:
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        query = ["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits", "-i", "0"]
+        while not self._stop.wait(0.5):
+            with contextlib.suppress(OSError, subprocess.SubprocessError, ValueError):
+                self.samples.append(float(subprocess.run(query, capture_output=True, text=True).stdout))
+
+    def __enter__(self) -> GpuUtilisation:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def report(self) -> dict:
+        if not self.samples:
+            return {}
+        return {
+            "gpu_util_mean": round(sum(self.samples) / len(self.samples), 1),
+            "gpu_util_max": max(self.samples),
+        }
+
+
 def run_one(args: argparse.Namespace, model: str) -> dict:
     import torch
 
@@ -137,7 +168,11 @@ def run_one(args: argparse.Namespace, model: str) -> dict:
                 root / "data", args.volumes, args.size, seed=0
             )
         config = voxseg.TrainConfig(results=root / "results", **options)
-        with PeakMemory() as memory:
+        on_gpu = (
+            torch.cuda.is_available() and args.device in ("auto", "cuda") or args.device.startswith("cuda")
+        )
+        gpu = GpuUtilisation() if on_gpu else contextlib.nullcontext()
+        with PeakMemory() as memory, gpu:
             result = voxseg.train(config, progress=False)
         summary = result.summary
         rows = list(csv.DictReader((result.run_dir / "metrics.csv").read_text().splitlines()))
@@ -160,8 +195,15 @@ def run_one(args: argparse.Namespace, model: str) -> dict:
             "best_val_dice": summary["best_val_dice"],
             "final_val_dice": dices[-1] if dices else None,
             "data": str(args.peer_data) if args.peer_data else f"generated {args.volumes}x{args.size}^3",
+            "compile": not args.no_compile,
             "torch_threads": torch.get_num_threads(),
             "torch": torch.__version__,
+            **(gpu.report() if on_gpu else {}),
+            **(
+                {"gpu_peak_allocated_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1)}
+                if on_gpu
+                else {}
+            ),
         }
 
 
