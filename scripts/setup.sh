@@ -18,6 +18,9 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
     echo "setup: NVIDIA GPU found: installing the CUDA build of torch $TORCH_VERSION"
     pip install "torch==$TORCH_VERSION"
+  elif [ "$(uname -s)" = "Darwin" ]; then
+    echo "setup: macOS: installing torch $TORCH_VERSION (CPU and Apple MPS)"
+    pip install "torch==$TORCH_VERSION"  # PyPI's macOS wheels have no CUDA and no "+cpu" twin
   else
     echo "setup: no NVIDIA GPU: installing the CPU build of torch $TORCH_VERSION"
     # The "+cpu" build: from a local wheel (pip find-links) if the machine has one, else from PyTorch's
