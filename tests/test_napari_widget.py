@@ -231,3 +231,29 @@ def test_a_runtime_error_in_training_is_shown_and_the_button_returns(
     assert widget.start_button.text() == "Start" and widget.start_button.isEnabled()
     summary = json.loads((tmp_path / "results" / "oom" / "summary.json").read_text())
     assert summary["status"] == "failed"
+
+
+def test_resume_a_run_from_the_widget(widget, qtbot, tmp_path, make_dataset):
+    images, labels = make_dataset(tmp_path / "data", n=3, size=16)
+    results = tmp_path / "results"
+    fill(widget, images=str(images), labels=str(labels), results=str(results), run_name="r", epochs=1)
+    assert widget.start()
+    wait_for_end(qtbot, widget)
+    run = results / "r"
+
+    widget.resume_row.line.setText(str(tmp_path / "not-a-run"))
+    assert "does not exist; give a run folder" in widget.error_labels["resume"].text()
+    assert widget.start() is False
+    widget.resume_row.line.setText(str(run))
+    widget.set_values({"images": "", "labels": "", "model": "VNet", "epochs": 3})  # ignored / overridden
+    assert widget.revalidate() == {}
+    assert widget.start()
+    wait_for_end(qtbot, widget)
+    summary = json.loads((run / "summary.json").read_text())
+    assert (
+        summary["status"] == "completed"
+        and summary["epochs_completed"] == 3
+        and summary["model"] == "SegResNet"
+    )
+    assert len((run / "metrics.csv").read_text().splitlines()) == 1 + 3
+    assert sorted(p.name for p in results.iterdir()) == ["r"]  # continued in place, no new run folder

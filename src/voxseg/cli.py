@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from voxseg.config import TrainConfig
+from voxseg.config import RESUME_OVERRIDES, TrainConfig
 from voxseg.errors import ConfigError, VoxsegError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED = 0, 1, 2, 130
@@ -192,22 +192,15 @@ def _weights_command(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-#: what may change when a run is resumed: everything else is the run's own config.yaml
-RESUME_OVERRIDES = {"epochs", "device", "workers", "precision", "compile"}
-
-
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """YAML first (if any), then every flag the user typed; validation happens in the engine."""
     given = {k: v for k, v in vars(args).items() if k not in ("command", "config", "resume")}
     if hasattr(args, "resume"):
-        extra = sorted(set(given) - RESUME_OVERRIDES) + (["config"] if hasattr(args, "config") else [])
+        extra = sorted(set(given) - set(RESUME_OVERRIDES)) + (["config"] if hasattr(args, "config") else [])
         if extra:
             flags = ", ".join("--" + name.replace("_", "-") for name in extra)
             raise ConfigError(f"--resume continues a run with its own config.yaml; {flags} cannot change")
-        saved = Path(args.resume) / "config.yaml"
-        if not saved.is_file():
-            raise ConfigError(f"--resume: {saved} does not exist; give a run folder")
-        return TrainConfig.from_dict({**TrainConfig.from_yaml(saved).to_dict(), **given})
+        return TrainConfig.for_resume(args.resume, given)
     from_file = TrainConfig.from_yaml(args.config) if hasattr(args, "config") else TrainConfig()
     return TrainConfig.from_dict({**from_file.to_dict(), **from_file._extra, **given})
 

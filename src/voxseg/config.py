@@ -20,6 +20,8 @@ from voxseg.models.registry import resolve_model_name
 
 SCHEDULERS = ("none", "plateau", "cosine", "poly")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+#: what may change when a run is resumed: everything else is the run's own config.yaml
+RESUME_OVERRIDES = ("epochs", "device", "workers", "precision", "compile")
 #: patch size and batch size may be "auto": chosen from measured memory (training/autosize.py)
 AUTO = "auto"
 
@@ -219,6 +221,14 @@ class TrainConfig:
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    @classmethod
+    def for_resume(cls, run_dir: str | Path, overrides: dict[str, Any]) -> TrainConfig:
+        """The run's own config.yaml with the few options a resume may change (RESUME_OVERRIDES)."""
+        saved = Path(run_dir) / "config.yaml"
+        if not saved.is_file():
+            raise ConfigError(f"--resume: {saved} does not exist; give a run folder")
+        return cls.from_dict({**cls.from_yaml(saved).to_dict(), **overrides})
 
 
 def _is_auto(value: Any) -> bool:

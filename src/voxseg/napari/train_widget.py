@@ -33,7 +33,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from voxseg.config import TrainConfig
+from voxseg.config import RESUME_OVERRIDES, TrainConfig
 from voxseg.errors import VoxsegError
 from voxseg.napari.curves import CurvesWidget
 from voxseg.napari.form import (
@@ -244,6 +244,17 @@ class TrainWidget(QWidget):
 
     def _build_run_controls(self) -> QVBoxLayout:
         column = QVBoxLayout()
+        resume_box = QGroupBox("Resume (optional)")
+        resume_form = QFormLayout(resume_box)
+        resume_field = Field("resume", "Run folder", "", "folder")
+        self.resume_row = self._make_input(resume_field)
+        self.resume_row.setToolTip(
+            "continue this run folder from its last epoch: its own settings are used; only "
+            + ", ".join(RESUME_OVERRIDES).replace("_", " ")
+            + " come from this form"
+        )
+        resume_form.addRow("Run folder", self._with_error("resume", self.resume_row))
+        column.addWidget(resume_box)
         self.show_preview = QCheckBox("Show validation volume and prediction as layers")
         column.addWidget(self.show_preview)
         self.start_button = QPushButton("Start")
@@ -297,6 +308,11 @@ class TrainWidget(QWidget):
                 getattr(widget, "line", widget).setText("" if value is None else str(value))
 
     @property
+    def resume_dir(self) -> Path | None:
+        text = self.resume_row.line.text().strip()  # type: ignore[attr-defined]
+        return Path(text).expanduser() if text else None
+
+    @property
     def from_layers(self) -> bool:
         return self.source.currentText() == LAYERS
 
@@ -305,8 +321,17 @@ class TrainWidget(QWidget):
         if not hasattr(self, "start_button"):  # still building
             return {}
         values = self.values()
-        errors = field_errors(values, data_from_layers=self.from_layers)
-        if self.from_layers:
+        if self.resume_dir is not None:  # the run's own settings apply; only the overrides are checked
+            errors = {
+                k: v for k, v in field_errors(values, data_from_layers=True).items() if k in RESUME_OVERRIDES
+            }
+            if not (self.resume_dir / "config.yaml").is_file():
+                errors["resume"] = (
+                    f"--resume: {self.resume_dir / 'config.yaml'} does not exist; give a run folder"
+                )
+        else:
+            errors = field_errors(values, data_from_layers=self.from_layers)
+        if self.from_layers and self.resume_dir is None:
             errors.update(self._layer_errors())
         for name, label in self.error_labels.items():
             label.setText(errors.get(name, ""))
@@ -438,7 +463,7 @@ class TrainWidget(QWidget):
             return False
         self._reset_run_state()
         self._remove_curves()
-        self.session = TrainingSession(config)
+        self.session = TrainingSession(config, resume=self.resume_dir)
         logger = logging.getLogger("voxseg")
         logger.addHandler(self.log_relay)
         logger.setLevel(logging.INFO)
@@ -466,6 +491,10 @@ class TrainWidget(QWidget):
         self.stop_requested_at = time.perf_counter()
 
     def _config_for_run(self) -> TrainConfig:
+        if self.resume_dir is not None:
+            typed = config_from_values(self.values())
+            overrides = {name: getattr(typed, name) for name in RESUME_OVERRIDES}
+            return TrainConfig.for_resume(self.resume_dir, overrides).validate()
         config = config_from_values(self.values())
         if self.from_layers:
             image, label = self._selected_layer(self.image_layer), self._selected_layer(self.label_layer)
