@@ -60,6 +60,7 @@ def main() -> None:
     for name in ("nuclei labels", "validation image", "validation labels"):  # the nuclei + prediction
         viewer.layers[name].visible = False
     widget.scroll.ensureWidgetVisible(widget.log_view)
+    widget.scroll.horizontalScrollBar().setValue(0)
     for _ in range(20):  # let the dock layout and the canvas settle
         QApplication.processEvents()
         time.sleep(0.05)
