@@ -34,9 +34,10 @@ from qtpy.QtWidgets import (
 )
 
 from voxseg.config import RESUME_OVERRIDES, TrainConfig
-from voxseg.errors import VoxsegError
+from voxseg.errors import ConfigError, VoxsegError
 from voxseg.napari.curves import CurvesWidget
 from voxseg.napari.form import (
+    AUGMENTATION,
     DATA,
     FIELDS,
     SECTIONS,
@@ -181,7 +182,7 @@ class TrainWidget(QWidget):
             form.addRow(field.label, self._with_error(field.name, widget))
         if section == DATA:
             self.folder_rows = [self.inputs["images"], self.inputs["labels"]]
-        if section == "Augmentation":
+        if section == AUGMENTATION:
             self.padding_label = QLabel()
             self.padding_label.setWordWrap(True)
             form.addRow("Padding", self.padding_label)
@@ -325,10 +326,10 @@ class TrainWidget(QWidget):
             errors = {
                 k: v for k, v in field_errors(values, data_from_layers=True).items() if k in RESUME_OVERRIDES
             }
-            if not (self.resume_dir / "config.yaml").is_file():
-                errors["resume"] = (
-                    f"--resume: {self.resume_dir / 'config.yaml'} does not exist; give a run folder"
-                )
+            try:  # the same check (and message) as starting the resume
+                TrainConfig.for_resume(self.resume_dir, {})
+            except ConfigError as exc:
+                errors["resume"] = str(exc)
         else:
             errors = field_errors(values, data_from_layers=self.from_layers)
         if self.from_layers and self.resume_dir is None:

@@ -257,7 +257,6 @@ class Trainer:
         loop_seconds = time.perf_counter() - started
         self.train_seconds += loop_seconds
         self.data_seconds += data_seconds
-        self._warn_if_data_starved(epoch, data_seconds, loop_seconds)
         train_loss = float(np.mean(losses))
         dice = None
         if epoch % self.config.val_interval == 0 or epoch == self.config.epochs:
@@ -273,6 +272,7 @@ class Trainer:
         seconds = time.perf_counter() - started
         event = EpochEnd(epoch, self.config.epochs, train_loss, dice, lr, seconds, data_seconds, loop_seconds)
         self.history.append(event)
+        self._warn_if_data_starved(event)
         self._save_checkpoint(epoch)  # before listeners run: whatever they do, the epoch is kept
         yield self._emit(event)
 
@@ -292,10 +292,9 @@ class Trainer:
             self.scaler.update()
         return value
 
-    def _warn_if_data_starved(self, epoch: int, data_seconds: float, loop_seconds: float) -> None:
+    def _warn_if_data_starved(self, epoch: EpochEnd) -> None:
         """The model should never wait for patches; say so, with the likely fix, when it does."""
-        share = data_seconds / loop_seconds if loop_seconds > 0 else 0.0
-        if share <= DATA_STARVED_SHARE:
+        if epoch.data_share <= DATA_STARVED_SHARE:
             return
         if self.workers == 0:
             fix = "give --workers 1 or more to prepare patches in parallel processes"
@@ -305,10 +304,10 @@ class Trainer:
             fix = "every core is busy: try --no-augment, or a GPU, to see which part is slow"
         log.warning(
             "epoch %d: %.0f%% of the training time was spent waiting for data (%.1f of %.1f s); %s",
-            epoch,
-            100 * share,
-            data_seconds,
-            loop_seconds,
+            epoch.epoch,
+            100 * epoch.data_share,
+            epoch.data_seconds,
+            epoch.train_seconds,
             fix,
         )
 

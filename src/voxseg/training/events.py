@@ -59,6 +59,11 @@ class EpochEnd:
     data_seconds: float = 0.0  # of the training loop, time spent waiting for patches
     train_seconds: float = 0.0  # the training loop (data + compute), validation excluded
 
+    @property
+    def data_share(self) -> float:
+        """Share of the training loop spent waiting for patches."""
+        return self.data_seconds / self.train_seconds if self.train_seconds > 0 else 0.0
+
 
 @dataclass(frozen=True)
 class RunEnd:

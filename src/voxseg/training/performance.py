@@ -26,10 +26,11 @@ _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 @dataclass(frozen=True)
 class Precision:
-    """`name` is fp32, bf16 or fp16; `reason` says why, for the log."""
+    """`name` is fp32, bf16 or fp16; `reason` says why, and `warning` what to know, for the run's log."""
 
     name: str
     reason: str
+    warning: str | None = None
 
     @property
     def dtype(self) -> torch.dtype | None:
@@ -63,9 +64,10 @@ def resolve_precision(requested: str, device: torch.device) -> Precision:
         return Precision("fp32", f"auto: {where}")
     if requested == "fp16" and kind == "cpu":
         raise ConfigError("--precision fp16 needs a CUDA or MPS device; on the CPU use bf16 or fp32")
+    warning = None
     if requested == "bf16" and kind == "cpu" and not cpu_has_native_bf16():
-        log.warning("--precision bf16: this CPU has no native bfloat16, so it is emulated and slow")
-    return Precision(requested, "as requested (--precision)")
+        warning = "--precision bf16: this CPU has no native bfloat16, so it is emulated and slow"
+    return Precision(requested, "as requested (--precision)", warning)
 
 
 @contextlib.contextmanager

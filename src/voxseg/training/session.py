@@ -44,7 +44,6 @@ def log_event(event: Event) -> None:
         log.info("epoch %d: validation Dice %.4f, best so far: saved best.pth", event.epoch, event.dice)
     elif isinstance(event, EpochEnd):
         dice = "" if event.val_dice is None else f"  val Dice {event.val_dice:.4f}"
-        share = event.data_seconds / event.train_seconds if event.train_seconds else 0.0
         log.info(
             "epoch %d/%d  loss %.4f%s  lr %.3g  %.1f s (data wait %.1f s, %.0f%% of training)",
             event.epoch,
@@ -54,7 +53,7 @@ def log_event(event: Event) -> None:
             event.lr,
             event.seconds,
             event.data_seconds,
-            100 * share,
+            100 * event.data_share,
         )
     elif isinstance(event, RunEnd):
         s = event.summary

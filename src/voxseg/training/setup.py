@@ -109,6 +109,8 @@ def prepare_run(config: TrainConfig, resume_dir: Path | None = None) -> Prepared
 
     precision = resolve_precision(config.precision, device)
     notes.append(f"precision {precision.name} ({precision.reason})")
+    if precision.warning:
+        warnings.append(precision.warning)
     _resolve_auto_sizes(config, spec, device, precision, train_volumes, notes)
     if config.whole_volumes:
         asked = tuple(max(v.shape[axis] for v in train_volumes) for axis in range(3))

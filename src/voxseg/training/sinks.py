@@ -44,10 +44,9 @@ class RunRecorder:
 
     def _record_epoch(self, event: EpochEnd, plot: bool = True) -> None:
         val = "" if event.val_dice is None else f"{event.val_dice:.6f}"
-        share = event.data_seconds / event.train_seconds if event.train_seconds else 0.0
         self.rows.append(
             f"{event.epoch},{event.train_loss:.6f},{val},{event.lr:.6g},{event.seconds:.3f},"
-            f"{event.train_seconds:.3f},{event.data_seconds:.3f},{share:.4f}"
+            f"{event.train_seconds:.3f},{event.data_seconds:.3f},{event.data_share:.4f}"
         )
         write_text(self.run_dir / "metrics.csv", "\n".join([METRICS_HEADER, *self.rows]) + "\n")
         self.loss_history.append((event.epoch, event.train_loss))
