@@ -361,6 +361,7 @@ class Trainer:
             if self.train_seconds
             else None,
             "precision": self.precision.name if self.built else None,
+            "workers": self.workers if self.built else None,
             "train_volumes": [v.name for v in self.prepared.train_volumes],
             "val_volumes": [v.name for v in self.prepared.val_volumes],
             "weights": {"best": "best.pth" if self.best_epoch else None, "last": "last.pth"},
