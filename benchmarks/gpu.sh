@@ -4,7 +4,7 @@
 #   bash benchmarks/gpu.sh            (on a machine with an NVIDIA GPU, after scripts/setup.sh)
 # RUNS lists model:precision:flags (flags comma-separated), e.g.
 #   RUNS="SegResNet:auto:--no-compile SegResNet:auto:--no-compile,--no-augment" bash benchmarks/gpu.sh
-# EPOCHS (3), PYTHON (.venv/bin/python) and RUN_TIMEOUT (seconds per run, 300) can be set too.
+# EPOCHS (3), SAMPLES per image (8), PYTHON (.venv/bin/python) and RUN_TIMEOUT (seconds per run, 300) can be set too.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 python=${PYTHON:-.venv/bin/python}
@@ -16,7 +16,7 @@ for run in ${RUNS:-$default_runs}; do
   IFS=: read -r model precision flags <<<"$run"
   # shellcheck disable=SC2086  # the flags are a word list
   timeout "${RUN_TIMEOUT:-300}" "$python" benchmarks/train_throughput.py --model "$model" --device cuda \
-    --patch 128 --batch 2 --size 160 --volumes 4 --samples-per-image 8 --epochs "${EPOCHS:-3}" \
+    --patch 128 --batch 2 --size 160 --volumes 4 --samples-per-image "${SAMPLES:-8}" --epochs "${EPOCHS:-3}" \
     --precision "$precision" ${flags//,/ } \
     || echo "{\"model\": \"$model\", \"precision\": \"$precision\", \"flags\": \"$flags\", \"failed\": true}"
 done

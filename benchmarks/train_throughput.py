@@ -12,7 +12,8 @@ Each run is a fresh subprocess, so its peak memory is its own. Fields: `patches_
 (training patches over the training-loop time, data loading included, validation excluded; the
 first epoch, which pays one-off start-up costs, is left out when there are several),
 `train_seconds_per_epoch`, `data_wait_share` (share of the training loop spent waiting for
-patches), `peak_rss_tree_mb` (this process and its children, sampled every 0.1 s), `best_val_dice`
+patches), `peak_rss_tree_mb` and `peak_pss_tree_mb` (this process and its children, sampled every
+0.1 s; see PeakMemory), `best_val_dice`
 and `final_val_dice` (probability > 0.5 on the whole validation volumes).
 """
 
@@ -75,13 +76,19 @@ def split_like_the_reference(data: Path, root: Path, train_fraction: float = 0.8
 
 
 class PeakMemory:
-    """Peak RSS of this process plus all its descendants (DataLoader workers), sampled every 0.1 s."""
+    """Peak memory of this process plus all its descendants (DataLoader workers), sampled every 0.1 s.
+
+    `peak` sums RSS, as the reference's measurement does; forked workers share most of their pages
+    with the parent, which RSS counts once per process, so `peak_pss` (each shared page split among
+    its sharers, Linux only) is the fairer total when there are workers.
+    """
 
     def __init__(self) -> None:
         import psutil
 
         self.process = psutil.Process()
         self.peak = 0
+        self.peak_pss = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
@@ -89,11 +96,14 @@ class PeakMemory:
         import psutil
 
         while not self._stop.wait(0.1):
-            total = self.process.memory_info().rss
-            for child in self.process.children(recursive=True):
+            rss = pss = 0
+            for process in [self.process, *self.process.children(recursive=True)]:
                 with contextlib.suppress(psutil.Error):  # a worker that just exited
-                    total += child.memory_info().rss
-            self.peak = max(self.peak, total)
+                    info = process.memory_full_info()
+                    rss += info.rss
+                    pss += getattr(info, "pss", info.rss)
+            self.peak = max(self.peak, rss)
+            self.peak_pss = max(self.peak_pss, pss)
 
     def __enter__(self) -> PeakMemory:
         self._thread.start()
@@ -197,6 +207,7 @@ def run_one(args: argparse.Namespace, model: str) -> dict:
             "train_seconds_per_epoch": round(train_s / len(steady), 3),
             "data_wait_share": round(data_s / train_s, 4),
             "peak_rss_tree_mb": round(memory.peak / 2**20, 1),
+            "peak_pss_tree_mb": round(memory.peak_pss / 2**20, 1),
             "best_val_dice": summary["best_val_dice"],
             "final_val_dice": dices[-1] if dices else None,
             "data": str(args.peer_data) if args.peer_data else f"generated {args.volumes}x{args.size}^3",

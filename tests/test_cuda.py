@@ -36,6 +36,7 @@ def test_compiled_mixed_precision_run_learns_and_saves_plain_weights(tmp_path, m
     assert result.status == "completed"
     assert result.summary["precision"] == "bf16"
     assert result.summary["best_val_dice"] > 0.5  # the balls are learnt, not just run through
+    assert "augmentation on cuda" in (result.run_dir / "train.log").read_text()
     model = build_model("SegResNet")
     model.load_state_dict(read_state_dict(result.run_dir / "best.pth"))  # no compiler prefixes
 
@@ -47,7 +48,7 @@ def test_float16_run_resumes_with_its_loss_scale(tmp_path, make_dataset, fast_co
     checkpoint = torch.load(first.run_dir / CHECKPOINT_NAME, weights_only=True)
     assert checkpoint["scaler"]["scale"] > 0
     resumed = TrainConfig.for_resume(first.run_dir, {"epochs": 3})
-    second = train(resumed, progress=False)
+    second = train(resumed, progress=False, resume=first.run_dir)
     assert second.status == "completed" and second.summary["epochs_completed"] == 3
 
 

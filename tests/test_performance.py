@@ -134,3 +134,21 @@ def test_auto_workers_follow_cores_and_memory(monkeypatch):
     assert engine.auto_workers(gpu, 64**3) == 8
     monkeypatch.setattr(engine, "available_memory_bytes", lambda: 3 * 2**30)  # room for one worker
     assert engine.auto_workers(gpu, 64**3) == 1
+
+
+def test_augmenting_on_the_device_trains_on_the_same_patches(
+    tmp_path, make_dataset, fast_config, monkeypatch
+):
+    """The GPU path (augmentation after the copy, per-sample seeds) run on the CPU: same losses."""
+    images, labels = make_dataset(tmp_path / "data", n=3, size=16, cells=2)
+    options = dict(augment=True, samples_per_image=3, batch_size=2, epochs=2)
+    in_loader = train(fast_config(images, labels, run_name="loader", **options), progress=False)
+    monkeypatch.setattr(engine, "augments_on_device", lambda device: True)
+    on_device = train(fast_config(images, labels, run_name="device", **options), progress=False)
+    assert "augmentation on cpu" in (on_device.run_dir / "train.log").read_text()
+    assert "augmentation on" not in (in_loader.run_dir / "train.log").read_text()
+    losses = [
+        [float(row["train_loss"]) for row in csv.DictReader((run.run_dir / "metrics.csv").open())]
+        for run in (in_loader, on_device)
+    ]
+    assert losses[0] == pytest.approx(losses[1], rel=1e-4)

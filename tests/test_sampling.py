@@ -105,7 +105,7 @@ def test_dataset_items_without_augmentation_are_the_planned_windows() -> None:
     dataset = PatchDataset(volumes, sampler)
     plan = sampler.plan(4)
     for item, (index, corner) in enumerate(plan):
-        image, label = dataset[(4, item)]
+        image, label, _ = dataset[(4, item)]
         window = tuple(slice(c, c + p) for c, p in zip(corner, PATCH, strict=True))
         assert image.shape == label.shape == (1, *PATCH)
         assert image.dtype == label.dtype == torch.float32
@@ -118,9 +118,10 @@ def test_same_key_gives_the_same_augmented_sample() -> None:
     sampler = PatchSampler(volumes, PATCH, 4, 0.5, seed=0)
     dataset = PatchDataset(volumes, sampler, Augmentation(PATCH))
     for key in [(1, 0), (1, 5), (2, 0)]:
-        image, label = dataset[key]
+        image, label, seed = dataset[key]
         dataset[(7, 3)]  # another epoch in between evicts the cached plan
-        again_image, again_label = dataset[key]
+        again_image, again_label, again_seed = dataset[key]
+        assert seed == again_seed
         assert image.shape == label.shape == (1, *PATCH)
         assert torch.equal(image, again_image) and torch.equal(label, again_label)
         assert set(label.unique().tolist()) <= {0.0, 1.0}
@@ -135,7 +136,7 @@ def test_batches_do_not_depend_on_the_number_of_workers() -> None:
     """
     volumes = _volumes()
 
-    def batches(workers: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    def batches(workers: int) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         sampler = PatchSampler(volumes, PATCH, 3, 0.5, seed=5)
         dataset = PatchDataset(volumes, sampler, Augmentation(PATCH))
         order = EpochOrder(len(dataset), seed=5)
@@ -145,7 +146,23 @@ def test_batches_do_not_depend_on_the_number_of_workers() -> None:
 
     serial, parallel = batches(0), batches(2)
     assert len(serial) == len(parallel) == 3
-    for (image, label), (image2, label2) in zip(serial, parallel, strict=True):
+    for (image, label, seeds), (image2, label2, seeds2) in zip(serial, parallel, strict=True):
         assert image.shape == (2, 1, *PATCH)
-        assert torch.equal(label, label2)
+        assert torch.equal(label, label2) and torch.equal(seeds, seeds2)
         torch.testing.assert_close(image, image2, rtol=0, atol=1e-5)
+
+
+def test_augmenting_a_batch_later_gives_what_the_workers_give() -> None:
+    """Deferred augmentation (on the GPU after the copy) draws the same changes as in the loader."""
+    volumes = _volumes()
+    sampler = PatchSampler(volumes, PATCH, 3, 0.5, seed=5)
+    augment = Augmentation(PATCH)
+    order = EpochOrder(len(sampler), seed=5)
+    order.epoch = 2
+    in_loader = DataLoader(PatchDataset(volumes, sampler, augment), batch_size=3, sampler=order)
+    deferred = DataLoader(PatchDataset(volumes, sampler), batch_size=3, sampler=order)
+    for (image, label, seeds), (raw_image, raw_label, same_seeds) in zip(in_loader, deferred, strict=True):
+        assert torch.equal(seeds, same_seeds)
+        later_image, later_label = augment.batch(raw_image, raw_label, seeds)
+        assert torch.equal(label, later_label)
+        torch.testing.assert_close(image, later_image, rtol=0, atol=1e-5)

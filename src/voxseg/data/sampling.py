@@ -85,8 +85,18 @@ class EpochOrder(Sampler):
         return iter([(self.epoch, int(i)) for i in order])
 
 
+def augmentation_seed(seed: int, epoch: int, item: int) -> int:
+    """The seed of one sample's augmentation: the same whichever process or device augments it."""
+    return int(np.random.SeedSequence([seed, epoch, item]).generate_state(1)[0])
+
+
 class PatchDataset(Dataset):
-    """Cuts and augments the patches of an epoch's plan; any worker gives the same sample for a key."""
+    """Cuts the patches of an epoch's plan, and augments them when given `augment`.
+
+    Items are `(image, label, seed)`, the same for a key in any worker; `seed` is the sample's
+    augmentation seed, so augmentation deferred to the GPU (`Augmentation.batch`) draws the same
+    changes a worker would have.
+    """
 
     def __init__(
         self,
@@ -107,7 +117,7 @@ class PatchDataset(Dataset):
             self._plans = {epoch: self.sampler.plan(epoch)}  # keep only the current epoch
         return self._plans[epoch]
 
-    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, int]:
         epoch, item = key
         index, corner = self._plan(epoch)[item]
         volume = self.volumes[index]
@@ -116,8 +126,7 @@ class PatchDataset(Dataset):
             "image": torch.from_numpy(np.ascontiguousarray(volume.image[window]))[None],
             "label": torch.from_numpy(volume.label[window].astype(np.float32))[None],
         }
+        seed = augmentation_seed(self.sampler.seed, epoch, item)
         if self.augment is not None:
-            sample = self.augment(
-                sample, int(np.random.SeedSequence([self.sampler.seed, epoch, item]).generate_state(1)[0])
-            )
-        return sample["image"].contiguous(), sample["label"].contiguous()
+            sample = self.augment(sample, seed)
+        return sample["image"].contiguous(), sample["label"].contiguous(), seed
