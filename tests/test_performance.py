@@ -1,9 +1,11 @@
-"""Speed features that must not change results: oneDNN convolutions, precision choice, data-wait report."""
+"""Speed features that must not change results: oneDNN convolutions, precision choice, data-wait
+report, augmentation on the device with batches prepared in the background."""
 
 from __future__ import annotations
 
 import csv
 import logging
+import threading
 
 import pytest
 import torch
@@ -14,6 +16,7 @@ from voxseg.errors import ConfigError
 from voxseg.models.onednn import OneDnnConv3d, use_onednn_convolutions
 from voxseg.models.registry import build_model
 from voxseg.training import engine
+from voxseg.training.events import BatchEnd
 from voxseg.training.performance import cpu_has_native_bf16, resolve_precision
 from voxseg.training.session import train
 
@@ -152,3 +155,19 @@ def test_augmenting_on_the_device_trains_on_the_same_patches(
         for run in (in_loader, on_device)
     ]
     assert losses[0] == pytest.approx(losses[1], rel=1e-4)
+
+
+def test_stop_with_batches_prepared_in_the_background(tmp_path, make_dataset, fast_config, monkeypatch):
+    """Stop mid-epoch while the producer thread is ahead: the run stops, the thread ends."""
+    images, labels = make_dataset(tmp_path / "data", n=2, size=16, cells=2)
+    monkeypatch.setattr(engine, "augments_on_device", lambda device: True)
+    stop = threading.Event()
+
+    def stop_on_second_batch(event) -> None:
+        if isinstance(event, BatchEnd) and event.batch == 2:
+            stop.set()
+
+    config = fast_config(images, labels, augment=True, epochs=3, samples_per_image=6)
+    result = train(config, callbacks=[stop_on_second_batch], stop_event=stop, progress=False)
+    assert result.status == "stopped" and result.summary["patches_seen"] == 2
+    assert not [t for t in threading.enumerate() if t.name == "voxseg-prefetch"]

@@ -6,6 +6,7 @@ first Ctrl-C) finishes the batch in progress, saves `last.pth` and ends the run 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
@@ -42,6 +43,7 @@ from voxseg.training.performance import (
     make_grad_scaler,
     tune_for_device,
 )
+from voxseg.training.prefetch import in_background
 from voxseg.training.schedule import LRSchedule
 from voxseg.training.setup import PreparedRun
 
@@ -251,20 +253,21 @@ class Trainer:
         batches = len(self.loader)
         data_seconds = 0.0
         waiting_since = time.perf_counter()
-        for batch, (images, labels, seeds) in enumerate(self.loader, start=1):
-            data_seconds += time.perf_counter() - waiting_since
-            value = self._step(images, labels, seeds)
-            if not math.isfinite(value):  # checked before the step, so the weights stay usable
-                raise FloatingPointError(f"training loss became {value} at epoch {epoch}, batch {batch}")
-            losses.append(value)
-            self.patches_seen += images.shape[0]
-            yield self._emit(BatchEnd(epoch, batch, batches, value))
-            if self.stop_event.is_set():
-                self.train_seconds += time.perf_counter() - started
-                self.data_seconds += data_seconds
-                log.info("stop requested: stopped after batch %d/%d of epoch %d", batch, batches, epoch)
-                return
-            waiting_since = time.perf_counter()
+        with contextlib.closing(self._batches_on_device()) as ready:
+            for batch, (images, labels) in enumerate(ready, start=1):
+                data_seconds += time.perf_counter() - waiting_since
+                value = self._step(images, labels)
+                if not math.isfinite(value):  # checked before the step, so the weights stay usable
+                    raise FloatingPointError(f"training loss became {value} at epoch {epoch}, batch {batch}")
+                losses.append(value)
+                self.patches_seen += images.shape[0]
+                yield self._emit(BatchEnd(epoch, batch, batches, value))
+                if self.stop_event.is_set():
+                    self.train_seconds += time.perf_counter() - started
+                    self.data_seconds += data_seconds
+                    log.info("stop requested: stopped after batch %d/%d of epoch %d", batch, batches, epoch)
+                    return
+                waiting_since = time.perf_counter()
         loop_seconds = time.perf_counter() - started
         self.train_seconds += loop_seconds
         self.data_seconds += data_seconds
@@ -287,14 +290,28 @@ class Trainer:
         self._save_checkpoint(epoch)  # before listeners run: whatever they do, the epoch is kept
         yield self._emit(event)
 
-    def _step(self, images: torch.Tensor, labels: torch.Tensor, seeds: torch.Tensor) -> float:
-        """One optimisation step; returns the loss. A non-finite loss is returned before any update."""
+    def _batches_on_device(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The epoch's batches on the device, augmented and in the step's memory layout.
+
+        With augmentation on the device they are prepared in a background thread, one or two
+        batches ahead, so that work overlaps the training step (data wait then includes it).
+        """
+        ready = (self._to_device(*batch) for batch in self.loader)
+        return in_background(ready) if self.device_augment is not None else ready
+
+    def _to_device(
+        self, images: torch.Tensor, labels: torch.Tensor, seeds: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         images = images.to(self.device, non_blocking=True)
         labels = labels.to(self.device, non_blocking=True)
         if self.device_augment is not None:
             images, labels = self.device_augment.batch(images, labels, seeds)
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last_3d)
+        return images, labels
+
+    def _step(self, images: torch.Tensor, labels: torch.Tensor) -> float:
+        """One optimisation step; returns the loss. A non-finite loss is returned before any update."""
         self.optimizer.zero_grad(set_to_none=True)
         with autocast(self.device, self.precision):
             logits = self.runner(images)
