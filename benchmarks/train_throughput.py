@@ -115,10 +115,14 @@ class PeakMemory:
 
 
 class GpuUtilisation:
-    """Mean and peak GPU utilisation (%) from `nvidia-smi`, sampled every 0.5 s while training."""
+    """GPU utilisation (%) from `nvidia-smi`, sampled every 0.5 s while training.
+
+    `report` gives the mean and peak over the whole `train()` call (start-up, compilation and
+    validation included) and the mean over the measured epochs' training loops alone.
+    """
 
     def __init__(self) -> None:
-        self.samples: list[float] = []
+        self.samples: list[tuple[float, float]] = []  # (perf_counter, percent)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
@@ -126,7 +130,8 @@ class GpuUtilisation:
         query = ["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits", "-i", "0"]
         while not self._stop.wait(0.5):
             with contextlib.suppress(OSError, subprocess.SubprocessError, ValueError):
-                self.samples.append(float(subprocess.run(query, capture_output=True, text=True).stdout))
+                percent = float(subprocess.run(query, capture_output=True, text=True).stdout)
+                self.samples.append((time.perf_counter(), percent))
 
     def __enter__(self) -> GpuUtilisation:
         self._thread.start()
@@ -136,13 +141,41 @@ class GpuUtilisation:
         self._stop.set()
         self._thread.join()
 
-    def report(self) -> dict:
+    def report(self, window: tuple[float, float] | None) -> dict:
         if not self.samples:
             return {}
+        percents = [p for _, p in self.samples]
+        inside = [p for t, p in self.samples if window and window[0] <= t <= window[1]]
         return {
-            "gpu_util_mean": round(sum(self.samples) / len(self.samples), 1),
-            "gpu_util_max": max(self.samples),
+            "gpu_util_mean": round(sum(percents) / len(percents), 1),
+            "gpu_util_max": max(percents),
+            "gpu_util_training_mean": round(sum(inside) / len(inside), 1) if inside else None,
         }
+
+
+class TrainingWindow:
+    """Callback: when the measured epochs' batches ran (the first epoch is left out if there are more)."""
+
+    def __init__(self, epochs: int) -> None:
+        self.first_epoch = 2 if epochs > 1 else 1
+        self.start: float | None = None
+        self.end: float | None = None
+        self._epoch_started = time.perf_counter()
+
+    def __call__(self, event: object) -> None:
+        from voxseg.training.events import BatchEnd, EpochEnd
+
+        now = time.perf_counter()
+        if isinstance(event, BatchEnd) and event.epoch >= self.first_epoch:
+            if self.start is None:
+                self.start = self._epoch_started
+            self.end = now
+        elif isinstance(event, EpochEnd):
+            self._epoch_started = now
+
+    @property
+    def span(self) -> tuple[float, float] | None:
+        return (self.start, self.end) if self.start is not None and self.end is not None else None
 
 
 def run_one(args: argparse.Namespace, model: str) -> dict:
@@ -187,8 +220,9 @@ def run_one(args: argparse.Namespace, model: str) -> dict:
             torch.cuda.is_available() and args.device in ("auto", "cuda") or args.device.startswith("cuda")
         )
         gpu = GpuUtilisation() if on_gpu else contextlib.nullcontext()
+        window = TrainingWindow(args.epochs)
         with PeakMemory() as memory, gpu:
-            result = voxseg.train(config, progress=False)
+            result = voxseg.train(config, progress=False, callbacks=[window])
         summary = result.summary
         rows = list(csv.DictReader((result.run_dir / "metrics.csv").read_text().splitlines()))
         steady = rows[1:] if len(rows) > 1 else rows
@@ -216,7 +250,7 @@ def run_one(args: argparse.Namespace, model: str) -> dict:
             "workers": result.summary.get("workers"),
             "torch_threads": torch.get_num_threads(),
             "torch": torch.__version__,
-            **(gpu.report() if on_gpu else {}),
+            **(gpu.report(window.span) if on_gpu else {}),
             **(
                 {"gpu_peak_allocated_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1)}
                 if on_gpu
