@@ -136,7 +136,7 @@ class Trainer:
             prepared.train_volumes, prepared.window, samples, config.foreground_share, config.seed
         )
         augment = Augmentation(prepared.window) if config.augment else None
-        self.device_augment = augment if augment and augments_on_device(self.device) else None
+        self.device_augment = augment if augment is not None and augments_on_device(self.device) else None
         dataset = PatchDataset(prepared.train_volumes, sampler, None if self.device_augment else augment)
         self.order = EpochOrder(len(dataset), config.seed)
         patch_voxels = int(np.prod(prepared.window))
