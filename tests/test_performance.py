@@ -171,3 +171,16 @@ def test_stop_with_batches_prepared_in_the_background(tmp_path, make_dataset, fa
     result = train(config, callbacks=[stop_on_second_batch], stop_event=stop, progress=False)
     assert result.status == "stopped" and result.summary["patches_seen"] == 2
     assert not [t for t in threading.enumerate() if t.name == "voxseg-prefetch"]
+
+
+def test_starved_with_device_augmentation_points_at_the_augmentation(
+    tmp_path, make_dataset, fast_config, monkeypatch, caplog
+):
+    """With augmentation on the device the loader only cuts patches: more workers would not help."""
+    images, labels = make_dataset(tmp_path / "data", n=2, size=16)
+    monkeypatch.setattr(engine, "DATA_STARVED_SHARE", -1.0)
+    monkeypatch.setattr(engine, "augments_on_device", lambda device: True)
+    with caplog.at_level(logging.WARNING, logger="voxseg"):
+        train(fast_config(images, labels, augment=True, workers=1), progress=False)
+    warnings = [r.getMessage() for r in caplog.records if "waiting for data" in r.getMessage()]
+    assert warnings and "augmentation on cpu (one background thread) is the likely cause" in warnings[0]

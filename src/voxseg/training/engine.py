@@ -329,6 +329,11 @@ class Trainer:
             return
         if self.workers == 0:
             fix = "give --workers 1 or more to prepare patches in parallel processes"
+        elif self.device_augment is not None:  # the workers only cut patches
+            fix = (
+                f"augmentation on {self.device} (one background thread) is the likely cause; "
+                "--no-augment tells"
+            )
         elif self.workers + 1 < cpu_cores():
             fix = f"give more --workers (now {self.workers})"
         else:
