@@ -294,7 +294,8 @@ class Trainer:
         """The epoch's batches on the device, augmented and in the step's memory layout.
 
         With augmentation on the device they are prepared in a background thread, one or two
-        batches ahead, so that work overlaps the training step (data wait then includes it).
+        batches ahead, so its CPU side overlaps the training step. Data wait then counts that CPU
+        side; the augmentation's GPU kernels share the step's stream and count as compute.
         """
         ready = (self._to_device(*batch) for batch in self.loader)
         return in_background(ready) if self.device_augment is not None else ready
