@@ -29,6 +29,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import tifffile
@@ -75,7 +76,35 @@ def split_like_the_reference(data: Path, root: Path, train_fraction: float = 0.8
     return folders
 
 
-class PeakMemory:
+SamplerT = TypeVar("SamplerT", bound="_Sampler")
+
+
+class _Sampler:
+    """Calls `sample()` every `interval` seconds in a daemon thread while the `with` block runs."""
+
+    interval = 0.1
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def sample(self) -> None:
+        raise NotImplementedError
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.sample()
+
+    def __enter__(self: SamplerT) -> SamplerT:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+class PeakMemory(_Sampler):
     """Peak memory of this process plus all its descendants (DataLoader workers).
 
     `peak` sums RSS every 0.1 s, as the reference's measurement does. Forked workers share most of
@@ -87,65 +116,47 @@ class PeakMemory:
     def __init__(self) -> None:
         import psutil
 
+        super().__init__()
         self.process = psutil.Process()
         self.peak = 0
         self.peak_pss = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._readings = 0
 
-    def _sample(self) -> None:
+    def sample(self) -> None:
         import psutil
 
-        readings = 0
-        while not self._stop.wait(0.1):
-            readings += 1
-            processes = [self.process, *self.process.children(recursive=True)]
-            with_pss = len(processes) > 1 and readings % 10 == 0
-            rss = pss = 0
-            for process in processes:
-                with contextlib.suppress(psutil.Error):  # a worker that just exited
-                    info = process.memory_full_info() if with_pss else process.memory_info()
-                    rss += info.rss
-                    pss += getattr(info, "pss", info.rss)
-            self.peak = max(self.peak, rss)
-            if with_pss or len(processes) == 1:
-                self.peak_pss = max(self.peak_pss, pss)
-
-    def __enter__(self) -> PeakMemory:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
+        self._readings += 1
+        processes = [self.process, *self.process.children(recursive=True)]
+        with_pss = len(processes) > 1 and self._readings % 10 == 0
+        rss = pss = 0
+        for process in processes:
+            with contextlib.suppress(psutil.Error):  # a worker that just exited
+                info = process.memory_full_info() if with_pss else process.memory_info()
+                rss += info.rss
+                pss += getattr(info, "pss", info.rss)
+        self.peak = max(self.peak, rss)
+        if with_pss or len(processes) == 1:
+            self.peak_pss = max(self.peak_pss, pss)
 
 
-class GpuUtilisation:
+class GpuUtilisation(_Sampler):
     """GPU utilisation (%) from `nvidia-smi`, sampled every 0.5 s while training.
 
     `report` gives the mean and peak over the whole `train()` call (start-up, compilation and
     validation included) and the mean over the measured epochs' training loops alone.
     """
 
+    interval = 0.5
+    _QUERY = ["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits", "-i", "0"]
+
     def __init__(self) -> None:
+        super().__init__()
         self.samples: list[tuple[float, float]] = []  # (perf_counter, percent)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
 
-    def _sample(self) -> None:
-        query = ["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits", "-i", "0"]
-        while not self._stop.wait(0.5):
-            with contextlib.suppress(OSError, subprocess.SubprocessError, ValueError):
-                percent = float(subprocess.run(query, capture_output=True, text=True).stdout)
-                self.samples.append((time.perf_counter(), percent))
-
-    def __enter__(self) -> GpuUtilisation:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
+    def sample(self) -> None:
+        with contextlib.suppress(OSError, subprocess.SubprocessError, ValueError):
+            percent = float(subprocess.run(self._QUERY, capture_output=True, text=True).stdout)
+            self.samples.append((time.perf_counter(), percent))
 
     def report(self, window: tuple[float, float] | None) -> dict:
         if not self.samples:
