@@ -42,6 +42,7 @@ from voxseg.training.performance import (
     cpu_cores,
     make_grad_scaler,
     tune_for_device,
+    uses_channels_last,
 )
 from voxseg.training.prefetch import in_background
 from voxseg.training.schedule import LRSchedule
@@ -125,7 +126,7 @@ class Trainer:
         # what runs the training steps: the model itself, or its compiled form (same weights)
         self.runner = tune_for_device(self.model, self.device, self.precision, config.compile)
         self.scaler = make_grad_scaler(self.device, self.precision)
-        self.channels_last = self.device.type == "cuda"
+        self.channels_last = uses_channels_last(self.device)
         self.loss_fn = build_loss(config.loss)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
         self.schedule = LRSchedule(

@@ -85,15 +85,22 @@ def make_grad_scaler(device: torch.device, precision: Precision) -> torch.amp.Gr
     return torch.amp.GradScaler(device.type, enabled=precision.needs_scaler)
 
 
+def uses_channels_last(device: torch.device) -> bool:
+    """Channels-last 3D layout for the model and its inputs: on CUDA (cuDNN's fast kernels want it);
+    on the CPU it made a SegResNet step 2× slower."""
+    return device.type == "cuda"
+
+
 def tune_for_device(model: nn.Module, device: torch.device, precision: Precision, compile: bool) -> nn.Module:
     """Apply what makes `model` fast on `device` (same weights, same state-dict keys); log each choice."""
+    if uses_channels_last(device):
+        model.to(memory_format=torch.channels_last_3d)
     if device.type == "cpu" and precision.dtype is None:
         switched = use_onednn_convolutions(model)
         if switched:
             log.info("cpu: %d convolution layer(s) run on oneDNN, forward and backward", switched)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # patch sizes are fixed: let cuDNN pick its fastest kernels
-        model.to(memory_format=torch.channels_last_3d)
         log.info("cuda: cuDNN autotuning on, channels-last 3D layout")
         if compile:
             from torch import _dynamo
