@@ -200,6 +200,10 @@ def run_one(args: argparse.Namespace, model: str) -> dict:
 
     import voxseg
 
+    if args.no_prefetch:
+        from voxseg.training import engine
+
+        engine.in_background = lambda items: items
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
         options: dict = dict(
@@ -264,6 +268,7 @@ def run_one(args: argparse.Namespace, model: str) -> dict:
             "data": str(args.peer_data) if args.peer_data else f"generated {args.volumes}x{args.size}^3",
             "compile": not args.no_compile,
             "augment": not args.no_augment,
+            "prefetch": not args.no_prefetch,
             "workers": result.summary.get("workers"),
             "torch_threads": torch.get_num_threads(),
             "torch": torch.__version__,
@@ -293,6 +298,11 @@ def main() -> None:
     parser.add_argument("--no-compile", action="store_true")
     parser.add_argument("--no-augment", action="store_true")
     parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument(
+        "--no-prefetch",
+        action="store_true",
+        help="prepare batches in the training thread (what the background thread gains, on a GPU)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--single", action="store_true", help=argparse.SUPPRESS)  # one run, in this process
     args = parser.parse_args()

@@ -36,11 +36,13 @@ from voxseg.training.events import (
     ValidationPreview,
 )
 from voxseg.training.files import save_state_dict
+from voxseg.training.heap import keep_freed_memory
 from voxseg.training.performance import (
     autocast,
     available_memory_bytes,
     cpu_cores,
     make_grad_scaler,
+    make_optimizer,
     tune_for_device,
     uses_channels_last,
 )
@@ -128,7 +130,7 @@ class Trainer:
         self.scaler = make_grad_scaler(self.device, self.precision)
         self.channels_last = uses_channels_last(self.device)
         self.loss_fn = build_loss(config.loss)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
+        self.optimizer = make_optimizer(self.model, config.lr, self.device)
         self.schedule = LRSchedule(
             self.optimizer, config.scheduler, config.lr, config.epochs, config.warmup_epochs
         )
@@ -171,7 +173,10 @@ class Trainer:
     def _restore(self, state: dict[str, Any]) -> None:
         """Continue after the checkpoint's epoch: same weights, optimizer moments, LR, RNG, history."""
         self.model.load_state_dict(state["model"])
+        fused = self.optimizer.defaults["fused"]
         self.optimizer.load_state_dict(state["optimizer"])
+        for group in self.optimizer.param_groups:  # the saved run may have trained on another device
+            group["fused"] = fused
         if state.get("scaler") and self.scaler.is_enabled():  # an fp32/bf16 run saved an empty one
             self.scaler.load_state_dict(state["scaler"])
         self.schedule.load_state_dict(state["schedule"])
@@ -216,6 +221,10 @@ class Trainer:
 
     def run(self) -> Iterator[Event]:
         """Train, yielding events; always ends with RunEnd (re-raising a failure after it)."""
+        with keep_freed_memory():
+            yield from self._run()
+
+    def _run(self) -> Iterator[Event]:
         status, error = "failed", None
         try:
             self._build()

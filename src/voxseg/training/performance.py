@@ -85,6 +85,13 @@ def make_grad_scaler(device: torch.device, precision: Precision) -> torch.amp.Gr
     return torch.amp.GradScaler(device.type, enabled=precision.needs_scaler)
 
 
+def make_optimizer(model: nn.Module, lr: float, device: torch.device) -> torch.optim.Adam:
+    """Adam, with its fused kernel on the CPU and CUDA: one pass over all parameters instead of a
+    dozen small operations per tensor (SegResNet's 83 tensors: 5.5 ms a step on a 2-core CPU, 1.9 ms
+    fused). Same update, up to float rounding."""
+    return torch.optim.Adam(model.parameters(), lr=lr, fused=device.type in ("cpu", "cuda"))
+
+
 def uses_channels_last(device: torch.device) -> bool:
     """Channels-last 3D layout for the model and its inputs: on CUDA (cuDNN's fast kernels want it);
     on the CPU it made a SegResNet step 2× slower."""
