@@ -203,7 +203,7 @@ def run_one(args: argparse.Namespace, model: str) -> dict:
     if args.no_prefetch:
         from voxseg.training import engine
 
-        engine.in_background = lambda items: items
+        engine.prepared_ahead = lambda batches, device: batches
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
         options: dict = dict(

@@ -11,6 +11,7 @@ from voxseg.config import TrainConfig
 from voxseg.models.registry import MODELS, build_model
 from voxseg.models.weights import read_state_dict
 from voxseg.training.checkpoint import CHECKPOINT_NAME
+from voxseg.training.prefetch import prepared_ahead
 from voxseg.training.session import train
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -70,3 +71,19 @@ def test_auto_sizes_are_measured_on_the_gpu(tmp_path, make_dataset, fast_config)
     saved = TrainConfig.from_yaml(result.run_dir / "config.yaml")
     assert saved.patch_size == [48, 48, 48]  # 80% of a GPU's memory holds the whole volume
     assert isinstance(saved.batch_size, int) and saved.batch_size >= 1
+
+
+def test_batches_made_on_the_side_stream_are_complete_when_the_step_uses_them():
+    """Slow GPU work per batch in the background thread; the consumer must see each batch finished."""
+    device = torch.device("cuda")
+    identity = torch.eye(2048, device=device)
+
+    def batches():
+        for index in range(20):
+            tensor = torch.full((2048, 2048), float(index), device=device)
+            for _ in range(20):
+                tensor = tensor @ identity
+            yield (tensor,)
+
+    means = [float(tensor.mean()) for (tensor,) in prepared_ahead(batches(), device)]
+    assert means == [float(index) for index in range(20)]

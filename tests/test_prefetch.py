@@ -7,8 +7,9 @@ import threading
 import time
 
 import pytest
+import torch
 
-from voxseg.training.prefetch import in_background
+from voxseg.training.prefetch import in_background, prepared_ahead
 
 
 def test_items_arrive_in_order_and_all_of_them() -> None:
@@ -56,3 +57,8 @@ def test_closing_early_stops_the_producer() -> None:
         assert [next(stream) for _ in range(5)] == [0, 1, 2, 3, 4]
         assert _producers()
     assert not _producers()  # closing joins the thread
+
+
+def test_off_cuda_batches_are_only_prepared_ahead() -> None:
+    batches = [(torch.full((2,), float(index)),) for index in range(5)]
+    assert [float(t[0]) for (t,) in prepared_ahead(iter(batches), torch.device("cpu"))] == list(range(5))

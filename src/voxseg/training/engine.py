@@ -46,7 +46,7 @@ from voxseg.training.performance import (
     tune_for_device,
     uses_channels_last,
 )
-from voxseg.training.prefetch import in_background
+from voxseg.training.prefetch import prepared_ahead
 from voxseg.training.schedule import LRSchedule
 from voxseg.training.setup import PreparedRun
 
@@ -308,7 +308,7 @@ class Trainer:
         side; the augmentation's GPU kernels share the step's stream and count as compute.
         """
         ready = (self._to_device(*batch) for batch in self.loader)
-        return in_background(ready) if self.device_augment is not None else ready
+        return prepared_ahead(ready, self.device) if self.device_augment is not None else ready
 
     def _to_device(
         self, images: torch.Tensor, labels: torch.Tensor, seeds: torch.Tensor
