@@ -304,8 +304,9 @@ class Trainer:
         """The epoch's batches on the device, augmented and in the step's memory layout.
 
         With augmentation on the device they are prepared in a background thread, one or two
-        batches ahead, so its CPU side overlaps the training step. Data wait then counts that CPU
-        side; the augmentation's GPU kernels share the step's stream and count as compute.
+        batches ahead, on a CUDA stream of its own, so both its CPU side and its GPU kernels overlap
+        the training step. Data wait then counts the time until the thread has queued a batch; a
+        batch whose kernels are still running when the step needs it shows up as compute.
         """
         ready = (self._to_device(*batch) for batch in self.loader)
         return prepared_ahead(ready, self.device) if self.device_augment is not None else ready
