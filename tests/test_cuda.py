@@ -74,16 +74,22 @@ def test_auto_sizes_are_measured_on_the_gpu(tmp_path, make_dataset, fast_config)
 
 
 def test_batches_made_on_the_side_stream_are_complete_when_the_step_uses_them():
-    """Slow GPU work per batch in the background thread; the consumer must see each batch finished."""
+    """Slow GPU work per batch on the side stream; the consumer must see each batch finished."""
     device = torch.device("cuda")
+    side = torch.cuda.Stream(device)
     identity = torch.eye(2048, device=device)
+    torch.cuda.synchronize()  # made on the default stream, read on the side one
+    streams = []
 
     def batches():
         for index in range(20):
+            streams.append(torch.cuda.current_stream(device))
             tensor = torch.full((2048, 2048), float(index), device=device)
             for _ in range(20):
                 tensor = tensor @ identity
             yield (tensor,)
 
-    means = [float(tensor.mean()) for (tensor,) in prepared_ahead(batches(), device)]
+    means = [float(tensor.mean()) for (tensor,) in prepared_ahead(batches(), side)]
     assert means == [float(index) for index in range(20)]
+    assert streams and all(stream == side for stream in streams)
+    assert torch.cuda.current_stream(device) != side

@@ -59,6 +59,13 @@ def test_closing_early_stops_the_producer() -> None:
     assert not _producers()  # closing joins the thread
 
 
-def test_off_cuda_batches_are_only_prepared_ahead() -> None:
-    batches = [(torch.full((2,), float(index)),) for index in range(5)]
-    assert [float(t[0]) for (t,) in prepared_ahead(iter(batches), torch.device("cpu"))] == list(range(5))
+def test_without_a_cuda_stream_batches_are_prepared_in_the_background_thread() -> None:
+    makers = []
+
+    def batches():
+        for index in range(5):
+            makers.append(threading.current_thread().name)
+            yield (torch.full((2,), float(index)),)
+
+    assert [float(t[0]) for (t,) in prepared_ahead(batches())] == list(range(5))
+    assert makers == ["voxseg-prefetch"] * 5

@@ -167,3 +167,22 @@ def test_resume_works_from_another_directory(tmp_path: Path, make_dataset, monke
     monkeypatch.chdir(tmp_path / "elsewhere")
     assert main(["train", "--resume", str(tmp_path / "r" / "a"), "--epochs", "2"]) == 0
     assert len(_rows(tmp_path / "r" / "a")) == 2
+
+
+def test_a_checkpoint_from_unfused_adam_resumes_with_this_devices_kernel(
+    tmp_path: Path, make_dataset, fast_config
+) -> None:
+    """Runs saved before Adam was fused (or on a device without the fused kernel) still resume."""
+    images, labels = make_dataset(tmp_path / "data", n=2, size=32)
+    done = voxseg.train(fast_config(images, labels, epochs=1, patch_size=32), progress=False)
+    checkpoint = done.run_dir / "checkpoint.pt"
+    state = torch.load(checkpoint, weights_only=True)
+    assert all(group["fused"] for group in state["optimizer"]["param_groups"])  # CPU: fused
+    for group in state["optimizer"]["param_groups"]:
+        group["fused"] = None
+    torch.save(state, checkpoint)
+    longer = voxseg.TrainConfig.from_yaml(done.run_dir / "config.yaml")
+    longer.epochs = 2
+    assert voxseg.train(longer, progress=False, resume=done.run_dir).status == "completed"
+    resumed = torch.load(checkpoint, weights_only=True)
+    assert all(group["fused"] for group in resumed["optimizer"]["param_groups"])

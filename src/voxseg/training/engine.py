@@ -140,6 +140,12 @@ class Trainer:
         )
         augment = Augmentation(prepared.window) if config.augment else None
         self.device_augment = augment if augment is not None and augments_on_device(self.device) else None
+        # where batches are prepared on CUDA while the step runs; one for the run (see prepared_ahead)
+        self.side_stream = (
+            torch.cuda.Stream(self.device)
+            if self.device_augment is not None and self.device.type == "cuda"
+            else None
+        )
         dataset = PatchDataset(prepared.train_volumes, sampler, None if self.device_augment else augment)
         self.order = EpochOrder(len(dataset), config.seed)
         patch_voxels = int(np.prod(prepared.window))
@@ -173,10 +179,7 @@ class Trainer:
     def _restore(self, state: dict[str, Any]) -> None:
         """Continue after the checkpoint's epoch: same weights, optimizer moments, LR, RNG, history."""
         self.model.load_state_dict(state["model"])
-        fused = self.optimizer.defaults["fused"]
-        self.optimizer.load_state_dict(state["optimizer"])
-        for group in self.optimizer.param_groups:  # the saved run may have trained on another device
-            group["fused"] = fused
+        self.optimizer.load_state_dict(self._with_this_devices_kernel(state["optimizer"]))
         if state.get("scaler") and self.scaler.is_enabled():  # an fp32/bf16 run saved an empty one
             self.scaler.load_state_dict(state["scaler"])
         self.schedule.load_state_dict(state["schedule"])
@@ -190,6 +193,13 @@ class Trainer:
         self.history = [EpochEnd(**row) for row in state["history"]]
         restore_rng(state)
         log.info("resumed after epoch %d (best Dice so far %.4f)", state["epoch"], self.best_dice)
+
+    def _with_this_devices_kernel(self, optimizer_state: dict[str, Any]) -> dict[str, Any]:
+        """The saved optimizer state, marked fused or not as this device runs it: the flag decides,
+        while loading, which device Adam's step counters go to (CPU for the unfused kernel)."""
+        fused = self.optimizer.defaults["fused"]
+        groups = [{**group, "fused": fused} for group in optimizer_state["param_groups"]]
+        return {**optimizer_state, "param_groups": groups}
 
     def _save_checkpoint(self, epoch: int) -> None:
         save_checkpoint(
@@ -309,7 +319,7 @@ class Trainer:
         batch whose kernels are still running when the step needs it shows up as compute.
         """
         ready = (self._to_device(*batch) for batch in self.loader)
-        return prepared_ahead(ready, self.device) if self.device_augment is not None else ready
+        return prepared_ahead(ready, self.side_stream) if self.device_augment is not None else ready
 
     def _to_device(
         self, images: torch.Tensor, labels: torch.Tensor, seeds: torch.Tensor

@@ -42,13 +42,18 @@ def in_background(items: Iterable[T], depth: int = 2) -> Iterator[T]:
     stop = threading.Event()
 
     def produce() -> None:
+        iterator = iter(items)
         try:
-            for item in items:
+            for item in iterator:
                 if not _put(queue, item, stop):
                     return
             _put(queue, _END, stop)
         except BaseException as exc:  # handed to the consumer, which re-raises it
             _put(queue, _Failure(exc), stop)
+        finally:  # a generator's clean-up runs here, on the thread that ran it
+            close = getattr(iterator, "close", None)
+            if close is not None:
+                close()
 
     thread = threading.Thread(target=produce, name="voxseg-prefetch", daemon=True)
     thread.start()
@@ -65,31 +70,42 @@ def in_background(items: Iterable[T], depth: int = 2) -> Iterator[T]:
         thread.join(_JOIN_SECONDS)  # it finishes the item in hand, then sees `stop`
 
 
-def prepared_ahead(batches: Iterable[Tensors], device: torch.device) -> Iterator[Tensors]:
-    """`in_background(batches)`; on CUDA the batches are made on a side stream and handed over.
+def prepared_ahead(batches: Iterable[Tensors], side: torch.cuda.Stream | None = None) -> Iterator[Tensors]:
+    """`in_background(batches)`; with a CUDA `side` stream, the batches are made on it and handed over.
 
     The step's stream waits for each batch's event before using it, and the batch's memory is
     marked as used by that stream, so the allocator does not reuse it while the step still runs.
+    Give the same `side` stream every epoch: the allocator keeps each stream's freed blocks apart.
     """
-    if device.type != "cuda":
+    if side is None:
         yield from in_background(batches)
         return
-    side = torch.cuda.Stream(device)
 
     def on_side_stream() -> Iterator[tuple[Tensors, torch.cuda.Event]]:
-        with torch.cuda.stream(side):  # the producer thread's current stream, for all its work
-            for batch in batches:
-                ready = torch.cuda.Event()
-                ready.record(side)
-                yield batch, ready
+        for batch in _each_on(side, iter(batches)):
+            ready = torch.cuda.Event()
+            ready.record(side)
+            yield batch, ready
 
     with contextlib.closing(in_background(on_side_stream())) as handed_over:
         for batch, ready in handed_over:
-            step_stream = torch.cuda.current_stream(device)
+            step_stream = torch.cuda.current_stream(side.device)
             step_stream.wait_event(ready)
             for tensor in batch:
-                tensor.record_stream(step_stream)
+                if tensor.is_cuda:
+                    tensor.record_stream(step_stream)
             yield batch
+
+
+def _each_on(stream: torch.cuda.Stream, items: Iterator[T]) -> Iterator[T]:
+    """Each item made with `stream` current; not held across the yield, so whichever thread ends
+    the generator, no thread is left on a stream it did not choose."""
+    while True:
+        with torch.cuda.stream(stream):
+            item = next(items, _END)
+        if item is _END:
+            return
+        yield item  # type: ignore[misc]
 
 
 def _put(queue: Queue, item: object, stop: threading.Event) -> bool:
