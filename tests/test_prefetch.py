@@ -69,3 +69,19 @@ def test_without_a_cuda_stream_batches_are_prepared_in_the_background_thread() -
 
     assert [float(t[0]) for (t,) in prepared_ahead(batches())] == list(range(5))
     assert makers == ["voxseg-prefetch"] * 5
+
+
+def test_the_producer_thread_closes_what_it_iterates() -> None:
+    """A generator's clean-up (a CUDA stream context, a loader) runs on the thread that ran it."""
+    closed_on = []
+
+    def endless():
+        try:
+            while True:
+                yield 1
+        finally:
+            closed_on.append(threading.current_thread().name)
+
+    with contextlib.closing(in_background(endless(), depth=2)) as stream:
+        next(stream)
+    assert closed_on == ["voxseg-prefetch"]
