@@ -82,7 +82,7 @@ SamplerT = TypeVar("SamplerT", bound="_Sampler")
 class _Sampler:
     """Calls `sample()` every `interval` seconds in a daemon thread while the `with` block runs."""
 
-    interval = 0.1
+    interval: float  # each sampler sets its own
 
     def __init__(self) -> None:
         self._stop = threading.Event()
@@ -133,13 +133,12 @@ class PeakMemory(_Sampler):
         children = self.process.children(recursive=True)
         if not children:
             return
-        with_pss = self._readings % 2 == 0
+        with_pss = self._readings % 2 == 0  # the costly reading, once a second
         rss = pss = 0
-        for process in [self.process, *children]:
+        for process in [*children, self.process] if with_pss else children:
             with contextlib.suppress(psutil.Error):  # a worker that just exited
                 info = process.memory_full_info() if with_pss else process.memory_info()
-                if process is not self.process:
-                    rss += info.rss
+                rss += info.rss if process is not self.process else 0
                 pss += getattr(info, "pss", info.rss)
         self.peak_children = max(self.peak_children, rss)
         if with_pss:
