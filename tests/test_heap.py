@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
-import resource
+import json
+import subprocess
+import sys
 
 import pytest
-import torch
 
 from voxseg.training import heap
 
 pytestmark = pytest.mark.skipif(heap._glibc() is None, reason="tunes glibc's malloc only")
 
+# Measured in a fresh interpreter: in the test process, other tests' threads, arenas and
+# not-yet-collected trainings make malloc's state (and so the page-fault counts) unpredictable.
+_MEASURE = r"""
+import json, resource, torch
+from voxseg.training import heap
+
 BLOCK = 96 << 20  # above glibc's largest dynamic mmap threshold (32 MiB): unmapped on free by default
 
-
-def _page_faults_to_refill() -> int:
-    """Minor page faults of allocating and writing BLOCK bytes just after freeing a larger block (a
-    training step reusing the last one's memory; the same size would not do: torch's 64-byte aligned
-    allocations need a few bytes more than the block they follow)."""
+def page_faults_to_refill():
+    # a training step reusing the last one's memory; a larger block is freed first because torch's
+    # 64-byte aligned allocations need a few bytes more than a block of the same size
     freed = torch.ones(2 * BLOCK, dtype=torch.uint8)
     del freed
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -25,17 +30,22 @@ def _page_faults_to_refill() -> int:
     del block
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
 
+with heap.keep_freed_memory() as kept:
+    with heap.keep_freed_memory():  # a second training at the same time
+        pass
+    inside = page_faults_to_refill()  # still kept: the outer training runs on
+after = page_faults_to_refill()
+print(json.dumps({"kept": kept, "block": BLOCK, "inside": inside, "after": after}))
+"""
+
 
 def test_freed_blocks_are_reused_inside_and_returned_after() -> None:
-    with heap.keep_freed_memory() as kept:
-        if kept < 2 * BLOCK:
-            pytest.skip(f"this glibc keeps blocks up to {kept >> 20} MiB only")
-        with heap.keep_freed_memory():  # a second training at the same time
-            pass
-        inside = _page_faults_to_refill()  # still kept: the outer training runs on
-    after = _page_faults_to_refill()
+    run = subprocess.run([sys.executable, "-c", _MEASURE], capture_output=True, text=True, check=True)
+    faults = json.loads(run.stdout)
+    if faults["kept"] < 2 * faults["block"]:
+        pytest.skip(f"this glibc keeps blocks up to {faults['kept'] >> 20} MiB only")
     # relative, so that huge pages (a few faults per 96 MiB) do not decide it
-    assert after > 0 and inside * 10 < after
+    assert faults["after"] > 0 and faults["inside"] * 10 < faults["after"], faults
 
 
 def test_leaves_malloc_alone_when_the_user_set_its_thresholds(monkeypatch: pytest.MonkeyPatch) -> None:
