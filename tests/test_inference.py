@@ -29,6 +29,27 @@ def test_predict_logits_keeps_shape_and_alignment(shape: tuple[int, int, int]) -
     torch.testing.assert_close(logits, torch.from_numpy(image), rtol=1e-4, atol=1e-4)
 
 
+class _RecordsAutotuning(nn.Module):
+    """Identity that notes whether cuDNN autotuning was on each time it ran."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.autotuning_seen: list[bool] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.autotuning_seen.append(torch.backends.cudnn.benchmark)
+        return x
+
+
+def test_inference_runs_without_cudnn_autotuning_and_restores_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Training turns autotuning on; inference's changing shapes would each be timed afresh."""
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", True)
+    model = _RecordsAutotuning()
+    predict_logits(model, np.zeros((12, 8, 8), np.float32), (8, 8, 8), torch.device("cpu"), batch_size=1)
+    assert model.autotuning_seen == [False, False]
+    assert torch.backends.cudnn.benchmark is True
+
+
 def test_dice_score() -> None:
     target = torch.zeros(4, 4, 4, dtype=torch.bool)
     target[:2] = True

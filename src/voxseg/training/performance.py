@@ -107,8 +107,10 @@ def tune_for_device(model: nn.Module, device: torch.device, precision: Precision
         if switched:
             log.info("cpu: %d convolution layer(s) run on oneDNN, forward and backward", switched)
     if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # patch sizes are fixed: let cuDNN pick its fastest kernels
-        log.info("cuda: cuDNN autotuning on, channels-last 3D layout")
+        # The patch shape is fixed, so timing cuDNN's kernels once pays: VNet float32 on an H200,
+        # 0.21 -> 0.18 s a step, for a first step of 37 s. Inference uses heuristics (heuristic_kernels).
+        torch.backends.cudnn.benchmark = True
+        log.info("cuda: cuDNN autotuning on (the first step times each kernel), channels-last 3D layout")
         if compile:
             from torch import _dynamo
 
