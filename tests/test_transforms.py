@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pytest
 import torch
@@ -62,10 +64,14 @@ def _randomizables(obj: object, seen: set[int]) -> list[Randomizable]:
     return found
 
 
-def test_every_random_transform_draws_from_the_one_seeded_state() -> None:
+@pytest.mark.parametrize("copied", [False, True])
+def test_every_random_transform_draws_from_the_one_seeded_state(copied: bool) -> None:
     """Nested transforms MONAI's wrappers hold (elastic's grid, OneOf's choice) included:
-    one missed would draw unseeded numbers and break the test above only sometimes."""
+    one missed would draw unseeded numbers and break the test above only sometimes. Loader
+    processes started by spawn get a pickled copy, which must share its state the same way."""
     augment = Augmentation((16, 16, 16))
+    if copied:
+        augment = pickle.loads(pickle.dumps(augment))
     found = _randomizables(augment.transform, set())
     assert len(found) >= 17
     assert all(transform.R is augment.random for transform in found)
