@@ -47,17 +47,21 @@ def _weight_grad(
     """dL/dw as one convolution: batch and channel axes swapped, so the sum over the batch is the
     convolution's own sum; the output gradient is the kernel, dilated by the stride.
 
-    Each side of `x` is padded (or cropped) so the result has exactly the kernel's size.
+    `x` is padded so the result has exactly the kernel's size: as the layer pads it when the stride
+    is 1; a strided layer reads less of the far end, so there `x` is padded (or cropped) by hand,
+    as oneDNN pads both ends alike.
     """
-    if stride == _ONE:
-        grad_w = _onednn_conv(x.transpose(0, 1), grad_out.transpose(0, 1), None, padding)
-    else:
-        pads: list[int] = []
-        for axis in reversed(_SPATIAL):  # F.pad lists the last axis first
-            reach = stride[axis] * (grad_out.shape[2 + axis] - 1) + weight.shape[2 + axis]
-            pads += [padding[axis], reach - x.shape[2 + axis] - padding[axis]]
-        padded = F.pad(x, pads)
-        grad_w = _onednn_conv(padded.transpose(0, 1), grad_out.transpose(0, 1), None, [0, 0, 0], _ONE, stride)
+    after = [
+        stride[axis] * (grad_out.shape[2 + axis] - 1)
+        + weight.shape[2 + axis]
+        - x.shape[2 + axis]
+        - padding[axis]
+        for axis in _SPATIAL
+    ]
+    if after != list(padding):
+        x = F.pad(x, [pad for axis in reversed(_SPATIAL) for pad in (padding[axis], after[axis])])
+        padding = [0, 0, 0]
+    grad_w = _onednn_conv(x.transpose(0, 1), grad_out.transpose(0, 1), None, padding, _ONE, stride)
     return grad_w.transpose(0, 1).contiguous()
 
 
