@@ -14,11 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 from voxseg.config import TrainConfig
 from voxseg.errors import ConfigError, DataError, VoxsegError
+from voxseg.version import __version__
 
 if TYPE_CHECKING:
     from voxseg.training.session import TrainingSession, TrainResult, train
-
-__version__ = "0.1.0"
 
 __all__ = [
     "ConfigError",

@@ -14,6 +14,7 @@ from typing import NoReturn
 
 from voxseg.config import RESUME_OVERRIDES, TrainConfig
 from voxseg.errors import ConfigError, VoxsegError
+from voxseg.version import __version__
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED = 0, 1, 2, 130
 _DEFAULTS = TrainConfig()
@@ -155,8 +156,6 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="voxseg", description="Train 3D cell-segmentation networks on TIFF volumes.")
-    from voxseg import __version__
-
     parser.add_argument("--version", action="version", version=f"voxseg {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     train_command = commands.add_parser("train", help="train a model from image and label folders")

@@ -25,7 +25,7 @@ from typing import IO, Any
 
 from tqdm import tqdm
 
-from voxseg import __version__
+from voxseg.version import __version__
 from voxseg.errors import ConfigError, DataError
 from voxseg.models.registry import resolve_model_name
 
