@@ -276,7 +276,7 @@ def run_one(args: argparse.Namespace, model: str) -> dict:
         window = TrainingWindow(args.epochs)
         with PeakMemory() as memory, gpu:
             clock = DiceClock(args.target_dice)
-            result = voxseg.train(config, progress=False, callbacks=[window, clock])
+            result = voxseg.train(config, progress=False, listeners=[window, clock])
         summary = result.summary
         rows = list(csv.DictReader((result.run_dir / "metrics.csv").read_text().splitlines()))
         steady = rows[1:] if len(rows) > 1 else rows

@@ -8,8 +8,8 @@ import torch
 from voxseg.config import TrainConfig
 from voxseg.models.registry import get_model_spec
 from voxseg.training import autosize
-from voxseg.training.performance import Precision
-from voxseg.training.session import train
+from voxseg.training.precision import Precision
+from voxseg.api import train
 
 CPU = torch.device("cpu")
 FP32 = Precision("fp32", "test")
@@ -62,7 +62,7 @@ def test_auto_sizes_are_resolved_before_the_run_and_recorded(tmp_path, make_data
 
 
 def test_auto_is_accepted_by_the_config_and_nothing_else():
-    config = TrainConfig(images=".", labels=".", patch_size="AUTO", batch_size=" auto ").validate()
+    config = TrainConfig(images=".", labels=".", patch_size="AUTO", batch_size=" auto ").resolved()
     assert (config.patch_size, config.batch_size) == ("auto", "auto")
     with pytest.raises(Exception, match="--batch-size"):
-        TrainConfig(images=".", labels=".", batch_size="many").validate()
+        TrainConfig(images=".", labels=".", batch_size="many").resolved()

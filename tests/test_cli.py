@@ -144,7 +144,7 @@ def test_flags_override_the_yaml_file(tmp_path: Path) -> None:
     path = tmp_path / "config.yaml"
     path.write_text("images: a\nlabels: b\nepochs: 5\nlr: 0.01\nval-interval: 3\n")
     args = build_parser().parse_args(["train", "--config", str(path), "--epochs", "2", "--no-augment"])
-    config = config_from_args(args).validate()
+    config = config_from_args(args).resolved()
     assert config.epochs == 2  # the flag wins
     assert config.lr == 0.01 and config.val_interval == 3  # the file's values stay
     assert config.augment is False

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from voxseg.config import TrainConfig, parse_size
+from voxseg.config import TrainConfig
+from voxseg.options import parse_size
 from voxseg.errors import ConfigError
 
 
@@ -16,7 +17,7 @@ def _config(**overrides: Any) -> TrainConfig:
 
 
 def test_defaults_validate_and_normalise_types() -> None:
-    config = _config(results="out", patch_size="32", model="segresnet", loss="Dice-CE loss").validate()
+    config = _config(results="out", patch_size="32", model="segresnet", loss="Dice-CE loss").resolved()
     assert config.images == Path("data/images").resolve() and config.images.is_absolute()
     assert config.results == Path("out").resolve()
     assert config.patch_size == (32, 32, 32)
@@ -62,7 +63,7 @@ def test_defaults_validate_and_normalise_types() -> None:
 def test_bad_option_is_named(overrides: dict[str, Any], option: str) -> None:
     config = TrainConfig(**{"images": "data/images", "labels": "data/labels", **overrides})
     with pytest.raises(ConfigError, match=option.replace("-", r"\-")):
-        config.validate()
+        config.resolved()
 
 
 def test_unknown_yaml_key_is_named(tmp_path: Path) -> None:
@@ -70,23 +71,23 @@ def test_unknown_yaml_key_is_named(tmp_path: Path) -> None:
     path.write_text("images: a\nlabels: b\nepocs: 3\n")
     config = TrainConfig.from_yaml(path)
     with pytest.raises(ConfigError, match="unknown option.*epocs"):
-        config.validate()
+        config.resolved()
 
 
 def test_infinite_epochs_is_a_config_error() -> None:
     """`epochs: .inf` in a YAML file must be a usage error (exit 2), not a crash (exit 1)."""
     with pytest.raises(ConfigError, match="--epochs"):
-        _config(epochs=float("inf")).validate()
+        _config(epochs=float("inf")).resolved()
 
 
 def test_device_with_empty_index_is_refused() -> None:
     with pytest.raises(ConfigError, match="--device"):
-        _config(device="cuda:").validate()
+        _config(device="cuda:").resolved()
 
 
 @pytest.mark.parametrize("device", ["auto", "cpu", "cuda", "cuda:1", "mps", " CPU "])
 def test_good_devices(device: str) -> None:
-    assert _config(device=device).validate().device == device.strip().lower()
+    assert _config(device=device).resolved().device == device.strip().lower()
 
 
 @pytest.mark.parametrize(
@@ -106,12 +107,12 @@ def test_parse_size(value: Any, expected: tuple[int, int, int]) -> None:
 
 
 def test_patch_size_in_config_is_z_y_x() -> None:
-    assert _config(patch_size="32,48,64").validate().patch_size == (32, 48, 64)
+    assert _config(patch_size="32,48,64").resolved().patch_size == (32, 48, 64)
 
 
 def test_numbers_given_as_strings_are_converted() -> None:
     """YAML or GUIs may hand over strings; validate() turns them into the field's type."""
-    config = _config(epochs="3", lr="0.01", train_fraction="0.5").validate()
+    config = _config(epochs="3", lr="0.01", train_fraction="0.5").resolved()
     assert config.epochs == 3 and isinstance(config.epochs, int)
     assert config.lr == 0.01 and config.train_fraction == 0.5
 
@@ -141,7 +142,7 @@ def _non_default_config(tmp_path: Path) -> TrainConfig:
         seed=11,
         device="cpu",
         workers=1,
-    ).validate()
+    ).resolved()
 
 
 def test_yaml_round_trip(tmp_path: Path) -> None:
@@ -150,7 +151,7 @@ def test_yaml_round_trip(tmp_path: Path) -> None:
     path.write_text(original.to_yaml())
     loaded = TrainConfig.from_yaml(path)
     assert loaded.to_yaml() == original.to_yaml()
-    assert loaded.validate() == original
+    assert loaded.resolved() == original
 
 
 def test_default_yaml_round_trip(tmp_path: Path) -> None:
@@ -166,7 +167,7 @@ def test_default_yaml_round_trip(tmp_path: Path) -> None:
 def test_yaml_accepts_dashed_keys(tmp_path: Path) -> None:
     path = tmp_path / "config.yaml"
     path.write_text("images: a\nlabels: b\nval-interval: 3\npatch-size: 16,32,32\n")
-    config = TrainConfig.from_yaml(path).validate()
+    config = TrainConfig.from_yaml(path).resolved()
     assert config.val_interval == 3 and config.patch_size == (16, 32, 32)
 
 

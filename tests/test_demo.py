@@ -25,4 +25,4 @@ def test_demo_dataset_is_four_valid_pairs(tmp_path: Path) -> None:
     volumes, warnings = load_volumes(pairs)
     assert warnings == []
     assert all(v.shape == (60, 128, 128) and v.label.any() for v in volumes)
-    config.validate()
+    config.resolved()

@@ -1,7 +1,7 @@
-"""Pre-trained weights download: a real local HTTP server (with Range support), real archives, real cache.
+"""Pre-trained weights download: a real local HTTP server, real archives, real cache.
 
-Nothing in urllib is mocked: the server runs on 127.0.0.1 in a thread and records every request,
-so "no network" is checked as "the server saw no request".
+Nothing in pooch or requests is mocked: the server runs on 127.0.0.1 in a thread and records every
+request, so "no network" is checked as "the server saw no request".
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import platformdirs
 import pytest
 import torch
 
@@ -32,65 +33,45 @@ from voxseg.models.download import (
     weights_table,
     weights_url,
 )
+from voxseg.version import __version__
 
 ARCHIVE = "SegResNet_latest.tar.gz"
 
 
-# -- a small HTTP server with Range support -----------------------------------------------------------
+# -- a small HTTP server ---------------------------------------------------------------------------
 
 
 class _WeightsServer(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, root: Path) -> None:
-        super().__init__(("127.0.0.1", 0), _RangeHandler)
+        super().__init__(("127.0.0.1", 0), _FileHandler)
         self.root = root
-        self.requests: list[tuple[str, str | None]] = []  # (path, Range header)
-        self.ignore_range = False
+        self.requests: list[tuple[str, str | None]] = []  # (path, User-Agent header)
         self.truncate_at: int | None = None  # stop sending after this byte of the file, then hang up
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server_address[1]}/weights"  # no trailing slash on purpose
 
-    def ranges(self) -> list[str | None]:
-        return [header for _, header in self.requests]
 
-
-class _RangeHandler(BaseHTTPRequestHandler):
-    """GET of files under the server's root, honouring `Range: bytes=N-` (206, 416)."""
+class _FileHandler(BaseHTTPRequestHandler):
+    """GET of files under the server's root (200 or 404)."""
 
     server: _WeightsServer
 
     def do_GET(self) -> None:  # noqa: N802 - name fixed by BaseHTTPRequestHandler
         server = self.server
-        header = self.headers.get("Range")
-        server.requests.append((self.path, header))
+        server.requests.append((self.path, self.headers.get("User-Agent")))
         path = server.root / self.path.lstrip("/")
         if not path.is_file():
             self.send_error(404, "Not Found")
             return
         data = path.read_bytes()
-        start = 0
-        match = re.fullmatch(r"bytes=(\d+)-", header or "")
-        if match and not server.ignore_range:
-            start = int(match.group(1))
-            if start >= len(data):
-                self.send_response(416, "Range Not Satisfiable")
-                self.send_header("Content-Range", f"bytes */{len(data)}")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            self.send_response(206, "Partial Content")
-            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-        else:
-            self.send_response(200)
-        body = data[start:]
-        self.send_header("Content-Length", str(len(body)))
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
         self.end_headers()
-        if server.truncate_at is not None:
-            body = body[: max(0, server.truncate_at - start)]
-        self.wfile.write(body)
+        self.wfile.write(data if server.truncate_at is None else data[: server.truncate_at])
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - base class signature
         pass
@@ -168,7 +149,7 @@ def _closed_port() -> int:
         return probe.getsockname()[1]
 
 
-# -- download, cache, resume --------------------------------------------------------------------------
+# -- download, cache ---------------------------------------------------------------------------------
 
 
 def test_first_fetch_downloads_and_extracts(
@@ -179,8 +160,8 @@ def test_first_fetch_downloads_and_extracts(
         path = fetch_weights("SegResNet")
     assert path == tmp_path / "cache" / "weights" / "SegResNet_latest.pth"
     _assert_weights(path)
-    assert server.requests == [(f"/weights/{ARCHIVE}", None)]
-    assert sorted(p.name for p in path.parent.iterdir()) == ["SegResNet_latest.pth"]  # archive, .part gone
+    assert server.requests == [(f"/weights/{ARCHIVE}", f"voxseg/{__version__}")]
+    assert sorted(p.name for p in path.parent.iterdir()) == ["SegResNet_latest.pth"]  # archive, temp gone
     assert f"downloading {server.url}/{ARCHIVE} to {path.parent / ARCHIVE}" in caplog.text
 
 
@@ -196,50 +177,19 @@ def test_second_fetch_makes_no_request(
     assert f"using cached weights {second}" in caplog.text
 
 
-def test_resume_sends_range_and_appends(server: _WeightsServer, published: Callable[..., bytes]) -> None:
-    data = published()
-    part = weights_dir() / (ARCHIVE + ".part")
-    part.parent.mkdir(parents=True)
-    part.write_bytes(data[: len(data) // 2])
-    _assert_weights(fetch_weights("SegResNet"))
-    assert server.ranges() == [f"bytes={len(data) // 2}-"]
-    assert not part.exists()
-
-
-def test_server_ignoring_range_restarts_from_zero(
+def test_interrupted_download_leaves_nothing_and_restarts(
     server: _WeightsServer, published: Callable[..., bytes]
 ) -> None:
-    data = published()
-    server.ignore_range = True
-    part = weights_dir() / (ARCHIVE + ".part")
-    part.parent.mkdir(parents=True)
-    part.write_bytes(b"garbage" + data[:100])  # would corrupt the file if the 200 body were appended
-    _assert_weights(fetch_weights("SegResNet"))
-    assert server.ranges() == [f"bytes={len(data[:100]) + 7}-"]
-
-
-def test_interrupted_download_keeps_part_and_resumes(
-    server: _WeightsServer, published: Callable[..., bytes]
-) -> None:
+    """pooch cannot resume: the partial file is deleted and the next fetch downloads from zero."""
     data = published()
     server.truncate_at = len(data) // 3
     with pytest.raises(DataError, match="cannot download") as info:
         fetch_weights("SegResNet")
     assert "\n" not in str(info.value)
-    part = weights_dir() / (ARCHIVE + ".part")
-    assert part.stat().st_size == len(data) // 3
+    assert not list(weights_dir().iterdir())
     server.truncate_at = None
     _assert_weights(fetch_weights("SegResNet"))
-    assert server.ranges() == [None, f"bytes={len(data) // 3}-"]
-
-
-def test_complete_part_is_renamed_on_416(server: _WeightsServer, published: Callable[..., bytes]) -> None:
-    data = published()
-    part = weights_dir() / (ARCHIVE + ".part")
-    part.parent.mkdir(parents=True)
-    part.write_bytes(data)  # interrupted after the last byte, before the rename
-    _assert_weights(fetch_weights("SegResNet"))
-    assert server.ranges() == [f"bytes={len(data)}-"]
+    assert [path for path, _ in server.requests] == [f"/weights/{ARCHIVE}"] * 2
 
 
 def test_matching_sha256_is_accepted(
@@ -348,6 +298,23 @@ def test_archive_placed_by_hand_needs_no_network(
     assert not (weights_dir() / "SwinUNetR_latest.tar.gz").exists()
 
 
+def test_archive_placed_by_hand_with_wrong_sha256_is_kept(
+    server: _WeightsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    archive = weights_dir() / ARCHIVE
+    data = make_archive(archive, {"w.pth": _pth_bytes(_state_dict())})
+    monkeypatch.setitem(download.KNOWN_SHA256, ARCHIVE, "f" * 64)
+    with pytest.raises(DataError) as info:
+        fetch_weights("SegResNet")
+    message = str(info.value)
+    assert message == (
+        f"{archive}: sha256 mismatch, expected {'f' * 64}, got {hashlib.sha256(data).hexdigest()}; "
+        "replace or delete that file"
+    )
+    assert archive.exists() and not weights_path("SegResNet").exists()
+    assert server.requests == []
+
+
 def test_bad_archive_placed_by_hand_is_kept(server: _WeightsServer) -> None:
     archive = weights_dir() / "VNet_latest.tar.gz"
     make_archive(archive, {"notes.txt": b"x"})
@@ -401,24 +368,24 @@ def test_weights_table(server: _WeightsServer, published: Callable[..., bytes]) 
     assert rows["VNet"]["path"] == weights_path("VNet")
 
 
-def test_cache_dir_platforms(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_cache_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("VOXSEG_CACHE", str(tmp_path / "mine"))
     assert cache_dir() == tmp_path / "mine"
     assert weights_dir() == tmp_path / "mine" / "weights"
     monkeypatch.delenv("VOXSEG_CACHE")
+    assert cache_dir() == Path(platformdirs.user_cache_dir("voxseg", appauthor=False))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="XDG folders are the Linux convention")
+def test_cache_dir_linux(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("VOXSEG_CACHE", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.setattr(sys, "platform", "linux")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert cache_dir() == tmp_path / "xdg" / "voxseg"
     monkeypatch.setenv("XDG_CACHE_HOME", "relative/ignored")
     assert cache_dir() == tmp_path / "home" / ".cache" / "voxseg"
     monkeypatch.delenv("XDG_CACHE_HOME")
     assert cache_dir() == tmp_path / "home" / ".cache" / "voxseg"
-    monkeypatch.setattr(sys, "platform", "darwin")
-    assert cache_dir() == tmp_path / "home" / "Library" / "Caches" / "voxseg"
-    monkeypatch.setattr(sys, "platform", "win32")
-    monkeypatch.setenv("LOCALAPPDATA", str(tmp_path / "local"))
-    assert cache_dir() == tmp_path / "local" / "voxseg" / "Cache"
 
 
 # -- through the command line: `voxseg train --pretrained`, `voxseg weights` ------------------------------

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from voxseg.training import heap
+from voxseg.accel import heap
 
 pytestmark = pytest.mark.skipif(heap._glibc() is None, reason="tunes glibc's malloc only")
 
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.skipif(heap._glibc() is None, reason="tunes glibc's mal
 # not-yet-collected trainings make malloc's state (and so the page-fault counts) unpredictable.
 _MEASURE = r"""
 import json, resource, torch
-from voxseg.training import heap
+from voxseg.accel import heap
 
 BLOCK = 96 << 20  # above glibc's largest dynamic mmap threshold (32 MiB): unmapped on free by default
 

@@ -21,8 +21,8 @@ from voxseg.napari.layer_data import safe_name, write_layer_dataset
 
 def test_every_field_shows_the_configs_default():
     values = default_values()
-    config = config_from_values({**values, "images": "i", "labels": "l"}).validate()
-    defaults = TrainConfig(images="i", labels="l").validate()
+    config = config_from_values({**values, "images": "i", "labels": "l"}).resolved()
+    defaults = TrainConfig(images="i", labels="l").resolved()
     assert config == defaults
 
 
@@ -56,7 +56,7 @@ def test_layer_mode_needs_no_folders():
 def test_numbers_typed_as_text_are_saved_as_numbers():
     typed = {"lr": " 5e-4 ", "patch_size": "32,64,64", "workers": "2"}
     config = config_from_values({**default_values(), **typed})
-    assert (config.lr, config.patch_size, config.workers) == (0.0005, [32, 64, 64], 2)
+    assert (config.lr, config.patch_size, config.workers) == (0.0005, (32, 64, 64), 2)
     assert config_from_values({**default_values(), "run_name": "  "}).run_name is None
 
 
@@ -64,14 +64,14 @@ def test_display_round_trip_of_a_loaded_config():
     config = TrainConfig(model="VNet", patch_size=(32, 64, 64), lr=2e-4, images="a", labels="b")
     shown = display_values(config)
     assert shown["patch_size"] == "32,64,64" and shown["lr"] == "0.0002" and shown["workers"] == ""
-    back = config_from_values(shown).validate()
+    back = config_from_values(shown).resolved()
     assert (back.model, back.patch_size, back.lr) == ("VNet", (32, 64, 64), 2e-4)
 
 
 @pytest.mark.parametrize(
     ("values", "expected"),
     [
-        ({"model": "SegResNet", "patch_size": "64"}, "patch 64×64×64: no padding"),
+        ({"model": "SegResNet", "patch_size": "64"}, "patch 64×64×64 needs no padding"),
         ({"model": "VNet", "patch_size": "60,64,64"}, "patch 60×64×64 padded to 64×64×64"),
         ({"model": "SegResNet", "patch_size": "65", "pad_pow2": True}, "padded to 128×128×128"),
         ({"model": "VNet", "whole_volumes": True}, "whole volumes are padded"),

@@ -188,7 +188,7 @@ def test_settings_round_trip_through_the_cli_yaml(widget, tmp_path):
     widget.save_settings(path)
     config = TrainConfig.from_yaml(path)
     assert (config.model, config.epochs, config.lr) == ("VNet", 7, 0.0005)
-    reloaded = TrainConfig.from_dict({**config.to_dict(), "images": ".", "labels": "."}).validate()
+    reloaded = TrainConfig.from_dict({**config.to_dict(), "images": ".", "labels": "."}).resolved()
     assert reloaded.patch_size == (32, 64, 64)
     widget.set_values({"model": "SegResNet", "epochs": 1})
     widget.load_settings(path)
@@ -222,7 +222,7 @@ def test_a_runtime_error_in_training_is_shown_and_the_button_returns(
     def out_of_memory(self, images, labels):
         raise RuntimeError("CUDA out of memory (simulated)")
 
-    monkeypatch.setattr(engine.Trainer, "_step", out_of_memory)
+    monkeypatch.setattr(engine.Trainer, "train_step", out_of_memory)
     images, labels = make_dataset(tmp_path / "data", n=2, size=16)
     fill(widget, images=str(images), labels=str(labels), results=str(tmp_path / "results"), run_name="oom")
     assert widget.start()

@@ -9,7 +9,7 @@ import time
 import pytest
 import torch
 
-from voxseg.training.prefetch import in_background, prepared_ahead
+from voxseg.accel.prefetch import in_background, prepared_ahead
 
 
 def test_items_arrive_in_order_and_all_of_them() -> None:

@@ -79,14 +79,14 @@ def test_api_run_writes_a_complete_run_folder(
     config = fast_config(images, labels, epochs=3, val_interval=2, samples_per_image=2, batch_size=2)
     events = Recorder()
     sigint_before = signal.getsignal(signal.SIGINT)
-    result = voxseg.train(config, callbacks=[events], progress=False)
+    result = voxseg.train(config, listeners=[events], progress=False)
 
     run_dir = tmp_path / "results" / "run"
     assert result.status == "completed" and result.run_dir == run_dir
     assert sorted(p.name for p in (tmp_path / "results").iterdir()) == ["run"]
 
     # config.yaml re-loads to the same configuration
-    assert TrainConfig.from_yaml(run_dir / "config.yaml").validate() == config
+    assert TrainConfig.from_yaml(run_dir / "config.yaml").resolved() == config
 
     # metrics.csv: one row per epoch, validation only on epochs 2 and 3 (the last)
     lines = (run_dir / "metrics.csv").read_text().splitlines()
@@ -181,7 +181,7 @@ def test_stop_event_stops_after_the_batch_in_progress(
             stop.set()
 
     config = fast_config(images, labels, epochs=5, samples_per_image=3)
-    result = voxseg.train(config, callbacks=[events, stop_on_first_batch], stop_event=stop, progress=False)
+    result = voxseg.train(config, listeners=[events, stop_on_first_batch], stop_event=stop, progress=False)
 
     assert result.status == "stopped"
     assert len(events.of(BatchEnd)) == 1
@@ -415,7 +415,7 @@ def test_every_loss_trains_one_epoch(
 ) -> None:
     images, labels = make_dataset(tmp_path / "data", n=2, size=16, cells=2)
     events = Recorder()
-    result = voxseg.train(fast_config(images, labels, loss=loss), callbacks=[events], progress=False)
+    result = voxseg.train(fast_config(images, labels, loss=loss), listeners=[events], progress=False)
     assert result.status == "completed" and result.summary["loss"] == loss
     losses = [e.loss for e in events.of(BatchEnd)]
     assert len(losses) == 1 and losses[0] > 0 and torch.isfinite(torch.tensor(losses)).all()
@@ -435,7 +435,7 @@ def test_failure_is_recorded_and_propagates(
             raise RuntimeError("boom in a callback")
 
     with pytest.raises(RuntimeError, match="boom in a callback"):
-        voxseg.train(fast_config(images, labels, epochs=3), callbacks=[events, explode], progress=False)
+        voxseg.train(fast_config(images, labels, epochs=3), listeners=[events, explode], progress=False)
 
     run_dir = tmp_path / "results" / "run"
     summary = _summary(run_dir)

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from voxseg.models.registry import build_model
-from voxseg.models.upsample import SeparableUpsample, double_trilinear, use_separable_upsampling
+from voxseg.accel.upsample import SeparableUpsample, double_trilinear, use_separable_upsampling
 
 
 def _reference(x: torch.Tensor) -> torch.Tensor:
@@ -68,7 +68,7 @@ def test_segresnet_keeps_its_outputs_gradients_and_state_dict() -> None:
 def test_autocast_runs_pytorchs_own_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
     """Under bfloat16 autocast the layer is PyTorch's: only float32 work was measured faster."""
     calls: list[int] = []
-    monkeypatch.setattr("voxseg.models.upsample.double_trilinear", lambda x: calls.append(1) or _reference(x))
+    monkeypatch.setattr("voxseg.accel.upsample.double_trilinear", lambda x: calls.append(1) or _reference(x))
     layer = nn.Upsample(scale_factor=2, mode="trilinear")
     use_separable_upsampling(layer)
     x = torch.randn(1, 2, 4, 4, 4)

@@ -162,7 +162,7 @@ def test_training_starts_from_the_given_weights(tmp_path: Path, make_dataset) ->
     )
     result = voxseg.train(
         config,
-        callbacks=[lambda e: stop.set() if isinstance(e, RunStarted) else None],
+        listeners=[lambda e: stop.set() if isinstance(e, RunStarted) else None],
         stop_event=stop,
         progress=False,
     )

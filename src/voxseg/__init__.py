@@ -17,7 +17,8 @@ from voxseg.errors import ConfigError, DataError, VoxsegError
 from voxseg.version import __version__
 
 if TYPE_CHECKING:
-    from voxseg.training.session import TrainingSession, TrainResult, train
+    from voxseg.api import TrainResult, train
+    from voxseg.training.session import TrainingSession
 
 __all__ = [
     "ConfigError",
@@ -30,13 +31,14 @@ __all__ = [
     "train",
 ]
 
-_TRAINING = ("TrainingSession", "TrainResult", "train")
+#: public name -> the module that holds it, imported on first use (torch and MONAI take seconds)
+_LAZY = {"TrainResult": "voxseg.api", "train": "voxseg.api", "TrainingSession": "voxseg.training.session"}
 
 
 def __getattr__(name: str) -> Any:
-    """Import the training engine (and MONAI's transforms) only when it is used: a fast CLI start."""
-    if name in _TRAINING:
-        from voxseg.training import session
+    """Import the training engine only when it is used: `import voxseg` stays instant."""
+    if name in _LAZY:
+        import importlib
 
-        return getattr(session, name)
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'voxseg' has no attribute {name!r}")

@@ -1,13 +1,13 @@
-"""The one training configuration, shared by the CLI, YAML files, the Python API and the GUI.
+"""The training configuration: every `voxseg train` option, declared once (see `voxseg.options`).
 
-Every option is a dataclass field with its default; `validate()` checks them all before anything
-touches the disk, and each message names the option (as the CLI spells it) and the problem.
+`resolved()` checks every option and returns a normalised copy (absolute paths, canonical names,
+numbers as numbers) without touching the original; each message names the option as the command
+line spells it. Nothing here imports torch, so the command line answers a typo at once.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,195 +15,358 @@ from typing import Any
 import yaml
 
 from voxseg.errors import ConfigError
-from voxseg.losses import resolve_loss_name
-from voxseg.models.registry import resolve_model_name
+from voxseg.losses import LOSS_NAMES, resolve_loss_name
+from voxseg.models.registry import MODEL_NAMES, resolve_model_name
+from voxseg.options import AUGMENTATION, DATA, TRAINING, Option, flag, option, options_of, parse_value
 
 SCHEDULERS = ("none", "plateau", "cosine", "poly")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-#: what may change when a run is resumed: everything else is the run's own config.yaml
-RESUME_OVERRIDES = ("epochs", "device", "workers", "precision", "compile")
-#: patch size and batch size may be "auto": chosen from measured memory (training/autosize.py)
-AUTO = "auto"
-
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 
 
-def option_name(field_name: str) -> str:
-    """CLI spelling of a config field, used in error messages: `val_interval` -> `--val-interval`."""
-    return "--" + field_name.replace("_", "-")
+def _device(device: Any) -> str:
+    text = str(device).strip().lower()
+    kind, sep, index = text.partition(":")
+    if kind not in DEVICE_CHOICES or (sep and (kind != "cuda" or not index.isdigit())):
+        raise ConfigError(f"--device: {device!r} is not one of auto, cpu, cuda, cuda:N, mps")
+    return text
 
 
-def parse_size(value: Any, option: str) -> tuple[int, int, int]:
-    """Accept `64`, `"64"`, `"32,64,64"` or a sequence of three ints; return (Z, Y, X)."""
-    if isinstance(value, str):
-        parts = [p for p in value.replace("x", ",").split(",") if p.strip()]
-        try:
-            numbers = [int(p) for p in parts]
-        except ValueError:
-            raise ConfigError(f"{option}: expected N or Z,Y,X integers, got {value!r}") from None
-    elif isinstance(value, int):
-        numbers = [value]
-    else:
-        try:
-            numbers = [int(v) for v in value]
-        except (TypeError, ValueError):
-            raise ConfigError(f"{option}: expected N or Z,Y,X integers, got {value!r}") from None
-    if len(numbers) == 1:
-        numbers = numbers * 3
-    if len(numbers) != 3 or any(n < 1 for n in numbers):
-        raise ConfigError(f"{option}: expected one or three positive integers, got {value!r}")
-    return (numbers[0], numbers[1], numbers[2])
+def _run_name(name: Any) -> str:
+    text = str(name)
+    if text in (".", "..") or any(c in text for c in "/\\"):
+        raise ConfigError(f"--run-name: {text!r} is not a valid folder name")
+    return text
 
 
 @dataclass
 class TrainConfig:
-    """Everything a training run needs. Paths may be str or Path; `validate()` normalises them."""
+    """Everything a training run needs. Paths may be str or Path; `resolved()` normalises them."""
 
     # Data
-    images: Path | None = None
-    labels: Path | None = None
-    results: Path = Path("results")
-    val_images: Path | None = None
-    val_labels: Path | None = None
-    train_fraction: float = 0.8
-    run_name: str | None = None
-    zip: bool = False
-    pretrained: bool = False
-    weights: Path | None = None
+    images: Path | None = option(
+        None,
+        "folder of 3D `.tif`/`.tiff` images",
+        DATA,
+        "Images folder",
+        kind="folder",
+        metavar="DIR",
+        required=True,
+    )
+    labels: Path | None = option(
+        None,
+        "folder of 3D labels, named like the images (optionally followed by `_label`, `_labels`, `_mask`, "
+        "`_masks`, `_gt` or `_seg`); every value > 0 is foreground",
+        DATA,
+        "Labels folder",
+        kind="folder",
+        metavar="DIR",
+        required=True,
+    )
+    val_images: Path | None = option(
+        None,
+        "explicit validation images; then every volume of `--images` trains",
+        DATA,
+        "Validation images",
+        kind="folder",
+        metavar="DIR",
+        optional=True,
+    )
+    val_labels: Path | None = option(
+        None,
+        "labels of `--val-images`",
+        DATA,
+        "Validation labels",
+        kind="folder",
+        metavar="DIR",
+        optional=True,
+    )
+    results: Path = option(
+        Path("results"), "where run folders are created", DATA, "Results folder", kind="folder", metavar="DIR"
+    )
+    run_name: str | None = option(
+        None,
+        "run folder name; an existing folder is refused, never overwritten",
+        DATA,
+        "Run name",
+        metavar="NAME",
+        optional=True,
+        parse=_run_name,
+        default_text="`<model>_<YYYYmmdd-HHMMSS>`",
+    )
+    train_fraction: float = option(
+        0.8,
+        "share of volumes used for training, shuffled with the seed, at least one volume on each side; "
+        "a single volume is cut along its longest axis",
+        DATA,
+        "Training fraction",
+        kind="float",
+        metavar="F",
+        low=0.0,
+        high=1.0,
+        open_low=True,
+        open_high=True,
+    )
+    zip: bool = option(False, "also write `<results>/<run-name>.zip`", DATA, "Zip results", kind="bool")
+    pretrained: bool = option(
+        False,
+        "start from napari-cellseg3d's published weights for the model (TRAILMAP_MS, SegResNet, VNet, "
+        "SwinUNETR), downloaded once into the cache",
+        DATA,
+        "Pre-trained weights",
+        kind="bool",
+    )
+    weights: Path | None = option(
+        None,
+        "start from a weights file: `.pth`/`.pt` state dict, `.safetensors`, a voxseg `checkpoint.pt`, "
+        "or a napari-cellseg3d file",
+        DATA,
+        "Custom weights",
+        kind="file",
+        metavar="FILE",
+        optional=True,
+    )
     # Dataset and augmentation
-    whole_volumes: bool = False
-    patch_size: tuple[int, int, int] | str = (64, 64, 64)  # or "auto": the largest that fits memory
-    samples_per_image: int = 4
-    foreground_share: float = 0.33  # nnU-Net's oversample_foreground_percent
-    pad_pow2: bool = False
-    augment: bool = True
+    whole_volumes: bool = option(
+        False,
+        "train on whole volumes (padded to a common valid size) instead of patches",
+        AUGMENTATION,
+        "Whole volumes",
+        kind="bool",
+    )
+    patch_size: tuple[int, int, int] | str = option(
+        (64, 64, 64),
+        "training patch and validation window, `N` or `Z,Y,X`, rounded up to the model's size rule; "
+        "`auto`: the largest cube (clipped to the smallest training volume) whose measured training-step "
+        "memory fits the device's budget",
+        AUGMENTATION,
+        "Patch size",
+        kind="size",
+        metavar="SIZE",
+        auto=True,
+    )
+    samples_per_image: int = option(
+        4,
+        "patches drawn from each training volume per epoch",
+        AUGMENTATION,
+        "Samples per image",
+        kind="int",
+        metavar="N",
+        low=1,
+    )
+    foreground_share: float = option(
+        0.33,
+        "share of patches centred on a foreground voxel (nnU-Net's 0.33); the rest are uniform",
+        AUGMENTATION,
+        "Foreground share",
+        kind="float",
+        metavar="F",
+        low=0.0,
+        high=1.0,
+    )
+    pad_pow2: bool = option(
+        False,
+        "pad to powers of two as napari-cellseg3d did (65 → 128); by default the smallest valid size is "
+        "used (65 → 72 for SegResNet)",
+        AUGMENTATION,
+        "Pad to powers of two",
+        kind="bool",
+    )
+    augment: bool = option(
+        True,
+        "augmentation: flips, 90° rotations, elastic deformation, intensity scale/shift, contrast and "
+        "noise (`--no-augment` turns it off)",
+        AUGMENTATION,
+        "Augmentation",
+        kind="bool",
+    )
     # Training
-    model: str = "SegResNet"
-    loss: str = "dice"
-    lr: float = 1e-3
-    batch_size: int | str = 2  # or "auto": the largest that fits memory
-    epochs: int = 50
-    val_interval: int = 1
-    seed: int = 0
-    device: str = "auto"
-    workers: int | None = None
-    precision: str = "auto"  # auto | fp32 | bf16 | fp16
-    compile: bool = True  # torch.compile on CUDA (never on the CPU, where compiling costs more than it saves)
-    scheduler: str = "plateau"
-    warmup_epochs: int = 0
-    early_stop_patience: int = 0  # validations without improvement; 0 = never stop early
-    # Extra fields a later face may want to carry are rejected, never silently ignored.
+    model: str = option(
+        "SegResNet",
+        "network: " + ", ".join(f"`{m}`" for m in MODEL_NAMES),
+        TRAINING,
+        "Model",
+        kind="choice",
+        metavar="NAME",
+        choices=MODEL_NAMES,
+        parse=resolve_model_name,
+    )
+    loss: str = option(
+        "dice",
+        "loss: " + ", ".join(f"`{n}`" for n in LOSS_NAMES) + ' (the origin\'s names such as "Dice-CE loss" '
+        "work too)",
+        TRAINING,
+        "Loss",
+        kind="choice",
+        metavar="NAME",
+        choices=LOSS_NAMES,
+        parse=resolve_loss_name,
+    )
+    lr: float = option(
+        1e-3,
+        "Adam learning rate",
+        TRAINING,
+        "Learning rate",
+        kind="float",
+        metavar="X",
+        low=0.0,
+        open_low=True,
+    )
+    batch_size: int | str = option(
+        2,
+        "patches per optimisation step (validation runs twice as many windows at once); `auto`: the "
+        "largest batch (≤ 16, ≤ patches per epoch) that fits the memory budget",
+        TRAINING,
+        "Batch size",
+        kind="int",
+        metavar="N",
+        low=1,
+        auto=True,
+    )
+    epochs: int = option(
+        50, "epochs to train", TRAINING, "Epochs", kind="int", metavar="N", low=1, resumable=True
+    )
+    val_interval: int = option(
+        1,
+        "validate every N epochs, and always after the last epoch",
+        TRAINING,
+        "Validation interval",
+        kind="int",
+        metavar="N",
+        low=1,
+    )
+    seed: int = option(
+        0,
+        "seeds the split, the patch positions, the augmentation and the weights",
+        TRAINING,
+        "Seed",
+        kind="int",
+        metavar="N",
+        low=0,
+        high=2**32 - 1,
+    )
+    scheduler: str = option(
+        "plateau",
+        "LR schedule: `none`, `plateau` (halve the LR after 5 validations without a better Dice, floor "
+        "1e-6), `cosine` (to 1e-6 over the run), `poly` (nnU-Net's, power 0.9)",
+        TRAINING,
+        "LR schedule",
+        kind="choice",
+        metavar="S",
+        choices=SCHEDULERS,
+    )
+    warmup_epochs: int = option(
+        0,
+        "linear LR warm-up over the first N epochs",
+        TRAINING,
+        "Warm-up epochs",
+        kind="int",
+        metavar="N",
+        low=0,
+    )
+    early_stop_patience: int = option(
+        0,
+        "stop after N validations without a better Dice (0: never)",
+        TRAINING,
+        "Early stop after",
+        kind="int",
+        metavar="N",
+        low=0,
+    )
+    device: str = option(
+        "auto",
+        "`auto` (CUDA, then Apple MPS, then CPU), `cpu`, `cuda`, `cuda:N`, `mps`",
+        TRAINING,
+        "Device",
+        kind="choice",
+        metavar="D",
+        choices=DEVICE_CHOICES,
+        parse=_device,
+        resumable=True,
+    )
+    workers: int | None = option(
+        None,
+        "data-loading processes; automatic is 0 on machines with ≤ 2 cores (a worker would take a core "
+        "from the training step), at most 2 on the CPU, up to cores − 1 with a GPU, and never more than a "
+        "quarter of the free memory holds",
+        TRAINING,
+        "Data workers",
+        kind="int",
+        metavar="N",
+        low=0,
+        optional=True,
+        default_text="automatic",
+        resumable=True,
+    )
+    precision: str = option(
+        "auto",
+        "`auto`: bfloat16 autocast where the hardware computes it natively (CUDA GPUs with bf16, CPUs with "
+        "AMX), float16 with loss scaling on older GPUs, float32 otherwise; or force `fp32`, "
+        "`bf16`, `fp16` (GPU only). Validation runs under the same precision",
+        TRAINING,
+        "Precision",
+        kind="choice",
+        metavar="P",
+        choices=PRECISIONS,
+        resumable=True,
+    )
+    compile: bool = option(
+        True,
+        "`torch.compile` the model on CUDA (never on the CPU, where compiling costs more than it saves); "
+        "`--no-compile` turns it off",
+        TRAINING,
+        "torch.compile (CUDA)",
+        kind="bool",
+        resumable=True,
+    )
+    fast_kernels: bool = option(
+        True,
+        "voxseg's hand-written CPU kernels (oneDNN convolutions, separable upsampling; same results up to "
+        "float rounding); `--no-fast-kernels` runs PyTorch's own",
+        TRAINING,
+        "Fast kernels",
+        kind="bool",
+        resumable=True,
+    )
+    # Keys a YAML file or a face passed that are no option: refused by resolved(), never ignored.
     _extra: dict = field(default_factory=dict, repr=False, compare=False)
 
-    def validate(self) -> TrainConfig:
-        """Check every option and normalise types; raise ConfigError naming the first bad option."""
+    def resolved(self) -> TrainConfig:
+        """A checked, normalised copy (this object is left as it is); ConfigError names the first bad option."""
         if self._extra:
-            names = ", ".join(sorted(self._extra))
-            raise ConfigError(f"unknown option(s): {names}")
-        for name in ("images", "labels"):
-            if getattr(self, name) in (None, ""):
-                raise ConfigError(f"{option_name(name)} is required")
-        for name in ("images", "labels", "val_images", "val_labels", "results", "weights"):
-            value = getattr(self, name)
-            if value not in (None, ""):  # absolute, so config.yaml and --resume work from anywhere
-                setattr(self, name, Path(value).expanduser().resolve())
-            else:
-                setattr(self, name, None)
-        if self.results is None:
-            raise ConfigError("--results must name a folder")
-        if self.pretrained is True and self.weights is not None:
+            raise ConfigError(f"unknown option(s): {', '.join(sorted(self._extra))}")
+        values = {
+            name: parse_value(name, opt, getattr(self, name)) for name, opt, _ in options_of(TrainConfig)
+        }
+        if values["pretrained"] and values["weights"] is not None:
             raise ConfigError("--pretrained and --weights exclude each other: choose one starting point")
-        if (self.val_images is None) != (self.val_labels is None):
+        if (values["val_images"] is None) != (values["val_labels"] is None):
             raise ConfigError("--val-images and --val-labels must be given together")
-        self.model = resolve_model_name(self.model)
-        self.loss = resolve_loss_name(self.loss)
-        self.patch_size = AUTO if _is_auto(self.patch_size) else parse_size(self.patch_size, "--patch-size")
-        if _is_auto(self.batch_size):
-            self.batch_size = AUTO
-        self._check_number("train_fraction", float, low=0.0, high=1.0, open_low=True, open_high=True)
-        self._check_number("foreground_share", float, low=0.0, high=1.0)
-        self._check_number("lr", float, low=0.0, open_low=True)
-        for name in ("batch_size", "epochs", "val_interval", "samples_per_image"):
-            if getattr(self, name) != AUTO:
-                self._check_number(name, int, low=1)
-        self._check_number("seed", int, low=0, high=2**32 - 1)
-        self._check_number("warmup_epochs", int, low=0)
-        self._check_number("early_stop_patience", int, low=0)
-        if self.warmup_epochs >= self.epochs:
+        if values["warmup_epochs"] >= values["epochs"]:
             raise ConfigError(
-                f"--warmup-epochs: {self.warmup_epochs} must be fewer than --epochs {self.epochs}"
+                f"--warmup-epochs: {values['warmup_epochs']} must be fewer than --epochs {values['epochs']}"
             )
-        if self.scheduler not in SCHEDULERS:
-            raise ConfigError(f"--scheduler: {self.scheduler!r} is not one of {', '.join(SCHEDULERS)}")
-        if self.workers is not None:
-            self._check_number("workers", int, low=0)
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"--precision: {self.precision!r} is not one of {', '.join(PRECISIONS)}")
-        for name in ("zip", "whole_volumes", "pad_pow2", "augment", "pretrained", "compile"):
-            if not isinstance(getattr(self, name), bool):
-                raise ConfigError(f"{option_name(name)}: expected true or false, got {getattr(self, name)!r}")
-        self.device = _check_device(self.device)
-        if self.run_name is not None:
-            self.run_name = str(self.run_name)
-            if not self.run_name or self.run_name in (".", "..") or any(c in self.run_name for c in "/\\"):
-                raise ConfigError(f"--run-name: {self.run_name!r} is not a valid folder name")
-        return self
-
-    def _check_number(
-        self,
-        name: str,
-        kind: type,
-        low: float | None = None,
-        high: float | None = None,
-        open_low: bool = False,
-        open_high: bool = False,
-    ) -> None:
-        value = getattr(self, name)
-        option = option_name(name)
-        if isinstance(value, bool):
-            raise ConfigError(f"{option}: expected a number, got {value!r}")
-        try:
-            number = kind(value)
-        except (TypeError, ValueError, OverflowError):
-            raise ConfigError(
-                f"{option}: expected {'an integer' if kind is int else 'a number'}, got {value!r}"
-            ) from None
-        if kind is int and float(value) != number:
-            raise ConfigError(f"{option}: expected an integer, got {value!r}")
-        if kind is float and not math.isfinite(number):
-            raise ConfigError(f"{option}: expected a finite number, got {value!r}")
-        too_low = low is not None and (number <= low if open_low else number < low)
-        too_high = high is not None and (number >= high if open_high else number > high)
-        if too_low or too_high:
-            left = "(" if open_low else "["
-            right = ")" if open_high else "]"
-            span = f"{left}{low if low is not None else '-inf'}, {high if high is not None else 'inf'}{right}"
-            raise ConfigError(f"{option}: {value!r} is outside {span}")
-        setattr(self, name, number)
+        return dataclasses.replace(self, **values)
 
     # YAML in and out -------------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
         """Plain types only, so the YAML is readable and re-loadable with `--config`."""
         out: dict[str, Any] = {}
-        for f in dataclasses.fields(self):
-            if f.name.startswith("_"):
-                continue
-            value = getattr(self, f.name)
-            if isinstance(value, Path):
-                value = str(value)
-            elif isinstance(value, tuple):
-                value = list(value)
-            out[f.name] = value
+        for name, _, _ in options_of(TrainConfig):
+            value = getattr(self, name)
+            out[name] = (
+                str(value) if isinstance(value, Path) else list(value) if isinstance(value, tuple) else value
+            )
         return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        """Build from a mapping; unknown keys are kept aside so `validate()` can name them."""
-        known = {f.name for f in dataclasses.fields(cls) if not f.name.startswith("_")}
-        extra = {k: v for k, v in data.items() if k not in known}
+        """Build from a mapping (keys with `-` or `_`); unknown keys are kept for `resolved()` to name."""
+        data = {str(k).replace("-", "_"): v for k, v in data.items()}
+        known = {name for name, _, _ in options_of(cls)}
         config = cls(**{k: v for k, v in data.items() if k in known})
-        config._extra = extra
+        config._extra = {k: v for k, v in data.items() if k not in known}
         return config
 
     @classmethod
@@ -217,27 +380,49 @@ class TrainConfig:
             raise ConfigError(f"--config: cannot read {path}: {exc}".splitlines()[0]) from None
         if not isinstance(data, dict):
             raise ConfigError(f"--config: {path} must hold a mapping of option: value")
-        return cls.from_dict({k.replace("-", "_"): v for k, v in data.items()})
+        return cls.from_dict(data)
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
     @classmethod
     def for_resume(cls, run_dir: str | Path, overrides: dict[str, Any]) -> TrainConfig:
-        """The run's own config.yaml with the few options a resume may change (RESUME_OVERRIDES)."""
+        """The run's own config.yaml with the few options a resume may change (`RESUME_OVERRIDES`).
+
+        The one resume rule, for every face: any other option given with `--resume` is refused.
+        """
+        fixed = sorted(set(overrides) - set(RESUME_OVERRIDES))
+        if fixed:
+            raise ConfigError(
+                f"--resume continues a run with its own config.yaml; {', '.join(map(flag, fixed))} cannot change"
+            )
         saved = Path(run_dir) / "config.yaml"
         if not saved.is_file():
             raise ConfigError(f"--resume: {saved} does not exist; give a run folder")
         return cls.from_dict({**cls.from_yaml(saved).to_dict(), **overrides})
 
 
-def _is_auto(value: Any) -> bool:
-    return isinstance(value, str) and value.strip().lower() == AUTO
+#: what may change when a run is resumed: everything else is the run's own config.yaml
+RESUME_OVERRIDES = tuple(name for name, opt, _ in options_of(TrainConfig) if opt.resumable)
 
-
-def _check_device(device: Any) -> str:
-    text = str(device).strip().lower()
-    kind, sep, index = text.partition(":")
-    if kind not in DEVICE_CHOICES or (sep and (kind != "cuda" or not index.isdigit())):
-        raise ConfigError(f"--device: {device!r} is not one of auto, cpu, cuda, cuda:N, mps")
-    return text
+#: `voxseg train` options that are not part of a run's configuration
+COMMAND_OPTIONS = {
+    "config": Option(
+        "YAML file of options (same names, `-` or `_`); flags given on the command line override it",
+        "",
+        "",
+        kind="file",
+        metavar="FILE",
+        in_form=False,
+    ),
+    "resume": Option(
+        "continue a run from its last completed epoch, with its own config.yaml (only "
+        + ", ".join(f"`{flag(n)}`" for n in RESUME_OVERRIDES)
+        + " may be given with it)",
+        "",
+        "",
+        kind="folder",
+        metavar="RUN_DIR",
+        in_form=False,
+    ),
+}

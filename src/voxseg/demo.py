@@ -73,7 +73,7 @@ def demo_config(
     results: Path, epochs: int | None = None, device: str = "auto", run_name: str | None = None
 ) -> TrainConfig:
     """A TrainConfig for the demo; its data are written to `<results>/demo_data`."""
-    from voxseg.training.setup import choose_run_dir
+    from voxseg.training.preflight import choose_run_dir
 
     folder = Path(results) / "demo_data"
     settings = dict(DEMO_SETTINGS)
@@ -87,7 +87,6 @@ def demo_config(
         run_name=run_name,
         **settings,
     )
-    config.validate()
-    choose_run_dir(config)  # refuse an existing --run-name before writing anything
+    choose_run_dir(config.resolved())  # refuse a bad option or an existing --run-name before writing anything
     write_demo_dataset(folder)
     return config

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-
-from torch import nn
+from typing import TYPE_CHECKING
 
 from voxseg.errors import ConfigError
+
+if TYPE_CHECKING:  # MONAI and torch are imported when a loss is built, not when a name is checked
+    from torch import nn
 
 
 def _dice() -> nn.Module:
@@ -54,6 +56,9 @@ LOSSES: dict[str, tuple[Callable[[], nn.Module], str]] = {
     "dice-ce": (_dice_ce, "DiceCE"),
     "tversky": (_tversky, "Tversky"),
 }
+
+
+LOSS_NAMES = tuple(LOSSES)
 
 
 def _key(name: str) -> str:

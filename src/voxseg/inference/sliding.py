@@ -2,35 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import numpy as np
 import torch
 from monai.inferers import sliding_window_inference
 from monai.metrics import compute_dice
 from torch import nn
 
+from voxseg.accel.cuda import heuristic_kernels
 from voxseg.data.volumes import pad_amounts
 
 #: overlap between neighbouring windows; with Gaussian weights, 0.25 hides seams at modest cost
 OVERLAP = 0.25
-
-
-@contextmanager
-def heuristic_kernels() -> Iterator[None]:
-    """Let cuDNN choose kernels by its heuristics instead of timing every candidate.
-
-    Training turns autotuning on because its patch shape is fixed. Inference shapes are not (the
-    last sliding-window batch is smaller, volumes differ), and each new shape is timed afresh: on an
-    H200, VNet float32 took 9-12 s for each new evaluation batch against 0.1 s without timing.
-    """
-    autotuning = torch.backends.cudnn.benchmark
-    torch.backends.cudnn.benchmark = False
-    try:
-        yield
-    finally:
-        torch.backends.cudnn.benchmark = autotuning
 
 
 @torch.no_grad()

@@ -1,33 +1,32 @@
 """Pre-trained weights published by napari-cellseg3d: download once, cache, extract the `.pth`.
 
-Each published archive is a `.tar.gz` holding one `torch.save(state_dict)` file. The archive is
-downloaded to `<name>.tar.gz.part` (resumed with an HTTP Range request after an interruption),
-renamed when complete, checked against its sha256 when one is known, and only its `.pth` member
-is written to the cache, under a fixed name: member paths in the archive are never used, so an
-archive cannot write outside the cache. Without network the user can put the archive (or the
-`.pth`) in the cache by hand; the error message says exactly where.
+Libraries do the generic parts: pooch downloads (to a temporary file, checks the sha256 when one is
+known, moves it into place, draws the progress bar) and platformdirs names the platform's cache
+folder. pooch cannot resume a partial download, so an interrupted download starts again from zero.
+Each published archive is a `.tar.gz` holding one `torch.save(state_dict)` file; only that member is
+written to the cache, under a fixed name: member paths are never used, so an archive cannot write
+outside the cache. Without network the user can put the archive (or the `.pth`) in the cache by
+hand; the error message says exactly where.
 """
 
 from __future__ import annotations
 
-import hashlib
-import http.client
 import logging
 import os
 import sys
 import tarfile
 import tempfile
-import urllib.error
-import urllib.request
 import zlib
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-from tqdm import tqdm
+import platformdirs
+import pooch
+import requests
 
-from voxseg.version import __version__
 from voxseg.errors import ConfigError, DataError
 from voxseg.models.registry import resolve_model_name
+from voxseg.version import __version__
 
 log = logging.getLogger("voxseg")
 
@@ -45,30 +44,17 @@ WEIGHTS: dict[str, str] = {
 #: archive name -> sha256 hex digest; None: not known yet, so not checked
 KNOWN_SHA256: dict[str, str | None] = {archive: None for archive in WEIGHTS.values()}
 
-#: seconds urlopen waits to connect and for each read
+#: seconds the download waits to connect and for each read
 TIMEOUT_S = 30.0
-
-_CHUNK = 1 << 16
 
 
 def cache_dir() -> Path:
-    """voxseg's cache folder: `$VOXSEG_CACHE`, else the platform's user cache folder + `voxseg`.
-
-    Written by hand (no platformdirs dependency) following each platform's convention.
-    """
+    """voxseg's cache folder: `$VOXSEG_CACHE`, else the platform's user cache folder for `voxseg`."""
     override = os.environ.get("VOXSEG_CACHE")
     if override:
         return Path(override).expanduser()
-    if sys.platform == "win32":
-        local = os.environ.get("LOCALAPPDATA")
-        base = Path(local) if local else Path.home() / "AppData" / "Local"
-        return base / "voxseg" / "Cache"
-    if sys.platform == "darwin":
-        return Path.home() / "Library" / "Caches" / "voxseg"
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    # The XDG spec says to ignore a relative XDG_CACHE_HOME.
-    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".cache"
-    return base / "voxseg"
+    # appauthor=False: `%LOCALAPPDATA%\voxseg\Cache` on Windows, not `...\voxseg\voxseg\Cache`.
+    return Path(platformdirs.user_cache_dir("voxseg", appauthor=False))
 
 
 def weights_dir() -> Path:
@@ -95,14 +81,9 @@ def weights_url(model: str) -> str:
     return base.rstrip("/") + "/" + WEIGHTS[_published_name(model)]
 
 
-def _archive_path(model: str) -> Path:
-    return weights_dir() / WEIGHTS[_published_name(model)]
-
-
 def weights_path(model: str) -> Path:
     """Where the model's extracted `.pth` lives in the cache (whether or not it is there yet)."""
-    archive = WEIGHTS[_published_name(model)]
-    return weights_dir() / (archive.removesuffix(".tar.gz") + ".pth")
+    return weights_dir() / (WEIGHTS[_published_name(model)].removesuffix(".tar.gz") + ".pth")
 
 
 def weights_table() -> list[dict[str, Any]]:
@@ -114,15 +95,8 @@ def weights_table() -> list[dict[str, Any]]:
     for model in WEIGHTS:
         path = weights_path(model)
         cached = path.is_file()
-        rows.append(
-            {
-                "model": model,
-                "url": weights_url(model),
-                "path": path,
-                "cached": cached,
-                "size": path.stat().st_size if cached else None,
-            }
-        )
+        size = path.stat().st_size if cached else None
+        rows.append({"model": model, "url": weights_url(model), "path": path, "cached": cached, "size": size})
     return rows
 
 
@@ -137,15 +111,20 @@ def fetch_weights(model: str, progress: bool = True) -> Path:
     if target.is_file():
         log.info("using cached weights %s", target)
         return target
-    archive = _archive_path(name)
-    url = weights_url(name)
+    archive = weights_dir() / WEIGHTS[name]
+    expected = KNOWN_SHA256.get(archive.name)
     downloaded = not archive.is_file()
     if downloaded:
-        _download(url, archive, target, progress)
+        _download(weights_url(name), archive, target, expected, progress)  # pooch checks the sha256
     else:
         log.info("using weights archive %s", archive)
+        actual = pooch.file_hash(str(archive)) if expected is not None else None
+        if expected is not None and actual != expected.lower():
+            raise DataError(
+                f"{archive}: sha256 mismatch, expected {expected.lower()}, got {actual}; "
+                "replace or delete that file"
+            )
     try:
-        _check_sha256(archive, KNOWN_SHA256.get(archive.name))
         _extract_pth(archive, target)
     except DataError as error:
         # A bad download is useless and would block the next try; a file the user placed stays.
@@ -163,138 +142,55 @@ def _one_line(text: object) -> str:
 
 
 def _reason(error: BaseException) -> str:
-    """One-line reason for a failed download or file operation, e.g. `HTTP 404: Not Found`."""
-    if isinstance(error, urllib.error.HTTPError):
-        return f"HTTP {error.code}: {_one_line(error.reason)}"
-    if isinstance(error, TimeoutError):  # socket.timeout is TimeoutError since Python 3.10
-        return f"timed out after {TIMEOUT_S:g} s"
-    if isinstance(error, urllib.error.URLError):
-        if isinstance(error.reason, TimeoutError):
+    """One-line reason for a failed download, e.g. `HTTP 404: Not Found`, `Connection refused`."""
+    response = getattr(error, "response", None)
+    if isinstance(error, requests.HTTPError) and response is not None:
+        return f"HTTP {response.status_code}: {_one_line(response.reason)}"
+    cause: BaseException | None = error
+    for _ in range(8):  # requests wraps urllib3, which wraps the socket error
+        if cause is None:
+            break
+        if isinstance(cause, (TimeoutError, requests.Timeout)):
             return f"timed out after {TIMEOUT_S:g} s"
-        reason = error.reason
-        if isinstance(reason, OSError) and reason.strerror:
-            return _one_line(reason.strerror)
-        return _one_line(reason)
-    if isinstance(error, OSError) and error.strerror:
-        return _one_line(error.strerror)
-    return _one_line(f"{type(error).__name__}: {error}" if str(error) else type(error).__name__)
+        if isinstance(cause, OSError) and cause.strerror:
+            return _one_line(cause.strerror)
+        reason = getattr(cause, "reason", None)
+        cause = reason if isinstance(reason, BaseException) else cause.__cause__ or cause.__context__
+    detail: object = error  # ChunkedEncodingError(ProtocolError("Connection broken: ...")): the text
+    while isinstance(detail, BaseException) and detail.args:
+        detail = detail.args[0]
+    return _one_line(detail if isinstance(detail, str) and detail else type(error).__name__)
 
 
-def _download_failed(url: str, archive: Path, target: Path, reason: str) -> DataError:
-    return DataError(
-        f"cannot download {url} ({reason}); download it elsewhere and place it at {archive} "
-        f"(or the extracted .pth at {target})"
-    )
-
-
-def _download(url: str, archive: Path, target: Path, progress: bool) -> None:
-    """Download `url` to `archive` through `archive.part`, resuming a `.part` left by an interruption."""
-    part = archive.with_name(archive.name + ".part")
+def _download(url: str, archive: Path, target: Path, expected: str | None, progress: bool) -> None:
+    """Download `url` to `archive` with pooch: a temporary file, the sha256 check, then the move."""
     try:
         archive.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise DataError(f"cannot create the weights cache {archive.parent}: {_reason(error)}") from None
     log.info("downloading %s to %s", url, archive)
-    # Second attempt (from zero) only when the server rejects or garbles the resume request.
-    for resume in (True, False):
-        start = part.stat().st_size if resume and part.is_file() else 0
-        request = urllib.request.Request(url, headers={"User-Agent": f"voxseg/{__version__}"})
-        if start:
-            request.add_header("Range", f"bytes={start}-")
-        try:
-            with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
-                if start and response.status == 206:
-                    if _range_start(response.headers.get("Content-Range")) != start:
-                        continue
-                    offset = start
-                else:  # 200: the server ignored Range, so its body is the whole file
-                    offset = 0
-                length = response.headers.get("Content-Length")
-                total = offset + int(length) if length and length.isdigit() else None
-                size = _save(response, part, offset, total, archive.name, progress)
-        except urllib.error.HTTPError as error:
-            if error.code == 416 and start:
-                # Range not satisfiable: the .part may already be whole (stopped before the rename).
-                if _range_total(error.headers.get("Content-Range")) == start:
-                    break
-                continue
-            raise _download_failed(url, archive, target, _reason(error)) from None
-        except (urllib.error.URLError, http.client.HTTPException, OSError) as error:
-            raise _download_failed(url, archive, target, _reason(error)) from None
-        if total is not None and size != total:
-            raise _download_failed(
-                url, archive, target, f"stopped after {size} of {total} bytes; run again to resume"
-            )
-        break
-    else:
-        raise _download_failed(
-            url, archive, target, "the server answered the resume request with a wrong range"
-        )
-    os.replace(part, archive)
-
-
-def _range_start(content_range: str | None) -> int | None:
-    """First byte of `Content-Range: bytes START-END/TOTAL`, None if absent or malformed."""
+    downloader = pooch.HTTPDownloader(
+        progressbar=progress and sys.stderr is not None and sys.stderr.isatty(),
+        chunk_size=1 << 16,
+        timeout=TIMEOUT_S,
+        headers={"User-Agent": f"voxseg/{__version__}"},
+    )
+    pooch_log = pooch.get_logger()  # its INFO lines repeat ours and give advice meant for pooch users
+    level = pooch_log.level
+    pooch_log.setLevel(logging.WARNING)
     try:
-        return int(str(content_range).split()[1].split("-")[0])
-    except (IndexError, ValueError):
-        return None
-
-
-def _range_total(content_range: str | None) -> int | None:
-    """TOTAL of `Content-Range: bytes */TOTAL` (a 416 answer), None if absent or malformed."""
-    try:
-        return int(str(content_range).rsplit("/", 1)[1])
-    except (IndexError, ValueError):
-        return None
-
-
-def _save(response: IO[bytes], part: Path, offset: int, total: int | None, label: str, progress: bool) -> int:
-    """Write the response body to `part` from byte `offset`; return the size of `part`.
-
-    Read errors propagate (the caller reports them as download failures); write errors become a
-    DataError naming the file, since no download from elsewhere fixes a full disk.
-    """
-    try:
-        out = open(part, "ab" if offset else "wb")  # noqa: SIM115 - closed below, after the read loop
+        pooch.retrieve(url, expected, fname=archive.name, path=archive.parent, downloader=downloader)
+    except requests.RequestException as error:
+        raise DataError(
+            f"cannot download {url} ({_reason(error)}); download it elsewhere and place it at {archive} "
+            f"(or the extracted .pth at {target})"
+        ) from None
+    except ValueError as error:  # pooch: sha256 mismatch (it deleted the download)
+        raise DataError(f"{url}: {_one_line(error)}") from None
     except OSError as error:
-        raise DataError(f"cannot write {part}: {_reason(error)}") from None
-    with (
-        out,
-        tqdm(
-            total=total,
-            initial=offset,
-            unit="B",
-            unit_scale=True,
-            unit_divisor=1024,
-            desc=label,
-            file=sys.stderr,
-            disable=None if progress else True,
-            leave=False,
-        ) as bar,
-    ):
-        size = offset
-        while chunk := response.read(_CHUNK):
-            try:
-                out.write(chunk)
-            except OSError as error:
-                raise DataError(f"cannot write {part}: {_reason(error)}") from None
-            size += len(chunk)
-            bar.update(len(chunk))
-    return size
-
-
-def _check_sha256(archive: Path, expected: str | None) -> None:
-    """Refuse an archive whose sha256 is not the published one (corrupt or tampered download)."""
-    if expected is None:
-        return
-    digest = hashlib.sha256()
-    with open(archive, "rb") as file:
-        while block := file.read(1 << 20):
-            digest.update(block)
-    actual = digest.hexdigest()
-    if actual != expected.lower():
-        raise DataError(f"{archive}: sha256 mismatch, expected {expected.lower()}, got {actual}")
+        raise DataError(f"cannot write {archive}: {_reason(error)}") from None
+    finally:
+        pooch_log.setLevel(level)
 
 
 def _extract_pth(archive: Path, target: Path) -> None:

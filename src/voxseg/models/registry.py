@@ -10,10 +10,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-
-from torch import nn
+from typing import TYPE_CHECKING
 
 from voxseg.errors import ConfigError
+
+if TYPE_CHECKING:  # torch is imported when a network is built, not when a name is checked
+    from torch import nn
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,19 @@ class ModelSpec:
         if self.divisor > 1:
             return f"sides divisible by {self.divisor}, at least {self.min_side}"
         return f"any side of at least {self.min_side}"
+
+    def padding_sentence(self, size: tuple[int, ...], pow2: bool = False) -> str:
+        """What this model does to `size`, in the one wording the log and the napari form share."""
+        valid = self.valid_size(size, pow2)
+        rule = f"{self.name} needs {self.rule()}" + (", power of two (--pad-pow2)" if pow2 else "")
+        if valid == tuple(size):
+            return f"{format_size(size)} needs no padding ({rule})"
+        return f"{format_size(size)} padded to {format_size(valid)} ({rule})"
+
+
+def format_size(size: tuple[int, ...]) -> str:
+    """(32, 64, 64) -> `32×64×64`."""
+    return "×".join(str(side) for side in size)
 
 
 def _segresnet() -> nn.Module:
@@ -90,6 +105,7 @@ MODELS: dict[str, ModelSpec] = {
     )
 }
 
+MODEL_NAMES = tuple(MODELS)
 _ALIASES = {name.lower().replace("_", "").replace("-", ""): name for name in MODELS}
 _ALIASES["swinunetr"] = "SwinUNETR"
 
@@ -119,6 +135,8 @@ def init_output_prior(model: nn.Module, prior: float = FOREGROUND_PRIOR) -> None
     64^3 volumes, SegResNet, 24 Adam steps, seeds 0-3: best Dice 0.80/0.54/0.53 from 0.5 (plain
     init), 0.43/0.90/0.76/0.77 from 0.1, 0.88/0.88/0.92/- from 0.25.
     """
+    from torch import nn
+
     last = [m for m in model.modules() if isinstance(m, nn.Conv3d | nn.ConvTranspose3d)][-1]
     if last.bias is not None:
         nn.init.constant_(last.bias, math.log(prior / (1 - prior)))

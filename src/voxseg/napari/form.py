@@ -1,23 +1,21 @@
 """What the Train widget shows, and how its values become a TrainConfig. No Qt here: tested plainly.
 
-Every field is a TrainConfig field (same name, same default, same validation), so the GUI cannot
-drift from the CLI: checking a field means building a config with that value and validating it.
+The fields are generated from the option declarations (`voxseg.config`, `voxseg.options`): same
+names, defaults, help and checks as the command line, so the GUI cannot drift from the CLI.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from voxseg.config import DEVICE_CHOICES, PRECISIONS, SCHEDULERS, TrainConfig, option_name, parse_size
+from voxseg.config import TrainConfig
 from voxseg.data.discovery import pair_files
 from voxseg.errors import ConfigError, VoxsegError
-from voxseg.losses import LOSSES
-from voxseg.models.registry import MODELS, get_model_spec
+from voxseg.models.registry import get_model_spec
+from voxseg.options import AUGMENTATION, DATA, TRAINING, flag, is_auto, options_of, parse_size, parse_value
 
-DATA, AUGMENTATION, TRAINING = "Data", "Augmentation", "Training"
 SECTIONS = (DATA, AUGMENTATION, TRAINING)
 
 #: stands in for the data folders when only one field is checked, or when layers are the data
@@ -37,40 +35,28 @@ class Field:
     optional: bool = False  # may be left blank (None in the config)
 
 
-FIELDS: tuple[Field, ...] = (
-    Field("images", "Images folder", DATA, "folder", "folder of 3D .tif/.tiff images"),
-    Field("labels", "Labels folder", DATA, "folder", "label .tif/.tiff named like the images"),
-    Field("val_images", "Validation images", DATA, "folder", "optional, instead of a split", optional=True),
-    Field("val_labels", "Validation labels", DATA, "folder", "with validation images", optional=True),
-    Field("results", "Results folder", DATA, "folder", "receives one run folder per training"),
-    Field("run_name", "Run name", DATA, "text", "blank: <model>_<date-time>", optional=True),
-    Field("train_fraction", "Training fraction", DATA, "float", "share of volumes used for training"),
-    Field("zip", "Zip results", DATA, "bool", "also write <run name>.zip"),
-    Field("pretrained", "Pre-trained weights", DATA, "bool", "napari-cellseg3d's published weights"),
-    Field("weights", "Custom weights", DATA, "file", "start from a weights file", optional=True),
-    Field("whole_volumes", "Whole volumes", AUGMENTATION, "bool", "train on whole volumes, not patches"),
-    Field("patch_size", "Patch size", AUGMENTATION, "text", "N, Z,Y,X, or auto (largest that fits memory)"),
-    Field("samples_per_image", "Samples per image", AUGMENTATION, "int", "patches per volume per epoch"),
-    Field("foreground_share", "Foreground share", AUGMENTATION, "float", "patches centred on foreground"),
-    Field("pad_pow2", "Pad to powers of two", AUGMENTATION, "bool", "as napari-cellseg3d did"),
-    Field("augment", "Augmentation", AUGMENTATION, "bool", "flips, rotations, elastic, intensity, noise"),
-    Field("model", "Model", TRAINING, "choice", choices=tuple(MODELS)),
-    Field("loss", "Loss", TRAINING, "choice", choices=tuple(LOSSES)),
-    Field("lr", "Learning rate", TRAINING, "float", "Adam learning rate"),
-    Field("batch_size", "Batch size", TRAINING, "text", "N, or auto: the largest that fits memory"),
-    Field("epochs", "Epochs", TRAINING, "int"),
-    Field("val_interval", "Validation interval", TRAINING, "int", "validate every N epochs"),
-    Field("device", "Device", TRAINING, "choice", "auto: CUDA, then MPS, then CPU", DEVICE_CHOICES),
-    Field("seed", "Seed", TRAINING, "int"),
-    Field("scheduler", "LR schedule", TRAINING, "choice", choices=SCHEDULERS),
-    Field("warmup_epochs", "Warm-up epochs", TRAINING, "int", "linear learning-rate warm-up"),
-    Field("early_stop_patience", "Early stop after", TRAINING, "int", "validations without gain; 0 = never"),
-    Field("workers", "Data workers", TRAINING, "text", "blank: chosen from cores and device", optional=True),
-    Field("precision", "Precision", TRAINING, "choice", "auto: bf16 where native, else fp32", PRECISIONS),
-    Field("compile", "torch.compile (CUDA)", TRAINING, "bool", "compile the model on CUDA GPUs"),
+def _widget_kind(kind: str, optional: bool, auto: bool) -> str:
+    """Sizes, `auto`-able numbers and numbers that may be blank are typed as text."""
+    if kind == "size" or auto or (kind == "int" and optional):
+        return "text"
+    return kind
+
+
+FIELDS: tuple[Field, ...] = tuple(
+    Field(
+        name,
+        opt.label,
+        opt.section,
+        _widget_kind(opt.kind, opt.optional, opt.auto),
+        opt.help.replace("`", ""),
+        opt.choices,
+        opt.optional,
+    )
+    for name, opt, _ in options_of(TrainConfig)
+    if opt.in_form
 )
 FIELDS_BY_NAME = {f.name: f for f in FIELDS}
-assert set(FIELDS_BY_NAME) <= {f.name for f in dataclasses.fields(TrainConfig)}
+_OPTIONS = {name: opt for name, opt, _ in options_of(TrainConfig)}
 
 
 def default_values() -> dict[str, Any]:
@@ -85,7 +71,7 @@ def display_values(config: TrainConfig) -> dict[str, Any]:
         value = getattr(config, f.name)
         if value is None:
             value = ""
-        elif f.name == "patch_size":
+        elif _OPTIONS[f.name].kind == "size":
             value = _size_text(value)
         elif isinstance(value, Path) or f.kind in ("folder", "file", "text"):
             value = str(value)
@@ -97,7 +83,7 @@ def display_values(config: TrainConfig) -> dict[str, Any]:
 
 def _size_text(value: Any) -> str:
     """(64, 64, 64) -> "64"; (32, 64, 64) -> "32,64,64"; anything unparsable is shown as given."""
-    if isinstance(value, str) and value.strip().lower() == "auto":
+    if is_auto(value):
         return "auto"
     try:
         sides = parse_size(value, "--patch-size")
@@ -107,30 +93,19 @@ def _size_text(value: Any) -> str:
 
 
 def config_from_values(values: dict[str, Any]) -> TrainConfig:
-    """A TrainConfig from widget values (blank optional fields become None). Not yet validated."""
-    return TrainConfig.from_dict(
-        {name: _typed(FIELDS_BY_NAME[name], value) for name, value in values.items()}
-    )
+    """A TrainConfig from widget values. Values that parse become their number or size (so saved YAML
+    holds numbers), blank optional fields None; the rest stay as typed, for `resolved()` to name."""
+    return TrainConfig.from_dict({name: _typed(name, value) for name, value in values.items()})
 
 
-def _typed(field: Field, value: Any) -> Any:
-    """Text that parses becomes its number or size (so saved YAML holds numbers); the rest stays
-    text, for `validate()` to name."""
-    if not isinstance(value, str):
-        return value
-    value = value.strip()
-    if value == "" and field.optional:
-        return None
+def _typed(name: str, value: Any) -> Any:
+    opt = _OPTIONS[name]
+    if not isinstance(value, str) or opt.kind in ("folder", "file", "text", "choice"):
+        return None if isinstance(value, str) and not value.strip() and opt.optional else value
     try:
-        if field.kind == "float":
-            return float(value)
-        if field.name in ("workers", "batch_size"):
-            return int(value)
-        if field.name == "patch_size":
-            return list(parse_size(value, "--patch-size"))
-    except (ValueError, ConfigError):
-        pass
-    return value
+        return parse_value(name, opt, value)
+    except ConfigError:
+        return value
 
 
 def field_errors(values: dict[str, Any], data_from_layers: bool = False) -> dict[str, str]:
@@ -144,7 +119,7 @@ def field_errors(values: dict[str, Any], data_from_layers: bool = False) -> dict
         if data_from_layers and name in _PLACEHOLDER_DATA:
             continue
         try:
-            config_from_values({**_PLACEHOLDER_DATA, name: value}).validate()
+            config_from_values({**_PLACEHOLDER_DATA, name: value}).resolved()
         except ConfigError as exc:
             errors[name] = str(exc)
     for name in ("images", "labels", "val_images", "val_labels", "weights"):
@@ -152,10 +127,10 @@ def field_errors(values: dict[str, Any], data_from_layers: bool = False) -> dict
         if name in errors or not text or (data_from_layers and name in _PLACEHOLDER_DATA):
             continue
         if not Path(text).expanduser().exists():
-            errors[name] = f"{option_name(name)}: {text} does not exist"
+            errors[name] = f"{flag(name)}: {text} does not exist"
     whole = {**values, **(_PLACEHOLDER_DATA if data_from_layers else {})}
     try:
-        config = config_from_values(whole).validate()
+        config = config_from_values(whole).resolved()
     except ConfigError as exc:
         errors.setdefault(_field_of(str(exc)) or "images", str(exc))
         return errors
@@ -186,7 +161,7 @@ def _field_of(message: str) -> str | None:
 
 
 def padding_summary(values: dict[str, Any]) -> str:
-    """What the chosen model does to the patch (or volume) size, e.g. `60×64×64 padded to 64×64×64`."""
+    """What the chosen model does to the patch (or volume) size, e.g. `patch 60×64×64 padded to 64×64×64`."""
     try:
         spec = get_model_spec(str(values.get("model", "SegResNet")))
     except ConfigError as exc:
@@ -195,14 +170,10 @@ def padding_summary(values: dict[str, Any]) -> str:
     rule = f"{spec.name} needs {spec.rule()}" + (", power of two" if pow2 else "")
     if values.get("whole_volumes"):
         return f"whole volumes are padded to the next size that fits ({rule})"
-    if str(values.get("patch_size", "")).strip().lower() == "auto":
+    if is_auto(values.get("patch_size", "")):
         return f"patch chosen at Start: the largest that fits memory ({rule})"
     try:
         asked = parse_size(values.get("patch_size", 64), "--patch-size")
     except ConfigError as exc:
         return str(exc)
-    valid = spec.valid_size(asked, pow2)
-    text = "×".join(map(str, asked))
-    if valid == asked:
-        return f"patch {text}: no padding ({rule})"
-    return f"patch {text} padded to {'×'.join(map(str, valid))} ({rule})"
+    return f"patch {spec.padding_sentence(asked, pow2)}"

@@ -10,6 +10,7 @@ import numpy as np
 import tifffile
 
 from voxseg.errors import DataError
+from voxseg.training.files import numbered_path
 
 
 def safe_name(name: str) -> str:
@@ -17,27 +18,34 @@ def safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "layer"
 
 
+def layer_problems(
+    image_name: str, image_shape: tuple[int, ...], label_name: str, label_shape: tuple[int, ...]
+) -> dict[str, str]:
+    """What makes an image layer and a labels layer unusable together: `image_layer`/`label_layer` ->
+    message (the widget shows them as you choose; Start refuses them)."""
+    if len(image_shape) != 3:
+        return {"image_layer": f"image layer {image_name!r} is not a 3D volume (shape {image_shape})"}
+    if tuple(label_shape) != tuple(image_shape):
+        return {
+            "label_layer": f"labels layer {label_name!r}: shape {label_shape} does not match image layer "
+            f"{image_name!r} {image_shape}"
+        }
+    return {}
+
+
 def write_layer_dataset(
     results: Path, image_name: str, image: np.ndarray, label_name: str, label: np.ndarray
 ) -> tuple[Path, Path]:
     """Write `<results>/layer-data/<time>/{images,labels}/` and return both folders.
 
-    The volume and its labels are written as they are; the usual checks (3D, shapes, label values)
+    The volume and its labels are written as they are; the usual checks (label values, foreground)
     then run on them exactly as on any folder. Nothing is overwritten: each Start gets a new folder.
     """
     image, label = np.asarray(image), np.asarray(label)
-    if image.ndim != 3:
-        raise DataError(f"image layer {image_name!r}: not a 3D volume (shape {image.shape})")
-    if label.shape != image.shape:
-        raise DataError(
-            f"labels layer {label_name!r}: shape {label.shape} does not match image layer "
-            f"{image_name!r} {image.shape}"
-        )
-    base = Path(results) / "layer-data" / time.strftime("%Y%m%d-%H%M%S")
-    root, n = base, 1
-    while root.exists():
-        n += 1
-        root = base.with_name(f"{base.name}_{n}")
+    problems = layer_problems(image_name, image.shape, label_name, label.shape)
+    if problems:
+        raise DataError(next(iter(problems.values())))
+    root = numbered_path(Path(results) / "layer-data" / time.strftime("%Y%m%d-%H%M%S"))
     images, labels = root / "images", root / "labels"
     images.mkdir(parents=True)
     labels.mkdir()

@@ -7,6 +7,7 @@ napari worker thread; everything it shows comes from those events and the `voxse
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -48,9 +49,11 @@ from voxseg.napari.form import (
     field_errors,
     padding_summary,
 )
-from voxseg.napari.layer_data import write_layer_dataset
+from voxseg.napari.layer_data import layer_problems, write_layer_dataset
 from voxseg.training.events import BatchEnd, EpochEnd, Event, RunEnd, RunStarted, ValidationEnd
 from voxseg.training.session import LOG_FORMAT, TrainingSession
+from voxseg.training.sinks import CurveHistory
+from voxseg.training.summary import best_dice_text
 
 if TYPE_CHECKING:
     import napari
@@ -348,13 +351,7 @@ class TrainWidget(QWidget):
         if label is None:
             errors["label_layer"] = "choose the labels layer that goes with it"
         if image is not None and label is not None:
-            if np.ndim(image.data) != 3:
-                errors["image_layer"] = f"{image.name!r} is not a 3D volume (shape {np.shape(image.data)})"
-            elif np.shape(label.data) != np.shape(image.data):
-                errors["label_layer"] = (
-                    f"{label.name!r} has shape {np.shape(label.data)}, "
-                    f"the image {np.shape(image.data)}: they must match"
-                )
+            errors = layer_problems(image.name, np.shape(image.data), label.name, np.shape(label.data))
         return errors
 
     def _source_changed(self, *_: Any) -> None:
@@ -398,7 +395,7 @@ class TrainWidget(QWidget):
         try:
             config = TrainConfig.from_yaml(path)
             if config._extra:
-                config.validate()  # names the unknown options
+                config.resolved()  # names the unknown options
         except VoxsegError as exc:
             self._show_error(f"error: {exc}")
             return
@@ -495,24 +492,23 @@ class TrainWidget(QWidget):
         if self.resume_dir is not None:
             typed = config_from_values(self.values())
             overrides = {name: getattr(typed, name) for name in RESUME_OVERRIDES}
-            return TrainConfig.for_resume(self.resume_dir, overrides).validate()
+            return TrainConfig.for_resume(self.resume_dir, overrides).resolved()
         config = config_from_values(self.values())
         if self.from_layers:
             image, label = self._selected_layer(self.image_layer), self._selected_layer(self.label_layer)
-            config.images, config.labels = write_layer_dataset(
+            images, labels = write_layer_dataset(
                 Path(config.results).expanduser(),
                 image.name,
                 np.asarray(image.data),
                 label.name,
                 np.asarray(label.data),
             )
-            self.append_log(f"layers {image.name!r} and {label.name!r} saved to {config.images.parent}")
-        return config.validate()
+            self.append_log(f"layers {image.name!r} and {label.name!r} saved to {images.parent}")
+            config = dataclasses.replace(config, images=images, labels=labels)
+        return config.resolved()
 
     def _reset_run_state(self) -> None:
-        self.losses: list[tuple[int, float]] = []
-        self.dices: list[tuple[int, float]] = []
-        self.best: tuple[int, float] | None = None
+        self.curve_history = CurveHistory()
         self.validations = 0
         self.total_batches = 0
         self.done_batches = 0
@@ -523,6 +519,7 @@ class TrainWidget(QWidget):
         self.last_error = None
 
     def _on_event(self, event: Event) -> None:
+        self.curve_history(event)
         if isinstance(event, RunStarted):
             self._on_started(event)
         elif isinstance(event, BatchEnd):
@@ -530,7 +527,6 @@ class TrainWidget(QWidget):
         elif isinstance(event, ValidationEnd):
             self._on_validation(event)
         elif isinstance(event, EpochEnd):
-            self.losses.append((event.epoch, event.train_loss))
             if event.val_dice is not None and self.validations >= PLOTS_AFTER_VALIDATIONS:
                 self._show_curves()
         elif isinstance(event, RunEnd):
@@ -542,10 +538,6 @@ class TrainWidget(QWidget):
         self.progress.setRange(0, max(1, self.total_batches))
         self.progress.setValue(0)
         self.run_started_at = time.perf_counter()
-        for past in event.history:
-            self.losses.append((past.epoch, past.train_loss))
-            if past.val_dice is not None:
-                self.dices.append((past.epoch, past.val_dice))
         self.status.setText(f"Training on {event.device} in {event.run_dir}")
 
     def _on_batch(self, event: BatchEnd) -> None:
@@ -560,8 +552,6 @@ class TrainWidget(QWidget):
 
     def _on_validation(self, event: ValidationEnd) -> None:
         self.validations += 1
-        self.dices.append((event.epoch, event.dice))
-        self.best = (event.best_epoch, event.best_dice)
         if self.show_preview.isChecked() and event.preview is not None and self.viewer is not None:
             self._show_preview(event)
 
@@ -583,7 +573,8 @@ class TrainWidget(QWidget):
                 window.add_dock_widget(self.curves, name="voxseg training curves", area="bottom")
             else:
                 self.curves.show()
-        self.curves.update_curves(self.losses, self.dices, self.best)
+        history = self.curve_history
+        self.curves.update_curves(history.losses, history.dices, history.best)
 
     def _show_preview(self, event: ValidationEnd) -> None:
         """The validation volume, its labels and the model's foreground probability (0-1)."""
@@ -612,11 +603,8 @@ class TrainWidget(QWidget):
         if self.stop_requested_at is not None:
             self.stop_to_saved_seconds = time.perf_counter() - self.stop_requested_at
         summary = event.summary
-        best = summary.get("best_val_dice")
-        best_text = (
-            "no validation yet" if best is None else f"best Dice {best:.4f} (epoch {summary['best_epoch']})"
-        )
-        weights = event.run_dir / ("best.pth" if best is not None else "last.pth")
+        best_text = best_dice_text(summary)
+        weights = event.run_dir / ("best.pth" if summary.get("best_val_dice") is not None else "last.pth")
         if event.status == "stopped":
             text = (
                 f"Stopped after {summary['epochs_completed']} full epoch(s): last.pth saved; {best_text}. "
@@ -628,7 +616,7 @@ class TrainWidget(QWidget):
             self._show_error(f"Failed: {event.error}. Run folder: {event.run_dir}")
             return
         self.status.setText(text)
-        if self.dices and self.validations >= PLOTS_AFTER_VALIDATIONS:
+        if self.curve_history.dices and self.validations >= PLOTS_AFTER_VALIDATIONS:
             self._show_curves()
 
     def _on_error(self, exc: BaseException) -> None:

@@ -15,10 +15,11 @@ from dataclasses import dataclass
 
 import torch
 
-from voxseg.config import AUTO
 from voxseg.losses import build_loss
 from voxseg.models.registry import ModelSpec, build_model
-from voxseg.training.performance import Precision, autocast, available_memory_bytes
+from voxseg.options import AUTO
+from voxseg.training.hardware import available_memory_bytes
+from voxseg.training.precision import Precision, autocast
 
 log = logging.getLogger("voxseg")
 

@@ -7,14 +7,22 @@ positions and augmentation are functions of (seed, epoch), so only torch's RNG n
 
 from __future__ import annotations
 
+import logging
+import random
 import warnings
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from torch import nn
 
 from voxseg.errors import ConfigError
 from voxseg.training.files import atomic_write
+from voxseg.training.progress import RunProgress
+from voxseg.training.schedule import LRSchedule
+
+log = logging.getLogger("voxseg")
 
 CHECKPOINT_NAME = "checkpoint.pt"
 FORMAT = "voxseg-checkpoint/1"
@@ -42,7 +50,61 @@ def load_checkpoint(run_dir: Path) -> dict[str, Any]:
     return state
 
 
+def seed_everything(seed: int) -> None:
+    """Python's, numpy's and torch's generators (the data order and augmentation have their own)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
 def restore_rng(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["rng_torch"])
     if "rng_cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["rng_cuda"])
+
+
+def training_state(
+    epoch: int,
+    model_name: str,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    schedule: LRSchedule,
+    progress: RunProgress,
+) -> dict[str, Any]:
+    """Everything a resumed run needs after `epoch`, as plain values and tensors."""
+    return {
+        "epoch": epoch,
+        "model_name": model_name,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scaler": scaler.state_dict(),
+        "schedule": schedule.state_dict(),
+        **progress.state_dict(),
+    }
+
+
+def restore_training_state(
+    state: dict[str, Any],
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    schedule: LRSchedule,
+) -> RunProgress:
+    """Load a checkpoint's weights, optimizer moments, LR schedule and RNG; return its progress."""
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(_marked_as_running(optimizer, state["optimizer"]))
+    if state.get("scaler") and scaler.is_enabled():  # an fp32/bf16 run saved an empty one
+        scaler.load_state_dict(state["scaler"])
+    schedule.load_state_dict(state["schedule"])
+    restore_rng(state)
+    progress = RunProgress.from_state(state)
+    log.info("resumed after epoch %d (best Dice so far %.4f)", state["epoch"], progress.best_dice)
+    return progress
+
+
+def _marked_as_running(optimizer: torch.optim.Optimizer, saved: dict[str, Any]) -> dict[str, Any]:
+    """The saved optimizer state, marked fused or not as `optimizer` runs: the flag decides, while
+    loading, which device Adam's step counters go to (the CPU for the unfused kernel)."""
+    fused = optimizer.defaults["fused"]
+    return {**saved, "param_groups": [{**group, "fused": fused} for group in saved["param_groups"]]}

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from voxseg.data.volumes import Volume
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,10 @@ class ValidationPreview:
     label: np.ndarray = field(repr=False)
     probability: np.ndarray = field(repr=False)
     origin: tuple[int, int, int] = (0, 0, 0)  # offset in its file, to overlay the original image
+
+    @classmethod
+    def of(cls, volume: Volume, probability: np.ndarray) -> ValidationPreview:
+        return cls(volume.name, volume.image, volume.label, probability, volume.origin)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Atomic writes: a reader (or a crash) only ever sees the old file or the complete new one."""
+"""Writing files safely: atomically (a reader, or a crash, sees the old file or the complete new one),
+and never over an existing run or output (`numbered_path`). torch is imported only to save weights."""
 
 from __future__ import annotations
 
@@ -6,11 +7,12 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
@@ -28,8 +30,23 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def numbered_path(base: Path, taken: Callable[[Path], bool] = Path.exists) -> Path:
+    """`base` if it is free, else the first free `base_2`, `base_3`, ...: nothing is ever overwritten."""
+    return next(path for path in _numbered(base) if not taken(path))
+
+
+def _numbered(base: Path) -> Iterator[Path]:
+    yield base
+    n = 2
+    while True:
+        yield base.with_name(f"{base.name}_{n}")
+        n += 1
+
+
 def save_state_dict(state: dict[str, torch.Tensor], path: Path) -> None:
     """Plain tensors only, so `torch.load(path, weights_only=True)` reads it."""
+    import torch
+
     plain = {k: v.detach().cpu().clone() for k, v in state.items()}
     atomic_write(path, lambda tmp: torch.save(plain, tmp))
 

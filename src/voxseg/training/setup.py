@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-import time
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from voxseg.config import AUTO, TrainConfig
-from voxseg.data.discovery import pair_files
+from voxseg.config import TrainConfig
 from voxseg.data.volumes import Volume, load_volumes, pad_volume, split_volumes
-from voxseg.errors import ConfigError
-from voxseg.models.registry import ModelSpec, build_model, get_model_spec
+from voxseg.errors import ConfigError, DataError
+from voxseg.models.registry import ModelSpec, build_model, format_size, get_model_spec
 from voxseg.models.weights import load_weights_file
+from voxseg.options import AUTO
 from voxseg.training.autosize import choose_sizes
-from voxseg.training.performance import Precision, resolve_precision
+from voxseg.training.precision import Precision, resolve_precision
+from voxseg.training.preflight import preflight
 
 
 @dataclass
@@ -54,47 +55,22 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _fmt(size: tuple[int, ...]) -> str:
-    return "×".join(str(s) for s in size)
-
-
-def choose_run_dir(config: TrainConfig) -> Path:
-    """`<results>/<run-name>`; an explicit name that exists is refused, a default one gets a suffix."""
-    if config.run_name:
-        run_dir = config.results / config.run_name
-        if run_dir.exists():
-            raise ConfigError(f"--run-name: {run_dir} already exists; a run folder is never overwritten")
-        archive = run_dir.with_name(run_dir.name + ".zip")
-        if config.zip and archive.exists():
-            raise ConfigError(f"--run-name: {archive} already exists; --zip never overwrites it")
-        return run_dir
-    base = f"{config.model}_{time.strftime('%Y%m%d-%H%M%S')}"
-    run_dir, n = config.results / base, 1
-    while run_dir.exists() or run_dir.with_name(run_dir.name + ".zip").exists():
-        n += 1
-        run_dir = config.results / f"{base}_{n}"
-    return run_dir
-
-
 def prepare_run(config: TrainConfig, resume_dir: Path | None = None) -> PreparedRun:
-    """Validate the config, pair/check/load the data, split it, decide patch size and padding.
+    """Check the options, pair/check/load the data, split it, decide patch size and padding.
 
-    With `resume_dir` the run continues in that folder; otherwise a new run folder is chosen.
+    With `resume_dir` the run continues in that folder; otherwise a new run folder is chosen. The
+    caller's config is not changed: `PreparedRun.config` is the resolved copy the run uses.
     """
-    config.validate()
-    if config.results.exists() and not config.results.is_dir():
-        raise ConfigError(f"--results: {config.results} exists and is not a folder")
-    run_dir = Path(resume_dir) if resume_dir is not None else choose_run_dir(config)
+    checked = preflight(config, resume_dir)
+    config, run_dir = checked.config, checked.run_dir
     device = resolve_device(config.device)
     spec = get_model_spec(config.model)
     notes: list[str] = []
 
-    pairs = pair_files(config.images, config.labels)
-    volumes, warnings = load_volumes(pairs)
-    notes.append(f"data: {len(pairs)} image/label pair(s) from {config.images} and {config.labels}")
-    if config.val_images is not None:
-        val_pairs = pair_files(config.val_images, config.val_labels, "--val-images", "--val-labels")
-        val_volumes, val_warnings = load_volumes(val_pairs)
+    volumes, warnings = load_volumes(checked.pairs)
+    notes.append(f"data: {len(volumes)} image/label pair(s) from {config.images} and {config.labels}")
+    if checked.val_pairs is not None:
+        val_volumes, val_warnings = load_volumes(checked.val_pairs)
         warnings += val_warnings
         train_volumes = volumes
         notes.append(
@@ -106,30 +82,27 @@ def prepare_run(config: TrainConfig, resume_dir: Path | None = None) -> Prepared
             volumes, config.train_fraction, config.seed, min_side=spec.min_side
         )
         notes.append(f"validation: {how}")
+    _refuse_all_empty(config, train_volumes, val_volumes)
 
     precision = resolve_precision(config.precision, device)
     notes.append(f"precision {precision.name} ({precision.reason})")
     if precision.warning:
         warnings.append(precision.warning)
-    _resolve_auto_sizes(config, spec, device, precision, train_volumes, notes)
+    config = _resolve_auto_sizes(config, spec, device, precision, train_volumes, notes)
     if config.whole_volumes:
         asked = tuple(max(v.shape[axis] for v in train_volumes) for axis in range(3))
-        notes.append(f"whole volumes: largest training volume {_fmt(asked)}")
+        notes.append(f"whole volumes: largest training volume {format_size(asked)}")
     else:
         asked = config.patch_size
     window = spec.valid_size(asked, config.pad_pow2)
-    size_rule = f"{spec.name} needs {spec.rule()}" + (
-        ", power of two (--pad-pow2)" if config.pad_pow2 else ""
-    )
-    if window == tuple(asked):
-        notes.append(f"padding: none, {_fmt(window)} is already valid ({size_rule})")
-    else:
-        notes.append(f"padding: {_fmt(asked)} padded to {_fmt(window)} ({size_rule})")
+    notes.append(f"padding: {spec.padding_sentence(asked, config.pad_pow2)}")
     padded = []
     for volume in train_volumes:
         grown = pad_volume(volume, window)
         if grown is not volume:
-            notes.append(f"padding: {volume.name} {_fmt(volume.shape)} padded to {_fmt(grown.shape)}")
+            notes.append(
+                f"padding: {volume.name} {format_size(volume.shape)} padded to {format_size(grown.shape)}"
+            )
         padded.append(grown)
     initial_state = None if resume_dir is not None else _initial_weights(config, notes)
     return PreparedRun(
@@ -147,6 +120,21 @@ def prepare_run(config: TrainConfig, resume_dir: Path | None = None) -> Prepared
     )
 
 
+def _refuse_all_empty(config: TrainConfig, train: list[Volume], val: list[Volume]) -> None:
+    """Labels without any foreground teach nothing (a single empty volume among others is a warning)."""
+    for volumes, part, folder in (
+        (train, "training", config.labels),
+        (val, "validation", config.val_labels or config.labels),
+    ):
+        if not any(volume.label.any() for volume in volumes):
+            names = ", ".join(volume.name for volume in volumes)
+            hint = "" if part == "training" or config.val_images else "; give --val-images/--val-labels"
+            raise DataError(
+                f"{folder}: no {part} volume has a foreground voxel ({names}); labels must mark the "
+                f"cells with values > 0{hint}"
+            )
+
+
 def _resolve_auto_sizes(
     config: TrainConfig,
     spec: ModelSpec,
@@ -154,10 +142,10 @@ def _resolve_auto_sizes(
     precision: Precision,
     volumes: list[Volume],
     notes: list[str],
-) -> None:
-    """Replace `auto` patch size / batch size in the config by measured choices (config.yaml keeps them)."""
+) -> TrainConfig:
+    """The config with `auto` patch and batch sizes replaced by measured choices (config.yaml keeps them)."""
     if AUTO not in (config.patch_size, config.batch_size):
-        return
+        return config
     smallest = tuple(min(v.shape[axis] for v in volumes) for axis in range(3))
     if config.whole_volumes:  # the patch is the (padded) largest volume; only the batch can be chosen
         largest = tuple(max(v.shape[axis] for v in volumes) for axis in range(3))
@@ -171,10 +159,9 @@ def _resolve_auto_sizes(
     chosen_patch, chosen_batch, lines = choose_sizes(
         spec, device, precision, smallest, patch, config.batch_size, patches_per_epoch, config.pad_pow2
     )
-    if not config.whole_volumes:
-        config.patch_size = chosen_patch
-    config.batch_size = chosen_batch
     notes.extend(lines)
+    patch_size = config.patch_size if config.whole_volumes else chosen_patch
+    return dataclasses.replace(config, patch_size=patch_size, batch_size=chosen_batch)
 
 
 def _initial_weights(config: TrainConfig, notes: list[str]) -> dict[str, torch.Tensor] | None:

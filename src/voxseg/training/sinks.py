@@ -1,16 +1,75 @@
-"""Callbacks that turn engine events into the run folder's files: metrics.csv, plots, summary.json."""
+"""Listeners that turn engine events into the run's record: the log, metrics.csv, plots, summary.json."""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from voxseg.training.events import EpochEnd, Event, RunEnd, RunStarted, ValidationEnd
 from voxseg.training.files import write_json, write_text, zip_folder
+from voxseg.training.summary import best_dice_text
 
 log = logging.getLogger("voxseg")
 
 METRICS_HEADER = "epoch,train_loss,val_dice,lr,epoch_seconds,train_seconds,data_seconds,data_share"
+
+
+def log_event(event: Event) -> None:
+    """The human log: one line per epoch and per improvement, one at the end."""
+    if isinstance(event, ValidationEnd) and event.improved:
+        log.info("epoch %d: validation Dice %.4f, best so far: saved best.pth", event.epoch, event.dice)
+    elif isinstance(event, EpochEnd):
+        dice = "" if event.val_dice is None else f"  val Dice {event.val_dice:.4f}"
+        log.info(
+            "epoch %d/%d  loss %.4f%s  lr %.3g  %.1f s (data wait %.1f s, %.0f%% of training)",
+            event.epoch,
+            event.epochs,
+            event.train_loss,
+            dice,
+            event.lr,
+            event.seconds,
+            event.data_seconds,
+            100 * event.data_share,
+        )
+    elif isinstance(event, RunEnd):
+        s = event.summary
+        log.info(
+            "run %s after %d epoch(s) in %.1f s: %s, %s patches/s",
+            event.status,
+            s["epochs_completed"],
+            s["seconds"],
+            best_dice_text(s),
+            s["patches_per_second"],
+        )
+
+
+@dataclass
+class CurveHistory:
+    """The training-loss and validation-Dice curves of a run, a resumed run's earlier epochs included:
+    what the saved plots and napari's live plot draw."""
+
+    losses: list[tuple[int, float]] = field(default_factory=list)
+    dices: list[tuple[int, float]] = field(default_factory=list)
+    best: tuple[int, float] | None = None
+
+    def add_epoch(self, event: EpochEnd) -> None:
+        """An epoch from a resumed run's history (its validation included)."""
+        self.losses.append((event.epoch, event.train_loss))
+        if event.val_dice is not None:
+            self.dices.append((event.epoch, event.val_dice))
+            if self.best is None or event.val_dice > self.best[1]:
+                self.best = (event.epoch, event.val_dice)
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, RunStarted):
+            for past in event.history:
+                self.add_epoch(past)
+        elif isinstance(event, ValidationEnd):
+            self.dices.append((event.epoch, event.dice))
+            self.best = (event.best_epoch, event.best_dice)
+        elif isinstance(event, EpochEnd):
+            self.losses.append((event.epoch, event.train_loss))
 
 
 class RunRecorder:
@@ -20,47 +79,41 @@ class RunRecorder:
         self.run_dir = Path(run_dir)
         self.make_zip = make_zip
         self.rows: list[str] = []
-        self.loss_history: list[tuple[int, float]] = []
-        self.dice_history: list[tuple[int, float]] = []
-        self.best: tuple[int, float] | None = None
+        self.curves = CurveHistory()
 
     def __call__(self, event: Event) -> None:
+        self.curves(event)
         if isinstance(event, RunStarted):
             write_json(self.run_dir / "summary.json", {"status": "running"})
-            write_text(self.run_dir / "metrics.csv", METRICS_HEADER + "\n")
-            for past in event.history:  # a resumed run continues the same table and curves
-                if past.val_dice is not None:
-                    self.dice_history.append((past.epoch, past.val_dice))
-                    if self.best is None or past.val_dice > self.best[1]:
-                        self.best = (past.epoch, past.val_dice)
-                self._record_epoch(past, plot=False)
-        elif isinstance(event, ValidationEnd):
-            self.dice_history.append((event.epoch, event.dice))
-            self.best = (event.best_epoch, event.best_dice)
+            for past in event.history:  # a resumed run continues the same table
+                self._add_row(past)
+            self._write_metrics()
         elif isinstance(event, EpochEnd):
-            self._record_epoch(event)
+            self._add_row(event)
+            self._write_metrics()
+            if event.val_dice is not None and len(self.curves.dices) >= 2:
+                self._plot(self.run_dir / "plots" / f"curves_epoch_{event.epoch:04d}.png")
         elif isinstance(event, RunEnd):
             self._finish(event)
 
-    def _record_epoch(self, event: EpochEnd, plot: bool = True) -> None:
+    def _add_row(self, event: EpochEnd) -> None:
         val = "" if event.val_dice is None else f"{event.val_dice:.6f}"
         self.rows.append(
             f"{event.epoch},{event.train_loss:.6f},{val},{event.lr:.6g},{event.seconds:.3f},"
             f"{event.train_seconds:.3f},{event.data_seconds:.3f},{event.data_share:.4f}"
         )
+
+    def _write_metrics(self) -> None:
         write_text(self.run_dir / "metrics.csv", "\n".join([METRICS_HEADER, *self.rows]) + "\n")
-        self.loss_history.append((event.epoch, event.train_loss))
-        if plot and event.val_dice is not None and len(self.dice_history) >= 2:
-            self._plot(self.run_dir / "plots" / f"curves_epoch_{event.epoch:04d}.png")
 
     def _plot(self, path: Path) -> None:
         from voxseg.training.plots import save_training_curves
 
         path.parent.mkdir(exist_ok=True)
-        save_training_curves(path, self.loss_history, self.dice_history, self.best)
+        save_training_curves(path, self.curves.losses, self.curves.dices, self.curves.best)
 
     def _finish(self, event: RunEnd) -> None:
-        if self.loss_history:
+        if self.curves.losses:
             self._plot(self.run_dir / "plots" / "training_curves.png")
         if self.make_zip:
             event.summary["zip"] = str(self.run_dir.with_name(self.run_dir.name + ".zip"))

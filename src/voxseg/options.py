@@ -1,0 +1,226 @@
+"""Every option is declared once, as a config dataclass field carrying an `Option` in its metadata.
+
+The command line (argparse), YAML files, the napari form and the README's option table are all
+generated from those declarations, and `parse_value` checks and normalises any value the same way
+for all of them, so the faces cannot drift apart. Standard-library dataclass metadata is enough:
+the options are flat, and pydantic's models would add a dependency without removing any code.
+No torch here: the command line answers a typo before any heavy import.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from voxseg.errors import ConfigError
+
+#: the sections of the napari form and of `--help`, in the origin document's order
+DATA, AUGMENTATION, TRAINING = "Data", "Augmentation", "Training"
+#: patch and batch size may be "auto": chosen from measured memory (training/autosize.py)
+AUTO = "auto"
+_METADATA_KEY = "voxseg"
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option: how it is typed, checked, shown and documented.
+
+    `kind` is folder, file, text, int, float, bool, choice or size (N or Z,Y,X). `parse`, when
+    given, normalises a value of a choice or text option (aliases, case) or raises ConfigError.
+    """
+
+    help: str
+    section: str
+    label: str
+    kind: str = "text"
+    metavar: str | None = None
+    choices: tuple[str, ...] = ()
+    low: float | None = None
+    high: float | None = None
+    open_low: bool = False
+    open_high: bool = False
+    optional: bool = False  # may be None (blank in the form)
+    required: bool = False
+    auto: bool = False  # also accepts "auto"
+    default_text: str | None = None  # the README's default column, where the value alone says too little
+    parse: Callable[[Any], Any] | None = None
+    resumable: bool = False  # may change when a run is resumed (everything else is the run's own)
+    in_form: bool = True
+
+
+def option(default: Any, help: str, section: str, label: str, **details: Any) -> Any:
+    """A dataclass field whose metadata declares the option (see `Option`)."""
+    return dataclasses.field(
+        default=default, metadata={_METADATA_KEY: Option(help, section, label, **details)}
+    )
+
+
+def options_of(config_class: type) -> Iterator[tuple[str, Option, Any]]:
+    """(name, Option, default) for every declared field of a config dataclass, in declaration order."""
+    for f in dataclasses.fields(config_class):
+        if _METADATA_KEY in f.metadata:
+            yield f.name, f.metadata[_METADATA_KEY], f.default
+
+
+def flag(name: str) -> str:
+    """Command-line spelling of an option, also used in every error message: `val_interval` -> `--val-interval`."""
+    return "--" + name.replace("_", "-")
+
+
+def _flag_of(name: str, opt: Option, default: Any) -> str:
+    """The flag the user types: `--no-augment` for an option that is on by default."""
+    return flag("no_" + name) if opt.kind == "bool" and default is True else flag(name)
+
+
+# -- values -----------------------------------------------------------------------------------------
+
+
+def parse_size(value: Any, option_flag: str) -> tuple[int, int, int]:
+    """Accept `64`, `"64"`, `"32,64,64"`, `"32x64x64"` or a sequence of three ints; return (Z, Y, X)."""
+    if isinstance(value, str):
+        parts = [p for p in value.replace("x", ",").split(",") if p.strip()]
+        try:
+            numbers = [int(p) for p in parts]
+        except ValueError:
+            raise ConfigError(f"{option_flag}: expected N or Z,Y,X integers, got {value!r}") from None
+    elif isinstance(value, int) and not isinstance(value, bool):
+        numbers = [value]
+    else:
+        try:
+            numbers = [int(v) for v in value]
+        except (TypeError, ValueError):
+            raise ConfigError(f"{option_flag}: expected N or Z,Y,X integers, got {value!r}") from None
+    if len(numbers) == 1:
+        numbers = numbers * 3
+    if len(numbers) != 3 or any(n < 1 for n in numbers):
+        raise ConfigError(f"{option_flag}: expected one or three positive integers, got {value!r}")
+    return (numbers[0], numbers[1], numbers[2])
+
+
+def is_auto(value: Any) -> bool:
+    return isinstance(value, str) and value.strip().lower() == AUTO
+
+
+def parse_value(name: str, opt: Option, value: Any) -> Any:
+    """`value` checked and normalised to the option's type; a ConfigError names the option."""
+    where = flag(name)
+    if value is None or (isinstance(value, str) and not value.strip() and opt.kind != "bool"):
+        if opt.required:
+            raise ConfigError(f"{where} is required")
+        if opt.optional:
+            return None
+        raise ConfigError(f"{where} must be given")
+    if opt.auto and is_auto(value):
+        return AUTO
+    if opt.kind in ("folder", "file"):  # absolute, so config.yaml and --resume work from anywhere
+        return Path(value).expanduser().resolve()
+    if opt.kind == "bool":
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if opt.kind == "size":
+        return parse_size(value, where)
+    if opt.kind in ("int", "float"):
+        return _number(where, opt, value)
+    if opt.parse is not None:
+        return opt.parse(value)
+    if opt.choices and value not in opt.choices:
+        raise ConfigError(f"{where}: {value!r} is not one of {', '.join(opt.choices)}")
+    return str(value)
+
+
+def _number(where: str, opt: Option, value: Any) -> int | float:
+    integer = opt.kind == "int"
+    if isinstance(value, bool):
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    try:
+        number = (
+            int(float(value)) if integer and isinstance(value, str) else (int if integer else float)(value)
+        )
+    except (TypeError, ValueError, OverflowError):
+        raise ConfigError(
+            f"{where}: expected {'an integer' if integer else 'a number'}, got {value!r}"
+        ) from None
+    if integer and float(value) != number:
+        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    if not math.isfinite(number):
+        raise ConfigError(f"{where}: expected a finite number, got {value!r}")
+    low, high = opt.low, opt.high
+    too_low = low is not None and (number <= low if opt.open_low else number < low)
+    too_high = high is not None and (number >= high if opt.open_high else number > high)
+    if too_low or too_high:
+        span = (
+            f"{'(' if opt.open_low else '['}{low if low is not None else '-inf'}, "
+            f"{high if high is not None else 'inf'}{')' if opt.open_high else ']'}"
+        )
+        raise ConfigError(f"{where}: {value!r} is outside {span}")
+    return number
+
+
+def default_text(opt: Option, default: Any) -> str:
+    """The default as the README and `--help` show it."""
+    if opt.default_text is not None:
+        return opt.default_text
+    if opt.required:
+        return "required"
+    if opt.kind == "bool":
+        return "on" if default else "off"
+    if default is None:
+        return "—"
+    if isinstance(default, tuple) and len(set(default)) == 1:
+        return str(default[0])
+    if isinstance(default, tuple):
+        return ",".join(map(str, default))
+    return f"{default:g}" if isinstance(default, float) else str(default)
+
+
+# -- the faces --------------------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser, config_class: type, extra: dict[str, Option]) -> None:
+    """One flag per declared option, grouped by section; `extra` holds command-only options.
+
+    Unset flags are absent from the namespace (SUPPRESS), so a YAML file's values or the defaults
+    stay; values arrive as text and are checked by `parse_value`, with the same messages as YAML.
+    """
+    groups: dict[str, Any] = {}
+    declared = [(n, o, None) for n, o in extra.items()] + list(options_of(config_class))
+    for name, opt, default in declared:
+        group = (
+            parser
+            if opt.section not in (DATA, AUGMENTATION, TRAINING)
+            else groups.setdefault(opt.section, parser.add_argument_group(opt.section.lower()))
+        )
+        text = (
+            opt.help
+            if opt.required or name in extra
+            else f"{opt.help} (default {default_text(opt, default)})"
+        )
+        text = text.replace("%", "%%")
+        if opt.kind == "bool":
+            action = "store_false" if default is True else "store_true"
+            group.add_argument(
+                _flag_of(name, opt, default), dest=name, action=action, default=argparse.SUPPRESS, help=text
+            )
+        else:
+            group.add_argument(
+                flag(name), dest=name, metavar=opt.metavar, default=argparse.SUPPRESS, help=text
+            )
+
+
+def markdown_table(config_class: type, extra: dict[str, Option]) -> str:
+    """The README's option table: `| option | default | meaning |`, one row per option."""
+    rows = ["| option | default | meaning |", "|---|---|---|"]
+    declared = [(n, o, None) for n, o in extra.items()] + list(options_of(config_class))
+    for name, opt, default in declared:
+        spelled = _flag_of(name, opt, default) + (f" {opt.metavar}" if opt.metavar else "")
+        shown = default_text(opt, default)
+        if shown not in ("required", "on", "off", "—") and opt.default_text is None:
+            shown = f"`{shown}`"
+        rows.append(f"| `{spelled}` | {shown} | {opt.help} |")
+    return "\n".join(rows) + "\n"

@@ -1,0 +1,56 @@
+"""What a run has done so far: counts, the best Dice, early-stop patience, the epoch history.
+
+It travels in the resume checkpoint, so a resumed run continues the same counts and curves.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from voxseg.training.events import EpochEnd
+
+log = logging.getLogger("voxseg")
+
+
+@dataclass
+class RunProgress:
+    epochs_completed: int = 0
+    best_dice: float = -1.0
+    best_epoch: int = 0  # 0: no validation yet
+    validations_without_gain: int = 0
+    stopped_early: bool = False
+    patches_seen: int = 0
+    train_seconds: float = 0.0  # the training loops (data + compute), validation excluded
+    data_seconds: float = 0.0  # of those, the time spent waiting for patches
+    history: list[EpochEnd] = field(default_factory=list)
+
+    def record_validation(self, epoch: int, dice: float, patience: int) -> bool:
+        """Count a validation; return whether it improved the best Dice (then best.pth is due)."""
+        improved = dice > self.best_dice
+        if improved:
+            self.best_dice, self.best_epoch = dice, epoch
+        self.validations_without_gain = 0 if improved else self.validations_without_gain + 1
+        if patience and self.validations_without_gain >= patience:
+            self.stopped_early = True
+            log.info("early stop: no better validation Dice in %d validation(s)", patience)
+        return improved
+
+    def state_dict(self) -> dict[str, Any]:
+        """Plain values only (the checkpoint is read with `weights_only=True`)."""
+        state = dataclasses.asdict(self)
+        state["history"] = [dataclasses.asdict(event) for event in self.history]
+        return state
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> RunProgress:
+        """From a checkpoint; an early-stopped run that is extended gets a fresh patience."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in state.items() if k in known}
+        values["epochs_completed"] = state["epoch"]
+        values["history"] = [EpochEnd(**row) for row in state["history"]]
+        if values.get("stopped_early"):
+            values["stopped_early"], values["validations_without_gain"] = False, 0
+        return cls(**values)
