@@ -233,9 +233,9 @@ def run_one(args: argparse.Namespace, model: str) -> dict:
     import voxseg
 
     if args.no_prefetch:
-        from voxseg.training import engine
+        from voxseg.training import loader
 
-        engine.prepared_ahead = lambda batches, side: batches
+        loader.prepared_ahead = lambda batches, side: batches
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
         options: dict = dict(
@@ -249,6 +249,7 @@ def run_one(args: argparse.Namespace, model: str) -> dict:
             device=args.device,
             precision=args.precision,
             compile=not args.no_compile,
+            fast_kernels=args.kernels == "fast",
             augment=not args.no_augment,
             seed=args.seed,
             run_name="bench",
@@ -302,6 +303,7 @@ def run_one(args: argparse.Namespace, model: str) -> dict:
             "seconds_to_target_dice": clock.seconds,
             "data": str(args.peer_data) if args.peer_data else f"generated {args.volumes}x{args.size}^3",
             "compile": not args.no_compile,
+            "fast_kernels": args.kernels == "fast",
             "augment": not args.no_augment,
             "prefetch": on_gpu and not args.no_prefetch,
             "workers": result.summary.get("workers"),
@@ -338,6 +340,12 @@ def main() -> None:
         action="store_true",
         help="prepare batches in the training thread (what the background thread gains, on a GPU)",
     )
+    parser.add_argument(
+        "--kernels",
+        choices=("fast", "pytorch", "both"),
+        default="fast",
+        help="voxseg's own CPU kernels, PyTorch's (--no-fast-kernels), or one run with each",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--target-dice", type=float, default=0.8, help="report the seconds until validation reaches it"
@@ -347,17 +355,25 @@ def main() -> None:
     if args.single:
         print(json.dumps(run_one(args, args.model[0])), flush=True)
         return
+    kernels = ("fast", "pytorch") if args.kernels == "both" else (args.kernels,)
+    argv = _without(_without(sys.argv[1:], "--model"), "--kernels")
     for model in args.model:  # each in its own process, so peak memory is per run
-        argv = [a for a in sys.argv[1:]]
-        index = argv.index("--model") if "--model" in argv else None
-        if index is not None:  # drop the model list, keep every other option
-            end = index + 1
-            while end < len(argv) and not argv[end].startswith("--"):
-                end += 1
-            del argv[index:end]
-        started = time.perf_counter()
-        subprocess.run([sys.executable, __file__, *argv, "--model", model, "--single"], check=True)
-        print(f"# {model}: {time.perf_counter() - started:.0f} s", file=sys.stderr)
+        for kind in kernels:
+            started = time.perf_counter()
+            run = [sys.executable, __file__, *argv, "--model", model, "--kernels", kind, "--single"]
+            subprocess.run(run, check=True)
+            print(f"# {model}, {kind} kernels: {time.perf_counter() - started:.0f} s", file=sys.stderr)
+
+
+def _without(argv: list[str], option: str) -> list[str]:
+    """`argv` without `option` and the values that follow it."""
+    if option not in argv:
+        return argv
+    start = argv.index(option)
+    end = start + 1
+    while end < len(argv) and not argv[end].startswith("--"):
+        end += 1
+    return argv[:start] + argv[end:]
 
 
 if __name__ == "__main__":

@@ -12,7 +12,17 @@ import pytest
 
 SOURCE = Path(__file__).resolve().parents[1] / "src" / "voxseg"
 #: the headless core: knows nothing of the command line, the console, napari or Qt
-CORE = ("accel", "data", "inference", "models", "training", "losses.py", "options.py", "config.py", "errors.py")
+CORE = (
+    "accel",
+    "data",
+    "inference",
+    "models",
+    "training",
+    "losses.py",
+    "options.py",
+    "config.py",
+    "errors.py",
+)
 FACES = ("voxseg.cli", "voxseg.console", "voxseg.napari", "voxseg.api", "voxseg.demo")
 QT = ("qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6", "napari", "magicgui", "superqt")
 
@@ -56,7 +66,10 @@ def test_the_core_imports_no_face() -> None:
 def test_no_module_imports_the_package_root() -> None:
     every = [p for p in _modules(".") if p.name != "__init__.py" or p.parent != SOURCE]
     root_imports = [
-        f"{path.relative_to(SOURCE)}:{line}" for path in every for line, module in _imports(path) if module == "voxseg"
+        f"{path.relative_to(SOURCE)}:{line}"
+        for path in every
+        for line, module in _imports(path)
+        if module == "voxseg"
     ]
     assert root_imports == []
 
@@ -73,7 +86,9 @@ def test_the_checker_sees_an_upward_import(tmp_path: Path) -> None:
     assert _violations([module], FACES) == ["bad.py:2 imports voxseg.console"]
 
 
-@pytest.mark.parametrize("module", ["voxseg.cli", "voxseg.config", "voxseg.training.preflight", "voxseg.napari.form"])
+@pytest.mark.parametrize(
+    "module", ["voxseg.cli", "voxseg.config", "voxseg.training.preflight", "voxseg.napari.form"]
+)
 def test_checking_options_imports_no_torch(module: str) -> None:
     """A typo is answered before torch and MONAI load (seconds)."""
     code = f"import sys, {module}; print(sorted(m for m in ('torch', 'monai') if m in sys.modules))"

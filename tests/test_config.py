@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from voxseg.config import TrainConfig
-from voxseg.options import parse_size
 from voxseg.errors import ConfigError
+from voxseg.options import parse_size
 
 
 def _config(**overrides: Any) -> TrainConfig:

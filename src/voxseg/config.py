@@ -17,7 +17,17 @@ import yaml
 from voxseg.errors import ConfigError
 from voxseg.losses import LOSS_NAMES, resolve_loss_name
 from voxseg.models.registry import MODEL_NAMES, resolve_model_name
-from voxseg.options import AUGMENTATION, DATA, TRAINING, Option, flag, option, options_of, parse_value
+from voxseg.options import (
+    AUGMENTATION,
+    DATA,
+    TRAINING,
+    Option,
+    flag,
+    option,
+    options_of,
+    parse_value,
+    typed_flag,
+)
 
 SCHEDULERS = ("none", "plateau", "cosine", "poly")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -332,7 +342,7 @@ class TrainConfig:
     _extra: dict = field(default_factory=dict, repr=False, compare=False)
 
     def resolved(self) -> TrainConfig:
-        """A checked, normalised copy (this object is left as it is); ConfigError names the first bad option."""
+        """A checked, normalised copy (this one is left as it is); ConfigError names the first bad option."""
         if self._extra:
             raise ConfigError(f"unknown option(s): {', '.join(sorted(self._extra))}")
         values = {
@@ -393,9 +403,8 @@ class TrainConfig:
         """
         fixed = sorted(set(overrides) - set(RESUME_OVERRIDES))
         if fixed:
-            raise ConfigError(
-                f"--resume continues a run with its own config.yaml; {', '.join(map(flag, fixed))} cannot change"
-            )
+            flags = ", ".join(FLAGS.get(name, flag(name)) for name in fixed)
+            raise ConfigError(f"--resume continues a run with its own config.yaml; {flags} cannot change")
         saved = Path(run_dir) / "config.yaml"
         if not saved.is_file():
             raise ConfigError(f"--resume: {saved} does not exist; give a run folder")
@@ -404,6 +413,8 @@ class TrainConfig:
 
 #: what may change when a run is resumed: everything else is the run's own config.yaml
 RESUME_OVERRIDES = tuple(name for name, opt, _ in options_of(TrainConfig) if opt.resumable)
+#: option name -> the flag as typed (`augment` -> `--no-augment`)
+FLAGS = {name: typed_flag(name, opt, default) for name, opt, default in options_of(TrainConfig)}
 
 #: `voxseg train` options that are not part of a run's configuration
 COMMAND_OPTIONS = {
@@ -417,7 +428,7 @@ COMMAND_OPTIONS = {
     ),
     "resume": Option(
         "continue a run from its last completed epoch, with its own config.yaml (only "
-        + ", ".join(f"`{flag(n)}`" for n in RESUME_OVERRIDES)
+        + ", ".join(f"`{FLAGS[n]}`" for n in RESUME_OVERRIDES)
         + " may be given with it)",
         "",
         "",

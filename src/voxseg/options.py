@@ -68,11 +68,11 @@ def options_of(config_class: type) -> Iterator[tuple[str, Option, Any]]:
 
 
 def flag(name: str) -> str:
-    """Command-line spelling of an option, also used in every error message: `val_interval` -> `--val-interval`."""
+    """Command-line spelling of an option, as error messages name it: `val_interval` -> `--val-interval`."""
     return "--" + name.replace("_", "-")
 
 
-def _flag_of(name: str, opt: Option, default: Any) -> str:
+def typed_flag(name: str, opt: Option, default: Any) -> str:
     """The flag the user types: `--no-augment` for an option that is on by default."""
     return flag("no_" + name) if opt.kind == "bool" and default is True else flag(name)
 
@@ -205,7 +205,7 @@ def add_arguments(parser: argparse.ArgumentParser, config_class: type, extra: di
         if opt.kind == "bool":
             action = "store_false" if default is True else "store_true"
             group.add_argument(
-                _flag_of(name, opt, default), dest=name, action=action, default=argparse.SUPPRESS, help=text
+                typed_flag(name, opt, default), dest=name, action=action, default=argparse.SUPPRESS, help=text
             )
         else:
             group.add_argument(
@@ -218,7 +218,7 @@ def markdown_table(config_class: type, extra: dict[str, Option]) -> str:
     rows = ["| option | default | meaning |", "|---|---|---|"]
     declared = [(n, o, None) for n, o in extra.items()] + list(options_of(config_class))
     for name, opt, default in declared:
-        spelled = _flag_of(name, opt, default) + (f" {opt.metavar}" if opt.metavar else "")
+        spelled = typed_flag(name, opt, default) + (f" {opt.metavar}" if opt.metavar else "")
         shown = default_text(opt, default)
         if shown not in ("required", "on", "off", "—") and opt.default_text is None:
             shown = f"`{shown}`"

@@ -72,7 +72,8 @@ class TrainingBatches:
         augment = Augmentation(window) if config.augment else None
         self.device_augment = augment if augment is not None and augments_on_device(self.device) else None
         # where batches are prepared on CUDA while the step runs; one for the run (see prepared_ahead)
-        self.side_stream = torch.cuda.Stream(self.device) if self.device_augment is not None else None
+        on_cuda = self.device_augment is not None and self.device.type == "cuda"
+        self.side_stream = torch.cuda.Stream(self.device) if on_cuda else None
         dataset = PatchDataset(volumes, sampler, None if self.device_augment else augment)
         self.patches_per_epoch = len(dataset)
         self.order = EpochOrder(len(dataset), config.seed)

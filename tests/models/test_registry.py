@@ -22,7 +22,7 @@ from voxseg.models.registry import (
 from voxseg.models.trailmap import Trailmap, TrailmapMS
 
 #: tests may read ../shared, but skip cleanly where it is absent
-REFERENCE_KEYS = Path(__file__).resolve().parents[2] / "shared/reference/trailmap_ms_state_dict_keys.txt"
+REFERENCE_KEYS = Path(__file__).resolve().parents[3] / "shared/reference/trailmap_ms_state_dict_keys.txt"
 
 
 # -- size rules ---------------------------------------------------------------------------------------

@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from voxseg.models.registry import build_model
 from voxseg.accel.upsample import SeparableUpsample, double_trilinear, use_separable_upsampling
+from voxseg.models.registry import build_model
 
 
 def _reference(x: torch.Tensor) -> torch.Tensor:

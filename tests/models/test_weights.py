@@ -16,7 +16,7 @@ from voxseg.errors import DataError
 from voxseg.models.registry import build_model
 from voxseg.models.weights import load_weights_file, read_state_dict
 
-REFERENCE_KEYS = Path(__file__).resolve().parents[2] / "shared/reference/trailmap_ms_state_dict_keys.txt"
+REFERENCE_KEYS = Path(__file__).resolve().parents[3] / "shared/reference/trailmap_ms_state_dict_keys.txt"
 
 
 class _Evil:

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "train_throughput.py"
+BENCHMARK = Path(__file__).resolve().parents[2] / "benchmarks" / "train_throughput.py"
 
 
 def test_benchmark_prints_one_json_line_per_run() -> None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from voxseg.api import train
 from voxseg.config import TrainConfig
 from voxseg.models.registry import get_model_spec
 from voxseg.training import autosize
 from voxseg.training.precision import Precision
-from voxseg.api import train
 
 CPU = torch.device("cpu")
 FP32 = Precision("fp32", "test")

@@ -7,12 +7,12 @@ from __future__ import annotations
 import pytest
 import torch
 
+from voxseg.accel.prefetch import prepared_ahead
+from voxseg.api import train
 from voxseg.config import TrainConfig
 from voxseg.models.registry import MODELS, build_model
 from voxseg.models.weights import read_state_dict
 from voxseg.training.checkpoint import CHECKPOINT_NAME
-from voxseg.accel.prefetch import prepared_ahead
-from voxseg.api import train
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

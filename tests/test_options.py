@@ -1,0 +1,94 @@
+"""The one option declaration: the command line, YAML, the napari form and the README come from it."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from voxseg.cli import build_parser
+from voxseg.config import COMMAND_OPTIONS, TrainConfig
+from voxseg.errors import ConfigError
+from voxseg.napari.form import FIELDS
+from voxseg.options import Option, markdown_table, options_of, parse_value
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_the_readme_table_is_the_declaration() -> None:
+    """Regenerate with `.venv/bin/python scripts/update_readme_options.py` when an option changes."""
+    text = README.read_text()
+    block = re.search(r"<!-- options: generated.*?-->\n(.*?)<!-- options: end -->", text, re.S)
+    assert block is not None, "README.md has no generated option table"
+    assert block.group(1) == markdown_table(TrainConfig, COMMAND_OPTIONS)
+
+
+def test_every_option_is_fully_declared() -> None:
+    for name, opt, _ in options_of(TrainConfig):
+        assert opt.help and opt.label and opt.section, name
+
+
+def test_every_option_is_a_flag_with_its_default_in_the_help() -> None:
+    train = build_parser()._subparsers._group_actions[0].choices["train"]
+    helps = {action.dest: action.help for action in train._actions if action.option_strings}
+    for name, opt, _ in options_of(TrainConfig):
+        assert name in helps
+        assert opt.required or "(default " in helps[name], name
+    assert set(COMMAND_OPTIONS) <= set(helps)
+
+
+def test_flags_and_yaml_build_the_same_config(tmp_path: Path) -> None:
+    path = tmp_path / "run.yaml"
+    path.write_text("images: a\nlabels: b\npatch-size: 16,32,32\nno_such: 1\naugment: false\n")
+    from_yaml = TrainConfig.from_yaml(path)
+    with pytest.raises(ConfigError, match="unknown option.*no_such"):
+        from_yaml.resolved()
+    args = build_parser().parse_args(
+        ["train", "--images", "a", "--labels", "b", "--patch-size", "16,32,32", "--no-augment"]
+    )
+    from voxseg.cli import config_from_args
+
+    path.write_text("images: a\nlabels: b\npatch-size: 16,32,32\naugment: false\n")
+    assert config_from_args(args).resolved() == TrainConfig.from_yaml(path).resolved()
+
+
+def test_the_form_shows_every_option() -> None:
+    assert {f.name for f in FIELDS} == {name for name, opt, _ in options_of(TrainConfig) if opt.in_form}
+
+
+def test_resolving_leaves_the_callers_config_alone() -> None:
+    config = TrainConfig(images="a", labels="b", patch_size=16, model="segresnet")
+    resolved = config.resolved()
+    assert (config.patch_size, config.model) == (16, "segresnet")
+    assert (resolved.patch_size, resolved.model) == ((16, 16, 16), "SegResNet")
+
+
+@pytest.mark.parametrize(
+    ("opt", "value", "expected"),
+    [
+        (Option("h", "S", "L", kind="int", low=1), "3", 3),
+        (Option("h", "S", "L", kind="int", low=1, auto=True), " Auto ", "auto"),
+        (Option("h", "S", "L", kind="float", low=0, high=1), "0.5", 0.5),
+        (Option("h", "S", "L", kind="size"), "8x16x32", (8, 16, 32)),
+        (Option("h", "S", "L", optional=True), "  ", None),
+    ],
+)
+def test_parse_value_normalises(opt: Option, value: object, expected: object) -> None:
+    assert parse_value("x", opt, value) == expected
+
+
+@pytest.mark.parametrize(
+    ("opt", "value", "message"),
+    [
+        (Option("h", "S", "L", kind="int", low=1), "2.5", "--x: expected an integer, got '2.5'"),
+        (Option("h", "S", "L", kind="int", low=1), 0, "--x: 0 is outside [1, inf]"),
+        (Option("h", "S", "L", kind="float", low=0, open_low=True), "nan", "--x: expected a finite number"),
+        (Option("h", "S", "L", kind="bool"), "yes", "--x: expected true or false, got 'yes'"),
+        (Option("h", "S", "L", kind="choice", choices=("a", "b")), "c", "--x: 'c' is not one of a, b"),
+        (Option("h", "S", "L", required=True), None, "--x is required"),
+    ],
+)
+def test_parse_value_names_the_option(opt: Option, value: object, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        parse_value("x", opt, value)
