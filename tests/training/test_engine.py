@@ -457,3 +457,33 @@ def test_bad_input_creates_nothing(make_dataset: Dataset, fast_config: Config, t
     with pytest.raises(voxseg.DataError, match="--labels"):
         voxseg.train(fast_config(images, tmp_path / "nowhere"), progress=False)
     assert not (tmp_path / "results").exists()
+
+
+def test_all_empty_training_labels_are_refused_naming_the_folder(
+    make_dataset: Dataset, fast_config: Config, tmp_path: Path
+) -> None:
+    images, labels = make_dataset(tmp_path / "data", n=3, size=16, cells=2)
+    for path in labels.iterdir():
+        tifffile.imwrite(path, np.zeros((16, 16, 16), np.uint8))
+    with pytest.raises(voxseg.DataError, match=f"{labels}: no training volume has a foreground voxel"):
+        voxseg.train(fast_config(images, labels), progress=False)
+    assert not (tmp_path / "results").exists()
+
+
+def test_an_empty_validation_set_is_refused_and_one_empty_volume_only_warned(
+    make_dataset: Dataset, fast_config: Config, tmp_path: Path
+) -> None:
+    images, labels = make_dataset(tmp_path / "data", n=2, size=16, cells=2)
+    val_images, val_labels = make_dataset(tmp_path / "val", n=1, size=16, cells=2)
+    empty = next(val_labels.iterdir())
+    tifffile.imwrite(empty, np.zeros((16, 16, 16), np.uint8))
+    with pytest.raises(voxseg.DataError, match="no validation volume has a foreground voxel"):
+        voxseg.train(
+            fast_config(images, labels, val_images=val_images, val_labels=val_labels), progress=False
+        )
+    val_images, val_labels = make_dataset(tmp_path / "val2", n=1, size=16, cells=2)
+    tifffile.imwrite(next(labels.iterdir()), np.zeros((16, 16, 16), np.uint8))  # one of two training volumes
+    config = fast_config(images, labels, val_images=val_images, val_labels=val_labels)
+    result = voxseg.train(config, progress=False)
+    assert result.status == "completed"
+    assert "label has no foreground voxels" in _log(result.run_dir)
