@@ -1,6 +1,6 @@
 """The CUDA paths (mixed precision, loss scaling, torch.compile, channels-last, pinned memory,
 measured auto-sizes) on a real GPU. Skipped where there is none, as on CI; run them on a GPU machine
-with `pytest tests/test_cuda.py`."""
+with `pytest tests/accel/test_cuda.py`."""
 
 from __future__ import annotations
 
