@@ -82,6 +82,7 @@ def test_parse_value_normalises(opt: Option, value: object, expected: object) ->
     ("opt", "value", "message"),
     [
         (Option("h", "S", "L", kind="int", low=1), "2.5", "--x: expected an integer, got '2.5'"),
+        (Option("h", "S", "L", kind="int", low=1), "1e3", "--x: expected an integer, got '1e3'"),
         (Option("h", "S", "L", kind="int", low=1), 0, "--x: 0 is outside [1, inf]"),
         (Option("h", "S", "L", kind="float", low=0, open_low=True), "nan", "--x: expected a finite number"),
         (Option("h", "S", "L", kind="bool"), "yes", "--x: expected true or false, got 'yes'"),

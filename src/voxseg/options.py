@@ -139,9 +139,7 @@ def _number(where: str, opt: Option, value: Any) -> int | float:
     if isinstance(value, bool):
         raise ConfigError(f"{where}: expected a number, got {value!r}")
     try:
-        number = (
-            int(float(value)) if integer and isinstance(value, str) else (int if integer else float)(value)
-        )
+        number = (int if integer else float)(value.strip() if isinstance(value, str) else value)
     except (TypeError, ValueError, OverflowError):
         raise ConfigError(
             f"{where}: expected {'an integer' if integer else 'a number'}, got {value!r}"

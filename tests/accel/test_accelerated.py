@@ -60,3 +60,21 @@ def test_process_settings_are_restored_after_the_run_even_when_it_fails() -> Non
         assert torch.backends.cudnn.benchmark and _dynamo.config.suppress_errors
         raise RuntimeError("boom")
     assert (torch.backends.cudnn.benchmark, _dynamo.config.suppress_errors) == before
+
+
+def test_overlapping_runs_give_the_setting_back_after_the_last() -> None:
+    """The napari worker and a console run may overlap; inference inside a run switches autotuning
+    off for its block only."""
+    from voxseg.accel.cuda import heuristic_kernels
+
+    before = torch.backends.cudnn.benchmark
+    first, second = accelerated(torch.device("cuda")), accelerated(torch.device("cuda"))
+    first.__enter__()
+    second.__enter__()
+    with heuristic_kernels():
+        assert torch.backends.cudnn.benchmark is False
+    assert torch.backends.cudnn.benchmark is True
+    first.__exit__(None, None, None)
+    assert torch.backends.cudnn.benchmark is True  # the second run still trains
+    second.__exit__(None, None, None)
+    assert torch.backends.cudnn.benchmark == before

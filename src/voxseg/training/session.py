@@ -9,7 +9,6 @@ from pathlib import Path
 
 from voxseg.config import TrainConfig
 from voxseg.errors import ConfigError
-from voxseg.models.registry import resolve_model_name
 from voxseg.training.checkpoint import load_checkpoint
 from voxseg.training.engine import Listener, Trainer
 from voxseg.training.events import Event
@@ -41,8 +40,9 @@ class TrainingSession:
         self.stop_event.set()
 
     def events(self) -> Iterator[Event]:
-        checkpoint = self._checkpoint_to_resume()
-        prepared = prepare_run(self.config, self.resume)  # raises VoxsegError before anything is written
+        config = self.config.resolved()  # a bad option is a ConfigError here, before anything is read
+        checkpoint = self._checkpoint_to_resume(config)
+        prepared = prepare_run(config, self.resume)  # raises VoxsegError before anything is written
         run_dir = prepared.run_dir
         if self.stop_event.is_set():  # stopped while the data were loading: nothing to keep
             raise KeyboardInterrupt
@@ -69,15 +69,15 @@ class TrainingSession:
             log.removeHandler(handler)
             handler.close()
 
-    def _checkpoint_to_resume(self) -> dict | None:
+    def _checkpoint_to_resume(self, config: TrainConfig) -> dict | None:
         """The checkpoint of the run to continue, checked against the config (None for a new run)."""
         if self.resume is None:
             return None
         checkpoint = load_checkpoint(self.resume)
         saved_model = checkpoint.get("model_name")
-        if saved_model is not None and saved_model != resolve_model_name(self.config.model):
-            raise ConfigError(f"--resume: {self.resume} trained {saved_model}, not {self.config.model}")
-        if int(self.config.epochs) <= checkpoint["epoch"]:
+        if saved_model is not None and saved_model != config.model:
+            raise ConfigError(f"--resume: {self.resume} trained {saved_model}, not {config.model}")
+        if config.epochs <= checkpoint["epoch"]:
             raise ConfigError(
                 f"--epochs: {self.resume} already trained {checkpoint['epoch']} epoch(s); "
                 f"give --epochs larger than {checkpoint['epoch']} to extend it"
