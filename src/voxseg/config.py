@@ -56,49 +56,54 @@ class TrainConfig:
     # Data
     images: Path | None = option(
         None,
-        "folder of 3D `.tif`/`.tiff` images",
-        DATA,
-        "Images folder",
+        help="folder of 3D `.tif`/`.tiff` images",
+        section=DATA,
+        label="Images folder",
         kind="folder",
         metavar="DIR",
         required=True,
     )
     labels: Path | None = option(
         None,
-        "folder of 3D labels, named like the images (optionally followed by `_label`, `_labels`, `_mask`, "
-        "`_masks`, `_gt` or `_seg`); every value > 0 is foreground",
-        DATA,
-        "Labels folder",
+        help="folder of 3D labels, named like the images (optionally followed by `_label`, `_labels`, "
+        "`_mask`, `_masks`, `_gt` or `_seg`); every value > 0 is foreground",
+        section=DATA,
+        label="Labels folder",
         kind="folder",
         metavar="DIR",
         required=True,
     )
     val_images: Path | None = option(
         None,
-        "explicit validation images; then every volume of `--images` trains",
-        DATA,
-        "Validation images",
+        help="explicit validation images; then every volume of `--images` trains",
+        section=DATA,
+        label="Validation images",
         kind="folder",
         metavar="DIR",
         optional=True,
     )
     val_labels: Path | None = option(
         None,
-        "labels of `--val-images`",
-        DATA,
-        "Validation labels",
+        help="labels of `--val-images`",
+        section=DATA,
+        label="Validation labels",
         kind="folder",
         metavar="DIR",
         optional=True,
     )
     results: Path = option(
-        Path("results"), "where run folders are created", DATA, "Results folder", kind="folder", metavar="DIR"
+        Path("results"),
+        help="where run folders are created",
+        section=DATA,
+        label="Results folder",
+        kind="folder",
+        metavar="DIR",
     )
     run_name: str | None = option(
         None,
-        "run folder name; an existing folder is refused, never overwritten",
-        DATA,
-        "Run name",
+        help="run folder name; an existing folder is refused, never overwritten",
+        section=DATA,
+        label="Run name",
         metavar="NAME",
         optional=True,
         parse=_run_name,
@@ -106,10 +111,10 @@ class TrainConfig:
     )
     train_fraction: float = option(
         0.8,
-        "share of volumes used for training, shuffled with the seed, at least one volume on each side; "
+        help="share of volumes used for training, shuffled with the seed, at least one volume on each side; "
         "a single volume is cut along its longest axis",
-        DATA,
-        "Training fraction",
+        section=DATA,
+        label="Training fraction",
         kind="float",
         metavar="F",
         low=0.0,
@@ -117,21 +122,23 @@ class TrainConfig:
         open_low=True,
         open_high=True,
     )
-    zip: bool = option(False, "also write `<results>/<run-name>.zip`", DATA, "Zip results", kind="bool")
+    zip: bool = option(
+        False, help="also write `<results>/<run-name>.zip`", section=DATA, label="Zip results", kind="bool"
+    )
     pretrained: bool = option(
         False,
-        "start from napari-cellseg3d's published weights for the model (TRAILMAP_MS, SegResNet, VNet, "
+        help="start from napari-cellseg3d's published weights for the model (TRAILMAP_MS, SegResNet, VNet, "
         "SwinUNETR), downloaded once into the cache",
-        DATA,
-        "Pre-trained weights",
+        section=DATA,
+        label="Pre-trained weights",
         kind="bool",
     )
     weights: Path | None = option(
         None,
-        "start from a weights file: `.pth`/`.pt` state dict, `.safetensors`, a voxseg `checkpoint.pt`, "
+        help="start from a weights file: `.pth`/`.pt` state dict, `.safetensors`, a voxseg `checkpoint.pt`, "
         "or a napari-cellseg3d file",
-        DATA,
-        "Custom weights",
+        section=DATA,
+        label="Custom weights",
         kind="file",
         metavar="FILE",
         optional=True,
@@ -139,36 +146,36 @@ class TrainConfig:
     # Dataset and augmentation
     whole_volumes: bool = option(
         False,
-        "train on whole volumes (padded to a common valid size) instead of patches",
-        AUGMENTATION,
-        "Whole volumes",
+        help="train on whole volumes (padded to a common valid size) instead of patches",
+        section=AUGMENTATION,
+        label="Whole volumes",
         kind="bool",
     )
     patch_size: tuple[int, int, int] | str = option(
         (64, 64, 64),
-        "training patch and validation window, `N` or `Z,Y,X`, rounded up to the model's size rule; "
+        help="training patch and validation window, `N` or `Z,Y,X`, rounded up to the model's size rule; "
         "`auto`: the largest cube (clipped to the smallest training volume) whose measured training-step "
         "memory fits the device's budget",
-        AUGMENTATION,
-        "Patch size",
+        section=AUGMENTATION,
+        label="Patch size",
         kind="size",
         metavar="SIZE",
         auto=True,
     )
     samples_per_image: int = option(
         4,
-        "patches drawn from each training volume per epoch",
-        AUGMENTATION,
-        "Samples per image",
+        help="patches drawn from each training volume per epoch",
+        section=AUGMENTATION,
+        label="Samples per image",
         kind="int",
         metavar="N",
         low=1,
     )
     foreground_share: float = option(
         0.33,
-        "share of patches centred on a foreground voxel (nnU-Net's 0.33); the rest are uniform",
-        AUGMENTATION,
-        "Foreground share",
+        help="share of patches centred on a foreground voxel (nnU-Net's 0.33); the rest are uniform",
+        section=AUGMENTATION,
+        label="Foreground share",
         kind="float",
         metavar="F",
         low=0.0,
@@ -176,26 +183,26 @@ class TrainConfig:
     )
     pad_pow2: bool = option(
         False,
-        "pad to powers of two as napari-cellseg3d did (65 → 128); by default the smallest valid size is "
+        help="pad to powers of two as napari-cellseg3d did (65 → 128); by default the smallest valid size is "
         "used (65 → 72 for SegResNet)",
-        AUGMENTATION,
-        "Pad to powers of two",
+        section=AUGMENTATION,
+        label="Pad to powers of two",
         kind="bool",
     )
     augment: bool = option(
         True,
-        "augmentation: flips, 90° rotations, elastic deformation, intensity scale/shift, contrast and "
+        help="augmentation: flips, 90° rotations, elastic deformation, intensity scale/shift, contrast and "
         "noise (`--no-augment` turns it off)",
-        AUGMENTATION,
-        "Augmentation",
+        section=AUGMENTATION,
+        label="Augmentation",
         kind="bool",
     )
     # Training
     model: str = option(
         "SegResNet",
-        "network: " + ", ".join(f"`{m}`" for m in MODEL_NAMES),
-        TRAINING,
-        "Model",
+        help="network: " + ", ".join(f"`{m}`" for m in MODEL_NAMES),
+        section=TRAINING,
+        label="Model",
         kind="choice",
         metavar="NAME",
         choices=MODEL_NAMES,
@@ -203,10 +210,12 @@ class TrainConfig:
     )
     loss: str = option(
         "dice",
-        "loss: " + ", ".join(f"`{n}`" for n in LOSS_NAMES) + ' (the origin\'s names such as "Dice-CE loss" '
+        help="loss: "
+        + ", ".join(f"`{n}`" for n in LOSS_NAMES)
+        + ' (the origin\'s names such as "Dice-CE loss" '
         "work too)",
-        TRAINING,
-        "Loss",
+        section=TRAINING,
+        label="Loss",
         kind="choice",
         metavar="NAME",
         choices=LOSS_NAMES,
@@ -214,9 +223,9 @@ class TrainConfig:
     )
     lr: float = option(
         1e-3,
-        "Adam learning rate",
-        TRAINING,
-        "Learning rate",
+        help="Adam learning rate",
+        section=TRAINING,
+        label="Learning rate",
         kind="float",
         metavar="X",
         low=0.0,
@@ -224,32 +233,39 @@ class TrainConfig:
     )
     batch_size: int | str = option(
         2,
-        "patches per optimisation step (validation runs twice as many windows at once); `auto`: the "
+        help="patches per optimisation step (validation runs twice as many windows at once); `auto`: the "
         "largest batch (≤ 16, ≤ patches per epoch) that fits the memory budget",
-        TRAINING,
-        "Batch size",
+        section=TRAINING,
+        label="Batch size",
         kind="int",
         metavar="N",
         low=1,
         auto=True,
     )
     epochs: int = option(
-        50, "epochs to train", TRAINING, "Epochs", kind="int", metavar="N", low=1, resumable=True
+        50,
+        help="epochs to train",
+        section=TRAINING,
+        label="Epochs",
+        kind="int",
+        metavar="N",
+        low=1,
+        resumable=True,
     )
     val_interval: int = option(
         1,
-        "validate every N epochs, and always after the last epoch",
-        TRAINING,
-        "Validation interval",
+        help="validate every N epochs, and always after the last epoch",
+        section=TRAINING,
+        label="Validation interval",
         kind="int",
         metavar="N",
         low=1,
     )
     seed: int = option(
         0,
-        "seeds the split, the patch positions, the augmentation and the weights",
-        TRAINING,
-        "Seed",
+        help="seeds the split, the patch positions, the augmentation and the weights",
+        section=TRAINING,
+        label="Seed",
         kind="int",
         metavar="N",
         low=0,
@@ -257,37 +273,37 @@ class TrainConfig:
     )
     scheduler: str = option(
         "plateau",
-        "LR schedule: `none`, `plateau` (halve the LR after 5 validations without a better Dice, floor "
+        help="LR schedule: `none`, `plateau` (halve the LR after 5 validations without a better Dice, floor "
         "1e-6), `cosine` (to 1e-6 over the run), `poly` (nnU-Net's, power 0.9)",
-        TRAINING,
-        "LR schedule",
+        section=TRAINING,
+        label="LR schedule",
         kind="choice",
         metavar="S",
         choices=SCHEDULERS,
     )
     warmup_epochs: int = option(
         0,
-        "linear LR warm-up over the first N epochs",
-        TRAINING,
-        "Warm-up epochs",
+        help="linear LR warm-up over the first N epochs",
+        section=TRAINING,
+        label="Warm-up epochs",
         kind="int",
         metavar="N",
         low=0,
     )
     early_stop_patience: int = option(
         0,
-        "stop after N validations without a better Dice (0: never)",
-        TRAINING,
-        "Early stop after",
+        help="stop after N validations without a better Dice (0: never)",
+        section=TRAINING,
+        label="Early stop after",
         kind="int",
         metavar="N",
         low=0,
     )
     device: str = option(
         "auto",
-        "`auto` (CUDA, then Apple MPS, then CPU), `cpu`, `cuda`, `cuda:N`, `mps`",
-        TRAINING,
-        "Device",
+        help="`auto` (CUDA, then Apple MPS, then CPU), `cpu`, `cuda`, `cuda:N`, `mps`",
+        section=TRAINING,
+        label="Device",
         kind="choice",
         metavar="D",
         choices=DEVICE_CHOICES,
@@ -296,11 +312,11 @@ class TrainConfig:
     )
     workers: int | None = option(
         None,
-        "data-loading processes; automatic is 0 on machines with ≤ 2 cores (a worker would take a core "
+        help="data-loading processes; automatic is 0 on machines with ≤ 2 cores (a worker would take a core "
         "from the training step), at most 2 on the CPU, up to cores − 1 with a GPU, and never more than a "
         "quarter of the free memory holds",
-        TRAINING,
-        "Data workers",
+        section=TRAINING,
+        label="Data workers",
         kind="int",
         metavar="N",
         low=0,
@@ -310,11 +326,11 @@ class TrainConfig:
     )
     precision: str = option(
         "auto",
-        "`auto`: bfloat16 autocast where the hardware computes it natively (CUDA GPUs with bf16, CPUs with "
-        "AMX), float16 with loss scaling on older GPUs, float32 otherwise; or force `fp32`, "
+        help="`auto`: bfloat16 autocast where the hardware computes it natively (CUDA GPUs with bf16, "
+        "CPUs with AMX), float16 with loss scaling on older GPUs, float32 otherwise; or force `fp32`, "
         "`bf16`, `fp16` (GPU only). Validation runs under the same precision",
-        TRAINING,
-        "Precision",
+        section=TRAINING,
+        label="Precision",
         kind="choice",
         metavar="P",
         choices=PRECISIONS,
@@ -322,19 +338,19 @@ class TrainConfig:
     )
     compile: bool = option(
         True,
-        "`torch.compile` the model on CUDA (never on the CPU, where compiling costs more than it saves); "
-        "`--no-compile` turns it off",
-        TRAINING,
-        "torch.compile (CUDA)",
+        help="`torch.compile` the model on CUDA (never on the CPU, where compiling costs more than it "
+        "saves); `--no-compile` turns it off",
+        section=TRAINING,
+        label="torch.compile (CUDA)",
         kind="bool",
         resumable=True,
     )
     fast_kernels: bool = option(
         True,
-        "voxseg's hand-written CPU kernels (oneDNN convolutions, separable upsampling; same results up to "
-        "float rounding); `--no-fast-kernels` runs PyTorch's own",
-        TRAINING,
-        "Fast kernels",
+        help="voxseg's hand-written CPU kernels (oneDNN convolutions, separable upsampling; same results "
+        "up to float rounding); `--no-fast-kernels` runs PyTorch's own",
+        section=TRAINING,
+        label="Fast kernels",
         kind="bool",
         resumable=True,
     )

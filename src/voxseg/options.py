@@ -53,7 +53,7 @@ class Option:
     in_form: bool = True
 
 
-def option(default: Any, help: str, section: str, label: str, **details: Any) -> Any:
+def option(default: Any, *, help: str, section: str, label: str, **details: Any) -> Any:
     """A dataclass field whose metadata declares the option (see `Option`)."""
     return dataclasses.field(
         default=default, metadata={_METADATA_KEY: Option(help, section, label, **details)}
@@ -187,28 +187,27 @@ def add_arguments(parser: argparse.ArgumentParser, config_class: type, extra: di
     stay; values arrive as text and are checked by `parse_value`, with the same messages as YAML.
     """
     groups: dict[str, Any] = {}
-    declared = [(n, o, None) for n, o in extra.items()] + list(options_of(config_class))
-    for name, opt, default in declared:
-        group = (
-            parser
-            if opt.section not in (DATA, AUGMENTATION, TRAINING)
-            else groups.setdefault(opt.section, parser.add_argument_group(opt.section.lower()))
-        )
-        text = (
-            opt.help
-            if opt.required or name in extra
-            else f"{opt.help} (default {default_text(opt, default)})"
-        )
-        text = text.replace("%", "%%")
+    for name, opt, default in [(n, o, None) for n, o in extra.items()] + list(options_of(config_class)):
+        group = parser
+        if opt.section:
+            group = groups.setdefault(opt.section, parser.add_argument_group(opt.section.lower()))
+        text = _terminal_help(opt, default, command_only=name in extra)
         if opt.kind == "bool":
             action = "store_false" if default is True else "store_true"
-            group.add_argument(
-                typed_flag(name, opt, default), dest=name, action=action, default=argparse.SUPPRESS, help=text
-            )
+            spelled = typed_flag(name, opt, default)
+            group.add_argument(spelled, dest=name, action=action, default=argparse.SUPPRESS, help=text)
         else:
-            group.add_argument(
-                flag(name), dest=name, metavar=opt.metavar, default=argparse.SUPPRESS, help=text
-            )
+            spelled = flag(name)
+            group.add_argument(spelled, dest=name, metavar=opt.metavar, default=argparse.SUPPRESS, help=text)
+
+
+def _terminal_help(opt: Option, default: Any, command_only: bool) -> str:
+    """The help as `--help` shows it: no Markdown, and the default where it says something."""
+    text = opt.help.replace("`", "")
+    shown = default_text(opt, default).replace("`", "")
+    if not (command_only or opt.required or opt.kind == "bool" or shown == "—"):
+        text += f" (default {shown})"
+    return text.replace("%", "%%")  # argparse formats help strings with %
 
 
 def markdown_table(config_class: type, extra: dict[str, Option]) -> str:
