@@ -7,6 +7,8 @@ Its `Acceleration` tunes the model: channels-last and `torch.compile` on CUDA, a
 float32 voxseg's own kernels — convolutions on oneDNN (`onednn`) and separable trilinear upsampling
 (`upsample`) — unless `fast_kernels` is off (`--no-fast-kernels`), which leaves PyTorch's kernels.
 `prefetch` prepares batches ahead in a background thread. How much each gains: docs/performance.md.
+Under CPU bfloat16, `bf16_guard` runs convolutions whose input is smaller than their kernel in
+float32, around a PyTorch bug (a correctness guard, on whatever the switch says).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from voxseg.accel.bf16_guard import guard_small_bf16_convolutions
 from voxseg.accel.cuda import cudnn_autotuning, eager_fallback, uses_channels_last
 from voxseg.accel.heap import keep_freed_memory
 from voxseg.accel.onednn import use_onednn_convolutions
@@ -42,6 +45,8 @@ class Acceleration:
         the model itself, or its compiled form."""
         if uses_channels_last(self.device):
             model.to(memory_format=torch.channels_last_3d)
+        if self.device.type == "cpu" and mixed_precision:
+            guard_small_bf16_convolutions(model)  # a correctness guard, whatever the switch says
         if self.device.type == "cpu" and not mixed_precision:  # under autocast bfloat16 runs on oneDNN
             if not self.fast_kernels:
                 log.info("cpu: PyTorch's own kernels (--no-fast-kernels)")
