@@ -12,27 +12,34 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from voxseg.config import TrainConfig
+from voxseg.config import PredictConfig, TrainConfig
 from voxseg.errors import ConfigError, DataError, VoxsegError
 from voxseg.version import __version__
 
 if TYPE_CHECKING:
-    from voxseg.api import TrainResult, train
+    from voxseg.api import TrainResult, predict, train
     from voxseg.training.session import TrainingSession
 
 __all__ = [
     "ConfigError",
     "DataError",
+    "PredictConfig",
     "TrainConfig",
     "TrainResult",
     "TrainingSession",
     "VoxsegError",
     "__version__",
+    "predict",
     "train",
 ]
 
 #: public name -> the module that holds it, imported on first use (torch and MONAI take seconds)
-_LAZY = {"TrainResult": "voxseg.api", "train": "voxseg.api", "TrainingSession": "voxseg.training.session"}
+_LAZY = {
+    "TrainResult": "voxseg.api",
+    "train": "voxseg.api",
+    "predict": "voxseg.api",
+    "TrainingSession": "voxseg.training.session",
+}
 
 
 def __getattr__(name: str) -> Any:

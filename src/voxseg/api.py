@@ -1,24 +1,30 @@
-"""`voxseg.train()`: a training run from Python, with Ctrl-C handling and an optional console display.
+"""`voxseg.train()` and `voxseg.predict()` from Python, with Ctrl-C handling and an optional console.
 
-The glue between the core's `TrainingSession` and a person at a terminal or in a notebook; the
-command line uses it too.
+The glue between the core (`TrainingSession`, the predictor) and a person at a terminal or in a
+notebook; the command line uses it too.
 """
 
 from __future__ import annotations
 
 import logging
 import signal
+import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from voxseg.config import TrainConfig
+import numpy as np
+
+from voxseg.config import PredictConfig, TrainConfig
 from voxseg.training.engine import Listener
 from voxseg.training.events import RunEnd
 from voxseg.training.session import TrainingSession
+
+if TYPE_CHECKING:
+    from voxseg.inference.predictor import PredictionFiles
 
 log = logging.getLogger("voxseg")
 
@@ -90,3 +96,63 @@ def _console(enabled: bool) -> Iterator[Listener | None]:
 
     with ConsoleReporter() as reporter:
         yield reporter
+
+
+def predict_with_console(config: PredictConfig) -> list[PredictionFiles]:
+    """`voxseg predict`'s engine with a progress bar over windows (per volume) and the log on the console."""
+    from tqdm import tqdm
+
+    from voxseg.console import ConsoleReporter
+    from voxseg.inference.predictor import predict_files
+
+    bars: dict[str, tqdm] = {}
+
+    def progress(name: str, done: int, total: int) -> None:
+        bar = bars.get(name)
+        if bar is None:
+            for finished in bars.values():
+                finished.close()
+            bar = bars[name] = tqdm(
+                total=total, desc=name, unit="window", file=sys.stderr, leave=False, disable=None
+            )
+        bar.update(done - bar.n)
+
+    with ConsoleReporter():
+        try:
+            return predict_files(config.resolved(), progress)
+        finally:
+            for bar in bars.values():
+                bar.close()
+
+
+def predict(
+    source: str | Path,
+    images: np.ndarray | str | Path | Sequence[str | Path],
+    output: str | Path | None = None,
+    **options: Any,
+) -> np.ndarray | list[PredictionFiles]:
+    """Segment with a trained model (a run folder, or a weights file with `model=`).
+
+    Paths (files or folders) are predicted into `output` like `voxseg predict` and the written files
+    are returned; an in-memory Z×Y×X array returns the foreground mask (uint8), or the instance
+    labels with `instances="connected"|"watershed"`. `options` are `voxseg predict`'s.
+    """
+    if isinstance(images, np.ndarray):
+        return _predict_array(source, images, **options)
+    paths = [images] if isinstance(images, str | Path) else list(images)
+    config = PredictConfig.from_dict({"source": source, "input": paths, "output": output, **options})
+    from voxseg.inference.predictor import predict_files
+
+    return predict_files(config.resolved())
+
+
+def _predict_array(source: str | Path, image: np.ndarray, **options: Any) -> np.ndarray:
+    import tempfile
+
+    import tifffile
+
+    with tempfile.TemporaryDirectory(prefix="voxseg-predict-") as scratch:
+        path = Path(scratch) / "volume.tif"
+        tifffile.imwrite(path, np.asarray(image))
+        (result,) = predict(source, path, Path(scratch) / "out", **options)
+        return tifffile.imread(result.labels if result.labels is not None else result.mask)

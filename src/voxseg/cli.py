@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from voxseg.config import COMMAND_OPTIONS, TrainConfig
-from voxseg.errors import VoxsegError
+from voxseg.config import COMMAND_OPTIONS, EvaluateConfig, PredictConfig, TrainConfig
+from voxseg.errors import DataError, VoxsegError
 from voxseg.options import add_arguments
 from voxseg.version import __version__
 
@@ -30,11 +30,19 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="voxseg", description="Train 3D cell-segmentation networks on TIFF volumes.")
+    parser = _Parser(
+        prog="voxseg", description="Train and apply 3D cell-segmentation networks on TIFF volumes."
+    )
     parser.add_argument("--version", action="version", version=f"voxseg {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     train_command = commands.add_parser("train", help="train a model from image and label folders")
     add_arguments(train_command, TrainConfig, COMMAND_OPTIONS)
+    predict = commands.add_parser("predict", help="segment 3D TIFF volumes with a trained model")
+    add_arguments(predict, PredictConfig, {})
+    evaluate = commands.add_parser(
+        "evaluate", help="score predictions against labels (Dice, IoU, instance F1)"
+    )
+    add_arguments(evaluate, EvaluateConfig, {})
     demo = commands.add_parser("demo", help="train on the bundled nuclei dataset (nothing to supply)")
     demo.add_argument("--results", type=Path, default=Path("results"), help="default results")
     demo.add_argument("--epochs", type=int, default=None, help="default: the demo's own setting")
@@ -88,11 +96,52 @@ def _run(config: TrainConfig, resume: Path | None) -> int:
     return EXIT_STOPPED if result.status == "stopped" else EXIT_OK
 
 
+def _predict_command(args: argparse.Namespace) -> int:
+    """Options are checked before torch is imported; then every volume is predicted in turn."""
+    config = PredictConfig.from_dict({k: v for k, v in vars(args).items() if k != "command"}).resolved()
+    from voxseg.inference.predictor import input_files
+
+    input_files(config.input)  # a missing input is answered before the engine loads
+    from voxseg.api import predict_with_console
+
+    results = predict_with_console(config)
+    voxels = sum(r.voxels for r in results)
+    seconds = sum(r.seconds for r in results)
+    objects = [r.objects_found for r in results if r.objects_found is not None]
+    found = f", {sum(objects)} objects" if objects else ""
+    rate = voxels / max(seconds, 1e-9)
+    print(
+        f"voxseg: predicted {len(results)} volume(s), {voxels:,} voxels at {rate:,.0f} voxels/s{found}; "
+        f"outputs in {config.output}"
+    )
+    return EXIT_OK
+
+
+def _evaluate_command(args: argparse.Namespace) -> int:
+    from voxseg.inference.evaluate import evaluate, format_table, pair_predictions, write_json
+
+    values = {k: v for k, v in vars(args).items() if k != "command"}
+    config = EvaluateConfig(**values).resolved()
+    assert config.pred is not None and config.labels is not None
+    pairs = pair_predictions(config.pred, config.labels)
+    if config.json is not None and config.json.exists() and not config.overwrite:
+        raise DataError(f"--json: {config.json} already exists; give --overwrite to replace it")
+    result = evaluate(pairs)
+    print(format_table(result))
+    if config.json is not None:
+        write_json(config.json, result, overwrite=config.overwrite)
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "weights":
             return _weights_command(args)
+        if args.command == "predict":
+            return _predict_command(args)
+        if args.command == "evaluate":
+            return _evaluate_command(args)
         if args.command == "demo":
             from voxseg.demo import demo_config
 
@@ -106,6 +155,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return EXIT_STOPPED
-    except Exception as exc:  # the run folder holds the traceback (train.log) and status `failed`
-        print(f"error: training failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+    except Exception as exc:  # a training run's folder holds the traceback (train.log), status `failed`
+        what = {"predict": "prediction", "evaluate": "evaluation", "weights": "download"}.get(
+            args.command, "training"
+        )
+        print(f"error: {what} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_FAILED

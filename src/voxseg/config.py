@@ -453,3 +453,260 @@ COMMAND_OPTIONS = {
         in_form=False,
     ),
 }
+
+
+# -- prediction and evaluation ---------------------------------------------------------------------
+
+MODEL, PREDICTION, INSTANCES = "Model", "Prediction", "Instances"
+INSTANCE_METHODS = ("none", "connected", "watershed")
+
+
+def _spacing(value: Any) -> tuple[float, float, float]:
+    text = value if isinstance(value, str) else ",".join(map(str, value))
+    try:
+        sides = tuple(float(part) for part in text.replace("x", ",").split(",") if part.strip())
+    except ValueError:
+        raise ConfigError(f"--spacing: expected Z,Y,X in µm, got {value!r}") from None
+    if len(sides) != 3 or not all(side > 0 for side in sides):
+        raise ConfigError(f"--spacing: expected three positive numbers Z,Y,X in µm, got {value!r}")
+    return (sides[0], sides[1], sides[2])
+
+
+@dataclass
+class PredictConfig:
+    """Everything `voxseg predict` needs; `resolved()` checks it as TrainConfig's does."""
+
+    source: Path | None = option(
+        None,
+        help="a voxseg run folder (its model, patch size, precision and threshold are used), or a "
+        "weights file (`.pth`/`.pt`, `.safetensors`, a voxseg `checkpoint.pt`, a napari-cellseg3d file) "
+        "with `--model`",
+        section=MODEL,
+        label="Run folder or weights",
+        kind="path",
+        metavar="RUN_DIR_OR_WEIGHTS",
+        required=True,
+        positional=True,
+    )
+    model: str | None = option(
+        None,
+        help="the network of a weights file: " + ", ".join(f"`{m}`" for m in MODEL_NAMES),
+        section=MODEL,
+        label="Model (weights file)",
+        kind="choice",
+        metavar="NAME",
+        choices=MODEL_NAMES,
+        parse=resolve_model_name,
+        optional=True,
+        default_text="the run's",
+    )
+    input: tuple[Path, ...] = option(
+        (),
+        help="3D `.tif`/`.tiff` files, or folders of them",
+        section=DATA,
+        label="Input",
+        kind="paths",
+        metavar="PATH",
+        required=True,
+    )
+    output: Path | None = option(
+        None,
+        help="folder for `<name>_mask.tif` (and `_labels.tif`, `_objects.csv`, `_prob.tif`); created if "
+        "needed",
+        section=DATA,
+        label="Output folder",
+        kind="folder",
+        metavar="DIR",
+        required=True,
+    )
+    window: tuple[int, int, int] | None = option(
+        None,
+        help="sliding window, `N` or `Z,Y,X`, rounded up to the model's size rule",
+        section=PREDICTION,
+        label="Window",
+        kind="size",
+        metavar="SIZE",
+        optional=True,
+        default_text="the run's patch size (64 for a weights file)",
+    )
+    overlap: float = option(
+        0.25,
+        help="share of a window that overlaps its neighbour; with Gaussian blending 0.25 hides the seams, "
+        "and it is what training validated with, so the run's Dice and threshold carry over",
+        section=PREDICTION,
+        label="Overlap",
+        kind="float",
+        metavar="F",
+        low=0.0,
+        high=1.0,
+        open_high=True,
+    )
+    batch_size: int = option(
+        4,
+        help="windows per forward pass",
+        section=PREDICTION,
+        label="Windows per batch",
+        kind="int",
+        metavar="N",
+        low=1,
+    )
+    threshold: float | None = option(
+        None,
+        help="foreground probability above which a voxel is foreground",
+        section=PREDICTION,
+        label="Threshold",
+        kind="float",
+        metavar="P",
+        low=0.0,
+        high=1.0,
+        open_low=True,
+        open_high=True,
+        optional=True,
+        default_text="the run's tuned threshold, else 0.5",
+    )
+    tta: bool = option(
+        False,
+        help="test-time augmentation: average the probabilities of the 8 flips over Z, Y and X "
+        "(nnU-Net's mirroring; 8× the compute)",
+        section=PREDICTION,
+        label="Test-time augmentation",
+        kind="bool",
+    )
+    instances: str = option(
+        "none",
+        help="one label per object: `connected` (connected components of the mask) or `watershed` "
+        "(splits touching nuclei on the distance transform); writes `<name>_labels.tif` and "
+        "`<name>_objects.csv`",
+        section=INSTANCES,
+        label="Instances",
+        kind="choice",
+        metavar="METHOD",
+        choices=INSTANCE_METHODS,
+    )
+    min_size: int = option(
+        0,
+        help="drop objects smaller than this many voxels (debris)",
+        section=INSTANCES,
+        label="Minimum size",
+        kind="int",
+        metavar="N",
+        low=0,
+    )
+    max_size: int | None = option(
+        None,
+        help="drop objects larger than this many voxels",
+        section=INSTANCES,
+        label="Maximum size",
+        kind="int",
+        metavar="N",
+        low=1,
+        optional=True,
+    )
+    spacing: tuple[float, float, float] | None = option(
+        None,
+        help="voxel size `Z,Y,X` in µm, for object volumes",
+        section=INSTANCES,
+        label="Voxel size (µm)",
+        metavar="Z,Y,X",
+        optional=True,
+        parse=_spacing,
+        default_text="from the file's ImageJ metadata",
+    )
+    save_probabilities: bool = option(
+        False,
+        help="also write `<name>_prob.tif` (float32)",
+        section=DATA,
+        label="Save probabilities",
+        kind="bool",
+    )
+    overwrite: bool = option(
+        False,
+        help="replace existing output files (never done otherwise)",
+        section=DATA,
+        label="Overwrite outputs",
+        kind="bool",
+    )
+    device: str = option(
+        "auto",
+        help="`auto` (CUDA, then Apple MPS, then CPU), `cpu`, `cuda`, `cuda:N`, `mps`",
+        section=PREDICTION,
+        label="Device",
+        kind="choice",
+        metavar="D",
+        choices=DEVICE_CHOICES,
+        parse=_device,
+    )
+    precision: str = option(
+        "auto",
+        help="as for training: `auto`, `fp32`, `bf16`, `fp16`",
+        section=PREDICTION,
+        label="Precision",
+        kind="choice",
+        metavar="P",
+        choices=PRECISIONS,
+    )
+    fast_kernels: bool = option(
+        True,
+        help="voxseg's CPU kernels (`--no-fast-kernels` runs PyTorch's own)",
+        section=PREDICTION,
+        label="Fast kernels",
+        kind="bool",
+    )
+    _extra: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def resolved(self) -> PredictConfig:
+        """A checked, normalised copy; ConfigError names the first bad option."""
+        if self._extra:
+            raise ConfigError(f"unknown option(s): {', '.join(sorted(self._extra))}")
+        values = {n: parse_value(n, o, getattr(self, n)) for n, o, _ in options_of(PredictConfig)}
+        if values["max_size"] is not None and values["max_size"] < values["min_size"]:
+            raise ConfigError(f"--max-size: {values['max_size']} is below --min-size {values['min_size']}")
+        return dataclasses.replace(self, **values)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PredictConfig:
+        data = {str(k).replace("-", "_"): v for k, v in data.items()}
+        known = {name for name, _, _ in options_of(cls)}
+        config = cls(**{k: v for k, v in data.items() if k in known})
+        config._extra = {k: v for k, v in data.items() if k not in known}
+        return config
+
+
+@dataclass
+class EvaluateConfig:
+    """`voxseg evaluate`: predictions against labels."""
+
+    pred: Path | None = option(
+        None,
+        help="folder of `voxseg predict` outputs (`<name>_labels.tif`, else `<name>_mask.tif`)",
+        section=DATA,
+        label="Predictions",
+        kind="folder",
+        metavar="DIR",
+        required=True,
+    )
+    labels: Path | None = option(
+        None,
+        help="folder of true labels, named like the images",
+        section=DATA,
+        label="Labels",
+        kind="folder",
+        metavar="DIR",
+        required=True,
+    )
+    json: Path | None = option(
+        None,
+        help="also write the scores as JSON",
+        section=DATA,
+        label="JSON file",
+        kind="file",
+        metavar="FILE",
+        optional=True,
+    )
+    overwrite: bool = option(
+        False, help="replace an existing JSON file", section=DATA, label="Overwrite", kind="bool"
+    )
+
+    def resolved(self) -> EvaluateConfig:
+        values = {n: parse_value(n, o, getattr(self, n)) for n, o, _ in options_of(EvaluateConfig)}
+        return dataclasses.replace(self, **values)

@@ -30,7 +30,8 @@ _METADATA_KEY = "voxseg"
 class Option:
     """One option: how it is typed, checked, shown and documented.
 
-    `kind` is folder, file, text, int, float, bool, choice or size (N or Z,Y,X). `parse`, when
+    `kind` is folder, file, path (either), paths (one or more), text, int, float, bool, choice or size
+    (N or Z,Y,X). `parse`, when
     given, normalises a value of a choice or text option (aliases, case) or raises ConfigError.
     """
 
@@ -51,6 +52,7 @@ class Option:
     parse: Callable[[Any], Any] | None = None
     resumable: bool = False  # may change when a run is resumed (everything else is the run's own)
     in_form: bool = True
+    positional: bool = False  # typed without a flag (`voxseg predict RUN_DIR ...`)
 
 
 def option(default: Any, *, help: str, section: str, label: str, **details: Any) -> Any:
@@ -65,6 +67,11 @@ def options_of(config_class: type) -> Iterator[tuple[str, Option, Any]]:
     for f in dataclasses.fields(config_class):
         if _METADATA_KEY in f.metadata:
             yield f.name, f.metadata[_METADATA_KEY], f.default
+
+
+def spelling(name: str, opt: Option) -> str:
+    """How messages name an option: its flag, or its metavar when it is typed without one."""
+    return (opt.metavar or name.upper()) if opt.positional else flag(name)
 
 
 def flag(name: str) -> str:
@@ -108,7 +115,12 @@ def is_auto(value: Any) -> bool:
 
 def parse_value(name: str, opt: Option, value: Any) -> Any:
     """`value` checked and normalised to the option's type; a ConfigError names the option."""
-    where = flag(name)
+    where = spelling(name, opt)
+    if opt.kind == "paths" and not isinstance(value, str | Path) and value is not None:
+        paths = tuple(Path(v).expanduser().resolve() for v in value if str(v).strip())
+        if not paths and opt.required:
+            raise ConfigError(f"{where} is required")
+        return paths
     if value is None or (isinstance(value, str) and not value.strip() and opt.kind != "bool"):
         if opt.required:
             raise ConfigError(f"{where} is required")
@@ -117,8 +129,10 @@ def parse_value(name: str, opt: Option, value: Any) -> Any:
         raise ConfigError(f"{where} must be given")
     if opt.auto and is_auto(value):
         return AUTO
-    if opt.kind in ("folder", "file"):  # absolute, so config.yaml and --resume work from anywhere
+    if opt.kind in ("folder", "file", "path"):  # absolute, so config.yaml and --resume work from anywhere
         return Path(value).expanduser().resolve()
+    if opt.kind == "paths":  # a single path given as text
+        return (Path(value).expanduser().resolve(),)
     if opt.kind == "bool":
         if not isinstance(value, bool):
             raise ConfigError(f"{where}: expected true or false, got {value!r}")
@@ -192,10 +206,17 @@ def add_arguments(parser: argparse.ArgumentParser, config_class: type, extra: di
         if opt.section:
             group = groups.setdefault(opt.section, parser.add_argument_group(opt.section.lower()))
         text = _terminal_help(opt, default, command_only=name in extra)
-        if opt.kind == "bool":
+        if opt.positional:
+            group.add_argument(name, metavar=opt.metavar, help=text)
+        elif opt.kind == "bool":
             action = "store_false" if default is True else "store_true"
             spelled = typed_flag(name, opt, default)
             group.add_argument(spelled, dest=name, action=action, default=argparse.SUPPRESS, help=text)
+        elif opt.kind == "paths":
+            spelled = flag(name)
+            group.add_argument(
+                spelled, dest=name, metavar=opt.metavar, nargs="+", default=argparse.SUPPRESS, help=text
+            )
         else:
             spelled = flag(name)
             group.add_argument(spelled, dest=name, metavar=opt.metavar, default=argparse.SUPPRESS, help=text)
@@ -215,7 +236,9 @@ def markdown_table(config_class: type, extra: dict[str, Option]) -> str:
     rows = ["| option | default | meaning |", "|---|---|---|"]
     declared = [(n, o, None) for n, o in extra.items()] + list(options_of(config_class))
     for name, opt, default in declared:
-        spelled = typed_flag(name, opt, default) + (f" {opt.metavar}" if opt.metavar else "")
+        spelled = opt.metavar if opt.positional else typed_flag(name, opt, default)
+        if opt.metavar and not opt.positional:
+            spelled += f" {opt.metavar}" + (" ..." if opt.kind == "paths" else "")
         shown = default_text(opt, default)
         if shown not in ("required", "on", "off", "—") and opt.default_text is None:
             shown = f"`{shown}`"

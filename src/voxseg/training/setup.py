@@ -10,11 +10,12 @@ import torch
 
 from voxseg.config import TrainConfig
 from voxseg.data.volumes import Volume, load_volumes, pad_volume, split_volumes
-from voxseg.errors import ConfigError, DataError
+from voxseg.errors import DataError
 from voxseg.models.registry import ModelSpec, build_model, format_size, get_model_spec
 from voxseg.models.weights import load_weights_file
 from voxseg.options import AUTO
 from voxseg.training.autosize import choose_sizes
+from voxseg.training.hardware import resolve_device
 from voxseg.training.precision import Precision, resolve_precision
 from voxseg.training.preflight import preflight
 
@@ -34,25 +35,6 @@ class PreparedRun:
     precision: Precision = Precision("fp32", "default")
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
-
-
-def resolve_device(name: str) -> torch.device:
-    """`auto` picks CUDA, then Apple MPS, then the CPU; an unavailable explicit choice is an error."""
-    mps = getattr(torch.backends, "mps", None)
-    mps_ok = bool(mps and mps.is_available())
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        return torch.device("mps" if mps_ok else "cpu")
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ConfigError(f"--device: {name} requested but this PyTorch sees no CUDA GPU")
-        index = int(name.partition(":")[2] or 0)
-        if index >= torch.cuda.device_count():
-            raise ConfigError(f"--device: {name} requested but only {torch.cuda.device_count()} GPU(s) exist")
-    if name == "mps" and not mps_ok:
-        raise ConfigError("--device: mps requested but Apple MPS is not available")
-    return torch.device(name)
 
 
 def prepare_run(config: TrainConfig, resume_dir: Path | None = None) -> PreparedRun:

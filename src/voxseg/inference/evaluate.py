@@ -1,0 +1,357 @@
+"""Score predictions against ground truth: what `voxseg evaluate --pred DIR --labels DIR [--json FILE]` runs.
+
+Predictions are the files `voxseg predict` writes: `<name>_mask.tif` (foreground mask) and/or
+`<name>_labels.tif` (instance labels), optionally `<name>_prob.tif` and `<name>_objects.csv`,
+which are not scored. Ground truths are named like training labels: `<name>.tif`, or `<name>`
+plus a label suffix (`<name>_label.tif`, `_labels`, `_mask`, `_gt`, ...; see
+`voxseg.data.discovery.LABEL_SUFFIXES`). Pairing is by name; any file left unpaired is an error.
+
+Per volume:
+
+* `dice`, `iou` of the foreground (every voxel > 0): the prediction's `_mask` when there is one
+  (the network's semantic output, as training validation scores it), else its `_labels` > 0;
+* when the prediction has instance labels (`_labels`), object matching as StarDist's
+  (see `voxseg.inference.metrics`): precision/recall/F1 at IoU 0.5 and F1 averaged over the IoU
+  thresholds 0.5, 0.55, ..., 0.95. A mask-only prediction gets no instance metrics (its keys are
+  `null`): evaluation scores the objects predict found, it does not make up its own.
+  The ground truth is read as instance labels; one with a single id (a binary mask, 0/1 or 0/255)
+  but several separate objects triggers a warning, since it is then scored as a single object.
+
+Overall:
+
+* `dice`, `iou`: the mean over volumes (as the validation Dice of training is); `dice_pooled`,
+  `iou_pooled`: voxel-weighted, from the foreground voxels summed over volumes;
+* instance metrics: object counts (tp, fp, fn at each threshold) summed over the volumes that have
+  instance labels, then precision/recall/F1 from the sums, so every object weighs the same; the
+  F1 average is the mean over thresholds of these pooled F1s.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+from voxseg.data.checks import check_image, check_label, read_volume
+from voxseg.data.discovery import LABEL_SUFFIXES, _label_keys, list_tiffs
+from voxseg.errors import DataError, shorten_list
+from voxseg.inference.metrics import (
+    THRESHOLDS,
+    Matching,
+    combine,
+    dice_from_counts,
+    f1_mean,
+    instance_scores,
+    iou_from_counts,
+    overlap_counts,
+)
+from voxseg.training.files import atomic_write
+
+log = logging.getLogger(__name__)
+
+#: what `voxseg predict` appends to a volume's name; only `mask` and `labels` are scored
+PRED_KINDS = ("mask", "labels", "prob")
+F1_MEAN_KEY = "f1_mean_0.5:0.95"
+#: the instance keys of a volume and of the overall result (null without instance labels)
+INSTANCE_KEYS = (
+    "n_pred",
+    "n_true",
+    "tp@0.5",
+    "fp@0.5",
+    "fn@0.5",
+    "precision@0.5",
+    "recall@0.5",
+    "f1@0.5",
+    "mean_matched_iou@0.5",
+    F1_MEAN_KEY,
+    "f1_by_threshold",
+)
+_FOREGROUND_KEYS = ("foreground_both", "foreground_pred", "foreground_true")
+_MAX_LISTED = 10
+
+
+@dataclass(frozen=True)
+class EvalPair:
+    """A ground truth and the prediction files of the same volume (at least one of mask, labels)."""
+
+    name: str
+    truth: Path
+    mask: Path | None = None
+    labels: Path | None = None
+
+    @property
+    def has_instances(self) -> bool:
+        return self.labels is not None
+
+
+def _split_prediction(path: Path) -> tuple[str, str] | None:
+    """(`<name>`, kind) of `<name>_<kind>.tif`, or None for a file predict does not write."""
+    stem = path.name[: -len(path.suffix)]
+    base, sep, kind = stem.rpartition("_")
+    if not sep or not base or kind.lower() not in PRED_KINDS:
+        return None
+    return base, kind.lower()
+
+
+def _listing(paths: Sequence[Path]) -> str:
+    return shorten_list([p.name for p in paths], _MAX_LISTED)
+
+
+def pair_predictions(pred_dir: Path, labels_dir: Path) -> list[EvalPair]:
+    """Pair every ground truth in `labels_dir` with its prediction in `pred_dir`, by name.
+
+    Names are compared case-insensitively, as `voxseg.data.discovery` does for training data. Raises
+    DataError (one line, naming the files and folders) for missing or empty folders, for files that
+    cannot be paired, and for names that match twice.
+    """
+    pred_dir, labels_dir = Path(pred_dir), Path(labels_dir)
+    predictions = list_tiffs(pred_dir, "--pred")
+    truths = list_tiffs(labels_dir, "--labels")
+    if pred_dir.resolve() == labels_dir.resolve():
+        raise DataError(f"--pred and --labels are the same folder {pred_dir}; keep predictions apart")
+
+    groups: dict[str, dict[str, Path]] = {}  # lower-case name -> kind -> file
+    names: dict[str, str] = {}  # lower-case name -> name as written
+    strangers = []
+    for path in predictions:
+        split = _split_prediction(path)
+        if split is None:
+            strangers.append(path)
+            continue
+        base, kind = split
+        group = groups.setdefault(base.lower(), {})
+        if kind in group:
+            raise DataError(
+                f"--pred: {group[kind].name} and {path.name} in {pred_dir} are the same prediction"
+            )
+        group[kind] = path
+        names.setdefault(base.lower(), base)
+    scorable = {key for key, group in groups.items() if "mask" in group or "labels" in group}
+    prob_only = sorted(
+        path for key, group in groups.items() if key not in scorable for path in group.values()
+    )
+
+    matched: dict[str, Path] = {}  # prediction name -> ground truth
+    unmatched_truths = []
+    for truth in truths:
+        key = next((k for k in _label_keys(truth) if k in scorable), None)
+        if key is None:
+            unmatched_truths.append(truth)
+        elif key in matched:
+            raise DataError(
+                f"--labels: {matched[key].name} and {truth.name} in {labels_dir} both match "
+                f"the prediction {names[key]} in {pred_dir}"
+            )
+        else:
+            matched[key] = truth
+    unmatched_predictions = sorted(p for key in scorable - matched.keys() for p in groups[key].values())
+
+    problems = []
+    if unmatched_truths:
+        problems.append(f"ground truths without a prediction in {pred_dir}: {_listing(unmatched_truths)}")
+    if unmatched_predictions:
+        problems.append(
+            f"predictions without a ground truth in {labels_dir}: {_listing(unmatched_predictions)}"
+        )
+    if prob_only:
+        problems.append(f"probabilities without a _mask or _labels file in {pred_dir}: {_listing(prob_only)}")
+    if strangers:
+        problems.append(
+            f"files in {pred_dir} that are not predictions (<name>_mask.tif or <name>_labels.tif): "
+            f"{_listing(strangers)}"
+        )
+    if problems:
+        suffixes = "/_".join(LABEL_SUFFIXES)
+        hint = f" (ground truth names are the image's name, optionally followed by _{suffixes})"
+        raise DataError("; ".join(problems) + hint)
+
+    pairs = [
+        EvalPair(names[key], truth, groups[key].get("mask"), groups[key].get("labels"))
+        for key, truth in matched.items()
+    ]
+    return sorted(pairs, key=lambda pair: pair.truth)
+
+
+def _read_same_shape(path: Path, truth_path: Path, shape: tuple[int, ...]) -> np.ndarray:
+    array = read_volume(path)
+    if array.shape != shape:
+        raise DataError(f"{path}: shape {array.shape} does not match its ground truth {truth_path} {shape}")
+    return array
+
+
+def _as_labels(path: Path, array: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """Integer labels (check_label's rules: integral, >= 0, finite) and its warnings."""
+    warnings = check_label(path, array)
+    if np.issubdtype(array.dtype, np.floating):
+        array = array.astype(np.int64)
+    return array, warnings
+
+
+def _instance_fields(matchings: dict[float, Matching] | None) -> dict[str, Any]:
+    if matchings is None:
+        return dict.fromkeys(INSTANCE_KEYS)
+    at_half = matchings[0.5]
+    return {
+        "n_pred": at_half.n_pred,
+        "n_true": at_half.n_true,
+        "tp@0.5": at_half.tp,
+        "fp@0.5": at_half.fp,
+        "fn@0.5": at_half.fn,
+        "precision@0.5": at_half.precision,
+        "recall@0.5": at_half.recall,
+        "f1@0.5": at_half.f1,
+        "mean_matched_iou@0.5": at_half.mean_matched_iou,
+        F1_MEAN_KEY: f1_mean(matchings),
+        "f1_by_threshold": {f"{t:g}": m.f1 for t, m in matchings.items()},
+    }
+
+
+def _score_volume(pair: EvalPair) -> tuple[dict[str, Any], dict[float, Matching] | None, list[str]]:
+    truth = read_volume(pair.truth)
+    true_labels, warnings = _as_labels(pair.truth, truth)
+    pred_labels = None
+    if pair.labels is not None:
+        pred_labels, _ = _as_labels(pair.labels, _read_same_shape(pair.labels, pair.truth, truth.shape))
+    if pair.mask is not None:
+        mask = _read_same_shape(pair.mask, pair.truth, truth.shape)
+        check_image(pair.mask, mask)
+        pred_mask = mask > 0
+    else:
+        pred_mask = pred_labels > 0
+    both, n_pred_voxels, n_true_voxels = overlap_counts(pred_mask, true_labels > 0)
+    del pred_mask
+
+    matchings = None
+    if pred_labels is not None:
+        matchings = instance_scores(pred_labels, true_labels, THRESHOLDS)
+        if matchings[THRESHOLDS[0]].n_true == 1:  # one id: instance labels, or a binary mask (0/1, 0/255)?
+            _, pieces = ndimage.label(true_labels > 0)
+            if pieces > 1:
+                warnings.append(
+                    f"{pair.truth}: a binary mask with {pieces} separate objects, not instance labels; "
+                    f"its instance metrics score all its foreground as one object"
+                )
+    record = {
+        "name": pair.name,
+        "ground_truth": str(pair.truth),
+        "mask_file": None if pair.mask is None else str(pair.mask),
+        "labels_file": None if pair.labels is None else str(pair.labels),
+        "shape": list(truth.shape),
+        "foreground_pred": n_pred_voxels,
+        "foreground_true": n_true_voxels,
+        "foreground_both": both,
+        "dice": dice_from_counts(both, n_pred_voxels, n_true_voxels),
+        "iou": iou_from_counts(both, n_pred_voxels, n_true_voxels),
+        "instance_metrics": matchings is not None,
+        **_instance_fields(matchings),
+    }
+    return record, matchings, warnings
+
+
+def evaluate(pairs: Sequence[EvalPair]) -> dict[str, Any]:
+    """Scores of every pair and overall, as a JSON-friendly dict (see the module docstring).
+
+    `{"thresholds": [...], "volumes": [{...}, ...], "overall": {...}, "warnings": [...]}`; a volume
+    without instance labels has `"instance_metrics": false` and null instance keys, and so has the
+    overall result when no volume has instance labels.
+    """
+    if not pairs:
+        raise ValueError("no pairs to evaluate")
+    volumes, per_volume_matchings, warnings = [], [], []
+    for index, pair in enumerate(pairs, start=1):
+        record, matchings, volume_warnings = _score_volume(pair)
+        volumes.append(record)
+        warnings += volume_warnings
+        if matchings is not None:
+            per_volume_matchings.append(matchings)
+        log.info(f"evaluated {pair.name} ({index}/{len(pairs)}): dice {record['dice']:.4f}")
+
+    both, n_pred, n_true = (sum(v[key] for v in volumes) for key in _FOREGROUND_KEYS)
+    pooled = None
+    if per_volume_matchings:
+        pooled = {t: combine(m[t] for m in per_volume_matchings) for t in THRESHOLDS}
+    overall = {
+        "volumes": len(volumes),
+        "instance_volumes": len(per_volume_matchings),
+        "dice": float(np.mean([v["dice"] for v in volumes])),
+        "iou": float(np.mean([v["iou"] for v in volumes])),
+        "dice_pooled": dice_from_counts(both, n_pred, n_true),
+        "iou_pooled": iou_from_counts(both, n_pred, n_true),
+        **_instance_fields(pooled),
+    }
+    return {"thresholds": list(THRESHOLDS), "volumes": volumes, "overall": overall, "warnings": warnings}
+
+
+def _cell(value: Any, width: int, digits: int = 3) -> str:
+    if value is None:
+        text = "-"
+    elif isinstance(value, float):
+        text = f"{value:.{digits}f}"
+    else:
+        text = str(value)
+    return text.rjust(width)
+
+
+_COLUMNS = (
+    ("dice", "dice"),
+    ("iou", "iou"),
+    ("P@0.5", "precision@0.5"),
+    ("R@0.5", "recall@0.5"),
+    ("F1@0.5", "f1@0.5"),
+    ("F1 0.5:0.95", F1_MEAN_KEY),
+    ("pred", "n_pred"),
+    ("true", "n_true"),
+)
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """A plain-text table for the console: one row per volume, then the overall row and any warnings."""
+    rows = [(v["name"], v) for v in result["volumes"]] + [("overall", result["overall"])]
+    name_width = max(len("volume"), *(len(name) for name, _ in rows))
+    widths = [max(len(title), 6) for title, _ in _COLUMNS]
+    header = "volume".ljust(name_width) + "".join(
+        "  " + title.rjust(w) for (title, _), w in zip(_COLUMNS, widths, strict=True)
+    )
+    rule = "-" * len(header)
+    lines = [header, rule]
+    for index, (name, values) in enumerate(rows):
+        if index == len(rows) - 1:
+            lines.append(rule)
+        cells = "".join("  " + _cell(values[key], w) for (_, key), w in zip(_COLUMNS, widths, strict=True))
+        lines.append(name.ljust(name_width) + cells)
+    overall = result["overall"]
+    notes = [f"overall: dice and iou are means over {overall['volumes']} volumes"]
+    notes[0] += f" (voxel-weighted: dice {overall['dice_pooled']:.3f}, iou {overall['iou_pooled']:.3f})"
+    if overall["instance_volumes"]:
+        notes.append(
+            f"instance scores (P, R, F1) count objects over the {overall['instance_volumes']} volumes "
+            f"with instance labels; F1 0.5:0.95 is the mean F1 over IoU thresholds 0.5, 0.55, ..., 0.95"
+        )
+    mask_only = [v["name"] for v in result["volumes"] if not v["instance_metrics"]]
+    if mask_only:
+        notes.append(
+            "no instance labels (<name>_labels.tif), so no instance scores, for: "
+            + shorten_list(mask_only, _MAX_LISTED)
+        )
+    notes += [f"warning: {w}" for w in result.get("warnings", [])]
+    return "\n".join(lines + [""] + notes)
+
+
+def write_json(path: Path, result: dict[str, Any], overwrite: bool = False) -> None:
+    """Write `result` as JSON atomically (a temporary file renamed into place); an existing file only
+    with `overwrite`."""
+    path = Path(path)
+    if path.is_dir():
+        raise DataError(f"--json: {path} is a folder; give a file name")
+    if path.exists() and not overwrite:
+        raise DataError(f"--json: {path} already exists; give --overwrite to replace it")
+    if not path.parent.is_dir():
+        raise DataError(f"--json: folder {path.parent} does not exist")
+    text = json.dumps(result, indent=2, allow_nan=False) + "\n"
+    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))

@@ -1,0 +1,224 @@
+"""`voxseg predict`: apply a trained model to 3D TIFF volumes of any size.
+
+Every input is checked, and every output name is checked for an existing file, before the model
+is loaded or anything is written. Each volume is then read window row by window row
+(`voxseg.io.tiff`, `streaming`), its mask (and probabilities) written plane by plane, and its
+instances labelled from the finished mask.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from voxseg.config import PredictConfig
+from voxseg.data.discovery import TIFF_SUFFIXES
+from voxseg.errors import ConfigError, DataError
+from voxseg.io.tiff import open_volume, planes_writer, voxel_size
+
+log = logging.getLogger("voxseg")
+
+Progress = Callable[[str, int, int], None]  # (volume name, windows done, windows in the volume)
+
+
+@dataclass(frozen=True)
+class PredictionFiles:
+    """What was written for one input volume."""
+
+    image: Path
+    mask: Path
+    labels: Path | None
+    objects: Path | None
+    probabilities: Path | None
+    objects_found: int | None
+    voxels: int
+    seconds: float
+
+
+def input_files(paths: tuple[Path, ...]) -> list[Path]:
+    """The TIFF files named, folders expanded (sorted); a missing path or an empty folder is an error."""
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in TIFF_SUFFIXES)
+            if not found:
+                raise DataError(f"--input: no .tif/.tiff files in {path}")
+            files += found
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise DataError(f"--input: {path} does not exist")
+    stems = [_stem(f) for f in files]
+    twice = sorted({s for s in stems if stems.count(s) > 1})
+    if twice:
+        raise DataError(f"--input: several inputs are named {', '.join(twice)}; their outputs would collide")
+    return files
+
+
+def _stem(path: Path) -> str:
+    return path.name[: -len(path.suffix)] if path.suffix.lower() in TIFF_SUFFIXES else path.name
+
+
+def output_paths(config: PredictConfig, image: Path) -> dict[str, Path]:
+    """The files predicting `image` writes, by kind."""
+    assert config.output is not None
+    stem = _stem(image)
+    paths = {"mask": config.output / f"{stem}_mask.tif"}
+    if config.instances != "none":
+        paths["labels"] = config.output / f"{stem}_labels.tif"
+        paths["objects"] = config.output / f"{stem}_objects.csv"
+    if config.save_probabilities:
+        paths["probabilities"] = config.output / f"{stem}_prob.tif"
+    return paths
+
+
+def check_outputs(config: PredictConfig, images: list[Path]) -> None:
+    """Refuse, before anything is written, to overwrite an output (unless --overwrite)."""
+    assert config.output is not None
+    if config.output.exists() and not config.output.is_dir():
+        raise ConfigError(f"--output: {config.output} exists and is not a folder")
+    if config.overwrite:
+        return
+    existing = [p for image in images for p in output_paths(config, image).values() if p.exists()]
+    if existing:
+        more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+        raise DataError(f"--output: {existing[0]} already exists{more}; give --overwrite to replace")
+
+
+def predict_files(config: PredictConfig, progress: Progress | None = None) -> list[PredictionFiles]:
+    """Predict every input of a resolved config; return what was written for each."""
+    from voxseg.accel import accelerated
+    from voxseg.inference.trained import load_trained_model, window_predictor
+    from voxseg.training.hardware import resolve_device
+    from voxseg.training.precision import autocast, resolve_precision
+
+    images = input_files(config.input)
+    for image in images:  # shape and type, before the model loads (headers only for mapped files)
+        open_volume(image)
+    check_outputs(config, images)
+    device = resolve_device(config.device)
+    precision = resolve_precision(config.precision, device)
+    trained = load_trained_model(config)
+    log.info(
+        "threshold %.3f (%s), overlap %g, %s, precision %s on %s",
+        trained.threshold,
+        trained.threshold_from,
+        config.overlap,
+        "test-time augmentation (8 flips)" if config.tta else "no test-time augmentation",
+        precision.name,
+        device,
+    )
+    assert config.output is not None
+    config.output.mkdir(parents=True, exist_ok=True)
+    results = []
+    with accelerated(device, config.fast_kernels, compile=False) as acceleration:
+        model = trained.model.to(device)
+        runner = acceleration.tune(model, mixed_precision=precision.dtype is not None)
+        predict = window_predictor(runner, device, lambda: autocast(device, precision), config.tta)
+        for image in images:
+            results.append(_predict_one(config, image, trained.window, trained.threshold, predict, progress))
+    return results
+
+
+def _predict_one(config, image: Path, window, threshold: float, predict, progress) -> PredictionFiles:
+    from voxseg.inference.streaming import Normalisation, streamed_probabilities
+
+    started = time.perf_counter()
+    volume, mapped = open_volume(image)
+    if not mapped:
+        log.info("%s: read whole (compressed or tiled TIFF: it cannot be mapped from disk)", image.name)
+    paths = output_paths(config, image)
+    normalisation = Normalisation.of(volume)
+    report = (lambda done, total: progress(image.name, done, total)) if progress else None
+    with (
+        planes_writer(paths["mask"], volume.shape, np.uint8, config.overwrite) as mask,
+        _maybe_writer(paths.get("probabilities"), volume.shape, config.overwrite) as probabilities,
+    ):
+        for z, planes in streamed_probabilities(
+            volume, normalisation, window, config.overlap, predict, config.batch_size, report
+        ):
+            mask[z : z + planes.shape[0]] = planes > threshold
+            if probabilities is not None:
+                probabilities[z : z + planes.shape[0]] = planes
+    found = None
+    if config.instances != "none":
+        found = _write_instances(config, image, paths)
+    seconds = time.perf_counter() - started
+    log.info(
+        "%s: %s voxels in %.1f s (%s voxels/s)%s",
+        image.name,
+        f"{volume.size:,}",
+        seconds,
+        f"{volume.size / seconds:,.0f}",
+        "" if found is None else f", {found} objects",
+    )
+    return PredictionFiles(
+        image,
+        paths["mask"],
+        paths.get("labels"),
+        paths.get("objects"),
+        paths.get("probabilities"),
+        found,
+        int(volume.size),
+        seconds,
+    )
+
+
+class _NoWriter:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _maybe_writer(path: Path | None, shape, overwrite: bool):
+    return planes_writer(path, shape, np.float32, overwrite) if path is not None else _NoWriter()
+
+
+def _write_instances(config: PredictConfig, image: Path, paths: dict[str, Path]) -> int:
+    """Label the finished mask (held in memory: one byte per voxel) and list the objects."""
+    import tifffile
+
+    from voxseg.inference.instances import label_instances, object_table
+
+    mask = tifffile.imread(paths["mask"]) > 0
+    probability = tifffile.memmap(paths["probabilities"], mode="r") if "probabilities" in paths else None
+    spacing = config.spacing or voxel_size(image)
+    labels = label_instances(
+        mask,
+        config.instances,
+        probability=probability,
+        spacing=spacing or (1.0, 1.0, 1.0),
+        min_size=config.min_size,
+        max_size=config.max_size,
+    )
+    dtype = np.uint16 if labels.max() < 2**16 else np.uint32
+    with planes_writer(paths["labels"], labels.shape, dtype, config.overwrite) as out:
+        out[:] = labels
+    rows = object_table(labels, probability=probability, spacing=spacing)
+    _write_csv(paths["objects"], rows, config.overwrite)
+    return len(rows)
+
+
+def _write_csv(path: Path, rows: list[dict], overwrite: bool) -> None:
+    if path.exists() and not overwrite:
+        raise DataError(f"{path} already exists; give --overwrite to replace it")
+    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".csv", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", newline="") as handle:
+            fields = list(rows[0]) if rows else ["id", "voxels"]
+            writer = csv.DictWriter(handle, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(rows)
+        os.replace(temp, path)
+    finally:
+        Path(temp).unlink(missing_ok=True)

@@ -1,0 +1,144 @@
+"""Sliding-window prediction streamed along Z, for volumes larger than memory.
+
+MONAI's `sliding_window_inference` needs the whole input and output in memory (a 1024×1024×128
+uint16 stack is 0.5 GB as float32, twice that with its output). This streams the same computation:
+the windows are MONAI's own grid for the whole volume (`dense_patch_slices`, Gaussian importance
+map), taken one row of Z positions at a time; once no later window covers a Z plane, that plane's
+blended value is final and is handed out. The result is the untiled one up to float summation
+order, and memory holds only about one window depth of input and accumulators.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from monai.data.utils import compute_importance_map, dense_patch_slices
+from monai.inferers.utils import _get_scan_interval
+
+#: at most this many voxels are read to estimate the normalisation (strided beyond it)
+NORMALISATION_SAMPLE = 16_000_000
+CLIP_PERCENTILES = (0.5, 99.5)  # as training's normalisation (data/volumes.py)
+
+
+@dataclass(frozen=True)
+class Normalisation:
+    """Training's normalisation (percentile clip, then z-score), with statistics from a bounded sample."""
+
+    low: float
+    high: float
+    mean: float
+    std: float
+
+    @classmethod
+    def of(cls, volume: np.ndarray) -> Normalisation:
+        """Statistics of `volume`, read whole when small (then equal to training's) or on a strided grid."""
+        stride = 1
+        while volume.size / stride**3 > NORMALISATION_SAMPLE:
+            stride += 1
+        sample = np.asarray(volume[::stride, ::stride, ::stride], dtype=np.float32)
+        low, high = (float(v) for v in np.percentile(sample, CLIP_PERCENTILES))
+        clipped = np.clip(sample, low, high)
+        std = float(clipped.std())
+        return cls(low, high, float(clipped.mean()), std if std > 0 else 1.0)
+
+    def __call__(self, block: np.ndarray) -> np.ndarray:
+        return ((np.clip(block.astype(np.float32), self.low, self.high) - self.mean) / self.std).astype(
+            np.float32
+        )
+
+    @property
+    def padding(self) -> float:
+        """What training pads with: the normalised minimum."""
+        return (self.low - self.mean) / self.std
+
+
+Predict = Callable[[torch.Tensor], torch.Tensor]  # (B, 1, Z, Y, X) normalised -> probabilities, same shape
+
+
+def streamed_probabilities(
+    volume: np.ndarray,
+    normalisation: Normalisation,
+    window: tuple[int, int, int],
+    overlap: float,
+    predict: Predict,
+    batch_size: int,
+    on_windows: Callable[[int, int], None] | None = None,
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield (z, planes): the blended foreground probability of Z planes z.., in order, float32.
+
+    `volume` may be a memory map; it is read one window depth at a time. A volume smaller than the
+    window is padded as training pads (with its normalised minimum) and the padding is cut away.
+    `on_windows(done, total)` reports progress.
+    """
+    shape = tuple(int(s) for s in volume.shape)
+    padded = tuple(max(s, w) for s, w in zip(shape, window, strict=True))
+    before = [(p - s) // 2 for p, s in zip(padded, shape, strict=True)]
+    interval = _get_scan_interval(padded, window, 3, (overlap,) * 3)
+    rows: dict[int, list[tuple[slice, slice]]] = {}
+    for z, y, x in dense_patch_slices(padded, window, interval):
+        rows.setdefault(int(z.start), []).append(
+            (slice(int(y.start), int(y.stop)), slice(int(x.start), int(x.stop)))
+        )
+    starts = sorted(rows)
+    total, done = sum(len(r) for r in rows.values()), 0
+    importance = compute_importance_map(window, mode="gaussian", sigma_scale=0.125).numpy().astype(np.float32)
+    depth = window[0] + max((b - a for a, b in zip(starts, starts[1:], strict=False)), default=0)
+    values = np.zeros((depth, padded[1], padded[2]), np.float32)
+    weights = np.zeros_like(values)
+    base = 0  # padded Z of values[0]
+    for index, start in enumerate(starts):
+        block = _read_rows(volume, normalisation, start, start + window[0], padded, before)
+        for batch_start in range(0, len(rows[start]), batch_size):
+            batch = rows[start][batch_start : batch_start + batch_size]
+            tiles = torch.from_numpy(np.stack([block[:, ys, xs] for ys, xs in batch])[:, None])
+            probabilities = predict(tiles).float().cpu().numpy()[:, 0]
+            offset = start - base
+            for (ys, xs), probability in zip(batch, probabilities, strict=True):
+                values[offset : offset + window[0], ys, xs] += probability * importance
+                weights[offset : offset + window[0], ys, xs] += importance
+            done += len(batch)
+            if on_windows is not None:
+                on_windows(done, total)
+        final_until = starts[index + 1] if index + 1 < len(starts) else padded[0]
+        ready = final_until - base
+        yield from _crop_planes(values[:ready] / weights[:ready], base, shape, before)
+        values = np.concatenate([values[ready:], np.zeros_like(values[:ready])])
+        weights = np.concatenate([weights[ready:], np.zeros_like(weights[:ready])])
+        base = final_until
+
+
+def _read_rows(
+    volume: np.ndarray,
+    normalisation: Normalisation,
+    z0: int,
+    z1: int,
+    padded: tuple[int, ...],
+    before: list[int],
+) -> np.ndarray:
+    """Padded-volume planes z0..z1, normalised (the padding with training's value)."""
+    out = np.full((z1 - z0, padded[1], padded[2]), normalisation.padding, np.float32)
+    source = slice(max(z0 - before[0], 0), min(z1 - before[0], volume.shape[0]))
+    if source.stop > source.start:
+        target_z = source.start + before[0] - z0
+        planes = normalisation(np.asarray(volume[source]))
+        out[
+            target_z : target_z + planes.shape[0],
+            before[1] : before[1] + volume.shape[1],
+            before[2] : before[2] + volume.shape[2],
+        ] = planes
+    return out
+
+
+def _crop_planes(
+    planes: np.ndarray, base: int, shape: tuple[int, ...], before: list[int]
+) -> Iterator[tuple[int, np.ndarray]]:
+    """The planes that belong to the volume, without padding, in volume coordinates."""
+    z0, z1 = max(base, before[0]), min(base + planes.shape[0], before[0] + shape[0])
+    if z1 > z0:
+        yield (
+            z0 - before[0],
+            planes[z0 - base : z1 - base, before[1] : before[1] + shape[1], before[2] : before[2] + shape[2]],
+        )

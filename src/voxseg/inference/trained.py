@@ -1,0 +1,104 @@
+"""A trained model to predict with: from a voxseg run folder, or from a weights file and a model name."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from voxseg.config import PredictConfig, TrainConfig
+from voxseg.errors import ConfigError, DataError
+from voxseg.models.registry import build_model, get_model_spec
+from voxseg.models.weights import load_weights_file
+from voxseg.options import parse_size
+
+log = logging.getLogger("voxseg")
+
+SOURCE = "RUN_DIR_OR_WEIGHTS"
+#: window for a bare weights file, when none is given (training's default patch)
+DEFAULT_WINDOW = (64, 64, 64)
+DEFAULT_THRESHOLD = 0.5
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """The network with its weights loaded, and how it should be applied."""
+
+    name: str
+    model: nn.Module
+    window: tuple[int, int, int]
+    threshold: float
+    threshold_from: str  # where the threshold comes from, for the log
+    weights: Path
+
+
+def load_trained_model(config: PredictConfig) -> TrainedModel:
+    """Read the run folder or weights file named by `config.source`; bad input raises VoxsegError."""
+    source = config.source
+    assert source is not None, "resolved configs always name a source"
+    run: dict = {}
+    if source.is_dir():
+        name, weights, window, run = _from_run_folder(source, config.model)
+    elif source.is_file():
+        if config.model is None:
+            raise ConfigError(f"--model: {source} is a weights file; say which network it is (--model NAME)")
+        name, weights, window = config.model, source, DEFAULT_WINDOW
+    else:
+        raise DataError(f"{SOURCE}: {source} does not exist")
+    spec = get_model_spec(name)
+    window = spec.valid_size(config.window or window)
+    model = build_model(name)
+    described = load_weights_file(model, name, weights, SOURCE)
+    model.eval()
+    if config.threshold is not None:
+        threshold, origin = config.threshold, "--threshold"
+    elif run.get("threshold") is not None:
+        threshold, origin = float(run["threshold"]), "tuned on the run's validation volumes"
+    else:
+        threshold, origin = DEFAULT_THRESHOLD, "default"
+    log.info("model %s: %s; window %s", name, described, "×".join(map(str, window)))
+    return TrainedModel(name, model, window, threshold, origin, weights)
+
+
+def _from_run_folder(run_dir: Path, asked_model: str | None) -> tuple[str, Path, tuple[int, int, int], dict]:
+    """Model name, weights (best.pth, else last.pth), window and summary of a voxseg run folder."""
+    saved = run_dir / "config.yaml"
+    if not saved.is_file():
+        raise DataError(f"{SOURCE}: {run_dir} is not a voxseg run folder (no config.yaml)")
+    train = TrainConfig.from_yaml(saved)
+    summary_path = run_dir / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    name = get_model_spec(str(train.model)).name
+    if asked_model is not None and asked_model != name:
+        raise ConfigError(f"--model: {run_dir} trained {name}, not {asked_model}")
+    weights = next((run_dir / f for f in ("best.pth", "last.pth") if (run_dir / f).is_file()), None)
+    if weights is None:
+        raise DataError(f"{SOURCE}: {run_dir} holds no best.pth or last.pth")
+    window = summary.get("patch_size") or train.patch_size
+    return name, weights, parse_size(window, "--window"), summary
+
+
+def window_predictor(model: nn.Module, device: torch.device, autocast, tta: bool):
+    """(B, 1, Z, Y, X) normalised windows -> foreground probabilities, with flip TTA if asked.
+
+    With TTA the probabilities of the 8 flips over Z, Y and X are averaged (nnU-Net's mirroring).
+    """
+    flips = [(), (2,), (3,), (4,), (2, 3), (2, 4), (3, 4), (2, 3, 4)] if tta else [()]
+
+    @torch.no_grad()
+    def predict(tiles: torch.Tensor) -> torch.Tensor:
+        tiles = tiles.to(device)
+        total = None
+        with autocast():
+            for axes in flips:
+                logits = model(tiles.flip(axes) if axes else tiles).float()
+                probability = torch.sigmoid(logits.flip(axes) if axes else logits)
+                total = probability if total is None else total + probability
+        assert total is not None
+        return total / len(flips)
+
+    return predict

@@ -1,0 +1,1 @@
+"""Reading and writing volumes: lazily where the format allows, atomically always."""

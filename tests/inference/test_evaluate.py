@@ -1,0 +1,264 @@
+"""`voxseg evaluate`'s engine: pairing predictions with ground truth, scores per volume and overall, JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from conftest import synthetic_volume
+
+from voxseg.errors import DataError
+from voxseg.inference.evaluate import (
+    F1_MEAN_KEY,
+    INSTANCE_KEYS,
+    EvalPair,
+    evaluate,
+    format_table,
+    pair_predictions,
+    write_json,
+)
+
+SHAPE = (12, 16, 16)
+
+
+def _write(folder: Path, name: str, array: np.ndarray) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    tifffile.imwrite(folder / name, array)
+    return folder / name
+
+
+def _truth(seed: int) -> np.ndarray:
+    return synthetic_volume(SHAPE, seed=seed, cells=3)[1]
+
+
+def _dataset(tmp_path: Path) -> tuple[Path, Path]:
+    """vol_00: perfect instance prediction (other ids); vol_01: one cell missed; vol_02: mask only."""
+    gt, pred = tmp_path / "gt", tmp_path / "pred"
+    for index in range(3):
+        _write(gt, f"vol_{index:02d}_label.tif", _truth(index))
+    perfect = _truth(0).astype(np.uint32) * 1000
+    _write(pred, "vol_00_labels.tif", perfect)
+    _write(pred, "vol_00_mask.tif", (perfect > 0).astype(np.uint8))
+    _write(pred, "vol_00_prob.tif", (perfect > 0).astype(np.float32))
+    (pred / "vol_00_objects.csv").write_text("label,voxels\n")
+    missed = _truth(1)
+    missed[missed == missed.max()] = 0
+    _write(pred, "vol_01_labels.tif", missed)
+    _write(pred, "vol_01_mask.tif", (_truth(1) > 0).astype(np.uint8) * 255)
+    _write(pred, "vol_02_mask.tif", (_truth(2) > 0).astype(np.uint8))
+    return pred, gt
+
+
+# -------------------------------------------------------------------------------------------- pairing
+
+
+def test_pairs_by_name(tmp_path: Path) -> None:
+    pred, gt = _dataset(tmp_path)
+    pairs = pair_predictions(pred, gt)
+    assert [p.name for p in pairs] == ["vol_00", "vol_01", "vol_02"]
+    assert pairs[0] == EvalPair(
+        "vol_00", gt / "vol_00_label.tif", pred / "vol_00_mask.tif", pred / "vol_00_labels.tif"
+    )
+    assert pairs[2].labels is None and not pairs[2].has_instances and pairs[0].has_instances
+
+
+@pytest.mark.parametrize("truth_name", ["Cell.tif", "cell_gt.tiff", "cell-labels.TIF", "cell_mask.tif"])
+def test_ground_truth_names_follow_training_rules(tmp_path: Path, truth_name: str) -> None:
+    """Bare names and every label suffix pair, ignoring case and .tif/.tiff."""
+    _write(tmp_path / "gt", truth_name, _truth(0))
+    _write(tmp_path / "pred", "cell_labels.tiff", _truth(0))
+    (pair,) = pair_predictions(tmp_path / "pred", tmp_path / "gt")
+    assert pair.truth.name == truth_name and pair.labels is not None and pair.mask is None
+
+
+def test_unpaired_names_are_listed_in_one_line(tmp_path: Path) -> None:
+    _write(tmp_path / "gt", "a.tif", _truth(0))
+    _write(tmp_path / "gt", "b_label.tif", _truth(0))
+    _write(tmp_path / "pred", "a_mask.tif", _truth(0))
+    _write(tmp_path / "pred", "c_labels.tif", _truth(0))
+    with pytest.raises(DataError) as caught:
+        pair_predictions(tmp_path / "pred", tmp_path / "gt")
+    message = str(caught.value)
+    assert "\n" not in message
+    assert f"ground truths without a prediction in {tmp_path / 'pred'}: b_label.tif" in message
+    assert f"predictions without a ground truth in {tmp_path / 'gt'}: c_labels.tif" in message
+
+
+def test_files_that_are_not_predictions_are_named(tmp_path: Path) -> None:
+    _write(tmp_path / "gt", "a.tif", _truth(0))
+    _write(tmp_path / "pred", "a_mask.tif", _truth(0))
+    _write(tmp_path / "pred", "a.tif", _truth(0))
+    _write(tmp_path / "pred", "b_prob.tif", _truth(0))
+    with pytest.raises(DataError, match=r"not predictions .*: a\.tif") as caught:
+        pair_predictions(tmp_path / "pred", tmp_path / "gt")
+    assert "probabilities without a _mask or _labels file" in str(caught.value)
+
+
+def test_two_ground_truths_for_one_prediction(tmp_path: Path) -> None:
+    _write(tmp_path / "gt", "a.tif", _truth(0))
+    _write(tmp_path / "gt", "a_gt.tif", _truth(0))
+    _write(tmp_path / "pred", "a_mask.tif", _truth(0))
+    with pytest.raises(DataError, match="a.tif and a_gt.tif .* both match the prediction a"):
+        pair_predictions(tmp_path / "pred", tmp_path / "gt")
+
+
+def test_missing_folders_name_the_option(tmp_path: Path) -> None:
+    pred, gt = _dataset(tmp_path)
+    with pytest.raises(DataError, match="--pred: folder .*nowhere does not exist"):
+        pair_predictions(tmp_path / "nowhere", gt)
+    with pytest.raises(DataError, match="--labels: folder .*nowhere does not exist"):
+        pair_predictions(pred, tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="--labels: no .tif/.tiff files"):
+        pair_predictions(pred, tmp_path / "empty")
+    with pytest.raises(DataError, match="same folder"):
+        pair_predictions(pred, pred)
+
+
+# ------------------------------------------------------------------------------------------- scoring
+
+
+def test_scores_per_volume_and_overall(tmp_path: Path) -> None:
+    result = evaluate(pair_predictions(*_dataset(tmp_path)))
+    perfect, missed, mask_only = result["volumes"]
+    assert perfect["dice"] == perfect["iou"] == 1.0
+    assert (
+        perfect["f1@0.5"] == perfect[F1_MEAN_KEY] == perfect["precision@0.5"] == perfect["recall@0.5"] == 1.0
+    )
+    assert (perfect["n_pred"], perfect["n_true"], perfect["instance_metrics"]) == (3, 3, True)
+
+    # the mask (all cells) scores the semantic side; the labels (one cell missing) the objects
+    assert missed["dice"] == 1.0
+    assert (missed["tp@0.5"], missed["fp@0.5"], missed["fn@0.5"]) == (2, 0, 1)
+    assert missed["precision@0.5"] == 1.0 and missed["recall@0.5"] == pytest.approx(2 / 3)
+    assert missed["f1@0.5"] == pytest.approx(0.8) and missed[F1_MEAN_KEY] == pytest.approx(0.8)
+    thresholds = ["0.5", "0.55", "0.6", "0.65", "0.7", "0.75", "0.8", "0.85", "0.9", "0.95"]
+    assert missed["f1_by_threshold"] == pytest.approx(dict.fromkeys(thresholds, 0.8))
+
+    assert mask_only["dice"] == 1.0 and mask_only["instance_metrics"] is False
+    assert all(mask_only[key] is None for key in INSTANCE_KEYS)
+
+    overall = result["overall"]
+    assert (overall["volumes"], overall["instance_volumes"]) == (3, 2)
+    assert overall["dice"] == overall["dice_pooled"] == 1.0
+    # counts summed over the two instance volumes: tp 5, fp 0, fn 1
+    assert (overall["n_pred"], overall["n_true"], overall["tp@0.5"], overall["fn@0.5"]) == (5, 6, 5, 1)
+    assert overall["f1@0.5"] == pytest.approx(10 / 11)
+    assert overall[F1_MEAN_KEY] == pytest.approx(10 / 11)
+    assert result["thresholds"][0] == 0.5 and len(result["thresholds"]) == 10
+    assert result["warnings"] == []
+
+
+def test_mean_and_voxel_weighted_dice_differ(tmp_path: Path) -> None:
+    """Overall `dice` is the mean over volumes; `dice_pooled` weighs every voxel the same."""
+    gt, pred = tmp_path / "gt", tmp_path / "pred"
+    big, small = np.zeros(SHAPE, np.uint8), np.zeros(SHAPE, np.uint8)
+    big[:, :8] = 1  # 12*8*16 voxels, predicted exactly
+    small[0, 0, :4] = 1  # 4 voxels, predicted as 2 of them
+    _write(gt, "big.tif", big)
+    _write(gt, "small.tif", small)
+    _write(pred, "big_mask.tif", big)
+    half = small.copy()
+    half[0, 0, 2:] = 0
+    _write(pred, "small_mask.tif", half)
+    result = evaluate(pair_predictions(pred, gt))
+    assert result["volumes"][1]["dice"] == pytest.approx(2 / 3)
+    assert result["overall"]["dice"] == pytest.approx((1 + 2 / 3) / 2)
+    n = int(big.sum())
+    assert result["overall"]["dice_pooled"] == pytest.approx(2 * (n + 2) / (2 * n + 6))
+    assert result["overall"]["instance_volumes"] == 0
+    assert all(result["overall"][key] is None for key in INSTANCE_KEYS)
+
+
+def test_shape_mismatch_names_both_files(tmp_path: Path) -> None:
+    gt, pred = tmp_path / "gt", tmp_path / "pred"
+    truth = _write(gt, "a.tif", _truth(0))
+    wrong = _write(pred, "a_labels.tif", np.zeros((12, 16, 15), np.uint16))
+    with pytest.raises(DataError, match="does not match its ground truth") as caught:
+        evaluate(pair_predictions(pred, gt))
+    assert str(wrong) in str(caught.value) and str(truth) in str(caught.value)
+
+
+def test_2d_files_are_refused(tmp_path: Path) -> None:
+    gt, pred = tmp_path / "gt", tmp_path / "pred"
+    _write(gt, "a.tif", np.zeros((16, 16), np.uint16))
+    _write(pred, "a_mask.tif", np.zeros((16, 16), np.uint8))
+    with pytest.raises(DataError, match=r"a\.tif: not a 3D volume"):
+        evaluate(pair_predictions(pred, gt))
+
+
+def test_bad_label_values_are_refused(tmp_path: Path) -> None:
+    gt, pred = tmp_path / "gt", tmp_path / "pred"
+    _write(gt, "a.tif", _truth(0).astype(np.float32) + 0.5)
+    _write(pred, "a_labels.tif", _truth(0))
+    with pytest.raises(DataError, match=r"a\.tif: labels must be integers"):
+        evaluate(pair_predictions(pred, gt))
+
+
+def test_binary_ground_truth_with_several_objects_warns(tmp_path: Path) -> None:
+    gt, pred = tmp_path / "gt", tmp_path / "pred"
+    _write(gt, "a.tif", (_truth(0) > 0).astype(np.uint8) * 255)
+    _write(pred, "a_labels.tif", _truth(0))
+    result = evaluate(pair_predictions(pred, gt))
+    (warning,) = result["warnings"]
+    assert "a.tif: a binary mask with" in warning and "not instance labels" in warning
+    assert result["volumes"][0]["n_true"] == 1
+    assert "warning: " in format_table(result)
+
+
+def test_empty_volumes_agree(tmp_path: Path) -> None:
+    """Nothing to find and nothing found: perfect scores, and the label check's warning."""
+    gt, pred = tmp_path / "gt", tmp_path / "pred"
+    _write(gt, "a.tif", np.zeros(SHAPE, np.uint16))
+    _write(pred, "a_labels.tif", np.zeros(SHAPE, np.uint16))
+    result = evaluate(pair_predictions(pred, gt))
+    volume = result["volumes"][0]
+    assert volume["dice"] == volume["f1@0.5"] == volume[F1_MEAN_KEY] == 1.0
+    assert "no foreground" in result["warnings"][0]
+
+
+# ------------------------------------------------------------------------------------- table and JSON
+
+
+def test_table_has_a_row_per_volume_and_overall(tmp_path: Path) -> None:
+    table = format_table(evaluate(pair_predictions(*_dataset(tmp_path))))
+    lines = table.splitlines()
+    assert lines[0].split() == [
+        "volume",
+        "dice",
+        "iou",
+        "P@0.5",
+        "R@0.5",
+        "F1@0.5",
+        "F1",
+        "0.5:0.95",
+        "pred",
+        "true",
+    ]
+    rows = {line.split()[0]: line.split()[1:] for line in lines if line.startswith(("vol_", "overall"))}
+    assert rows["vol_00"] == ["1.000", "1.000", "1.000", "1.000", "1.000", "1.000", "3", "3"]
+    assert rows["vol_02"] == ["1.000", "1.000", "-", "-", "-", "-", "-", "-"]
+    assert rows["overall"][4] == f"{10 / 11:.3f}"
+    assert "no instance scores, for: vol_02" in table
+
+
+def test_json_round_trip_and_overwrite(tmp_path: Path) -> None:
+    result = evaluate(pair_predictions(*_dataset(tmp_path)))
+    out = tmp_path / "scores.json"
+    write_json(out, result)
+    assert json.loads(out.read_text()) == result
+    assert [p.name for p in tmp_path.iterdir() if p.is_file()] == ["scores.json"]  # no temporary left
+
+    with pytest.raises(DataError, match=f"--json: {out} already exists"):
+        write_json(out, {"other": 1})
+    assert json.loads(out.read_text()) == result
+    write_json(out, {"other": 1}, overwrite=True)
+    assert json.loads(out.read_text()) == {"other": 1}
+
+    with pytest.raises(DataError, match="does not exist"):
+        write_json(tmp_path / "missing" / "scores.json", result)
+    with pytest.raises(DataError, match="is a folder"):
+        write_json(tmp_path, result, overwrite=True)

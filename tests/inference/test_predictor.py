@@ -1,0 +1,128 @@
+"""`voxseg predict` end to end on a small trained run: outputs, refusals (exit 2, nothing written),
+test-time augmentation, a bare weights file, and the Python API on arrays."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tifffile
+from conftest import FAST, write_dataset
+
+import voxseg
+from voxseg.cli import main
+
+
+def run(argv: list[str]) -> int:
+    try:
+        return main([str(a) for a in argv])
+    except SystemExit as exc:
+        return int(exc.code or 0)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A SegResNet trained for 3 epochs on three 24³ volumes: (run folder, images folder)."""
+    root = tmp_path_factory.mktemp("trained")
+    images, labels = write_dataset(root / "data", n=3, size=24, cells=3)
+    options = {**FAST, "epochs": 3, "samples_per_image": 4, "batch_size": 2, "lr": 3e-3, "precision": "fp32"}
+    config = voxseg.TrainConfig(
+        images=images, labels=labels, results=root / "results", run_name="m", **options
+    )
+    result = voxseg.train(config, progress=False)
+    return result.run_dir, images, labels
+
+
+def test_predict_writes_a_mask_per_volume_that_finds_the_cells(trained, tmp_path, capsys) -> None:
+    run_dir, images, labels = trained
+    assert (
+        run(["predict", run_dir, "--input", images, "--output", tmp_path / "out", "--save-probabilities"])
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "predicted 3 volume(s)" in out and "voxels/s" in out
+    for image in sorted(images.iterdir()):
+        mask = tifffile.imread(tmp_path / "out" / f"{image.stem}_mask.tif")
+        probability = tifffile.imread(tmp_path / "out" / f"{image.stem}_prob.tif")
+        truth = tifffile.imread(labels / f"{image.stem}_label.tif") > 0
+        assert mask.shape == truth.shape and mask.dtype == np.uint8
+        assert probability.dtype == np.float32 and probability.min() >= 0 and probability.max() <= 1
+        np.testing.assert_array_equal(mask, probability > 0.5)
+        dice = 2 * (mask.astype(bool) & truth).sum() / (mask.sum() + truth.sum())
+        assert dice > 0.5, f"{image.name}: Dice {dice:.2f}"
+
+
+def test_existing_outputs_are_refused_and_left_alone(trained, tmp_path, capsys) -> None:
+    run_dir, images, _ = trained
+    out = tmp_path / "out"
+    out.mkdir()
+    keep = out / "vol_01_mask.tif"
+    keep.write_bytes(b"precious")
+    assert run(["predict", run_dir, "--input", images, "--output", out]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err.startswith("error: --output:")
+        and "vol_01_mask.tif already exists" in err
+        and "--overwrite" in err
+    )
+    assert sorted(p.name for p in out.iterdir()) == ["vol_01_mask.tif"] and keep.read_bytes() == b"precious"
+    assert run(["predict", run_dir, "--input", images, "--output", out, "--overwrite"]) == 0
+    assert tifffile.imread(keep).shape == (24, 24, 24)
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("missing-run", "RUN_DIR_OR_WEIGHTS"),
+        ("missing-input", "--input"),
+        ("2d-image", "not a 3D volume"),
+        ("weights-without-model", "--model"),
+        ("weights-that-do-not-fit", "does not fit VNet"),
+        ("bad-overlap", "--overlap"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(trained, tmp_path, capsys, case, expected) -> None:
+    run_dir, images, _ = trained
+    out = tmp_path / "out"
+    flat = tmp_path / "flat.tif"
+    tifffile.imwrite(flat, np.zeros((16, 16), np.float32))
+    argv = {
+        "missing-run": ["predict", tmp_path / "nope", "--input", images, "--output", out],
+        "missing-input": ["predict", run_dir, "--input", tmp_path / "nope.tif", "--output", out],
+        "2d-image": ["predict", run_dir, "--input", flat, "--output", out],
+        "weights-without-model": ["predict", run_dir / "best.pth", "--input", images, "--output", out],
+        "weights-that-do-not-fit": [
+            "predict",
+            run_dir / "best.pth",
+            "--model",
+            "VNet",
+            "--input",
+            images,
+            "--output",
+            out,
+        ],
+        "bad-overlap": ["predict", run_dir, "--input", images, "--output", out, "--overlap", "1"],
+    }[case]
+    assert run(argv) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and err.startswith("error:") and expected in err, err
+    assert not out.exists()
+
+
+def test_a_weights_file_with_its_model_and_test_time_augmentation(trained, tmp_path) -> None:
+    run_dir, images, _ = trained
+    plain, flipped = tmp_path / "plain", tmp_path / "tta"
+    common = ["--input", images / "vol_00.tif", "--save-probabilities", "--window", "16"]
+    assert run(["predict", run_dir / "best.pth", "--model", "SegResNet", "--output", plain, *common]) == 0
+    assert run(["predict", run_dir, "--output", flipped, "--tta", *common]) == 0
+    p_plain = tifffile.imread(plain / "vol_00_prob.tif")
+    p_tta = tifffile.imread(flipped / "vol_00_prob.tif")
+    assert not np.allclose(p_plain, p_tta)  # the flips were really averaged in
+    assert np.corrcoef(p_plain.ravel(), p_tta.ravel())[0, 1] > 0.9
+
+
+def test_the_python_api_returns_arrays_for_arrays(trained, tmp_path) -> None:
+    run_dir, images, _ = trained
+    volume = tifffile.imread(images / "vol_00.tif")
+    mask = voxseg.predict(run_dir, volume)
+    (files,) = voxseg.predict(run_dir, images / "vol_00.tif", tmp_path / "out")
+    np.testing.assert_array_equal(mask, tifffile.imread(files.mask))
