@@ -1,4 +1,4 @@
-"""Rewrite README.md's option table from the option declarations (src/voxseg/config.py).
+"""Rewrite README.md's option tables from the option declarations (src/voxseg/config.py).
 
     .venv/bin/python scripts/update_readme_options.py
 
@@ -10,16 +10,21 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from voxseg.config import COMMAND_OPTIONS, TrainConfig
-from voxseg.options import markdown_table
+from voxseg.options import readme_tables
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-BLOCK = re.compile(r"(<!-- options: generated.*?-->\n)(.*?)(<!-- options: end -->)", re.S)
+
+
+def block(command: str) -> re.Pattern[str]:
+    start, end = rf"<!-- options {command}: generated.*?-->\n", rf"<!-- options {command}: end -->"
+    return re.compile(f"({start})(.*?)({end})", re.S)
+
 
 if __name__ == "__main__":
     text = README.read_text()
-    if not BLOCK.search(text):
-        raise SystemExit("README.md has no <!-- options: generated ... --> block")
-    table = markdown_table(TrainConfig, COMMAND_OPTIONS)
-    README.write_text(BLOCK.sub(lambda m: m.group(1) + table + m.group(3), text))
-    print(f"README.md: option table rewritten ({table.count(chr(10)) - 2} options)")
+    for command, table in readme_tables().items():
+        if not block(command).search(text):
+            raise SystemExit(f"README.md has no <!-- options {command}: generated ... --> block")
+        text = block(command).sub(lambda m, t=table: m.group(1) + t + m.group(3), text)
+        print(f"README.md: `voxseg {command}` option table rewritten ({table.count(chr(10)) - 2} options)")
+    README.write_text(text)

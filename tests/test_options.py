@@ -11,17 +11,19 @@ from voxseg.cli import build_parser
 from voxseg.config import COMMAND_OPTIONS, TrainConfig
 from voxseg.errors import ConfigError
 from voxseg.napari.form import FIELDS
-from voxseg.options import Option, markdown_table, options_of, parse_value
+from voxseg.options import Option, options_of, parse_value, readme_tables
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-def test_the_readme_table_is_the_declaration() -> None:
+@pytest.mark.parametrize("command", ["train", "predict", "evaluate"])
+def test_the_readme_tables_are_the_declarations(command: str) -> None:
     """Regenerate with `.venv/bin/python scripts/update_readme_options.py` when an option changes."""
     text = README.read_text()
-    block = re.search(r"<!-- options: generated.*?-->\n(.*?)<!-- options: end -->", text, re.S)
-    assert block is not None, "README.md has no generated option table"
-    assert block.group(1) == markdown_table(TrainConfig, COMMAND_OPTIONS)
+    start, end = rf"<!-- options {command}: generated.*?-->\n", rf"<!-- options {command}: end -->"
+    block = re.search(f"{start}(.*?){end}", text, re.S)
+    assert block is not None, f"README.md has no generated option table for voxseg {command}"
+    assert block.group(1) == readme_tables()[command]
 
 
 def test_every_option_is_fully_declared() -> None:

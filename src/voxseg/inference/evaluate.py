@@ -85,6 +85,10 @@ class EvalPair:
     mask: Path | None = None
     labels: Path | None = None
 
+    def __post_init__(self) -> None:
+        if self.mask is None and self.labels is None:
+            raise ValueError(f"{self.name}: a prediction needs a mask or labels file")
+
     @property
     def has_instances(self) -> bool:
         return self.labels is not None
