@@ -126,3 +126,22 @@ def test_the_python_api_returns_arrays_for_arrays(trained, tmp_path) -> None:
     mask = voxseg.predict(run_dir, volume)
     (files,) = voxseg.predict(run_dir, images / "vol_00.tif", tmp_path / "out")
     np.testing.assert_array_equal(mask, tifffile.imread(files.mask))
+
+
+def test_predict_then_evaluate_from_the_command_line(trained, tmp_path, capsys) -> None:
+    run_dir, images, labels = trained
+    out = tmp_path / "out"
+    assert run(["predict", run_dir, "--input", images, "--output", out, "--instances", "connected"]) == 0
+    capsys.readouterr()
+    scores = tmp_path / "scores.json"
+    assert run(["evaluate", "--pred", out, "--labels", labels, "--json", scores]) == 0
+    table = capsys.readouterr().out
+    assert "overall" in table and "F1@0.5" in table
+    import json
+
+    overall = json.loads(scores.read_text())["overall"]
+    assert overall["volumes"] == 3 and 0.5 < overall["dice"] <= 1 and overall["f1@0.5"] is not None
+    assert run(["evaluate", "--pred", out, "--labels", labels, "--json", scores]) == 2  # never overwritten
+    assert "already exists" in capsys.readouterr().err
+    assert run(["evaluate", "--pred", out, "--labels", tmp_path / "nope"]) == 2
+    assert "--labels" in capsys.readouterr().err

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from voxseg.inference import dice_score, predict_logits
+from voxseg.inference.sliding import dice_score, predict_logits
 
 
 def _identity() -> nn.Module:

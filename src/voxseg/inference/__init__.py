@@ -1,5 +1,5 @@
-"""Applying a network to whole volumes: sliding-window prediction and the Dice metric."""
+"""Applying a network: sliding-window prediction (whole or streamed), instances, metrics, evaluation.
 
-from voxseg.inference.sliding import dice_score, predict_logits
-
-__all__ = ["dice_score", "predict_logits"]
+Nothing is imported here, so `voxseg predict` and `voxseg evaluate` check their options and files
+before torch and MONAI load.
+"""

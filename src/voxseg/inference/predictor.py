@@ -8,10 +8,7 @@ instances labelled from the finished mask.
 
 from __future__ import annotations
 
-import csv
 import logging
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -188,7 +185,7 @@ def _write_instances(config: PredictConfig, image: Path, paths: dict[str, Path])
     """Label the finished mask (held in memory: one byte per voxel) and list the objects."""
     import tifffile
 
-    from voxseg.inference.instances import label_instances, object_table
+    from voxseg.inference.instances import label_instances, object_table, write_object_csv
 
     mask = tifffile.imread(paths["mask"]) > 0
     probability = tifffile.memmap(paths["probabilities"], mode="r") if "probabilities" in paths else None
@@ -205,20 +202,5 @@ def _write_instances(config: PredictConfig, image: Path, paths: dict[str, Path])
     with planes_writer(paths["labels"], labels.shape, dtype, config.overwrite) as out:
         out[:] = labels
     rows = object_table(labels, probability=probability, spacing=spacing)
-    _write_csv(paths["objects"], rows, config.overwrite)
+    write_object_csv(paths["objects"], rows)  # checked before anything was written (check_outputs)
     return len(rows)
-
-
-def _write_csv(path: Path, rows: list[dict], overwrite: bool) -> None:
-    if path.exists() and not overwrite:
-        raise DataError(f"{path} already exists; give --overwrite to replace it")
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".csv", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as handle:
-            fields = list(rows[0]) if rows else ["id", "voxels"]
-            writer = csv.DictWriter(handle, fieldnames=fields)
-            writer.writeheader()
-            writer.writerows(rows)
-        os.replace(temp, path)
-    finally:
-        Path(temp).unlink(missing_ok=True)

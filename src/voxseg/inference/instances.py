@@ -1,0 +1,311 @@
+"""One label per nucleus: instances from a foreground mask, a table of the objects, and Z-slab stitching.
+
+A network predicts a foreground probability; the mask (probability > threshold) says where nuclei
+are but not which voxel belongs to which nucleus. Nuclei that touch form one connected blob, so
+`label_instances` splits blobs with a seeded watershed on the distance to the background, whose
+peaks sit in nucleus centres and whose saddles sit at the necks between touching nuclei.
+
+All functions take and return numpy arrays (scikit-image / scipy, no voxel loops in Python). Arrays
+are indexed (Z, Y, X); `spacing` is the voxel size along (Z, Y, X), in µm where it is known.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import ndimage as ndi
+from scipy import sparse
+from scipy.sparse.csgraph import connected_components
+from skimage.measure import label, regionprops_table
+from skimage.morphology import h_maxima
+from skimage.segmentation import relabel_sequential, watershed
+
+METHODS = ("connected", "watershed")
+
+#: minimum height (in the units of `spacing`) of a distance peak to seed its own object
+H = 0.5
+#: Gaussian sigma (in the units of `spacing`) applied to the distance map before finding peaks
+SMOOTHING = 1.0
+
+#: columns of `object_table`, in CSV order
+COLUMNS = (
+    "id",
+    "voxels",
+    "volume_um3",
+    "centroid_z",
+    "centroid_y",
+    "centroid_x",
+    "bbox_z0",
+    "bbox_y0",
+    "bbox_x0",
+    "bbox_z1",
+    "bbox_y1",
+    "bbox_x1",
+    "mean_probability",
+)
+
+
+def label_instances(
+    mask: np.ndarray,
+    method: str = "watershed",
+    probability: np.ndarray | None = None,
+    spacing: Sequence[float] = (1.0, 1.0, 1.0),
+    min_size: int = 0,
+    max_size: int | None = None,
+    *,
+    h: float = H,
+    smoothing: float = SMOOTHING,
+) -> np.ndarray:
+    """Instance labels (uint32; 1..N, 0 background) of the foreground `mask` (any non-zero voxel).
+
+    `"connected"`: connected components with full (26-) connectivity. A thresholded nucleus often
+    has rim voxels joined to it only by an edge or a corner; 6-connectivity would chip those off as
+    separate specks, while merging touching nuclei happens either way and is what `"watershed"` is
+    for. (`stitch_slabs` uses the same connectivity by default, so slabs rejoin exactly.)
+
+    `"watershed"`: seeds are the h-maxima (peaks at least `h` high) of the Euclidean distance to the
+    background, measured with `sampling=spacing` so anisotropic voxels (e.g. Z steps 2-4× the XY
+    pixel) give round distances, and smoothed by a Gaussian of `smoothing` (both in the units of
+    `spacing`) so that bumps of a rough mask surface do not each seed an object. When `probability`
+    is given the distance is weighted by it before smoothing: a network's probability often dips
+    where two nuclei meet, which deepens the saddle between them. The watershed of the negated map
+    then floods the mask from the seeds; a connected part of the mask with no seed of its own (too
+    thin for a peak of height `h`) becomes one object, so both methods label the same voxels and
+    debris is left to `min_size`.
+
+    Defaults (`H`, `SMOOTHING`) measured on synthetic nuclei like the acceptance data's: 48×64×64
+    voxels, 24 ellipsoids of radius 4-6.5 with each axis jittered up to ±25 %, about a third placed
+    touching a neighbour; F1 at IoU 0.5, mean (and worst) of seeds 0-5. "noise n": probability =
+    clip(blur(truth, 1) + 2n·blur(white noise, 1), 0, 1), mask = probability > 0.5, min_size 30;
+    "dips": the probability is also 0 on the contact surface between touching nuclei.
+
+    ========================================================  =========  =======================
+    mask                                                      connected  watershed (defaults)
+    ========================================================  =========  =======================
+    true mask, spheres (exactly as make_instances.py)         0.594      1.000 (1.000)
+    true mask                                                 0.580      0.993 (0.979)
+    noise 0.25, with probability                              0.562      0.971 (0.889)
+    noise 0.4, with probability (without: 0.953)              0.556      0.956 (0.889)
+    noise 0.4, dips, with probability (without: 0.979)        0.556      0.986 (0.936)
+    voxels 2×1×1, true mask (with spacing left at 1: 0.908)   0.527      0.993 (0.979)
+    voxels 2×1×1, noise 0.4, with probability                 0.436      0.945 (0.889)
+    ========================================================  =========  =======================
+
+    Over-splitting, 40 isolated ellipsoids (radius 4-10, aspect 1-2.5): none split on true masks;
+    at noise 0.4, 0/40 with cubic voxels and 1/40 with 2×1×1 voxels (noise 0.5: 1/40 and 3/40, 6/40
+    with probability). h 0.25 or smoothing 0.5 would gain up to 0.03 F1 at noise 0.4 but split 4-7
+    of the 40 at 2×1×1; h >= 0.75 or smoothing 1.5 lose 0.02-0.12 F1.
+
+    Objects smaller than `min_size` or larger than `max_size` voxels are removed (debris, clumps)
+    and the rest renumbered 1..N in the order of their old ids.
+    """
+    mask = np.asarray(mask) != 0
+    spacing = _check_spacing(spacing, mask.ndim)
+    if method not in METHODS:
+        raise ValueError(f"unknown instance method {method!r}; choose one of {', '.join(METHODS)}")
+    if min_size < 0 or (max_size is not None and max_size < min_size):
+        raise ValueError(f"need 0 <= min_size <= max_size, got min_size={min_size}, max_size={max_size}")
+    if probability is not None and np.shape(probability) != mask.shape:
+        raise ValueError(f"probability shape {np.shape(probability)} differs from mask shape {mask.shape}")
+    if method == "connected":
+        labels = label(mask, connectivity=mask.ndim)
+    else:
+        labels = _watershed(mask, probability, spacing, h, smoothing)
+    return _filter_sizes(labels, min_size, max_size)
+
+
+def _check_spacing(spacing: Sequence[float], ndim: int) -> tuple[float, ...]:
+    values = tuple(float(s) for s in spacing)
+    if len(values) != ndim or not all(s > 0 for s in values):
+        raise ValueError(f"spacing must be {ndim} positive numbers, got {spacing!r}")
+    return values
+
+
+def _watershed(
+    mask: np.ndarray,
+    probability: np.ndarray | None,
+    spacing: tuple[float, ...],
+    h: float,
+    smoothing: float,
+) -> np.ndarray:
+    distance = ndi.distance_transform_edt(mask, sampling=spacing).astype(np.float32)
+    if probability is not None:
+        distance *= np.clip(np.asarray(probability, dtype=np.float32), 0.0, 1.0)
+    if smoothing > 0:
+        distance = ndi.gaussian_filter(distance, sigma=[smoothing / s for s in spacing])
+    # peaks of the smoothed map can only be inside the mask, but make sure no seed lies outside it
+    markers = label(h_maxima(distance, h).astype(bool) & mask, connectivity=mask.ndim)
+    components = label(mask, connectivity=mask.ndim)
+    seeded = np.zeros(int(components.max()) + 1, dtype=bool)
+    seeded[components[markers > 0]] = True
+    unseeded = mask & ~seeded[components]
+    markers[unseeded] = components[unseeded] + markers.max()
+    return watershed(-distance, markers, mask=mask)
+
+
+def _filter_sizes(labels: np.ndarray, min_size: int, max_size: int | None) -> np.ndarray:
+    sizes = np.bincount(labels.ravel())
+    keep = sizes >= min_size
+    if max_size is not None:
+        keep &= sizes <= max_size
+    keep[0] = False
+    kept = np.where(keep[labels], labels, 0)
+    return relabel_sequential(kept)[0].astype(np.uint32, copy=False)
+
+
+def object_table(
+    labels: np.ndarray,
+    probability: np.ndarray | None = None,
+    spacing: Sequence[float] | None = None,
+) -> list[dict[str, Any]]:
+    """One row per object of a (Z, Y, X) label image, keyed as `COLUMNS`, in the order of the ids.
+
+    Sizes and centroids are in voxels (centroids index the array); the bounding box is
+    [z0, z1) × [y0, y1) × [x0, x1), as a slice. `volume_um3` (voxels × the voxel volume) is None when
+    the spacing is unknown, and `mean_probability` None without a probability, so tables of
+    different volumes always have the same columns. Values are plain Python numbers (csv, json).
+    """
+    labels = np.asarray(labels)
+    if labels.ndim != 3:
+        raise ValueError(f"labels must be a (Z, Y, X) volume, got shape {labels.shape}")
+    voxel_volume = None if spacing is None else float(np.prod(_check_spacing(spacing, 3)))
+    properties = ["label", "area", "centroid", "bbox"]
+    intensity = None
+    if probability is not None:
+        intensity = np.asarray(probability, dtype=np.float32)
+        if intensity.shape != labels.shape:
+            raise ValueError(f"probability shape {intensity.shape} differs from labels shape {labels.shape}")
+        properties.append("intensity_mean")
+    table = regionprops_table(labels, intensity_image=intensity, properties=properties)
+    rows = []
+    for i, object_id in enumerate(table["label"]):
+        voxels = int(table["area"][i])
+        row: dict[str, Any] = {
+            "id": int(object_id),
+            "voxels": voxels,
+            "volume_um3": None if voxel_volume is None else voxels * voxel_volume,
+        }
+        for axis, name in enumerate("zyx"):
+            row[f"centroid_{name}"] = float(table[f"centroid-{axis}"][i])
+        for corner, names in enumerate(("z0", "y0", "x0", "z1", "y1", "x1")):
+            row[f"bbox_{names}"] = int(table[f"bbox-{corner}"][i])
+        row["mean_probability"] = None if intensity is None else float(table["intensity_mean"][i])
+        rows.append(row)
+    return rows
+
+
+def write_object_csv(path: str | os.PathLike[str], rows: Sequence[dict[str, Any]]) -> Path:
+    """Write `rows` (from `object_table`) as CSV, atomically: a reader, or a crash, sees the old file or
+    the complete new one, never half a table. None is written as an empty field."""
+    path = Path(path)
+    fields = list(dict.fromkeys(key for row in rows for key in row)) if rows else list(COLUMNS)
+    # a fresh name opened exclusively ("x"): unlike mkstemp's private file, it gets the usual mode
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+    try:
+        with open(tmp, "x", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(rows)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def stitch_tables(
+    slabs: Sequence[np.ndarray], connectivity: int = 3, min_overlap: float = 0.0
+) -> list[np.ndarray]:
+    """Lookup tables that give the Z slabs of one volume, labelled separately, one set of ids.
+
+    `slabs` are consecutive, non-overlapping (Z, Y, X) label images (each with its own ids; 0 is
+    background). Two objects on either side of a cut are the same object when they touch across it
+    (the last plane of one slab against the first plane of the next) under `connectivity` (1: faces,
+    2: and edges, 3: and corners, as in `skimage.measure.label`); this is transitive, so a U-shaped
+    object cut into two pieces in one slab is rejoined through the next. With `min_overlap` > 0 a
+    pair is joined only if the voxels of one lying directly across from the other cover at least
+    that fraction of the smaller of their two cut faces (then only faces count, not `connectivity`):
+    watershed-split neighbours that merely touch at the cut stay apart, while a nucleus cut in two
+    overlaps itself almost fully. Use 0 (exact) for connected components and about 0.5 for
+    watershed labels; measured on the nuclei of `label_instances` (true masks, seeds 0-5, F1 at IoU
+    0.5; 0.993 for the whole volume): 2 slabs 0.964 with 0, 0.982 with 0.5; 3 slabs (16 planes each)
+    0.906 with 0, 0.971 with 0.5. What remains is mostly nuclei cut near a tip, whose thin cap is
+    split differently from the rest.
+
+    Returns one table per slab: `tables[k][slab_k]` is slab k in the volume's ids, which are 1..N,
+    numbered in order of first appearance along Z (slab by slab, then by the slab's own id). Each
+    slab is read once to list its ids and then only at its boundary planes, so slabs may be
+    memory-mapped, and the tables can relabel them one at a time as they are written.
+    """
+    if not slabs:
+        return []
+    if connectivity not in (1, 2, 3):
+        raise ValueError(f"connectivity must be 1, 2 or 3, got {connectivity}")
+    if not 0.0 <= min_overlap <= 1.0:
+        raise ValueError(f"min_overlap must be between 0 and 1, got {min_overlap}")
+    shapes = {np.shape(slab)[1:] for slab in slabs}
+    if any(np.ndim(slab) != 3 for slab in slabs) or len(shapes) != 1:
+        raise ValueError(
+            f"slabs must be (Z, Y, X) volumes with the same Y, X; got {[np.shape(s) for s in slabs]}"
+        )
+    counts = [np.bincount(np.asarray(slab).ravel()) for slab in slabs]  # voxels of each id, per slab
+    offsets = np.concatenate([[0], np.cumsum([len(c) - 1 for c in counts])])
+    total = int(offsets[-1])
+    present = np.zeros(total + 1, dtype=bool)
+    for count, offset in zip(counts, offsets, strict=False):
+        present[offset + 1 : offset + len(count)] = count[1:] > 0
+    deep = [k for k, slab in enumerate(slabs) if len(slab)]  # a slab with no planes separates nothing
+    pairs = [
+        _touching(np.asarray(slabs[k][-1]), np.asarray(slabs[n][0]), connectivity, min_overlap)
+        + (offsets[k], offsets[n])
+        for k, n in zip(deep, deep[1:], strict=False)
+    ]
+    edges = np.concatenate([np.empty((0, 2), dtype=np.int64), *pairs])
+    graph = sparse.coo_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(total + 1, total + 1))
+    _, component = connected_components(graph, directed=False)
+    ids = np.flatnonzero(present)
+    # new ids follow each component's first (lowest) global id, so numbering runs along Z
+    _, first, inverse = np.unique(component[ids], return_index=True, return_inverse=True)
+    rank = np.empty(len(first), dtype=np.uint32)
+    rank[np.argsort(first)] = np.arange(1, len(first) + 1, dtype=np.uint32)
+    table = np.zeros(total + 1, dtype=np.uint32)
+    table[ids] = rank[inverse]
+    return [
+        np.concatenate([[0], table[offset + 1 : offset + len(count)]]).astype(np.uint32)
+        for count, offset in zip(counts, offsets, strict=False)
+    ]
+
+
+def stitch_slabs(slabs: Sequence[np.ndarray], connectivity: int = 3, min_overlap: float = 0.0) -> np.ndarray:
+    """The slabs stacked along Z as one label image (uint32, ids 1..N); see `stitch_tables`."""
+    tables = stitch_tables(slabs, connectivity, min_overlap)
+    return np.concatenate([table[np.asarray(slab)] for table, slab in zip(tables, slabs, strict=True)])
+
+
+def _touching(above: np.ndarray, below: np.ndarray, connectivity: int, min_overlap: float) -> np.ndarray:
+    """(id above, id below) pairs, unique, that are joined across one cut (two facing planes)."""
+    if min_overlap > 0:
+        both = (above > 0) & (below > 0)
+        pairs, overlap = np.unique(np.stack([above[both], below[both]], axis=1), axis=0, return_counts=True)
+        if len(pairs) == 0:
+            return pairs.reshape(0, 2).astype(np.int64)
+        face_above = np.bincount(above.ravel())[pairs[:, 0]]
+        face_below = np.bincount(below.ravel())[pairs[:, 1]]
+        return pairs[overlap >= min_overlap * np.minimum(face_above, face_below)].astype(np.int64)
+    # the in-plane offsets a voxel reaches in the next plane: the last layer of the 3×3×3 footprint
+    footprint = ndi.generate_binary_structure(3, connectivity)[2]
+    found = []
+    height, width = above.shape
+    for dy, dx in np.argwhere(footprint) - 1:
+        a = above[max(0, -dy) : height - max(0, dy), max(0, -dx) : width - max(0, dx)]
+        b = below[max(0, dy) : height - max(0, -dy), max(0, dx) : width - max(0, -dx)]
+        both = (a > 0) & (b > 0)
+        found.append(np.stack([a[both], b[both]], axis=1))
+    return np.unique(np.concatenate(found).astype(np.int64), axis=0)
