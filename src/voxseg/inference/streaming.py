@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -33,21 +34,29 @@ class Normalisation:
     std: float
 
     @classmethod
-    def of(cls, volume: np.ndarray) -> Normalisation:
-        """Statistics of `volume`, read whole when small (then equal to training's) or on a strided grid."""
+    def of(cls, volume: Volume) -> Normalisation:
+        """Statistics of `volume`, read whole when small (then equal to training's) or on a strided grid
+        (plane by plane, so a large volume is never held whole)."""
         stride = 1
         while volume.size / stride**3 > NORMALISATION_SAMPLE:
             stride += 1
-        sample = np.asarray(volume[::stride, ::stride, ::stride], dtype=np.float32)
+        planes = [np.asarray(volume[z])[::stride, ::stride] for z in range(0, volume.shape[0], stride)]
+        sample = np.stack(planes).astype(np.float32, copy=False)
         low, high = (float(v) for v in np.percentile(sample, CLIP_PERCENTILES))
         clipped = np.clip(sample, low, high)
         std = float(clipped.std())
         return cls(low, high, float(clipped.mean()), std if std > 0 else 1.0)
 
     def __call__(self, block: np.ndarray) -> np.ndarray:
-        return ((np.clip(block.astype(np.float32), self.low, self.high) - self.mean) / self.std).astype(
-            np.float32
-        )
+        out = block.astype(np.float32)
+        self.apply_in_place(out)
+        return out
+
+    def apply_in_place(self, block: np.ndarray) -> None:
+        """Normalise a float32 array without temporaries (a window row of a large volume is 100+ MB)."""
+        np.clip(block, self.low, self.high, out=block)
+        block -= self.mean
+        block /= self.std
 
     @property
     def padding(self) -> float:
@@ -58,8 +67,17 @@ class Normalisation:
 Predict = Callable[[torch.Tensor], torch.Tensor]  # (B, 1, Z, Y, X) normalised -> probabilities, same shape
 
 
+class Volume(Protocol):
+    """What is read: a numpy array, or a `voxseg.io.tiff.TiffVolume` (Z ranges read from disk)."""
+
+    shape: tuple[int, ...]
+    size: int
+
+    def __getitem__(self, key: Any) -> np.ndarray: ...
+
+
 def streamed_probabilities(
-    volume: np.ndarray,
+    volume: Volume,
     normalisation: Normalisation,
     window: tuple[int, int, int],
     overlap: float,
@@ -69,8 +87,9 @@ def streamed_probabilities(
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Yield (z, planes): the blended foreground probability of Z planes z.., in order, float32.
 
-    `volume` may be a memory map; it is read one window depth at a time. A volume smaller than the
-    window is padded as training pads (with its normalised minimum) and the padding is cut away.
+    `volume` is read one window depth at a time. A volume smaller than the window is padded as
+    training pads (with its normalised minimum) and the padding is cut away. The blended sums live
+    in a ring of planes (a window's depth plus one step), reused as the windows move down.
     `on_windows(done, total)` reports progress.
     """
     shape = tuple(int(s) for s in volume.shape)
@@ -85,50 +104,77 @@ def streamed_probabilities(
     starts = sorted(rows)
     total, done = sum(len(r) for r in rows.values()), 0
     importance = compute_importance_map(window, mode="gaussian", sigma_scale=0.125).numpy().astype(np.float32)
-    depth = window[0] + max((b - a for a, b in zip(starts, starts[1:], strict=False)), default=0)
-    values = np.zeros((depth, padded[1], padded[2]), np.float32)
-    weights = np.zeros_like(values)
-    base = 0  # padded Z of values[0]
+    ring = _Ring(
+        window[0] + max((b - a for a, b in zip(starts, starts[1:], strict=False)), default=0), padded
+    )
+    flushed = 0  # padded Z up to which the planes were handed out
     for index, start in enumerate(starts):
         block = _read_rows(volume, normalisation, start, start + window[0], padded, before)
         for batch_start in range(0, len(rows[start]), batch_size):
             batch = rows[start][batch_start : batch_start + batch_size]
             tiles = torch.from_numpy(np.stack([block[:, ys, xs] for ys, xs in batch])[:, None])
             probabilities = predict(tiles).float().cpu().numpy()[:, 0]
-            offset = start - base
             for (ys, xs), probability in zip(batch, probabilities, strict=True):
-                values[offset : offset + window[0], ys, xs] += probability * importance
-                weights[offset : offset + window[0], ys, xs] += importance
+                ring.add(start, ys, xs, probability * importance, importance)
             done += len(batch)
             if on_windows is not None:
                 on_windows(done, total)
         final_until = starts[index + 1] if index + 1 < len(starts) else padded[0]
-        ready = final_until - base
-        yield from _crop_planes(values[:ready] / weights[:ready], base, shape, before)
-        values = np.concatenate([values[ready:], np.zeros_like(values[:ready])])
-        weights = np.concatenate([weights[ready:], np.zeros_like(weights[:ready])])
-        base = final_until
+        for z, planes in ring.take(flushed, final_until):
+            yield from _crop_planes(planes, z, shape, before)
+        flushed = final_until
+
+
+class _Ring:
+    """Weighted sums of probabilities for `depth` consecutive padded Z planes, stored modulo `depth`."""
+
+    def __init__(self, depth: int, padded: tuple[int, ...]) -> None:
+        self.depth = depth
+        self.values = np.zeros((depth, padded[1], padded[2]), np.float32)
+        self.weights = np.zeros_like(self.values)
+
+    def _parts(self, z0: int, z1: int) -> Iterator[tuple[int, slice, slice]]:
+        """(first Z, ring slice, slice of a z0..z1 array) for each unwrapped piece of planes z0..z1."""
+        z = z0
+        while z < z1:
+            at = z % self.depth
+            n = min(z1 - z, self.depth - at)
+            yield z, slice(at, at + n), slice(z - z0, z - z0 + n)
+            z += n
+
+    def add(self, z0: int, ys: slice, xs: slice, weighted: np.ndarray, weight: np.ndarray) -> None:
+        for _, ring, part in self._parts(z0, z0 + weighted.shape[0]):
+            self.values[ring, ys, xs] += weighted[part]
+            self.weights[ring, ys, xs] += weight[part]
+
+    def take(self, z0: int, z1: int) -> Iterator[tuple[int, np.ndarray]]:
+        """The blended planes z0..z1 (every window covering them added); their slots are cleared."""
+        for z, ring, _ in self._parts(z0, z1):
+            yield z, self.values[ring] / self.weights[ring]
+            self.values[ring] = 0
+            self.weights[ring] = 0
 
 
 def _read_rows(
-    volume: np.ndarray,
+    volume: Volume,
     normalisation: Normalisation,
     z0: int,
     z1: int,
     padded: tuple[int, ...],
     before: list[int],
 ) -> np.ndarray:
-    """Padded-volume planes z0..z1, normalised (the padding with training's value)."""
+    """Padded-volume planes z0..z1, normalised in place (the padding with training's value)."""
     out = np.full((z1 - z0, padded[1], padded[2]), normalisation.padding, np.float32)
     source = slice(max(z0 - before[0], 0), min(z1 - before[0], volume.shape[0]))
     if source.stop > source.start:
         target_z = source.start + before[0] - z0
-        planes = normalisation(np.asarray(volume[source]))
-        out[
-            target_z : target_z + planes.shape[0],
+        region = out[
+            target_z : target_z + source.stop - source.start,
             before[1] : before[1] + volume.shape[1],
             before[2] : before[2] + volume.shape[2],
-        ] = planes
+        ]
+        region[...] = volume[source]
+        normalisation.apply_in_place(region)
     return out
 
 

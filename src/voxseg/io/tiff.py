@@ -19,22 +19,72 @@ import tifffile
 from voxseg.errors import DataError
 
 
-def open_volume(path: Path) -> tuple[np.ndarray, bool]:
-    """The Z×Y×X volume in `path` and whether it is memory-mapped (True) or was read whole."""
-    try:
-        array, mapped = tifffile.memmap(path, mode="r"), True
-    except (ValueError, OSError, tifffile.TiffFileError):
+class TiffVolume:
+    """A Z×Y×X volume in a TIFF, read by ranges of Z planes.
+
+    An uncompressed, contiguous file has its planes mapped for each read and released after it,
+    so memory holds only the planes asked for: a mapping of the whole file would keep every page
+    read in the process's resident memory. Other files are read whole once.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
         try:
-            array, mapped = tifffile.imread(path), False
+            with tifffile.TiffFile(self.path) as tif:
+                series = tif.series[0]
+                shape, self.dtype, self.offset = (
+                    tuple(series.shape),
+                    np.dtype(series.dtype),
+                    series.dataoffset,
+                )
         except Exception as exc:  # tifffile raises many types for corrupt files
             raise DataError(f"{path}: cannot read as TIFF ({type(exc).__name__}: {exc})") from None
-    if array.ndim > 3 and sum(side > 1 for side in array.shape) == 3:
-        array = array.reshape([side for side in array.shape if side > 1])
-    if array.ndim != 3:
-        raise DataError(f"{path}: not a 3D volume (shape {array.shape}); voxseg needs Z×Y×X volumes")
-    if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
-        raise DataError(f"{path}: unsupported pixel type {array.dtype}")
-    return array, mapped
+        if len(shape) > 3 and sum(side > 1 for side in shape) == 3:
+            shape = tuple(side for side in shape if side > 1)
+        if len(shape) != 3:
+            raise DataError(f"{path}: not a 3D volume (shape {shape}); voxseg needs Z×Y×X volumes")
+        if not (np.issubdtype(self.dtype, np.number) or self.dtype == bool):
+            raise DataError(f"{path}: unsupported pixel type {self.dtype}")
+        self.shape: tuple[int, int, int] = (int(shape[0]), int(shape[1]), int(shape[2]))
+        self._whole: np.ndarray | None = None
+
+    @property
+    def mapped(self) -> bool:
+        return self.offset is not None
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+    def __getitem__(self, key: int | slice) -> np.ndarray:
+        """Planes `key` (an index or a step-1 slice along Z) as an array in memory."""
+        z0, z1, _ = (key if isinstance(key, slice) else slice(key, key + 1)).indices(self.shape[0])
+        if not self.mapped:
+            if self._whole is None:
+                self._whole = tifffile.imread(self.path).reshape(self.shape)
+            planes = self._whole[z0:z1]
+        else:
+            plane_bytes = self.shape[1] * self.shape[2] * self.dtype.itemsize
+            mapped = (
+                np.memmap(
+                    self.path,
+                    self.dtype,
+                    "r",
+                    self.offset + z0 * plane_bytes,
+                    (max(z1 - z0, 0), *self.shape[1:]),
+                )
+                if z1 > z0
+                else np.zeros((0, *self.shape[1:]), self.dtype)
+            )
+            planes = np.array(mapped)
+            del mapped
+        return planes[0] if isinstance(key, int) else planes
+
+
+def open_volume(path: Path) -> tuple[TiffVolume, bool]:
+    """The volume in `path`, checked (3D, numeric), and whether it is read plane range by plane range."""
+    volume = TiffVolume(path)
+    return volume, volume.mapped
 
 
 def voxel_size(path: Path) -> tuple[float, float, float] | None:
@@ -55,11 +105,32 @@ def voxel_size(path: Path) -> tuple[float, float, float] | None:
         return None
 
 
+class PlanesWriter:
+    """Writes Z ranges of a new uncompressed TIFF; each write maps only its planes, then releases them."""
+
+    def __init__(self, path: Path, shape: tuple[int, int, int], dtype: np.dtype) -> None:
+        self.path, self.shape, self.dtype = path, shape, np.dtype(dtype)
+        big = int(np.prod(shape)) * self.dtype.itemsize > 2**31
+        created = tifffile.memmap(path, shape=shape, dtype=self.dtype, bigtiff=big)
+        self.offset = created.offset
+        del created
+
+    def __setitem__(self, key: slice, planes: np.ndarray) -> None:
+        z0, z1, _ = key.indices(self.shape[0])
+        plane_bytes = self.shape[1] * self.shape[2] * self.dtype.itemsize
+        mapped = np.memmap(
+            self.path, self.dtype, "r+", self.offset + z0 * plane_bytes, (z1 - z0, *self.shape[1:])
+        )
+        mapped[:] = planes
+        mapped.flush()
+        del mapped
+
+
 @contextmanager
 def planes_writer(
     path: Path, shape: tuple[int, int, int], dtype: np.dtype, overwrite: bool
-) -> Iterator[np.ndarray]:
-    """A writable memory map of a new TIFF at `path`, renamed into place when the block succeeds.
+) -> Iterator[PlanesWriter]:
+    """A `PlanesWriter` for a new TIFF at `path`, renamed into place when the block succeeds.
 
     The file is written beside the target under a temporary name, so a reader (or a crash) never
     sees half a volume; an existing `path` is refused unless `overwrite`.
@@ -70,12 +141,7 @@ def planes_writer(
     os.close(fd)
     temp = Path(temp_name)
     try:
-        array = tifffile.memmap(
-            temp, shape=shape, dtype=dtype, bigtiff=np.prod(shape) * np.dtype(dtype).itemsize > 2**31
-        )
-        yield array
-        array.flush()
-        del array
+        yield PlanesWriter(temp, shape, dtype)
         os.replace(temp, path)
     finally:
         temp.unlink(missing_ok=True)
