@@ -22,6 +22,7 @@ def test_ranges_of_planes_read_as_written(tmp_path: Path, compression: str | Non
     np.testing.assert_array_equal(read[2:7], volume[2:7])
     np.testing.assert_array_equal(read[4], volume[4])
     np.testing.assert_array_equal(read[7:20], volume[7:])
+    np.testing.assert_array_equal(read[1:5, 3:9, 10:30], volume[1:5, 3:9, 10:30])
 
 
 def test_a_2d_file_is_refused_naming_it(tmp_path: Path) -> None:

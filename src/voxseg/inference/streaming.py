@@ -5,7 +5,7 @@ uint16 stack is 0.5 GB as float32, twice that with its output). This streams the
 the windows are MONAI's own grid for the whole volume (`dense_patch_slices`, Gaussian importance
 map), taken one row of Z positions at a time; once no later window covers a Z plane, that plane's
 blended value is final and is handed out. The result is the untiled one up to float summation
-order, and memory holds only about one window depth of input and accumulators.
+order, and memory holds only the window in hand and the accumulators of a window's depth of planes.
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ def streamed_probabilities(
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Yield (z, planes): the blended foreground probability of Z planes z.., in order, float32.
 
-    `volume` is read one window depth at a time. A volume smaller than the window is padded as
+    `volume` is read one window at a time. A volume smaller than the window is padded as
     training pads (with its normalised minimum) and the padding is cut away. The blended sums live
     in a ring of planes (a window's depth plus one step), reused as the windows move down.
     `on_windows(done, total)` reports progress.
@@ -109,10 +109,12 @@ def streamed_probabilities(
     )
     flushed = 0  # padded Z up to which the planes were handed out
     for index, start in enumerate(starts):
-        block = _read_rows(volume, normalisation, start, start + window[0], padded, before)
+        zs = slice(start, start + window[0])
         for batch_start in range(0, len(rows[start]), batch_size):
             batch = rows[start][batch_start : batch_start + batch_size]
-            tiles = torch.from_numpy(np.stack([block[:, ys, xs] for ys, xs in batch])[:, None])
+            tiles = torch.from_numpy(
+                np.stack([_read(volume, normalisation, (zs, ys, xs), before) for ys, xs in batch])[:, None]
+            )
             probabilities = predict(tiles).float().cpu().numpy()[:, 0]
             for (ys, xs), probability in zip(batch, probabilities, strict=True):
                 ring.add(start, ys, xs, probability * importance, importance)
@@ -148,33 +150,34 @@ class _Ring:
             self.weights[ring, ys, xs] += weight[part]
 
     def take(self, z0: int, z1: int) -> Iterator[tuple[int, np.ndarray]]:
-        """The blended planes z0..z1 (every window covering them added); their slots are cleared."""
+        """The blended planes z0..z1 (every window covering them added), divided in place: each is a
+        view of the ring, valid until the next one is asked for; then its slots are cleared."""
         for z, ring, _ in self._parts(z0, z1):
-            yield z, self.values[ring] / self.weights[ring]
+            planes = self.values[ring]
+            planes /= self.weights[ring]
+            yield z, planes
             self.values[ring] = 0
             self.weights[ring] = 0
 
 
-def _read_rows(
-    volume: Volume,
-    normalisation: Normalisation,
-    z0: int,
-    z1: int,
-    padded: tuple[int, ...],
-    before: list[int],
+def _read(
+    volume: Volume, normalisation: Normalisation, window: tuple[slice, ...], before: list[int]
 ) -> np.ndarray:
-    """Padded-volume planes z0..z1, normalised in place (the padding with training's value)."""
-    out = np.full((z1 - z0, padded[1], padded[2]), normalisation.padding, np.float32)
-    source = slice(max(z0 - before[0], 0), min(z1 - before[0], volume.shape[0]))
-    if source.stop > source.start:
-        target_z = source.start + before[0] - z0
-        region = out[
-            target_z : target_z + source.stop - source.start,
-            before[1] : before[1] + volume.shape[1],
-            before[2] : before[2] + volume.shape[2],
-        ]
-        region[...] = volume[source]
-        normalisation.apply_in_place(region)
+    """One window of the padded volume, normalised (the padding with training's value).
+
+    Windows are read one by one, so only the window in hand is in memory, not a row of them.
+    """
+    out = np.full([s.stop - s.start for s in window], normalisation.padding, np.float32)
+    source, target = [], []
+    for axis, wanted in enumerate(window):
+        lo, hi = max(wanted.start - before[axis], 0), min(wanted.stop - before[axis], volume.shape[axis])
+        if hi <= lo:
+            return out
+        source.append(slice(lo, hi))
+        target.append(slice(lo + before[axis] - wanted.start, hi + before[axis] - wanted.start))
+    region = out[tuple(target)]
+    region[...] = volume[tuple(source)]
+    normalisation.apply_in_place(region)
     return out
 
 

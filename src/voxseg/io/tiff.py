@@ -56,29 +56,24 @@ class TiffVolume:
     def size(self) -> int:
         return int(np.prod(self.shape))
 
-    def __getitem__(self, key: int | slice) -> np.ndarray:
-        """Planes `key` (an index or a step-1 slice along Z) as an array in memory."""
-        z0, z1, _ = (key if isinstance(key, slice) else slice(key, key + 1)).indices(self.shape[0])
-        if not self.mapped:
+    def __getitem__(self, key: int | slice | tuple[slice, ...]) -> np.ndarray:
+        """`key` (a Z index, a step-1 Z slice, or a tuple of slices with Z first) as an array in memory;
+        of a mapped file, only the pages of that region are read."""
+        zs, rest = (key[0], key[1:]) if isinstance(key, tuple) else (key, ())
+        z0, z1, _ = (zs if isinstance(zs, slice) else slice(zs, zs + 1)).indices(self.shape[0])
+        if z1 <= z0:
+            planes = np.zeros((0, *self.shape[1:]), self.dtype)[(slice(None), *rest)]
+        elif not self.mapped:
             if self._whole is None:
                 self._whole = tifffile.imread(self.path).reshape(self.shape)
-            planes = self._whole[z0:z1]
+            planes = self._whole[(slice(z0, z1), *rest)]
         else:
             plane_bytes = self.shape[1] * self.shape[2] * self.dtype.itemsize
-            mapped = (
-                np.memmap(
-                    self.path,
-                    self.dtype,
-                    "r",
-                    self.offset + z0 * plane_bytes,
-                    (max(z1 - z0, 0), *self.shape[1:]),
-                )
-                if z1 > z0
-                else np.zeros((0, *self.shape[1:]), self.dtype)
-            )
-            planes = np.array(mapped)
+            start, shape = self.offset + z0 * plane_bytes, (z1 - z0, *self.shape[1:])
+            mapped = np.memmap(self.path, self.dtype, "r", start, shape)
+            planes = np.array(mapped[(slice(None), *rest)])
             del mapped
-        return planes[0] if isinstance(key, int) else planes
+        return planes[0] if isinstance(zs, int) else planes
 
 
 def open_volume(path: Path) -> tuple[TiffVolume, bool]:
