@@ -256,3 +256,20 @@ def test_combine_sums_counts() -> None:
     assert pooled.as_dict()["f1"] == pooled.f1
     with pytest.raises(ValueError, match="different thresholds"):
         combine([a, Matching(0.6, 0, 0, 0, 0, 0, 0.0)])
+
+
+def test_dice_by_threshold_matches_thresholding_one_by_one() -> None:
+    from voxseg.inference.metrics import CUT_POINTS, best_threshold, dice_by_threshold
+
+    rng = np.random.default_rng(3)
+    truth = rng.random((12, 14, 16)) > 0.7
+    probability = np.clip(truth * 0.35 + rng.random(truth.shape) * 0.6, 0, 1).astype(np.float32)
+    curve = dice_by_threshold(probability, truth)
+    for cut, value in zip(CUT_POINTS, curve, strict=True):
+        assert value == pytest.approx(dice(probability >= cut, truth), abs=1e-9)
+    best, best_dice = best_threshold(curve)
+    assert best_dice == max(curve) and best != 0.5  # this probability is biased low: 0.5 is not best
+    assert dice_by_threshold(np.zeros((4, 4, 4)), np.zeros((4, 4, 4), bool)).tolist() == [1.0] * len(
+        CUT_POINTS
+    )
+    assert best_threshold([0.8] * len(CUT_POINTS)) == (0.5, 0.8)  # ties go to 0.5

@@ -3,6 +3,8 @@ test-time augmentation, a bare weights file, and the Python API on arrays."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import tifffile
@@ -33,7 +35,10 @@ def trained(tmp_path_factory):
 
 
 def test_predict_writes_a_mask_per_volume_that_finds_the_cells(trained, tmp_path, capsys) -> None:
+    """The mask is the probability above the threshold the run tuned on its validation volumes."""
     run_dir, images, labels = trained
+    threshold = json.loads((run_dir / "summary.json").read_text())["threshold"]
+    assert 0 < threshold < 1
     assert (
         run(["predict", run_dir, "--input", images, "--output", tmp_path / "out", "--save-probabilities"])
         == 0
@@ -46,7 +51,7 @@ def test_predict_writes_a_mask_per_volume_that_finds_the_cells(trained, tmp_path
         truth = tifffile.imread(labels / f"{image.stem}_label.tif") > 0
         assert mask.shape == truth.shape and mask.dtype == np.uint8
         assert probability.dtype == np.float32 and probability.min() >= 0 and probability.max() <= 1
-        np.testing.assert_array_equal(mask, probability > 0.5)
+        np.testing.assert_array_equal(mask, probability > threshold)
         dice = 2 * (mask.astype(bool) & truth).sum() / (mask.sum() + truth.sum())
         assert dice > 0.5, f"{image.name}: Dice {dice:.2f}"
 
@@ -137,8 +142,6 @@ def test_predict_then_evaluate_from_the_command_line(trained, tmp_path, capsys) 
     assert run(["evaluate", "--pred", out, "--labels", labels, "--json", scores]) == 0
     table = capsys.readouterr().out
     assert "overall" in table and "F1@0.5" in table
-    import json
-
     overall = json.loads(scores.read_text())["overall"]
     assert overall["volumes"] == 3 and 0.5 < overall["dice"] <= 1 and overall["f1@0.5"] is not None
     assert run(["evaluate", "--pred", out, "--labels", labels, "--json", scores]) == 2  # never overwritten

@@ -37,6 +37,28 @@ from scipy.sparse.csgraph import connected_components
 
 #: IoU thresholds of the COCO-style average: 0.5, 0.55, ..., 0.95
 THRESHOLDS: tuple[float, ...] = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))
+#: probability thresholds tried when a run tunes its foreground threshold on validation
+CUT_POINTS: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(1, 20))
+
+
+def dice_by_threshold(
+    probability: np.ndarray, truth: np.ndarray, cuts: Sequence[float] = CUT_POINTS
+) -> np.ndarray:
+    """Dice of `probability >= t` against `truth` for every t in `cuts`, from two histograms (one
+    pass over the voxels, however many thresholds). Empty prediction and truth agree (1.0)."""
+    edges = np.concatenate([[-np.inf], np.asarray(cuts, np.float64), [np.inf]])
+    values = np.asarray(probability, np.float32).ravel()
+    foreground = np.asarray(truth).ravel() > 0
+    above_all = np.cumsum(np.histogram(values, edges)[0][::-1])[::-1][1:]
+    above_true = np.cumsum(np.histogram(values[foreground], edges)[0][::-1])[::-1][1:]
+    total = above_all + int(foreground.sum())
+    return np.where(total > 0, 2 * above_true / np.maximum(total, 1), 1.0)
+
+
+def best_threshold(dices: Sequence[float], cuts: Sequence[float] = CUT_POINTS) -> tuple[float, float]:
+    """(threshold, Dice) of the best cut; ties go to the cut nearest 0.5."""
+    order = sorted(range(len(cuts)), key=lambda i: (-dices[i], abs(cuts[i] - 0.5)))
+    return float(cuts[order[0]]), float(dices[order[0]])
 
 
 def _as_masks(pred_mask: np.ndarray, true_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -1,11 +1,14 @@
-"""What the Train widget shows, and how its values become a TrainConfig. No Qt here: tested plainly.
+"""What the widgets show, and how their values become a config. No Qt here: tested plainly.
 
 The fields are generated from the option declarations (`voxseg.config`, `voxseg.options`): same
 names, defaults, help and checks as the command line, so the GUI cannot drift from the CLI.
+`ConfigForm` does this for any declared config (the Predict widget's form over PredictConfig);
+the module-level names below are the Train widget's form over TrainConfig.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,17 +17,26 @@ from voxseg.config import TrainConfig
 from voxseg.data.discovery import pair_files
 from voxseg.errors import ConfigError, VoxsegError
 from voxseg.models.registry import get_model_spec
-from voxseg.options import AUGMENTATION, DATA, TRAINING, flag, is_auto, options_of, parse_size, parse_value
+from voxseg.options import (
+    AUGMENTATION,
+    DATA,
+    TRAINING,
+    is_auto,
+    options_of,
+    parse_size,
+    parse_value,
+    spelling,
+)
 
 SECTIONS = (DATA, AUGMENTATION, TRAINING)
 
-#: stands in for the data folders when only one field is checked, or when layers are the data
-_PLACEHOLDER_DATA = {"images": ".", "labels": "."}
+#: stands in for a required path while another field is checked on its own, or for one the widget hides
+PLACEHOLDER = "."
 
 
 @dataclass(frozen=True)
 class Field:
-    """One input of the widget. `kind`: folder, file, text, int, float, bool or choice."""
+    """One input of a widget. `kind`: folder, file, path (either), text, int, float, bool or choice."""
 
     name: str
     label: str
@@ -37,48 +49,150 @@ class Field:
 
 def _widget_kind(kind: str, optional: bool, auto: bool) -> str:
     """Sizes, `auto`-able numbers and numbers that may be blank are typed as text."""
-    if kind == "size" or auto or (kind == "int" and optional):
+    if kind == "size" or auto or (kind in ("int", "float") and optional):
         return "text"
     return kind
 
 
-FIELDS: tuple[Field, ...] = tuple(
-    Field(
-        name,
-        opt.label,
-        opt.section,
-        _widget_kind(opt.kind, opt.optional, opt.auto),
-        opt.help.replace("`", ""),
-        opt.choices,
-        opt.optional,
+def fields_of(config_class: type, exclude: Iterable[str] = ()) -> tuple[Field, ...]:
+    """The form fields of a declared config, in declaration order, without the `exclude`d options."""
+    excluded = set(exclude)
+    return tuple(
+        Field(
+            name,
+            opt.label,
+            opt.section,
+            _widget_kind(opt.kind, opt.optional, opt.auto),
+            opt.help.replace("`", ""),
+            opt.choices,
+            opt.optional,
+        )
+        for name, opt, _ in options_of(config_class)
+        if opt.in_form and name not in excluded
     )
-    for name, opt, _ in options_of(TrainConfig)
-    if opt.in_form
-)
-FIELDS_BY_NAME = {f.name: f for f in FIELDS}
-_OPTIONS = {name: opt for name, opt, _ in options_of(TrainConfig)}
+
+
+class ConfigForm:
+    """A widget's fields over a declared config class, and the way back from typed values to a config.
+
+    Options in `exclude` are not shown; required ones among them (files the widget provides itself)
+    are filled with a placeholder when the form is checked.
+    """
+
+    def __init__(self, config_class: type, exclude: Iterable[str] = ()) -> None:
+        self.config_class = config_class
+        self.fields = fields_of(config_class, exclude)
+        self.by_name = {f.name: f for f in self.fields}
+        self.options = {name: opt for name, opt, _ in options_of(config_class)}
+        required = [name for name, opt in self.options.items() if opt.required]
+        #: every required option, so that one field can be checked on its own
+        self.placeholders = dict.fromkeys(required, PLACEHOLDER)
+        #: the required options the widget does not show
+        self.hidden = {name: PLACEHOLDER for name in required if name not in self.by_name}
+
+    @property
+    def sections(self) -> tuple[str, ...]:
+        """The sections that hold a field, in declaration order."""
+        return tuple(dict.fromkeys(f.section for f in self.fields))
+
+    def default_values(self) -> dict[str, Any]:
+        """The config's own defaults, as the widget displays them."""
+        return self.display_values(self.config_class())
+
+    def display_values(self, config: Any) -> dict[str, Any]:
+        """A config's values in widget form (paths and sizes as text, None as blank)."""
+        values: dict[str, Any] = {}
+        for f in self.fields:
+            value = getattr(config, f.name)
+            if value is None:
+                value = ""
+            elif self.options[f.name].kind == "size":
+                value = _size_text(value)
+            elif isinstance(value, Path) or f.kind in ("folder", "file", "path", "text"):
+                value = ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+            elif f.kind == "float" and isinstance(value, float):
+                value = f"{value:.6g}"
+            values[f.name] = value
+        return values
+
+    def config_from_values(self, values: dict[str, Any]) -> Any:
+        """A config from widget values. Values that parse become their number or size (so saved YAML
+        holds numbers), blank optional fields None; the rest stay as typed, for `resolved()` to name."""
+        return self.config_class.from_dict({name: self.typed(name, value) for name, value in values.items()})
+
+    def typed(self, name: str, value: Any) -> Any:
+        opt = self.options[name]
+        if not isinstance(value, str) or opt.kind in ("folder", "file", "path", "text", "choice"):
+            return None if isinstance(value, str) and not value.strip() and opt.optional else value
+        try:
+            return parse_value(name, opt, value)
+        except ConfigError:
+            return value
+
+    def check(
+        self,
+        values: dict[str, Any],
+        skip: Iterable[str] = (),
+        must_exist: Iterable[str] = (),
+        fallback: str | None = None,
+    ) -> tuple[dict[str, str], Any]:
+        """(field name -> message for every bad value, the resolved config or None), with the CLI's wording.
+
+        Each field is first checked on its own (so several problems show at once), then the paths in
+        `must_exist`, then the whole config (for rules that tie fields together; a message that names
+        no field lands on `fallback`, else the first field). Fields in `skip` are not checked: a
+        placeholder stands in for them. The config is None when the whole check failed.
+        """
+        skipped = set(skip)
+        errors: dict[str, str] = {}
+        for name, value in values.items():
+            if name in skipped:
+                continue
+            try:
+                self.config_from_values({**self.placeholders, name: value}).resolved()
+            except ConfigError as exc:
+                errors[name] = str(exc)
+        for name in must_exist:
+            text = str(values.get(name) or "").strip()
+            if name in errors or not text or name in skipped:
+                continue
+            if not Path(text).expanduser().exists():
+                errors[name] = f"{spelling(name, self.options[name])}: {text} does not exist"
+        whole = {**self.hidden, **values, **{name: PLACEHOLDER for name in skipped}}
+        try:
+            config = self.config_from_values(whole).resolved()
+        except ConfigError as exc:
+            errors.setdefault(self.field_of(str(exc)) or fallback or self.fields[0].name, str(exc))
+            return errors, None
+        return errors, config
+
+    def field_of(self, message: str) -> str | None:
+        """`--val-interval: ...` -> `val_interval`, `RUN_DIR_OR_WEIGHTS: ...` -> `source`; None when the
+        message names no field of this form."""
+        for name in self.by_name:
+            where = spelling(name, self.options[name])
+            if message.startswith(where) and message[len(where) : len(where) + 1] in (":", " ", ""):
+                return name
+        return None
+
+
+TRAIN_FORM = ConfigForm(TrainConfig)
+FIELDS: tuple[Field, ...] = TRAIN_FORM.fields
+FIELDS_BY_NAME = TRAIN_FORM.by_name
+_OPTIONS = TRAIN_FORM.options
+#: stands in for the data folders when only one field is checked, or when layers are the data
+_PLACEHOLDER_DATA = {"images": PLACEHOLDER, "labels": PLACEHOLDER}
+_MUST_EXIST = ("images", "labels", "val_images", "val_labels", "weights")
 
 
 def default_values() -> dict[str, Any]:
     """The config's own defaults, as the widget displays them."""
-    return display_values(TrainConfig())
+    return TRAIN_FORM.default_values()
 
 
 def display_values(config: TrainConfig) -> dict[str, Any]:
     """A config's values in widget form (paths and sizes as text, None as blank)."""
-    values: dict[str, Any] = {}
-    for f in FIELDS:
-        value = getattr(config, f.name)
-        if value is None:
-            value = ""
-        elif _OPTIONS[f.name].kind == "size":
-            value = _size_text(value)
-        elif isinstance(value, Path) or f.kind in ("folder", "file", "text"):
-            value = str(value)
-        elif f.kind == "float" and isinstance(value, float):
-            value = f"{value:.6g}"
-        values[f.name] = value
-    return values
+    return TRAIN_FORM.display_values(config)
 
 
 def _size_text(value: Any) -> str:
@@ -95,17 +209,11 @@ def _size_text(value: Any) -> str:
 def config_from_values(values: dict[str, Any]) -> TrainConfig:
     """A TrainConfig from widget values. Values that parse become their number or size (so saved YAML
     holds numbers), blank optional fields None; the rest stay as typed, for `resolved()` to name."""
-    return TrainConfig.from_dict({name: _typed(name, value) for name, value in values.items()})
+    return TRAIN_FORM.config_from_values(values)
 
 
 def _typed(name: str, value: Any) -> Any:
-    opt = _OPTIONS[name]
-    if not isinstance(value, str) or opt.kind in ("folder", "file", "text", "choice"):
-        return None if isinstance(value, str) and not value.strip() and opt.optional else value
-    try:
-        return parse_value(name, opt, value)
-    except ConfigError:
-        return value
+    return TRAIN_FORM.typed(name, value)
 
 
 def field_errors(values: dict[str, Any], data_from_layers: bool = False) -> dict[str, str]:
@@ -114,27 +222,9 @@ def field_errors(values: dict[str, Any], data_from_layers: bool = False) -> dict
     Each field is first checked on its own (so several problems show at once), then the whole
     config (for rules that tie fields together), then the data folders' existence and pairing.
     """
-    errors: dict[str, str] = {}
-    for name, value in values.items():
-        if data_from_layers and name in _PLACEHOLDER_DATA:
-            continue
-        try:
-            config_from_values({**_PLACEHOLDER_DATA, name: value}).resolved()
-        except ConfigError as exc:
-            errors[name] = str(exc)
-    for name in ("images", "labels", "val_images", "val_labels", "weights"):
-        text = str(values.get(name) or "").strip()
-        if name in errors or not text or (data_from_layers and name in _PLACEHOLDER_DATA):
-            continue
-        if not Path(text).expanduser().exists():
-            errors[name] = f"{flag(name)}: {text} does not exist"
-    whole = {**values, **(_PLACEHOLDER_DATA if data_from_layers else {})}
-    try:
-        config = config_from_values(whole).resolved()
-    except ConfigError as exc:
-        errors.setdefault(_field_of(str(exc)) or "images", str(exc))
-        return errors
-    if errors:
+    skip = tuple(_PLACEHOLDER_DATA) if data_from_layers else ()
+    errors, config = TRAIN_FORM.check(values, skip=skip, must_exist=_MUST_EXIST, fallback="images")
+    if config is None or errors:
         return errors
     if not data_from_layers:
         _check_pairing(config.images, config.labels, "--images", "--labels", errors)

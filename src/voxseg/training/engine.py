@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from voxseg.accel import Acceleration, accelerated
+from voxseg.inference.metrics import dice_by_threshold
 from voxseg.inference.sliding import dice_score, predict_logits
 from voxseg.losses import build_loss
 from voxseg.models.registry import build_model
@@ -176,8 +177,8 @@ class Trainer:
             return
         dice = None
         if epoch % self.config.val_interval == 0 or epoch == self.config.epochs:
-            dice, preview = self.validate()
-            improved = self.progress.record_validation(epoch, dice, self.config.early_stop_patience)
+            dice, preview, curve = self.validate()
+            improved = self.progress.record_validation(epoch, dice, self.config.early_stop_patience, curve)
             if improved:
                 save_state_dict(self.model.state_dict(), self.run_dir / "best.pth")
             self.schedule.validated(epoch, dice)
@@ -201,21 +202,23 @@ class Trainer:
             self.scaler.update()
         return value
 
-    def validate(self) -> tuple[float, ValidationPreview]:
-        """Mean Dice over the whole validation volumes of sigmoid(logits) > 0.5, and a preview."""
+    def validate(self) -> tuple[float, ValidationPreview, np.ndarray]:
+        """Mean Dice over the whole validation volumes of sigmoid(logits) > 0.5, a preview, and the
+        mean Dice at every threshold in CUT_POINTS (the run tunes its threshold on it)."""
         self.model.eval()
-        scores, preview = [], None
+        scores, preview, curves = [], None, []
         for volume in self.prepared.val_volumes:
             with autocast(self.device, self.precision):
                 logits = predict_logits(
                     self.model, volume.image, self.prepared.window, self.device, 2 * self.config.batch_size
                 )
             scores.append(dice_score(logits > 0, torch.from_numpy(volume.label)))
-            if preview is None:
-                preview = ValidationPreview.of(volume, torch.sigmoid(logits).numpy())
+            probability = torch.sigmoid(logits).numpy()
+            curves.append(dice_by_threshold(probability, volume.label))
+            preview = preview or ValidationPreview.of(volume, probability)
         self.model.train()
         assert preview is not None, "setup guarantees at least one validation volume"
-        return float(np.mean(scores)), preview
+        return float(np.mean(scores)), preview, np.mean(curves, axis=0)
 
     def epoch_end(self, event: EpochEnd) -> EpochEnd:
         self.progress.epochs_completed = event.epoch

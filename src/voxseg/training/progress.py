@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from voxseg.inference.metrics import best_threshold
 from voxseg.training.events import EpochEnd
 
 log = logging.getLogger("voxseg")
@@ -26,12 +28,16 @@ class RunProgress:
     train_seconds: float = 0.0  # the training loops (data + compute), validation excluded
     data_seconds: float = 0.0  # of those, the time spent waiting for patches
     history: list[EpochEnd] = field(default_factory=list)
+    threshold: float | None = None  # the best checkpoint's foreground threshold, tuned on validation
+    threshold_dice: float | None = None  # its validation Dice at that threshold
 
-    def record_validation(self, epoch: int, dice: float, patience: int) -> bool:
-        """Count a validation; return whether it improved the best Dice (then best.pth is due)."""
+    def record_validation(self, epoch: int, dice: float, patience: int, curve: Sequence[float]) -> bool:
+        """Count a validation (`curve`: Dice at each of CUT_POINTS); return whether it improved the
+        best Dice at 0.5 (then best.pth is due, and its tuned threshold is kept)."""
         improved = dice > self.best_dice
         if improved:
             self.best_dice, self.best_epoch = dice, epoch
+            self.threshold, self.threshold_dice = best_threshold(curve)
         self.validations_without_gain = 0 if improved else self.validations_without_gain + 1
         if patience and self.validations_without_gain >= patience:
             self.stopped_early = True

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from voxseg.training.events import EpochEnd, Event, RunEnd, RunStarted, ValidationEnd
 from voxseg.training.files import write_json, write_text, zip_folder
-from voxseg.training.summary import best_dice_text
+from voxseg.training.summary import best_dice_text, threshold_text
 
 log = logging.getLogger("voxseg")
 
@@ -42,6 +42,9 @@ def log_event(event: Event) -> None:
             best_dice_text(s),
             s["patches_per_second"],
         )
+        tuned = threshold_text(s)
+        if tuned:
+            log.info(tuned)
 
 
 @dataclass
