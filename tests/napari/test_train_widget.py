@@ -209,7 +209,7 @@ def test_manifest_is_valid():
     from npe2 import PluginManifest
 
     manifest = PluginManifest.from_distribution("voxseg")
-    assert [w.display_name for w in manifest.contributions.widgets] == ["Train"]
+    assert [w.display_name for w in manifest.contributions.widgets] == ["Train", "Predict"]
     assert manifest.contributions.sample_data[0].key == "demo-nuclei"
 
 

@@ -38,17 +38,8 @@ class TrainedModel:
 
 def load_trained_model(config: PredictConfig) -> TrainedModel:
     """Read the run folder or weights file named by `config.source`; bad input raises VoxsegError."""
-    source = config.source
-    assert source is not None, "resolved configs always name a source"
-    run: dict = {}
-    if source.is_dir():
-        name, weights, window, run = _from_run_folder(source, config.model)
-    elif source.is_file():
-        if config.model is None:
-            raise ConfigError(f"--model: {source} is a weights file; say which network it is (--model NAME)")
-        name, weights, window = config.model, source, DEFAULT_WINDOW
-    else:
-        raise DataError(f"{SOURCE}: {source} does not exist")
+    assert config.source is not None, "resolved configs always name a source"
+    name, weights, window, run = check_source(config.source, config.model)
     spec = get_model_spec(name)
     window = spec.valid_size(config.window or window)
     model = build_model(name)
@@ -62,6 +53,18 @@ def load_trained_model(config: PredictConfig) -> TrainedModel:
         threshold, origin = DEFAULT_THRESHOLD, "default"
     log.info("model %s: %s; window %s", name, described, "×".join(map(str, window)))
     return TrainedModel(name, model, window, threshold, origin, weights)
+
+
+def check_source(source: Path, model: str | None) -> tuple[str, Path, tuple[int, int, int], dict]:
+    """What a run folder or weights file will give, checked without reading the weights: (model name,
+    weights file, default window, the run's summary). Bad input raises VoxsegError."""
+    if source.is_dir():
+        return _from_run_folder(source, model)
+    if not source.is_file():
+        raise DataError(f"{SOURCE}: {source} does not exist")
+    if model is None:
+        raise ConfigError(f"--model: {source} is a weights file; say which network it is (--model NAME)")
+    return model, source, DEFAULT_WINDOW, {}
 
 
 def _from_run_folder(run_dir: Path, asked_model: str | None) -> tuple[str, Path, tuple[int, int, int], dict]:

@@ -36,7 +36,7 @@ from qtpy.QtWidgets import (
 )
 
 from voxseg.config import PredictConfig
-from voxseg.errors import ConfigError, DataError, VoxsegError
+from voxseg.errors import ConfigError, VoxsegError
 from voxseg.inference.predictor import predict_files
 from voxseg.napari.form import ConfigForm
 from voxseg.napari.inputs import (
@@ -116,18 +116,14 @@ def inspect_source(values: dict[str, Any]) -> tuple[dict[str, str], str]:
     source = config.source
     assert source is not None
     try:
-        if source.is_dir():
-            name, weights, window, summary = trained._from_run_folder(source, config.model)
-            threshold = summary.get("threshold")
-            tuned = f"threshold {threshold:.2f} (tuned)" if threshold is not None else "threshold 0.5"
-            return {}, f"{name}, {weights.name}, window {'×'.join(map(str, window))}, {tuned}"
-        if not source.is_file():
-            raise DataError(f"{trained.SOURCE}: {source} does not exist")
-        if config.model is None:
-            raise ConfigError(f"--model: {source} is a weights file; say which network it is (--model NAME)")
+        name, weights, window, summary = trained.check_source(source, config.model)
     except VoxsegError as exc:
         return {PREDICT_FORM.field_of(str(exc)) or "source": str(exc)}, ""
-    return {}, f"{config.model} weights from {source.name}"
+    if not source.is_dir():
+        return {}, f"{name} weights from {source.name}"
+    threshold = summary.get("threshold")
+    tuned = f"threshold {threshold:.2f} (tuned)" if threshold is not None else "threshold 0.5"
+    return {}, f"{name}, {weights.name}, window {'×'.join(map(str, window))}, {tuned}"
 
 
 def predict_volume(
