@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from qtpy.QtCore import QObject, Qt, Signal
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QApplication,
     QCheckBox,
@@ -24,12 +24,10 @@ from qtpy.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
     QLabel,
-    QLineEdit,
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
     QScrollArea,
-    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
@@ -49,9 +47,18 @@ from voxseg.napari.form import (
     field_errors,
     padding_summary,
 )
+from voxseg.napari.inputs import (
+    ERROR_STYLE,
+    LogRelay,
+    input_value,
+    make_input,
+    set_input_value,
+    show_errors,
+    with_error,
+)
 from voxseg.napari.layer_data import layer_problems, write_layer_dataset
 from voxseg.training.events import BatchEnd, EpochEnd, Event, RunEnd, RunStarted, ValidationEnd
-from voxseg.training.session import LOG_FORMAT, TrainingSession
+from voxseg.training.session import TrainingSession
 from voxseg.training.sinks import CurveHistory
 from voxseg.training.summary import best_dice_text
 
@@ -59,24 +66,9 @@ if TYPE_CHECKING:
     import napari
 
 FOLDERS, LAYERS = "folders", "layers"
-ERROR_STYLE = "color: #ff6b6b;"
 #: plots appear once there are two Dice values to draw a line through (as the origin document says)
 PLOTS_AFTER_VALIDATIONS = 2
 PREVIEW_LAYERS = ("validation image", "validation labels", "validation prediction")
-
-
-class _LogRelay(QObject, logging.Handler):
-    """Forwards `voxseg` log records from the worker thread to the GUI thread (queued signal)."""
-
-    message = Signal(str)
-
-    def __init__(self) -> None:
-        QObject.__init__(self)
-        logging.Handler.__init__(self, logging.INFO)
-        self.setFormatter(logging.Formatter(LOG_FORMAT, "%H:%M:%S"))
-
-    def emit(self, record: logging.LogRecord) -> None:  # type: ignore[override]
-        self.message.emit(self.format(record))
 
 
 class WorkerFailure(Exception):
@@ -131,7 +123,7 @@ class TrainWidget(QWidget):
         outer.setContentsMargins(0, 0, 0, 0)
         outer.addWidget(self.scroll)
 
-        self.log_relay = _LogRelay()
+        self.log_relay = LogRelay()
         self.log_relay.message.connect(self.append_log)
         self.set_values(default_values())
         if self.viewer is not None:
@@ -192,48 +184,11 @@ class TrainWidget(QWidget):
         return box
 
     def _make_input(self, field: Field) -> QWidget:
-        if field.kind == "bool":
-            box = QCheckBox()
-            box.toggled.connect(self.revalidate)
-            return box
-        if field.kind == "choice":
-            combo = QComboBox()
-            combo.addItems(list(field.choices))
-            combo.setEditable(field.name == "device")  # cuda:1 and the like
-            combo.currentTextChanged.connect(self.revalidate)
-            return combo
-        if field.kind == "int":
-            spin = QSpinBox()
-            spin.setRange(0, 2**31 - 1)  # 0 is allowed in the box so that its error can be shown
-            spin.valueChanged.connect(self.revalidate)
-            return spin
-        line = QLineEdit()
-        line.textChanged.connect(self.revalidate)
-        if field.kind not in ("folder", "file"):
-            return line
-        row = QWidget()
-        layout = QHBoxLayout(row)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(line)
-        browse = QPushButton("Browse…")
-        browse.clicked.connect(lambda: self._browse(field, line))
-        layout.addWidget(browse)
-        row.line = line  # type: ignore[attr-defined]
-        return row
+        return make_input(field, self.revalidate, self)
 
     def _with_error(self, name: str, widget: QWidget) -> QWidget:
         """The input with its error line under it (hidden while the value is fine)."""
-        holder = QWidget()
-        layout = QVBoxLayout(holder)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.setSpacing(1)
-        layout.addWidget(widget)
-        error = QLabel()
-        error.setStyleSheet(ERROR_STYLE)
-        error.setWordWrap(True)
-        error.hide()
-        layout.addWidget(error)
-        self.error_labels[name] = error
+        holder, self.error_labels[name] = with_error(widget)
         return holder
 
     def _build_settings_buttons(self) -> QHBoxLayout:
@@ -284,32 +239,11 @@ class TrainWidget(QWidget):
 
     def values(self) -> dict[str, Any]:
         """The form as TrainConfig field values (numbers as the boxes hold them, paths as text)."""
-        out: dict[str, Any] = {}
-        for field in FIELDS:
-            widget = self.inputs[field.name]
-            if isinstance(widget, QCheckBox):
-                out[field.name] = widget.isChecked()
-            elif isinstance(widget, QComboBox):
-                out[field.name] = widget.currentText()
-            elif isinstance(widget, QSpinBox):
-                out[field.name] = widget.value()
-            else:
-                out[field.name] = getattr(widget, "line", widget).text()
-        return out
+        return {field.name: input_value(self.inputs[field.name]) for field in FIELDS}
 
     def set_values(self, values: dict[str, Any]) -> None:
         for name, value in values.items():
-            widget = self.inputs[name]
-            if isinstance(widget, QCheckBox):
-                widget.setChecked(bool(value))
-            elif isinstance(widget, QComboBox):
-                if widget.findText(str(value)) < 0 and widget.isEditable():
-                    widget.addItem(str(value))
-                widget.setCurrentText(str(value))
-            elif isinstance(widget, QSpinBox):
-                widget.setValue(int(value))
-            else:
-                getattr(widget, "line", widget).setText("" if value is None else str(value))
+            set_input_value(self.inputs[name], value)
 
     @property
     def resume_dir(self) -> Path | None:
@@ -337,9 +271,7 @@ class TrainWidget(QWidget):
             errors = field_errors(values, data_from_layers=self.from_layers)
         if self.from_layers and self.resume_dir is None:
             errors.update(self._layer_errors())
-        for name, label in self.error_labels.items():
-            label.setText(errors.get(name, ""))
-            label.setVisible(name in errors)
+        show_errors(self.error_labels, errors)
         self.padding_label.setText(padding_summary(values))
         return errors
 
@@ -419,16 +351,6 @@ class TrainWidget(QWidget):
         path, _ = QFileDialog.getSaveFileName(self, "Save log", "voxseg-log.txt", "Text (*.txt *.log)")
         if path:
             self.save_log(path)
-
-    def _browse(self, field: Field, line: QLineEdit) -> None:
-        if field.kind == "folder":
-            path = QFileDialog.getExistingDirectory(self, field.label, line.text())
-        else:
-            path, _ = QFileDialog.getOpenFileName(
-                self, field.label, line.text(), "Weights (*.pth *.pt *.safetensors);;All files (*)"
-            )
-        if path:
-            line.setText(path)
 
     # -- running -------------------------------------------------------------------------------
 
