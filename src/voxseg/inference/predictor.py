@@ -182,25 +182,19 @@ def _maybe_writer(path: Path | None, shape, overwrite: bool):
 
 
 def _write_instances(config: PredictConfig, image: Path, paths: dict[str, Path]) -> int:
-    """Label the finished mask (held in memory: one byte per voxel) and list the objects."""
-    import tifffile
+    """Label the finished mask slab by slab (bounded memory, ids stitched across slabs); list the objects."""
+    from voxseg.inference.instances import write_object_csv
+    from voxseg.inference.slab_instances import label_in_slabs
 
-    from voxseg.inference.instances import label_instances, object_table, write_object_csv
-
-    mask = tifffile.imread(paths["mask"]) > 0
-    probability = tifffile.memmap(paths["probabilities"], mode="r") if "probabilities" in paths else None
-    spacing = config.spacing or voxel_size(image)
-    labels = label_instances(
-        mask,
+    rows = label_in_slabs(
+        paths["mask"],
+        paths["labels"],
         config.instances,
-        probability=probability,
-        spacing=spacing or (1.0, 1.0, 1.0),
-        min_size=config.min_size,
-        max_size=config.max_size,
+        paths.get("probabilities"),
+        config.spacing or voxel_size(image),
+        config.min_size,
+        config.max_size,
+        config.overwrite,
     )
-    dtype = np.uint16 if labels.max() < 2**16 else np.uint32
-    with planes_writer(paths["labels"], labels.shape, dtype, config.overwrite) as out:
-        out[:] = labels
-    rows = object_table(labels, probability=probability, spacing=spacing)
     write_object_csv(paths["objects"], rows)  # checked before anything was written (check_outputs)
     return len(rows)

@@ -1,0 +1,124 @@
+"""Instances of a mask larger than memory: labelled in Z slabs, stitched into one set of ids.
+
+Each slab is labelled with a halo of planes on both sides (so the watershed sees the nuclei cut by
+the slab's edges whole), its own planes are kept, and objects that meet across a cut are joined
+(`stitch_tables`: exactly for connected components, by face overlap for watershed labels). Memory
+holds one slab with its halo; the labels are written slab by slab, and the object table is merged
+across slabs (voxels summed, centroids weighted, boxes joined).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from voxseg.inference.instances import label_instances, object_table, stitch_tables
+from voxseg.io.tiff import PlanesWriter, TiffVolume, planes_writer
+
+#: a slab (without its halo) holds about this many voxels
+SLAB_VOXELS = 16_000_000
+#: planes of context on each side of a slab
+HALO = 8
+#: watershed objects on either side of a cut are one when their faces overlap this much
+WATERSHED_OVERLAP = 0.5
+
+
+class _Slab:
+    """Planes z0..z1 of a labels file, read when asked (`stitch_tables` reads a slab once, then its
+    first and last planes)."""
+
+    def __init__(self, volume: TiffVolume, z0: int, z1: int) -> None:
+        self.volume, self.z0, self.z1 = volume, z0, z1
+        self.shape = (z1 - z0, *volume.shape[1:])
+        self.ndim = 3
+
+    def __len__(self) -> int:
+        return self.z1 - self.z0
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        return self.volume[self.z0 : self.z1]
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        return self.volume[self.z0 + (index % len(self))]
+
+
+def slab_bounds(shape: tuple[int, ...], slab_voxels: int = SLAB_VOXELS) -> list[tuple[int, int]]:
+    depth = max(1, slab_voxels // (shape[1] * shape[2]))
+    return [(z, min(z + depth, shape[0])) for z in range(0, shape[0], depth)]
+
+
+def label_in_slabs(
+    mask_path: Path,
+    labels_path: Path,
+    method: str,
+    probability_path: Path | None,
+    spacing: tuple[float, float, float] | None,
+    min_size: int,
+    max_size: int | None,
+    overwrite: bool,
+) -> list[dict[str, Any]]:
+    """Write the instance labels of the mask at `mask_path` to `labels_path`; return the object table.
+
+    Objects are filtered by size per slab (an object cut by a slab edge is measured in its slab's
+    halo'd block), which can keep or drop a little differently from labelling the whole volume.
+    """
+    mask = TiffVolume(mask_path)
+    probability = TiffVolume(probability_path) if probability_path is not None else None
+    bounds = slab_bounds(mask.shape)
+    with tempfile.TemporaryDirectory(dir=labels_path.parent, prefix=".voxseg-slabs-") as scratch:
+        local_path = Path(scratch) / "local.tif"
+        local = PlanesWriter(local_path, mask.shape, np.uint32)
+        for z0, z1 in bounds:
+            lo, hi = max(z0 - HALO, 0), min(z1 + HALO, mask.shape[0])
+            block = label_instances(
+                mask[lo:hi] > 0,
+                method,
+                probability=None if probability is None else probability[lo:hi],
+                spacing=spacing or (1.0, 1.0, 1.0),
+                min_size=min_size,
+                max_size=max_size,
+            )
+            local[z0:z1] = block[z0 - lo : z1 - lo]
+        locals_ = TiffVolume(local_path)
+        slabs = [_Slab(locals_, z0, z1) for z0, z1 in bounds]
+        tables = stitch_tables(slabs, min_overlap=WATERSHED_OVERLAP if method == "watershed" else 0.0)
+        count = max((int(table.max()) for table in tables), default=0)
+        rows: dict[int, dict[str, Any]] = {}
+        dtype = np.uint16 if count < 2**16 else np.uint32
+        with planes_writer(labels_path, mask.shape, dtype, overwrite) as out:
+            for (z0, z1), table in zip(bounds, tables, strict=True):
+                labels = table[locals_[z0:z1]]
+                out[z0:z1] = labels
+                slab_probability = None if probability is None else probability[z0:z1]
+                for row in object_table(labels, probability=slab_probability, spacing=spacing):
+                    _merge(rows, row, z0)
+    return [rows[key] for key in sorted(rows)]
+
+
+def _merge(rows: dict[int, dict[str, Any]], row: dict[str, Any], z0: int) -> None:
+    """Add one slab's row of an object to the volume's row of it (centroids and boxes in volume Z)."""
+    row = {
+        **row,
+        "centroid_z": row["centroid_z"] + z0,
+        "bbox_z0": row["bbox_z0"] + z0,
+        "bbox_z1": row["bbox_z1"] + z0,
+    }
+    seen = rows.get(row["id"])
+    if seen is None:
+        rows[row["id"]] = row
+        return
+    n, m = seen["voxels"], row["voxels"]
+    for axis in "zyx":
+        seen[f"centroid_{axis}"] = (seen[f"centroid_{axis}"] * n + row[f"centroid_{axis}"] * m) / (n + m)
+    for corner in ("z0", "y0", "x0"):
+        seen[f"bbox_{corner}"] = min(seen[f"bbox_{corner}"], row[f"bbox_{corner}"])
+    for corner in ("z1", "y1", "x1"):
+        seen[f"bbox_{corner}"] = max(seen[f"bbox_{corner}"], row[f"bbox_{corner}"])
+    if seen["mean_probability"] is not None:
+        seen["mean_probability"] = (seen["mean_probability"] * n + row["mean_probability"] * m) / (n + m)
+    if seen["volume_um3"] is not None:
+        seen["volume_um3"] += row["volume_um3"]
+    seen["voxels"] = n + m
