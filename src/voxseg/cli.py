@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from voxseg.config import COMMAND_OPTIONS, EvaluateConfig, PredictConfig, TrainConfig
+from voxseg.config import COMMAND_OPTIONS, EvaluateConfig, PredictConfig, TrainConfig, TuneConfig
 from voxseg.errors import DataError, VoxsegError
 from voxseg.options import add_arguments
 from voxseg.version import __version__
@@ -43,6 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
         "evaluate", help="score predictions against labels (Dice, IoU, instance F1)"
     )
     add_arguments(evaluate, EvaluateConfig, {})
+    tune = commands.add_parser(
+        "tune-threshold", help="tune a finished run's threshold on its validation volumes"
+    )
+    add_arguments(tune, TuneConfig, {})
     demo = commands.add_parser("demo", help="train on the bundled nuclei dataset (nothing to supply)")
     demo.add_argument("--results", type=Path, default=Path("results"), help="default results")
     demo.add_argument("--epochs", type=int, default=None, help="default: the demo's own setting")
@@ -133,6 +137,20 @@ def _evaluate_command(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _tune_command(args: argparse.Namespace) -> int:
+    config = TuneConfig(run=args.run).resolved()
+    assert config.run is not None
+    from voxseg.console import ConsoleReporter
+    from voxseg.training.threshold import tune_threshold
+
+    with ConsoleReporter():
+        summary = tune_threshold(config.run)
+    print(
+        f"voxseg: threshold {summary['threshold']:.2f} (Dice {summary['threshold_dice']:.4f}) in {config.run}"
+    )
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -142,6 +160,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _predict_command(args)
         if args.command == "evaluate":
             return _evaluate_command(args)
+        if args.command == "tune-threshold":
+            return _tune_command(args)
         if args.command == "demo":
             from voxseg.demo import demo_config
 

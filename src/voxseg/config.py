@@ -710,3 +710,24 @@ class EvaluateConfig:
     def resolved(self) -> EvaluateConfig:
         values = {n: parse_value(n, o, getattr(self, n)) for n, o, _ in options_of(EvaluateConfig)}
         return dataclasses.replace(self, **values)
+
+
+@dataclass
+class TuneConfig:
+    """`voxseg tune-threshold`: a finished run folder."""
+
+    run: Path | None = option(
+        None,
+        help="a voxseg run folder: its best weights are applied to its validation volumes and the "
+        "foreground threshold with the best Dice is written to its summary.json",
+        section=MODEL,
+        label="Run folder",
+        kind="folder",
+        metavar="RUN_DIR",
+        required=True,
+        positional=True,
+    )
+
+    def resolved(self) -> TuneConfig:
+        values = {n: parse_value(n, o, getattr(self, n)) for n, o, _ in options_of(TuneConfig)}
+        return dataclasses.replace(self, **values)

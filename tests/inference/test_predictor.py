@@ -148,3 +148,21 @@ def test_predict_then_evaluate_from_the_command_line(trained, tmp_path, capsys) 
     assert "already exists" in capsys.readouterr().err
     assert run(["evaluate", "--pred", out, "--labels", tmp_path / "nope"]) == 2
     assert "--labels" in capsys.readouterr().err
+
+
+def test_tune_threshold_on_a_finished_run_folder(trained, tmp_path, capsys) -> None:
+    """A run from before thresholds were tuned (no threshold in summary.json) gets one on demand."""
+    import shutil
+
+    run_dir, _, _ = trained
+    old = tmp_path / "old_run"
+    shutil.copytree(run_dir, old)
+    summary = json.loads((old / "summary.json").read_text())
+    tuned_in_training = (summary.pop("threshold"), summary.pop("threshold_dice"))
+    (old / "summary.json").write_text(json.dumps(summary))
+    assert run(["tune-threshold", old]) == 0
+    assert "voxseg: threshold" in capsys.readouterr().out
+    tuned = json.loads((old / "summary.json").read_text())
+    assert (tuned["threshold"], tuned["threshold_dice"]) == pytest.approx(tuned_in_training, abs=1e-4)
+    assert run(["tune-threshold", tmp_path / "nowhere"]) == 2
+    assert "RUN_DIR" in capsys.readouterr().err

@@ -1,0 +1,74 @@
+"""The foreground threshold of a finished run, tuned on its validation volumes on demand.
+
+Runs trained since the threshold is tuned during training already carry it in summary.json; this
+computes it for older runs (or again, e.g. after their data changed): the run's best weights on
+its own validation volumes, the Dice at every cut point, the best kept in summary.json.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from voxseg.accel import accelerated
+from voxseg.config import TrainConfig
+from voxseg.errors import ConfigError
+from voxseg.inference.metrics import CUT_POINTS, best_threshold, dice_by_threshold
+from voxseg.inference.sliding import predict_logits
+from voxseg.models.registry import build_model
+from voxseg.models.weights import load_weights_file
+from voxseg.training.files import write_json
+from voxseg.training.precision import autocast
+from voxseg.training.setup import prepare_run
+
+log = logging.getLogger("voxseg")
+
+
+def tune_threshold(run_dir: Path) -> dict[str, Any]:
+    """Tune and store the threshold of the run in `run_dir`; return its updated summary."""
+    run_dir = Path(run_dir)
+    saved = run_dir / "config.yaml"
+    if not saved.is_file():
+        raise ConfigError(f"RUN_DIR: {run_dir} is not a voxseg run folder (no config.yaml)")
+    prepared = prepare_run(TrainConfig.from_yaml(saved), resume_dir=run_dir)
+    weights = next((run_dir / f for f in ("best.pth", "last.pth") if (run_dir / f).is_file()), None)
+    if weights is None:
+        raise ConfigError(f"RUN_DIR: {run_dir} holds no best.pth or last.pth")
+    model = build_model(prepared.config.model)
+    load_weights_file(model, prepared.config.model, weights, "RUN_DIR")
+    model.eval().to(prepared.device)
+    curves = []
+    with accelerated(prepared.device, prepared.config.fast_kernels, compile=False) as acceleration:
+        runner = acceleration.tune(model, mixed_precision=prepared.precision.dtype is not None)
+        for volume in prepared.val_volumes:
+            with autocast(prepared.device, prepared.precision):
+                logits = predict_logits(
+                    runner,
+                    volume.image,
+                    prepared.window,
+                    prepared.device,
+                    2 * int(prepared.config.batch_size),
+                )
+            curves.append(dice_by_threshold(torch.sigmoid(logits).numpy(), volume.label))
+    curve = np.mean(curves, axis=0)
+    threshold, dice = best_threshold(curve)
+    at_half = float(curve[CUT_POINTS.index(0.5)])
+    summary_path = run_dir / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    summary.update(threshold=threshold, threshold_dice=dice)
+    write_json(summary_path, summary)
+    log.info(
+        "%s: threshold %.2f tuned on %d validation volume(s): Dice %.4f (%.4f at 0.5), written to %s",
+        weights.name,
+        threshold,
+        len(curves),
+        dice,
+        at_half,
+        summary_path,
+    )
+    return summary
