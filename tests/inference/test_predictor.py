@@ -3,6 +3,7 @@ test-time augmentation, a bare weights file, and the Python API on arrays."""
 
 from __future__ import annotations
 
+import csv
 import json
 
 import numpy as np
@@ -138,6 +139,11 @@ def test_predict_then_evaluate_from_the_command_line(trained, tmp_path, capsys) 
     out = tmp_path / "out"
     assert run(["predict", run_dir, "--input", images, "--output", out, "--instances", "connected"]) == 0
     capsys.readouterr()
+    kinds = sorted({p.name.split("_", 2)[-1] for p in out.iterdir()})
+    assert kinds == ["labels.tif", "mask.tif", "objects.csv"]  # nothing else left (no temporary file)
+    with open(out / "vol_00_objects.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert rows and all(0.5 < float(row["mean_probability"]) <= 1 for row in rows)
     scores = tmp_path / "scores.json"
     assert run(["evaluate", "--pred", out, "--labels", labels, "--json", scores]) == 0
     table = capsys.readouterr().out

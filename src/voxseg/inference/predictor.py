@@ -8,7 +8,9 @@ instances labelled from the finished mask.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -135,19 +137,26 @@ def _predict_one(config, image: Path, window, threshold: float, predict, progres
     paths = output_paths(config, image)
     normalisation = Normalisation.of(volume)
     report = (lambda done, total: progress(image.name, done, total)) if progress else None
-    with (
-        planes_writer(paths["mask"], volume.shape, np.uint8, config.overwrite) as mask,
-        _maybe_writer(paths.get("probabilities"), volume.shape, config.overwrite) as probabilities,
-    ):
-        for z, planes in streamed_probabilities(
-            volume, normalisation, window, config.overlap, predict, config.batch_size, report
+    with contextlib.ExitStack() as scratch:
+        # instances use the probabilities (watershed seeds, mean probability per object): kept in a
+        # temporary file beside the outputs when they are not asked for
+        probability_path = paths.get("probabilities")
+        if probability_path is None and config.instances != "none":
+            folder = scratch.enter_context(tempfile.TemporaryDirectory(dir=config.output, prefix=".voxseg-"))
+            probability_path = Path(folder) / "probability.tif"
+        with (
+            planes_writer(paths["mask"], volume.shape, np.uint8, config.overwrite) as mask,
+            _maybe_writer(probability_path, volume.shape, config.overwrite) as probabilities,
         ):
-            mask[z : z + planes.shape[0]] = planes > threshold
-            if probabilities is not None:
-                probabilities[z : z + planes.shape[0]] = planes
-    found = None
-    if config.instances != "none":
-        found = _write_instances(config, image, paths)
+            for z, planes in streamed_probabilities(
+                volume, normalisation, window, config.overlap, predict, config.batch_size, report
+            ):
+                mask[z : z + planes.shape[0]] = planes > threshold
+                if probabilities is not None:
+                    probabilities[z : z + planes.shape[0]] = planes
+        found = None
+        if config.instances != "none":
+            found = _write_instances(config, image, paths, probability_path)
     seconds = time.perf_counter() - started
     log.info(
         "%s: %s voxels in %.1f s (%s voxels/s)%s",
@@ -181,7 +190,9 @@ def _maybe_writer(path: Path | None, shape, overwrite: bool):
     return planes_writer(path, shape, np.float32, overwrite) if path is not None else _NoWriter()
 
 
-def _write_instances(config: PredictConfig, image: Path, paths: dict[str, Path]) -> int:
+def _write_instances(
+    config: PredictConfig, image: Path, paths: dict[str, Path], probability: Path | None
+) -> int:
     """Label the finished mask slab by slab (bounded memory, ids stitched across slabs); list the objects."""
     from voxseg.inference.instances import write_object_csv
     from voxseg.inference.slab_instances import label_in_slabs
@@ -190,7 +201,7 @@ def _write_instances(config: PredictConfig, image: Path, paths: dict[str, Path])
         paths["mask"],
         paths["labels"],
         config.instances,
-        paths.get("probabilities"),
+        probability,
         config.spacing or voxel_size(image),
         config.min_size,
         config.max_size,
