@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from voxseg.config import PredictConfig, TrainConfig
+from voxseg.training.distributed import Parallel
 from voxseg.training.engine import Listener
 from voxseg.training.events import RunEnd
 from voxseg.training.session import TrainingSession
@@ -44,21 +45,24 @@ class TrainResult:
 
 @contextmanager
 def stop_on_sigint(session: TrainingSession) -> Iterator[None]:
-    """First Ctrl-C: stop after the batch in progress. Second: interrupt at once (weights still saved)."""
+    """First Ctrl-C or SIGTERM (what SLURM sends before the time limit): stop after the batch in
+    progress, save, status `stopped`. A second Ctrl-C interrupts at once (the weights still saved)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def handler(signum: int, frame: Any) -> None:
-        log.warning("Ctrl-C: stopping after the batch in progress (press again to interrupt now)")
+        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        log.warning("%s: stopping after the batch in progress (Ctrl-C again to interrupt now)", name)
         session.request_stop()
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
-    previous = signal.signal(signal.SIGINT, handler)
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, old_handler in previous.items():
+            signal.signal(sig, old_handler)
 
 
 def train(
@@ -67,15 +71,17 @@ def train(
     stop_event: threading.Event | None = None,
     progress: bool = True,
     resume: Path | str | None = None,
+    parallel: Parallel | None = None,
 ) -> TrainResult:
     """Train to the end (or until stopped) and return the result.
 
     `listeners` are called with every event. Set `stop_event` (from another thread, a timer, a
     GUI) or press Ctrl-C to stop after the batch in progress. `progress` prints the log and a
     progress bar to the console. `resume` continues the run folder given (its checkpoint.pt) up to
-    `config.epochs`. Bad input raises `voxseg.VoxsegError` before anything is created.
+    `config.epochs`. `parallel` is this process's place under torchrun (`voxseg.training.distributed`).
+    Bad input raises `voxseg.VoxsegError` before anything is created.
     """
-    session = TrainingSession(config, listeners, stop_event, resume)
+    session = TrainingSession(config, listeners, stop_event, resume, parallel)
     end: RunEnd | None = None
     with stop_on_sigint(session), _console(progress) as console:
         for event in session.events():

@@ -89,14 +89,18 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def _run(config: TrainConfig, resume: Path | None) -> int:
+    """Train; under torchrun (WORLD_SIZE > 1) as one rank of a data-parallel job, rank 0 reporting."""
     from voxseg.training.preflight import preflight
 
     preflight(config, resume)  # options, folders and pairing, before torch is imported
     from voxseg.api import train
+    from voxseg.training.distributed import from_environment, process_group
     from voxseg.training.summary import best_dice_text
 
-    result = train(config, progress=True, resume=resume)
-    print(f"voxseg: run {result.status}, {best_dice_text(result.summary)}, results in {result.run_dir}")
+    with process_group(from_environment()) as parallel:
+        result = train(config, progress=parallel.is_main, resume=resume, parallel=parallel)
+    if parallel.is_main:
+        print(f"voxseg: run {result.status}, {best_dice_text(result.summary)}, results in {result.run_dir}")
     return EXIT_STOPPED if result.status == "stopped" else EXIT_OK
 
 

@@ -62,7 +62,8 @@ def _weight_grad(
         x = F.pad(x, [pad for axis in reversed(_SPATIAL) for pad in (padding[axis], after[axis])])
         padding = [0, 0, 0]
     grad_w = _onednn_conv(x.transpose(0, 1), grad_out.transpose(0, 1), None, padding, _ONE, stride)
-    return grad_w.transpose(0, 1).contiguous()
+    # standard strides even for sides of 1 (DistributedDataParallel copies gradients by stride)
+    return grad_w.transpose(0, 1).clone(memory_format=torch.contiguous_format)
 
 
 class _OneDnnConv3d(torch.autograd.Function):

@@ -70,19 +70,37 @@ class PatchSampler:
 
 
 class EpochOrder(Sampler):
-    """Shuffled keys `(epoch, index)`; the engine sets `epoch`, so persistent workers need no state."""
+    """Shuffled keys `(epoch, index)`; the engine sets `epoch`, so persistent workers need no state.
 
-    def __init__(self, size: int, seed: int) -> None:
+    Under data parallelism (`world` > 1 processes, `batch` patches each per step) the epoch's one
+    permutation is cut into global batches of `batch × world` and this `rank` takes its slice of each,
+    so one step of W processes sees the patches one step of a single process with batch B×W would.
+    The order is padded with its first patches to whole global batches (as PyTorch's
+    DistributedSampler pads), since every process must take the same number of steps.
+    """
+
+    def __init__(self, size: int, seed: int, rank: int = 0, world: int = 1, batch: int = 1) -> None:
         self.size = size
         self.seed = seed
+        self.rank, self.world, self.batch = rank, world, batch
         self.epoch = 0
 
+    def _order(self) -> np.ndarray:
+        order = np.random.default_rng([self.seed, self.epoch, 1]).permutation(self.size)
+        if self.world == 1:
+            return order
+        chunk = self.batch * self.world
+        order = np.resize(order, -(-self.size // chunk) * chunk)  # repeats the first patches
+        return order.reshape(-1, self.world, self.batch)[:, self.rank].ravel()
+
     def __len__(self) -> int:
-        return self.size
+        if self.world == 1:
+            return self.size
+        chunk = self.batch * self.world
+        return -(-self.size // chunk) * self.batch
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        order = np.random.default_rng([self.seed, self.epoch, 1]).permutation(self.size)
-        return iter([(self.epoch, int(i)) for i in order])
+        return iter([(self.epoch, int(i)) for i in self._order()])
 
 
 def augmentation_seed(seed: int, epoch: int, item: int) -> int:

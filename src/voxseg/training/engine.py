@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from voxseg.accel import Acceleration, accelerated
-from voxseg.inference.metrics import dice_by_threshold
+from voxseg.inference.metrics import CUT_POINTS, dice_by_threshold
 from voxseg.inference.sliding import dice_score, predict_logits
 from voxseg.losses import build_loss
 from voxseg.models.registry import build_model
@@ -69,6 +69,7 @@ class Trainer:
         self.listeners = list(listeners or [])
         self.stop_event = stop_event or threading.Event()
         self.resume = resume
+        self.parallel = prepared.parallel  # this process's rank among torchrun's (one process: rank 0 of 1)
         self.progress = RunProgress()
         self.started = time.perf_counter()
         self.built = False
@@ -118,7 +119,8 @@ class Trainer:
         self.model.to(self.device)
         self.precision = prepared.precision
         # what runs the steps: the model itself, or its compiled form (same weights)
-        self.runner = acceleration.tune(self.model, mixed_precision=self.precision.dtype is not None)
+        tuned = acceleration.tune(self.model, mixed_precision=self.precision.dtype is not None)
+        self.runner = self.parallel.wrap(tuned, self.device)
         self.scaler = make_grad_scaler(self.device, self.precision)
         self.loss_fn = build_loss(config.loss)
         # Adam's fused kernel: one pass over all parameters instead of a dozen small operations per
@@ -128,14 +130,16 @@ class Trainer:
         self.schedule = LRSchedule(
             self.optimizer, config.scheduler, config.lr, config.epochs, config.warmup_epochs
         )
-        self.batches = TrainingBatches(prepared.train_volumes, prepared.window, config, acceleration)
+        self.batches = TrainingBatches(
+            prepared.train_volumes, prepared.window, config, acceleration, self.parallel
+        )
         log.info(
-            "model %s (%.2fM parameters), loss %s, Adam lr %g, batch %d, %s, device %s",
+            "model %s (%.2fM parameters), loss %s, Adam lr %g, %s, %s, device %s",
             config.model,
             sum(p.numel() for p in self.model.parameters()) / 1e6,
             config.loss,
             config.lr,
-            config.batch_size,
+            self.parallel.describe(config.batch_size),
             self.batches.describe(),
             self.device,
         )
@@ -155,13 +159,14 @@ class Trainer:
         with contextlib.closing(self.batches.epoch(epoch)) as batches:
             for batch, (images, labels) in enumerate(batches, start=1):
                 data_seconds += time.perf_counter() - waiting_since
-                value = self.train_step(images, labels)
+                value = self.parallel.mean(self.train_step(images, labels))
                 if not math.isfinite(value):  # checked before the step, so the weights stay usable
                     raise FloatingPointError(f"training loss became {value} at epoch {epoch}, batch {batch}")
                 losses.append(value)
-                self.progress.patches_seen += images.shape[0]
+                self.progress.patches_seen += images.shape[0] * self.parallel.world
                 yield self._emit(BatchEnd(epoch, batch, len(self.batches), value))
-                if self.stop_event.is_set():
+                if self.parallel.any(self.stop_event.is_set()):  # every rank stops at the same step
+                    self.stop_event.set()
                     log.info(
                         "stop requested: stopped after batch %d/%d of epoch %d",
                         batch,
@@ -179,7 +184,7 @@ class Trainer:
         if epoch % self.config.val_interval == 0 or epoch == self.config.epochs:
             dice, preview, curve = self.validate()
             improved = self.progress.record_validation(epoch, dice, self.config.early_stop_patience, curve)
-            if improved:
+            if improved and self.parallel.is_main:
                 save_state_dict(self.model.state_dict(), self.run_dir / "best.pth")
             self.schedule.validated(epoch, dice)
             p = self.progress
@@ -202,12 +207,12 @@ class Trainer:
             self.scaler.update()
         return value
 
-    def validate(self) -> tuple[float, ValidationPreview, np.ndarray]:
+    def validate(self) -> tuple[float, ValidationPreview | None, np.ndarray]:
         """Mean Dice over the whole validation volumes of sigmoid(logits) > 0.5, a preview, and the
         mean Dice at every threshold in CUT_POINTS (the run tunes its threshold on it)."""
         self.model.eval()
-        scores, preview, curves = [], None, []
-        for volume in self.prepared.val_volumes:
+        scores, preview, curves = [], None, [np.zeros(len(CUT_POINTS))]  # a rank may have no volume
+        for volume in self.parallel.shard(self.prepared.val_volumes):
             with autocast(self.device, self.precision):
                 logits = predict_logits(
                     self.model, volume.image, self.prepared.window, self.device, 2 * self.config.batch_size
@@ -217,21 +222,22 @@ class Trainer:
             curves.append(dice_by_threshold(probability, volume.label))
             preview = preview or ValidationPreview.of(volume, probability)
         self.model.train()
-        assert preview is not None, "setup guarantees at least one validation volume"
-        return float(np.mean(scores)), preview, np.mean(curves, axis=0)
+        count = np.float64(len(scores))
+        total, curve, count = self.parallel.sum_arrays(np.sum(scores), np.sum(curves, axis=0), count)
+        return float(total / count), preview, curve / count  # preview: on rank 0, which has volume 0
 
     def epoch_end(self, event: EpochEnd) -> EpochEnd:
         self.progress.epochs_completed = event.epoch
         self.progress.history.append(event)
         self.batches.warn_if_starved(event)
         parts = (self.model, self.optimizer, self.scaler, self.schedule, self.progress)
-        state = training_state(event.epoch, self.config.model, *parts)
-        save_checkpoint(self.run_dir, state)  # before listeners run: whatever they do, the epoch is kept
+        if self.parallel.is_main:  # before listeners run: whatever they do, the epoch is kept
+            save_checkpoint(self.run_dir, training_state(event.epoch, self.config.model, *parts))
         return self._emit(event)  # type: ignore[return-value]
 
     def finish(self, status: str, error: str | None) -> RunEnd:
         """Save the final weights and report; called exactly once, whatever ended the run."""
-        if self.built:
+        if self.built and self.parallel.is_main:
             save_state_dict(self.model.state_dict(), self.run_dir / "last.pth")
         seconds, workers = time.perf_counter() - self.started, self.batches.workers if self.built else None
         summary = run_summary(status, error, self.progress, seconds, self.prepared, workers)

@@ -21,6 +21,7 @@ from voxseg.config import TrainConfig
 from voxseg.data.sampling import EpochOrder, PatchDataset, PatchSampler
 from voxseg.data.transforms import Augmentation
 from voxseg.data.volumes import Volume
+from voxseg.training.distributed import Parallel
 from voxseg.training.events import EpochEnd
 from voxseg.training.hardware import available_memory_bytes, cpu_cores
 
@@ -64,6 +65,7 @@ class TrainingBatches:
         window: tuple[int, int, int],
         config: TrainConfig,
         acceleration: Acceleration,
+        parallel: Parallel,
     ) -> None:
         self.device = acceleration.device
         self.acceleration = acceleration
@@ -76,7 +78,9 @@ class TrainingBatches:
         self.side_stream = torch.cuda.Stream(self.device) if on_cuda else None
         dataset = PatchDataset(volumes, sampler, None if self.device_augment else augment)
         self.patches_per_epoch = len(dataset)
-        self.order = EpochOrder(len(dataset), config.seed)
+        # under torchrun each rank draws its slice of every global batch (see EpochOrder)
+        rank, world = parallel.rank, parallel.world
+        self.order = EpochOrder(len(dataset), config.seed, rank, world, config.batch_size)
         workers = config.workers
         self.workers = auto_workers(self.device, int(np.prod(window))) if workers is None else workers
         self.loader = DataLoader(

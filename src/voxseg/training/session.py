@@ -10,6 +10,7 @@ from pathlib import Path
 from voxseg.config import TrainConfig
 from voxseg.errors import ConfigError
 from voxseg.training.checkpoint import load_checkpoint
+from voxseg.training.distributed import Parallel
 from voxseg.training.engine import Listener, Trainer
 from voxseg.training.events import Event
 from voxseg.training.files import write_text
@@ -29,11 +30,13 @@ class TrainingSession:
         listeners: list[Listener] | None = None,
         stop_event: threading.Event | None = None,
         resume: Path | None = None,
+        parallel: Parallel | None = None,
     ) -> None:
         self.config = config
         self.listeners = list(listeners or [])
         self.stop_event = stop_event or threading.Event()
         self.resume = Path(resume) if resume is not None else None
+        self.parallel = parallel or Parallel()  # under torchrun: this rank; only rank 0 writes
 
     def request_stop(self) -> None:
         """Stop after the batch in progress; the model is saved and the run marked `stopped`."""
@@ -42,10 +45,13 @@ class TrainingSession:
     def events(self) -> Iterator[Event]:
         config = self.config.resolved()  # a bad option is a ConfigError here, before anything is read
         checkpoint = self._checkpoint_to_resume(config)
-        prepared = prepare_run(config, self.resume)  # raises VoxsegError before anything is written
-        run_dir = prepared.run_dir
+        prepared = prepare_run(config, self.resume, self.parallel)  # VoxsegError before anything is written
         if self.stop_event.is_set():  # stopped while the data were loading: nothing to keep
             raise KeyboardInterrupt
+        if not self.parallel.is_main:  # the other ranks train and stay silent; rank 0 keeps the record
+            yield from Trainer(prepared, [], self.stop_event, checkpoint).run()
+            return
+        run_dir = prepared.run_dir
         if checkpoint is None:
             try:
                 run_dir.mkdir(parents=True)

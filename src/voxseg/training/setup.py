@@ -15,6 +15,7 @@ from voxseg.models.registry import ModelSpec, build_model, format_size, get_mode
 from voxseg.models.weights import load_weights_file
 from voxseg.options import AUTO
 from voxseg.training.autosize import choose_sizes
+from voxseg.training.distributed import Parallel
 from voxseg.training.hardware import resolve_device
 from voxseg.training.precision import Precision, resolve_precision
 from voxseg.training.preflight import preflight
@@ -35,17 +36,22 @@ class PreparedRun:
     precision: Precision = Precision("fp32", "default")
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    parallel: Parallel = field(default_factory=Parallel)  # this process's place among torchrun's
 
 
-def prepare_run(config: TrainConfig, resume_dir: Path | None = None) -> PreparedRun:
+def prepare_run(
+    config: TrainConfig, resume_dir: Path | None = None, parallel: Parallel | None = None
+) -> PreparedRun:
     """Check the options, pair/check/load the data, split it, decide patch size and padding.
 
-    With `resume_dir` the run continues in that folder; otherwise a new run folder is chosen. The
-    caller's config is not changed: `PreparedRun.config` is the resolved copy the run uses.
+    With `resume_dir` the run continues in that folder; otherwise a new run folder is chosen (under
+    torchrun, by rank 0 for all). The caller's config is not changed: `PreparedRun.config` is the
+    resolved copy the run uses.
     """
+    parallel = parallel or Parallel()
     checked = preflight(config, resume_dir)
-    config, run_dir = checked.config, checked.run_dir
-    device = resolve_device(config.device)
+    config, run_dir = checked.config, parallel.from_main(checked.run_dir)
+    device = resolve_device(parallel.device_name(config.device))
     spec = get_model_spec(config.model)
     notes: list[str] = []
 
@@ -99,6 +105,7 @@ def prepare_run(config: TrainConfig, resume_dir: Path | None = None) -> Prepared
         precision=precision,
         notes=notes,
         warnings=warnings,
+        parallel=parallel,
     )
 
 
