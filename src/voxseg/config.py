@@ -354,6 +354,15 @@ class TrainConfig:
         kind="bool",
         resumable=True,
     )
+    sync_batchnorm: bool = option(
+        False,
+        help="under torchrun, batch normalisation over the global batch instead of each process's (PyTorch's "
+        "SyncBatchNorm, GPUs only; for the models with batch norm: VNet, TRAILMAP_MS, TRAILMAP)",
+        section=TRAINING,
+        label="Sync batch norm (torchrun)",
+        kind="bool",
+        resumable=True,
+    )
     # Keys a YAML file or a face passed that are no option: refused by resolved(), never ignored.
     _extra: dict = field(default_factory=dict, repr=False, compare=False)
 

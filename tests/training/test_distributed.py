@@ -131,3 +131,10 @@ def test_one_process_is_a_world_of_one(monkeypatch) -> None:
     ranked = from_environment()
     assert (ranked.rank, ranked.world, ranked.local_rank, ranked.is_main) == (3, 4, 1, False)
     assert ranked.shard(list(range(10))) == [3, 7]
+
+
+def test_sync_batchnorm_on_the_cpu_is_refused_before_anything_is_written(data, tmp_path: Path) -> None:
+    result = _train(data, tmp_path / "r", 2, 2, "--run-name", "a", "--epochs", "1", "--sync-batchnorm")
+    assert result.returncode != 0
+    assert "error: --sync-batchnorm needs GPUs" in result.stderr
+    assert not (tmp_path / "r").exists() or not any((tmp_path / "r").iterdir())

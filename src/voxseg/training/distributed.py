@@ -67,11 +67,17 @@ class Parallel:
             f"global batch {batch * self.world}"
         )
 
-    def wrap(self, model: nn.Module, device: torch.device) -> nn.Module:
-        """The model as the training step runs it: DistributedDataParallel across the ranks."""
+    def wrap(self, model: nn.Module, device: torch.device, sync_batchnorm: bool = False) -> nn.Module:
+        """The model as the training step runs it: DistributedDataParallel across the ranks (its batch
+        norms synchronised when asked; the parameters stay the same objects, so the optimizer's hold)."""
         if not self.active:
             return model
         from torch.nn.parallel import DistributedDataParallel
+
+        if sync_batchnorm:
+            converted = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            log.info("batch norm synchronised over the %d processes (--sync-batchnorm)", self.world)
+            model = converted
 
         ids = [device.index] if device.type == "cuda" else None
         return DistributedDataParallel(model, device_ids=ids)

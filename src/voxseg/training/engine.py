@@ -120,7 +120,7 @@ class Trainer:
         self.precision = prepared.precision
         # what runs the steps: the model itself, or its compiled form (same weights)
         tuned = acceleration.tune(self.model, mixed_precision=self.precision.dtype is not None)
-        self.runner = self.parallel.wrap(tuned, self.device)
+        self.runner = self.parallel.wrap(tuned, self.device, config.sync_batchnorm)
         self.scaler = make_grad_scaler(self.device, self.precision)
         self.loss_fn = build_loss(config.loss)
         # Adam's fused kernel: one pass over all parameters instead of a dozen small operations per

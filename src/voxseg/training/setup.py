@@ -10,7 +10,7 @@ import torch
 
 from voxseg.config import TrainConfig
 from voxseg.data.volumes import Volume, load_volumes, pad_volume, split_volumes
-from voxseg.errors import DataError
+from voxseg.errors import ConfigError, DataError
 from voxseg.models.registry import ModelSpec, build_model, format_size, get_model_spec
 from voxseg.models.weights import load_weights_file
 from voxseg.options import AUTO
@@ -52,6 +52,8 @@ def prepare_run(
     checked = preflight(config, resume_dir)
     config, run_dir = checked.config, parallel.from_main(checked.run_dir)
     device = resolve_device(parallel.device_name(config.device))
+    if config.sync_batchnorm and parallel.active and device.type != "cuda":
+        raise ConfigError("--sync-batchnorm needs GPUs (PyTorch's SyncBatchNorm); on the CPU leave it out")
     spec = get_model_spec(config.model)
     notes: list[str] = []
 
