@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # Set up voxseg in ./.venv: PyTorch (CPU build unless an NVIDIA GPU is present), voxseg with its
 # napari plugin (napari + PyQt6), demo data.
-#   scripts/setup.sh          everything the CLI, napari and the demo need
+#   scripts/setup.sh          everything the CLI, napari, export and the demo need
 #   scripts/setup.sh --dev    plus the test tools (pytest, pytest-qt, ruff)
 # Safe to re-run: it only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TORCH_VERSION=2.13.0
 PYTHON=${PYTHON:-python3}
-extras="napari"
-[ "${1:-}" = "--dev" ] && extras="napari,dev"
+extras="napari,export"
+[ "${1:-}" = "--dev" ] && extras="napari,export,dev"
 
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 pip() { .venv/bin/python -m pip --disable-pip-version-check -q "$@"; }

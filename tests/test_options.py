@@ -16,7 +16,7 @@ from voxseg.options import Option, options_of, parse_value, readme_tables
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-@pytest.mark.parametrize("command", ["train", "predict", "evaluate", "tune-threshold"])
+@pytest.mark.parametrize("command", ["train", "predict", "evaluate", "tune-threshold", "export"])
 def test_the_readme_tables_are_the_declarations(command: str) -> None:
     """Regenerate with `.venv/bin/python scripts/update_readme_options.py` when an option changes."""
     text = README.read_text()

@@ -13,7 +13,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from voxseg.config import COMMAND_OPTIONS, EvaluateConfig, PredictConfig, TrainConfig, TuneConfig
+from voxseg.config import (
+    COMMAND_OPTIONS,
+    EvaluateConfig,
+    ExportConfig,
+    PredictConfig,
+    TrainConfig,
+    TuneConfig,
+)
 from voxseg.errors import DataError, VoxsegError
 from voxseg.options import add_arguments
 from voxseg.version import __version__
@@ -47,6 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
         "tune-threshold", help="tune a finished run's threshold on its validation volumes"
     )
     add_arguments(tune, TuneConfig, {})
+    export = commands.add_parser("export", help="write a run's network as TorchScript or ONNX")
+    add_arguments(export, ExportConfig, {})
+    info = commands.add_parser("info", help="what produced a run: its run card (run.json), readably")
+    info.add_argument("run", metavar="RUN_DIR", type=Path, help="a voxseg run folder")
     demo = commands.add_parser("demo", help="train on the bundled nuclei dataset (nothing to supply)")
     demo.add_argument("--results", type=Path, default=Path("results"), help="default results")
     demo.add_argument("--epochs", type=int, default=None, help="default: the demo's own setting")
@@ -155,6 +166,27 @@ def _tune_command(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _export_command(args: argparse.Namespace) -> int:
+    config = ExportConfig(**{k: v for k, v in vars(args).items() if k != "command"}).resolved()
+    assert config.run is not None and config.output is not None
+    from voxseg.export.formats import export
+
+    done = export(config.run, config.format, config.output, config.weights, config.overwrite)
+    shapes = " and ".join("×".join(map(str, shape)) for shape in done.checked_shapes)
+    print(
+        f"voxseg: {done.format} written to {done.path}; max |difference| to PyTorch "
+        f"{done.max_abs_difference:.2e} on inputs {shapes}"
+    )
+    return EXIT_OK
+
+
+def _info_command(run_dir: Path) -> int:
+    from voxseg.training.run_card import describe
+
+    print(describe(run_dir))
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -166,6 +198,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _evaluate_command(args)
         if args.command == "tune-threshold":
             return _tune_command(args)
+        if args.command == "export":
+            return _export_command(args)
+        if args.command == "info":
+            return _info_command(args.run)
         if args.command == "demo":
             from voxseg.demo import demo_config
 

@@ -363,6 +363,15 @@ class TrainConfig:
         kind="bool",
         resumable=True,
     )
+    tensorboard: bool = option(
+        True,
+        help="write TensorBoard event files to `<run>/tensorboard` (`tensorboard --logdir RESULTS` "
+        "compares runs); `--no-tensorboard` turns it off",
+        section=TRAINING,
+        label="TensorBoard",
+        kind="bool",
+        resumable=True,
+    )
     # Keys a YAML file or a face passed that are no option: refused by resolved(), never ignored.
     _extra: dict = field(default_factory=dict, repr=False, compare=False)
 
@@ -739,4 +748,55 @@ class TuneConfig:
 
     def resolved(self) -> TuneConfig:
         values = {n: parse_value(n, o, getattr(self, n)) for n, o, _ in options_of(TuneConfig)}
+        return dataclasses.replace(self, **values)
+
+
+@dataclass
+class ExportConfig:
+    """`voxseg export`: a run's network as TorchScript or ONNX."""
+
+    run: Path | None = option(
+        None,
+        help="a voxseg run folder",
+        section=MODEL,
+        label="Run folder",
+        kind="folder",
+        metavar="RUN_DIR",
+        required=True,
+        positional=True,
+    )
+    format: str = option(
+        "onnx",
+        help="`torchscript` (traced) or `onnx` (opset 17); both take (N, 1, Z, Y, X) normalised images and "
+        "give logits, with the batch and the sides free (within the model's size rule)",
+        section=MODEL,
+        label="Format",
+        kind="choice",
+        metavar="FORMAT",
+        choices=("torchscript", "onnx"),
+    )
+    output: Path | None = option(
+        None,
+        help="the file to write (checked against PyTorch's output first)",
+        section=DATA,
+        label="Output",
+        kind="file",
+        metavar="PATH",
+        required=True,
+    )
+    weights: str = option(
+        "best",
+        help="`best` (best.pth) or `last` (last.pth)",
+        section=MODEL,
+        label="Weights",
+        kind="choice",
+        metavar="WHICH",
+        choices=("best", "last"),
+    )
+    overwrite: bool = option(
+        False, help="replace an existing output file", section=DATA, label="Overwrite", kind="bool"
+    )
+
+    def resolved(self) -> ExportConfig:
+        values = {n: parse_value(n, o, getattr(self, n)) for n, o, _ in options_of(ExportConfig)}
         return dataclasses.replace(self, **values)

@@ -14,8 +14,10 @@ from voxseg.training.distributed import Parallel
 from voxseg.training.engine import Listener, Trainer
 from voxseg.training.events import Event
 from voxseg.training.files import write_text
+from voxseg.training.run_card import RunCard
 from voxseg.training.setup import prepare_run
 from voxseg.training.sinks import RunRecorder, log_event
+from voxseg.training.tensorboard import TensorBoardSink
 
 log = logging.getLogger("voxseg")
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(message)s"
@@ -69,7 +71,10 @@ class TrainingSession:
             for warning in prepared.warnings:
                 log.warning(warning)
             recorder = RunRecorder(run_dir, make_zip=prepared.config.zip)
-            trainer = Trainer(prepared, [log_event, *self.listeners, recorder], self.stop_event, checkpoint)
+            sinks: list[Listener] = [log_event, *self.listeners, RunCard(run_dir, prepared)]
+            if prepared.config.tensorboard:
+                sinks.append(TensorBoardSink(run_dir, prepared.config.to_yaml()))
+            trainer = Trainer(prepared, [*sinks, recorder], self.stop_event, checkpoint)
             yield from trainer.run()
         finally:
             log.removeHandler(handler)

@@ -37,6 +37,7 @@ class PreparedRun:
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     parallel: Parallel = field(default_factory=Parallel)  # this process's place among torchrun's
+    files: list[tuple[str, Path]] = field(default_factory=list)  # (role, path) of every input file
 
 
 def prepare_run(
@@ -108,6 +109,12 @@ def prepare_run(
         notes=notes,
         warnings=warnings,
         parallel=parallel,
+        files=[
+            (role, path)
+            for pairs, kind in ((checked.pairs, "train"), (checked.val_pairs or [], "validation"))
+            for pair in pairs
+            for role, path in ((f"{kind} image", pair.image), (f"{kind} label", pair.label))
+        ],
     )
 
 

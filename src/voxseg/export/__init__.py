@@ -1,0 +1,1 @@
+"""Trained models for pipelines without voxseg: TorchScript and ONNX, each checked after writing."""

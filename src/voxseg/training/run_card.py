@@ -1,0 +1,122 @@
+"""`run.json`: what produced a run, enough to reproduce or audit it.
+
+Versions (voxseg, Python, torch, MONAI, CUDA), the device, the command line, the resolved options,
+the sha256 and shape of every input file, the split, and the final metrics. Written when the run
+starts and completed when it ends; `voxseg info RUN_DIR` prints it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+from voxseg.training.events import Event, RunEnd, RunStarted
+from voxseg.training.files import write_json
+from voxseg.version import __version__
+
+NAME = "run.json"
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _shape(path: Path) -> list[int]:
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        return list(tif.series[0].shape)
+
+
+def _versions() -> dict[str, str | None]:
+    import monai
+    import numpy
+    import torch
+
+    return {
+        "voxseg": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "monai": monai.__version__,
+        "numpy": numpy.__version__,
+        "cuda": torch.version.cuda,
+    }
+
+
+def _device_name(device: Any) -> str:
+    import torch
+
+    if getattr(device, "type", "") == "cuda":
+        return torch.cuda.get_device_name(device)
+    return platform.processor() or platform.machine()
+
+
+class RunCard:
+    """Listener that writes run.json at the start and completes it at the end."""
+
+    def __init__(self, run_dir: Path, prepared: Any) -> None:
+        self.path = Path(run_dir) / NAME
+        self.card: dict[str, Any] = {
+            "versions": _versions(),
+            "device": {"name": str(prepared.device), "model": _device_name(prepared.device)},
+            "command": sys.argv,
+            "options": prepared.config.to_dict(),
+            "inputs": [
+                {"role": role, "path": str(path), "sha256": sha256(path), "shape": _shape(path)}
+                for role, path in prepared.files
+            ],
+            "split": {
+                "train": [v.name for v in prepared.train_volumes],
+                "validation": [v.name for v in prepared.val_volumes],
+                "window": list(prepared.window),
+            },
+            "parallel": {"processes": prepared.parallel.world, "backend": prepared.parallel.backend},
+        }
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, RunStarted):
+            self.card["start_epoch"] = event.start_epoch
+            write_json(self.path, self.card)
+        elif isinstance(event, RunEnd):
+            self.card["result"] = event.summary
+            write_json(self.path, self.card)
+
+
+def describe(run_dir: Path) -> str:
+    """`voxseg info RUN_DIR`: the run card as a few readable lines."""
+    import json
+
+    from voxseg.errors import DataError
+
+    path = Path(run_dir) / NAME
+    if not path.is_file():
+        raise DataError(f"RUN_DIR: {path} does not exist (runs from before voxseg wrote run cards have none)")
+    card = json.loads(path.read_text())
+    options, result = card.get("options", {}), card.get("result", {})
+    versions = ", ".join(f"{k} {v}" for k, v in card.get("versions", {}).items() if v)
+    lines = [
+        f"run       {Path(run_dir).resolve()}",
+        f"status    {result.get('status', 'running')}; best validation Dice {result.get('best_val_dice')} "
+        f"(epoch {result.get('best_epoch')}), threshold {result.get('threshold')}",
+        f"model     {options.get('model')}, loss {options.get('loss')}, epochs {options.get('epochs')}, "
+        f"patch {card.get('split', {}).get('window')}, batch {options.get('batch_size')}",
+        f"device    {card.get('device', {}).get('name')} ({card.get('device', {}).get('model')}), "
+        f"{card.get('parallel', {}).get('processes', 1)} process(es)",
+        f"versions  {versions}",
+        f"command   {' '.join(card.get('command', []))}",
+        f"train     {', '.join(card.get('split', {}).get('train', []))}",
+        f"validate  {', '.join(card.get('split', {}).get('validation', []))}",
+        "inputs",
+        *(
+            f"  {i['sha256'][:16]}…  {i['role']:<16} {i['shape']}  {i['path']}"
+            for i in card.get("inputs", [])
+        ),
+    ]
+    return "\n".join(lines)
