@@ -216,8 +216,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("error: interrupted", file=sys.stderr)
         return EXIT_STOPPED
     except Exception as exc:  # a training run's folder holds the traceback (train.log), status `failed`
-        what = {"predict": "prediction", "evaluate": "evaluation", "weights": "download"}.get(
-            args.command, "training"
-        )
+        what = {
+            "predict": "prediction",
+            "evaluate": "evaluation",
+            "weights": "download",
+            "export": "export",
+            "tune-threshold": "threshold tuning",
+        }.get(args.command, "training")
         print(f"error: {what} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_FAILED

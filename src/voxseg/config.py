@@ -550,14 +550,13 @@ class PredictConfig:
     overlap: float = option(
         0.25,
         help="share of a window that overlaps its neighbour; with Gaussian blending 0.25 hides the seams, "
-        "and it is what training validated with, so the run's Dice and threshold carry over",
+        "and it is what training validated with; at most 0.9 (0.99 would mean ~100× the windows)",
         section=PREDICTION,
         label="Overlap",
         kind="float",
         metavar="F",
         low=0.0,
-        high=1.0,
-        open_high=True,
+        high=0.9,
     )
     batch_size: int = option(
         4,

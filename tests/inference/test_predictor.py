@@ -172,3 +172,13 @@ def test_tune_threshold_on_a_finished_run_folder(trained, tmp_path, capsys) -> N
     assert (tuned["threshold"], tuned["threshold_dice"]) == pytest.approx(tuned_in_training, abs=1e-4)
     assert run(["tune-threshold", tmp_path / "nowhere"]) == 2
     assert "RUN_DIR" in capsys.readouterr().err
+
+
+def test_a_folder_that_holds_earlier_outputs_predicts_only_the_images(trained, tmp_path) -> None:
+    run_dir, images, _ = trained
+    folder = tmp_path / "data"
+    folder.mkdir()
+    tifffile.imwrite(folder / "v.tif", tifffile.imread(images / "vol_00.tif"))
+    assert run(["predict", run_dir, "--input", folder, "--output", folder]) == 0
+    assert run(["predict", run_dir, "--input", folder, "--output", folder, "--overwrite"]) == 0
+    assert sorted(p.name for p in folder.iterdir()) == ["v.tif", "v_mask.tif"]  # no v_mask_mask.tif

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -12,11 +13,12 @@ from voxseg.errors import DataError
 from voxseg.io.tiff import TiffVolume, planes_writer, voxel_size
 
 
-@pytest.mark.parametrize("compression", [None, "zlib"])
-def test_ranges_of_planes_read_as_written(tmp_path: Path, compression: str | None) -> None:
+@pytest.mark.parametrize(("compression", "byteorder"), [(None, "<"), (None, ">"), ("zlib", "<")])
+def test_ranges_of_planes_read_as_written(tmp_path: Path, compression: str | None, byteorder: str) -> None:
+    """Big-endian files too: Fiji writes them by default."""
     volume = np.random.default_rng(0).integers(0, 4000, (9, 20, 30), dtype=np.uint16)
     path = tmp_path / "v.tif"
-    tifffile.imwrite(path, volume, compression=compression)
+    tifffile.imwrite(path, volume, compression=compression, byteorder=byteorder)
     read = TiffVolume(path)
     assert read.mapped == (compression is None) and read.shape == volume.shape and read.size == volume.size
     np.testing.assert_array_equal(read[2:7], volume[2:7])
@@ -42,6 +44,17 @@ def test_planes_are_written_in_ranges_and_renamed_into_place(tmp_path: Path) -> 
     with pytest.raises(DataError, match="already exists"), planes_writer(target, (1, 1, 1), np.uint8, False):
         pass
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mask.tif"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask  # readable as any new file, not private
+
+
+def test_three_planes_are_a_stack_not_an_rgb_image(tmp_path: Path) -> None:
+    with planes_writer(tmp_path / "m.tif", (3, 5, 4), np.uint8, overwrite=False) as out:
+        out[0:3] = np.arange(60, dtype=np.uint8).reshape(3, 5, 4)
+    with tifffile.TiffFile(tmp_path / "m.tif") as tif:
+        assert tif.series[0].axes[0] != "S" and tif.pages.first.photometric == tifffile.PHOTOMETRIC.MINISBLACK
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "m.tif"), np.arange(60).reshape(3, 5, 4))
 
 
 def test_voxel_size_from_imagej_metadata(tmp_path: Path) -> None:

@@ -47,7 +47,7 @@ def input_files(paths: tuple[Path, ...]) -> list[Path]:
     files: list[Path] = []
     for path in paths:
         if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in TIFF_SUFFIXES)
+            found = sorted(p for p in path.iterdir() if p.is_file() and _is_input(p))
             if not found:
                 raise DataError(f"--input: no .tif/.tiff files in {path}")
             files += found
@@ -60,6 +60,18 @@ def input_files(paths: tuple[Path, ...]) -> list[Path]:
     if twice:
         raise DataError(f"--input: several inputs are named {', '.join(twice)}; their outputs would collide")
     return files
+
+
+#: what voxseg predict writes: never taken as input when a folder is both (its outputs are skipped)
+OUTPUT_SUFFIXES = ("_mask", "_labels", "_prob")
+
+
+def _is_input(path: Path) -> bool:
+    return (
+        path.suffix.lower() in TIFF_SUFFIXES
+        and not path.name.startswith(".")
+        and not _stem(path).endswith(OUTPUT_SUFFIXES)
+    )
 
 
 def _stem(path: Path) -> str:

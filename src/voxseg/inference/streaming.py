@@ -89,7 +89,7 @@ def streamed_probabilities(
 
     `volume` is read one window at a time. A volume smaller than the window is padded as
     training pads (with its normalised minimum) and the padding is cut away. The blended sums live
-    in a ring of planes (a window's depth plus one step), reused as the windows move down.
+    in a ring of a window's depth of planes, reused as the windows move down.
     `on_windows(done, total)` reports progress.
     """
     shape = tuple(int(s) for s in volume.shape)
@@ -104,9 +104,8 @@ def streamed_probabilities(
     starts = sorted(rows)
     total, done = sum(len(r) for r in rows.values()), 0
     importance = compute_importance_map(window, mode="gaussian", sigma_scale=0.125).numpy().astype(np.float32)
-    ring = _Ring(
-        window[0] + max((b - a for a, b in zip(starts, starts[1:], strict=False)), default=0), padded
-    )
+    # planes z.. stay open only while a window covers them: a window's depth of planes at a time
+    ring = _Ring(window[0], padded)
     flushed = 0  # padded Z up to which the planes were handed out
     for index, start in enumerate(starts):
         zs = slice(start, start + window[0])

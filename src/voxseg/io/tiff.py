@@ -32,11 +32,10 @@ class TiffVolume:
         try:
             with tifffile.TiffFile(self.path) as tif:
                 series = tif.series[0]
-                shape, self.dtype, self.offset = (
-                    tuple(series.shape),
-                    np.dtype(series.dtype),
-                    series.dataoffset,
-                )
+                shape, self.offset = tuple(series.shape), series.dataoffset
+                self.dtype = np.dtype(series.dtype)
+                # the bytes on disk: Fiji writes big-endian ("MM") TIFFs by default
+                self.stored = self.dtype.newbyteorder(tif.byteorder)
         except Exception as exc:  # tifffile raises many types for corrupt files
             raise DataError(f"{path}: cannot read as TIFF ({type(exc).__name__}: {exc})") from None
         if len(shape) > 3 and sum(side > 1 for side in shape) == 3:
@@ -70,8 +69,8 @@ class TiffVolume:
         else:
             plane_bytes = self.shape[1] * self.shape[2] * self.dtype.itemsize
             start, shape = self.offset + z0 * plane_bytes, (z1 - z0, *self.shape[1:])
-            mapped = np.memmap(self.path, self.dtype, "r", start, shape)
-            planes = np.array(mapped[(slice(None), *rest)])
+            mapped = np.memmap(self.path, self.stored, "r", start, shape)
+            planes = np.array(mapped[(slice(None), *rest)], dtype=self.dtype)
             del mapped
         return planes[0] if isinstance(zs, int) else planes
 
@@ -106,7 +105,8 @@ class PlanesWriter:
     def __init__(self, path: Path, shape: tuple[int, int, int], dtype: np.dtype) -> None:
         self.path, self.shape, self.dtype = path, shape, np.dtype(dtype)
         big = int(np.prod(shape)) * self.dtype.itemsize > 2**31
-        created = tifffile.memmap(path, shape=shape, dtype=self.dtype, bigtiff=big)
+        # minisblack: 3 or 4 planes are a stack, not an RGB(A) image
+        created = tifffile.memmap(path, shape=shape, dtype=self.dtype, bigtiff=big, photometric="minisblack")
         self.offset = created.offset
         del created
 
@@ -135,6 +135,9 @@ def planes_writer(
     fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tif", dir=path.parent)
     os.close(fd)
     temp = Path(temp_name)
+    umask = os.umask(0)
+    os.umask(umask)
+    temp.chmod(0o666 & ~umask)  # as any new file: mkstemp's are private
     try:
         yield PlanesWriter(temp, shape, dtype)
         os.replace(temp, path)

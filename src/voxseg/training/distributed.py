@@ -130,7 +130,13 @@ def from_environment() -> Parallel:
     if world <= 1:
         return Parallel()
     rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-    backend = "nccl" if torch.cuda.is_available() and torch.distributed.is_nccl_available() else "gloo"
+    # NCCL for the GPUs' gradients, gloo for the small CPU tensors of the agreements (loss, stop,
+    # validation sums) and for CPU-only jobs
+    backend = (
+        "cpu:gloo,cuda:nccl"
+        if torch.cuda.is_available() and torch.distributed.is_nccl_available()
+        else "gloo"
+    )
     return Parallel(rank, world, local, backend)
 
 
@@ -140,7 +146,7 @@ def process_group(parallel: Parallel) -> Iterator[Parallel]:
     if not parallel.active or torch.distributed.is_initialized():
         yield parallel
         return
-    if parallel.backend == "nccl":
+    if parallel.backend and "nccl" in parallel.backend:
         torch.cuda.set_device(parallel.local_rank)
     torch.distributed.init_process_group(parallel.backend, timeout=TIMEOUT)
     try:

@@ -71,6 +71,7 @@ class Trainer:
         self.resume = resume
         self.parallel = prepared.parallel  # this process's rank among torchrun's (one process: rank 0 of 1)
         self.progress = RunProgress()
+        self.stopping = False  # a stop agreed by every rank (see _stop_agreed)
         self.started = time.perf_counter()
         self.built = False
 
@@ -91,10 +92,10 @@ class Trainer:
                 batches, device = len(self.batches), str(self.device)
                 yield self._emit(RunStarted(self.run_dir, config.epochs, batches, device, start, history))
                 for epoch in range(start, config.epochs + 1):
-                    if self.stop_event.is_set() or self.progress.stopped_early:
+                    if self._stop_agreed() or self.progress.stopped_early:
                         break
                     yield from self.train_epoch(epoch)
-                status = "stopped" if self.stop_event.is_set() else "completed"
+                status = "stopped" if self.stopping else "completed"
             except KeyboardInterrupt:
                 status = "stopped"
             except GeneratorExit:  # the consumer went away: still leave a complete run folder
@@ -165,8 +166,7 @@ class Trainer:
                 losses.append(value)
                 self.progress.patches_seen += images.shape[0] * self.parallel.world
                 yield self._emit(BatchEnd(epoch, batch, len(self.batches), value))
-                if self.parallel.any(self.stop_event.is_set()):  # every rank stops at the same step
-                    self.stop_event.set()
+                if self._stop_agreed():
                     log.info(
                         "stop requested: stopped after batch %d/%d of epoch %d",
                         batch,
@@ -178,7 +178,7 @@ class Trainer:
         loop_seconds = time.perf_counter() - started
         self.progress.train_seconds += loop_seconds
         self.progress.data_seconds += data_seconds
-        if self.stop_event.is_set():  # an unfinished epoch is neither validated nor checkpointed
+        if self.stopping:  # an unfinished epoch is neither validated nor checkpointed
             return
         dice = None
         if epoch % self.config.val_interval == 0 or epoch == self.config.epochs:
@@ -194,6 +194,11 @@ class Trainer:
             EpochEnd(epoch, self.config.epochs, loss, dice, lr, seconds, data_seconds, loop_seconds)
         )
 
+    def _stop_agreed(self) -> bool:
+        """Whether to stop here: asked of any rank, so every rank stops at the same step."""
+        self.stopping = self.stopping or self.parallel.any(self.stop_event.is_set())
+        return self.stopping
+
     def train_step(self, images: torch.Tensor, labels: torch.Tensor) -> float:
         """One optimisation step; returns the loss. A non-finite loss is returned before any update."""
         self.optimizer.zero_grad(set_to_none=True)
@@ -201,6 +206,8 @@ class Trainer:
             logits = self.runner(images)
         loss = self.loss_fn(logits.float(), labels)  # the loss in float32 whatever the precision
         value = float(loss.detach())
+        if self.parallel.any(not math.isfinite(value)):  # every rank skips the step, and raises
+            return math.nan
         if math.isfinite(value):
             self.scaler.scale(loss).backward()
             self.scaler.step(self.optimizer)

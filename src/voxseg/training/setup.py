@@ -79,7 +79,8 @@ def prepare_run(
     notes.append(f"precision {precision.name} ({precision.reason})")
     if precision.warning:
         warnings.append(precision.warning)
-    config = _resolve_auto_sizes(config, spec, device, precision, train_volumes, notes)
+    # measured in each rank's memory: rank 0's choice for all (every rank must take the same steps)
+    config = parallel.from_main(_resolve_auto_sizes(config, spec, device, precision, train_volumes, notes))
     if config.whole_volumes:
         asked = tuple(max(v.shape[axis] for v in train_volumes) for axis in range(3))
         notes.append(f"whole volumes: largest training volume {format_size(asked)}")
