@@ -206,12 +206,11 @@ class Trainer:
             logits = self.runner(images)
         loss = self.loss_fn(logits.float(), labels)  # the loss in float32 whatever the precision
         value = float(loss.detach())
-        if self.parallel.any(not math.isfinite(value)):  # every rank skips the step, and raises
+        if self.parallel.any(not math.isfinite(value)):  # every rank skips the step (and then raises)
             return math.nan
-        if math.isfinite(value):
-            self.scaler.scale(loss).backward()
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
         return value
 
     def validate(self) -> tuple[float, ValidationPreview | None, np.ndarray]:
