@@ -169,6 +169,14 @@ def _tune_command(args: argparse.Namespace) -> int:
 def _export_command(args: argparse.Namespace) -> int:
     config = ExportConfig(**{k: v for k, v in vars(args).items() if k != "command"}).resolved()
     assert config.run is not None and config.output is not None
+    if config.format == "bioimageio":
+        from voxseg.export.bioimageio import export_bioimageio
+
+        path = export_bioimageio(config.run, config.output, config.weights, config.overwrite)
+        print(
+            f"voxseg: BioImage Model Zoo package written to {path} (check it with `bioimageio test {path}`)"
+        )
+        return EXIT_OK
     from voxseg.export.formats import export
 
     done = export(config.run, config.format, config.output, config.weights, config.overwrite)

@@ -766,13 +766,14 @@ class ExportConfig:
     )
     format: str = option(
         "onnx",
-        help="`torchscript` (traced) or `onnx` (opset 17); both take (N, 1, Z, Y, X) normalised images and "
-        "give logits, with the batch and the sides free (within the model's size rule)",
+        help="`torchscript` (traced) or `onnx` (opset 17): (N, 1, Z, Y, X) normalised images in, logits out, "
+        "the batch and the sides free (within the model's size rule); or `bioimageio`: a BioImage Model "
+        "Zoo package (zip) for Fiji/deepImageJ, ilastik, QuPath and napari",
         section=MODEL,
         label="Format",
         kind="choice",
         metavar="FORMAT",
-        choices=("torchscript", "onnx"),
+        choices=("torchscript", "onnx", "bioimageio"),
     )
     output: Path | None = option(
         None,

@@ -1,0 +1,28 @@
+"""`voxseg export --format bioimageio`: a package the BioImage Model Zoo's own test accepts."""
+
+from __future__ import annotations
+
+import zipfile
+
+import pytest
+from conftest import FAST, write_dataset
+
+import voxseg
+from voxseg.cli import main
+
+pytest.importorskip("bioimageio.core")
+
+
+def test_the_package_passes_bioimageio_test(tmp_path) -> None:
+    from bioimageio.core import test_model
+
+    images, labels = write_dataset(tmp_path / "data", n=2, size=16, cells=2)
+    config = voxseg.TrainConfig(images=images, labels=labels, results=tmp_path / "r", run_name="m", **FAST)
+    run_dir = voxseg.train(config, progress=False).run_dir
+    package = tmp_path / "model.zip"
+    assert main(["export", str(run_dir), "--format", "bioimageio", "--output", str(package)]) == 0
+    names = set(zipfile.ZipFile(package).namelist())
+    assert {"rdf.yaml", "test_input.npy", "test_output.npy", "cover.png", "README.md"} <= names
+    summary = test_model(package)
+    assert summary.status == "passed", summary.format()
+    assert main(["export", str(run_dir), "--format", "bioimageio", "--output", str(package)]) == 2  # kept
