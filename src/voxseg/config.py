@@ -496,7 +496,7 @@ class PredictConfig:
 
     source: Path | None = option(
         None,
-        help="a voxseg run folder (its model, patch size, precision and threshold are used), or a "
+        help="a voxseg run folder (its model, patch size as the window and tuned threshold are used), or a "
         "weights file (`.pth`/`.pt`, `.safetensors`, a voxseg `checkpoint.pt`, a napari-cellseg3d file) "
         "with `--model`",
         section=MODEL,
@@ -569,7 +569,7 @@ class PredictConfig:
     )
     threshold: float | None = option(
         None,
-        help="foreground probability above which a voxel is foreground",
+        help="foreground probability at or above which a voxel is foreground",
         section=PREDICTION,
         label="Threshold",
         kind="float",

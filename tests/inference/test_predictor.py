@@ -52,7 +52,7 @@ def test_predict_writes_a_mask_per_volume_that_finds_the_cells(trained, tmp_path
         truth = tifffile.imread(labels / f"{image.stem}_label.tif") > 0
         assert mask.shape == truth.shape and mask.dtype == np.uint8
         assert probability.dtype == np.float32 and probability.min() >= 0 and probability.max() <= 1
-        np.testing.assert_array_equal(mask, probability > threshold)
+        np.testing.assert_array_equal(mask, probability >= threshold)
         dice = 2 * (mask.astype(bool) & truth).sum() / (mask.sum() + truth.sum())
         assert dice > 0.5, f"{image.name}: Dice {dice:.2f}"
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from voxseg.inference.sliding import dice_score, predict_logits
+from voxseg.inference.sliding import dice_score, predict_probability
 
 
 def _identity() -> nn.Module:
@@ -21,12 +21,12 @@ def _identity() -> nn.Module:
 
 
 @pytest.mark.parametrize("shape", [(8, 8, 8), (5, 9, 7), (20, 13, 30)])
-def test_predict_logits_keeps_shape_and_alignment(shape: tuple[int, int, int]) -> None:
+def test_predict_probability_keeps_shape_and_alignment(shape: tuple[int, int, int]) -> None:
     """Volumes smaller or larger than the window come back the same size, with no shift from padding."""
     image = np.random.default_rng(0).normal(size=shape).astype(np.float32)
-    logits = predict_logits(_identity(), image, (8, 8, 8), torch.device("cpu"), batch_size=2)
-    assert tuple(logits.shape) == shape and logits.dtype == torch.float32
-    torch.testing.assert_close(logits, torch.from_numpy(image), rtol=1e-4, atol=1e-4)
+    probability = predict_probability(_identity(), image, (8, 8, 8), torch.device("cpu"), batch_size=2)
+    assert tuple(probability.shape) == shape and probability.dtype == torch.float32
+    torch.testing.assert_close(probability, torch.sigmoid(torch.from_numpy(image)), rtol=1e-4, atol=1e-4)
 
 
 class _RecordsAutotuning(nn.Module):
@@ -45,7 +45,7 @@ def test_inference_runs_without_cudnn_autotuning_and_restores_it(monkeypatch: py
     """Training turns autotuning on; inference's changing shapes would each be timed afresh."""
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", True)
     model = _RecordsAutotuning()
-    predict_logits(model, np.zeros((12, 8, 8), np.float32), (8, 8, 8), torch.device("cpu"), batch_size=1)
+    predict_probability(model, np.zeros((12, 8, 8), np.float32), (8, 8, 8), torch.device("cpu"), batch_size=1)
     assert model.autotuning_seen == [False, False]
     assert torch.backends.cudnn.benchmark is True
 

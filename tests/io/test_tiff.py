@@ -69,3 +69,23 @@ def test_voxel_size_from_imagej_metadata(tmp_path: Path) -> None:
     assert voxel_size(path) == pytest.approx((2.0, 0.5, 0.25))
     tifffile.imwrite(tmp_path / "plain.tif", np.zeros((4, 8, 8), np.uint8))
     assert voxel_size(tmp_path / "plain.tif") is None
+
+
+def test_voxel_size_in_nanometres_is_given_in_micrometres(tmp_path: Path) -> None:
+    path = tmp_path / "nm.tif"
+    tifffile.imwrite(
+        path,
+        np.zeros((4, 8, 8), np.uint8),
+        imagej=True,
+        resolution=(1 / 250, 1 / 500),
+        metadata={"spacing": 2000.0, "unit": "nm"},
+    )
+    assert voxel_size(path) == pytest.approx((2.0, 0.5, 0.25))
+
+
+def test_single_planes_by_any_integer_and_from_the_end(tmp_path: Path) -> None:
+    volume = np.arange(4 * 3 * 2, dtype=np.uint16).reshape(4, 3, 2)
+    tifffile.imwrite(tmp_path / "v.tif", volume)
+    read = TiffVolume(tmp_path / "v.tif")
+    np.testing.assert_array_equal(read[np.int64(2)], volume[2])
+    np.testing.assert_array_equal(read[-1], volume[-1])

@@ -96,7 +96,7 @@ def test_an_image_layer_becomes_probability_mask_and_labels_layers(viewer_and_wi
         np.testing.assert_allclose(layer.scale, scale)
         np.testing.assert_allclose(layer.translate, translate)
     threshold = json.loads((run_dir / "summary.json").read_text())["threshold"]  # tuned on validation
-    np.testing.assert_array_equal(mask.data, probability.data > threshold)
+    np.testing.assert_array_equal(mask.data, probability.data >= threshold)
     np.testing.assert_array_equal(labels.data > 0, mask.data > 0)
     dice = 2 * (mask.data.astype(bool) & (truth > 0)).sum() / (mask.data.sum() + (truth > 0).sum())
     assert dice > 0.5

@@ -163,7 +163,7 @@ def _predict_one(config, image: Path, window, threshold: float, predict, progres
             for z, planes in streamed_probabilities(
                 volume, normalisation, window, config.overlap, predict, config.batch_size, report
             ):
-                mask[z : z + planes.shape[0]] = planes > threshold
+                mask[z : z + planes.shape[0]] = planes >= threshold  # as the threshold was tuned
                 if probabilities is not None:
                     probabilities[z : z + planes.shape[0]] = planes
         found = None
@@ -190,16 +190,8 @@ def _predict_one(config, image: Path, window, threshold: float, predict, progres
     )
 
 
-class _NoWriter:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
 def _maybe_writer(path: Path | None, shape, overwrite: bool):
-    return planes_writer(path, shape, np.float32, overwrite) if path is not None else _NoWriter()
+    return planes_writer(path, shape, np.float32, overwrite) if path is not None else contextlib.nullcontext()
 
 
 def _write_instances(

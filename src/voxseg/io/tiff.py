@@ -7,6 +7,7 @@ by window row. Other TIFFs (compressed, tiled) are read whole, and the log says 
 
 from __future__ import annotations
 
+import operator
 import os
 import tempfile
 from collections.abc import Iterator
@@ -59,7 +60,11 @@ class TiffVolume:
         """`key` (a Z index, a step-1 Z slice, or a tuple of slices with Z first) as an array in memory;
         of a mapped file, only the pages of that region are read."""
         zs, rest = (key[0], key[1:]) if isinstance(key, tuple) else (key, ())
-        z0, z1, _ = (zs if isinstance(zs, slice) else slice(zs, zs + 1)).indices(self.shape[0])
+        single = not isinstance(zs, slice)
+        if single:  # one plane: an int or numpy integer, negative from the end
+            zs = operator.index(zs) % self.shape[0]
+            zs = slice(zs, zs + 1)
+        z0, z1, _ = zs.indices(self.shape[0])
         if z1 <= z0:
             planes = np.zeros((0, *self.shape[1:]), self.dtype)[(slice(None), *rest)]
         elif not self.mapped:
@@ -72,13 +77,25 @@ class TiffVolume:
             mapped = np.memmap(self.path, self.stored, "r", start, shape)
             planes = np.array(mapped[(slice(None), *rest)], dtype=self.dtype)
             del mapped
-        return planes[0] if isinstance(zs, int) else planes
+        return planes[0] if single else planes
 
 
 def open_volume(path: Path) -> tuple[TiffVolume, bool]:
     """The volume in `path`, checked (3D, numeric), and whether it is read plane range by plane range."""
     volume = TiffVolume(path)
     return volume, volume.mapped
+
+
+#: ImageJ's length units, in µm
+_MICROMETRES = {
+    "micron": 1.0,
+    "um": 1.0,
+    "µm": 1.0,
+    "\\u00b5m": 1.0,  # ImageJ writes µ escaped
+    "nm": 1e-3,
+    "nanometer": 1e-3,
+    "mm": 1e3,
+}
 
 
 def voxel_size(path: Path) -> tuple[float, float, float] | None:
@@ -92,9 +109,10 @@ def voxel_size(path: Path) -> tuple[float, float, float] | None:
             if z is None or x_tag is None or y_tag is None:
                 return None
             (xn, xd), (yn, yd) = x_tag.value, y_tag.value
-            if not (xn and yn):
+            to_um = _MICROMETRES.get(str(imagej.get("unit", "micron")).strip().lower())
+            if not (xn and yn) or to_um is None:
                 return None
-            return (float(z), yd / yn, xd / xn)
+            return (float(z) * to_um, yd / yn * to_um, xd / xn * to_um)
     except Exception:  # metadata is optional: an unreadable field means "unknown"
         return None
 

@@ -21,7 +21,7 @@ import torch
 
 from voxseg.accel import Acceleration, accelerated
 from voxseg.inference.metrics import CUT_POINTS, dice_by_threshold
-from voxseg.inference.sliding import dice_score, predict_logits
+from voxseg.inference.sliding import dice_score, predict_probability
 from voxseg.losses import build_loss
 from voxseg.models.registry import build_model
 from voxseg.training.checkpoint import (
@@ -214,17 +214,17 @@ class Trainer:
         return value
 
     def validate(self) -> tuple[float, ValidationPreview | None, np.ndarray]:
-        """Mean Dice over the whole validation volumes of sigmoid(logits) > 0.5, a preview, and the
+        """Mean Dice over the whole validation volumes of the probability >= 0.5, a preview, and the
         mean Dice at every threshold in CUT_POINTS (the run tunes its threshold on it)."""
         self.model.eval()
         scores, preview, curves = [], None, [np.zeros(len(CUT_POINTS))]  # a rank may have no volume
         for volume in self.parallel.shard(self.prepared.val_volumes):
             with autocast(self.device, self.precision):
-                logits = predict_logits(
+                blended = predict_probability(
                     self.model, volume.image, self.prepared.window, self.device, 2 * self.config.batch_size
                 )
-            scores.append(dice_score(logits > 0, torch.from_numpy(volume.label)))
-            probability = torch.sigmoid(logits).numpy()
+            scores.append(dice_score(blended >= 0.5, torch.from_numpy(volume.label)))
+            probability = blended.numpy()
             curves.append(dice_by_threshold(probability, volume.label))
             preview = preview or ValidationPreview.of(volume, probability)
         self.model.train()

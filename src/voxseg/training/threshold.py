@@ -13,13 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from voxseg.accel import accelerated
 from voxseg.config import TrainConfig
 from voxseg.errors import ConfigError
 from voxseg.inference.metrics import CUT_POINTS, best_threshold, dice_by_threshold
-from voxseg.inference.sliding import predict_logits
+from voxseg.inference.sliding import predict_probability
+from voxseg.inference.trained import check_source
 from voxseg.models.registry import build_model
 from voxseg.models.weights import load_weights_file
 from voxseg.training.files import write_json
@@ -36,9 +36,7 @@ def tune_threshold(run_dir: Path) -> dict[str, Any]:
     if not saved.is_file():
         raise ConfigError(f"RUN_DIR: {run_dir} is not a voxseg run folder (no config.yaml)")
     prepared = prepare_run(TrainConfig.from_yaml(saved), resume_dir=run_dir)
-    weights = next((run_dir / f for f in ("best.pth", "last.pth") if (run_dir / f).is_file()), None)
-    if weights is None:
-        raise ConfigError(f"RUN_DIR: {run_dir} holds no best.pth or last.pth")
+    _, weights, _, _ = check_source(run_dir, None)  # best.pth, else last.pth
     model = build_model(prepared.config.model)
     load_weights_file(model, prepared.config.model, weights, "RUN_DIR")
     model.eval().to(prepared.device)
@@ -47,14 +45,14 @@ def tune_threshold(run_dir: Path) -> dict[str, Any]:
         runner = acceleration.tune(model, mixed_precision=prepared.precision.dtype is not None)
         for volume in prepared.val_volumes:
             with autocast(prepared.device, prepared.precision):
-                logits = predict_logits(
+                probability = predict_probability(
                     runner,
                     volume.image,
                     prepared.window,
                     prepared.device,
                     2 * int(prepared.config.batch_size),
                 )
-            curves.append(dice_by_threshold(torch.sigmoid(logits).numpy(), volume.label))
+            curves.append(dice_by_threshold(probability.numpy(), volume.label))
     curve = np.mean(curves, axis=0)
     threshold, dice = best_threshold(curve)
     at_half = float(curve[CUT_POINTS.index(0.5)])
