@@ -627,7 +627,7 @@ class PredictConfig:
         metavar="Z,Y,X",
         optional=True,
         parse=_spacing,
-        default_text="from the file's ImageJ metadata",
+        default_text="from the file's OME or ImageJ metadata",
     )
     save_probabilities: bool = option(
         False,

@@ -89,3 +89,19 @@ def test_single_planes_by_any_integer_and_from_the_end(tmp_path: Path) -> None:
     read = TiffVolume(tmp_path / "v.tif")
     np.testing.assert_array_equal(read[np.int64(2)], volume[2])
     np.testing.assert_array_equal(read[-1], volume[-1])
+
+
+def test_voxel_size_from_ome_metadata(tmp_path: Path) -> None:
+    path = tmp_path / "v.ome.tif"
+    tifffile.imwrite(
+        path,
+        np.zeros((4, 8, 8), np.uint8),
+        metadata={
+            "axes": "ZYX",
+            "PhysicalSizeX": 0.25,
+            "PhysicalSizeY": 0.5,
+            "PhysicalSizeZ": 2000.0,
+            "PhysicalSizeZUnit": "nm",
+        },
+    )
+    assert voxel_size(path) == pytest.approx((2.0, 0.5, 0.25))

@@ -99,9 +99,12 @@ _MICROMETRES = {
 
 
 def voxel_size(path: Path) -> tuple[float, float, float] | None:
-    """(Z, Y, X) in µm from ImageJ metadata (spacing) and the resolution tags; None when unknown."""
+    """(Z, Y, X) in µm from OME metadata (PhysicalSize*), else ImageJ's (spacing and the resolution
+    tags); None when unknown."""
     try:
         with tifffile.TiffFile(path) as tif:
+            if tif.is_ome and tif.ome_metadata:
+                return _ome_voxel_size(tif.ome_metadata)
             imagej = tif.imagej_metadata or {}
             page = tif.pages.first
             z = imagej.get("spacing")
@@ -115,6 +118,25 @@ def voxel_size(path: Path) -> tuple[float, float, float] | None:
             return (float(z) * to_um, yd / yn * to_um, xd / xn * to_um)
     except Exception:  # metadata is optional: an unreadable field means "unknown"
         return None
+
+
+def _ome_voxel_size(xml: str) -> tuple[float, float, float] | None:
+    """PhysicalSizeZ/Y/X of the first image's Pixels, in µm (OME's default unit)."""
+    from xml.etree import ElementTree
+
+    root = ElementTree.fromstring(xml)
+    namespace = root.tag.split("}")[0].strip("{")
+    pixels = root.find(f".//{{{namespace}}}Pixels")
+    if pixels is None:
+        return None
+    sizes = []
+    for axis in "ZYX":
+        value = pixels.get(f"PhysicalSize{axis}")
+        to_um = _MICROMETRES.get(pixels.get(f"PhysicalSize{axis}Unit", "µm").strip().lower())
+        if value is None or to_um is None:
+            return None
+        sizes.append(float(value) * to_um)
+    return (sizes[0], sizes[1], sizes[2])
 
 
 class PlanesWriter:
