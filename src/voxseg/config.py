@@ -7,7 +7,6 @@ line spells it. Nothing here imports torch, so the command line answers a typo a
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,11 +20,11 @@ from voxseg.options import (
     AUGMENTATION,
     DATA,
     TRAINING,
+    Declared,
     Option,
     flag,
     option,
     options_of,
-    parse_value,
     typed_flag,
 )
 
@@ -50,7 +49,7 @@ def _run_name(name: Any) -> str:
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(Declared):
     """Everything a training run needs. Paths may be str or Path; `resolved()` normalises them."""
 
     # Data
@@ -375,13 +374,7 @@ class TrainConfig:
     # Keys a YAML file or a face passed that are no option: refused by resolved(), never ignored.
     _extra: dict = field(default_factory=dict, repr=False, compare=False)
 
-    def resolved(self) -> TrainConfig:
-        """A checked, normalised copy (this one is left as it is); ConfigError names the first bad option."""
-        if self._extra:
-            raise ConfigError(f"unknown option(s): {', '.join(sorted(self._extra))}")
-        values = {
-            name: parse_value(name, opt, getattr(self, name)) for name, opt, _ in options_of(TrainConfig)
-        }
+    def check(self, values: dict[str, Any]) -> None:
         if values["pretrained"] and values["weights"] is not None:
             raise ConfigError("--pretrained and --weights exclude each other: choose one starting point")
         if (values["val_images"] is None) != (values["val_labels"] is None):
@@ -390,7 +383,6 @@ class TrainConfig:
             raise ConfigError(
                 f"--warmup-epochs: {values['warmup_epochs']} must be fewer than --epochs {values['epochs']}"
             )
-        return dataclasses.replace(self, **values)
 
     # YAML in and out -------------------------------------------------------------------------------
 
@@ -403,15 +395,6 @@ class TrainConfig:
                 str(value) if isinstance(value, Path) else list(value) if isinstance(value, tuple) else value
             )
         return out
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        """Build from a mapping (keys with `-` or `_`); unknown keys are kept for `resolved()` to name."""
-        data = {str(k).replace("-", "_"): v for k, v in data.items()}
-        known = {name for name, _, _ in options_of(cls)}
-        config = cls(**{k: v for k, v in data.items() if k in known})
-        config._extra = {k: v for k, v in data.items() if k not in known}
-        return config
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> TrainConfig:
@@ -491,7 +474,7 @@ def _spacing(value: Any) -> tuple[float, float, float]:
 
 
 @dataclass
-class PredictConfig:
+class PredictConfig(Declared):
     """Everything `voxseg predict` needs; `resolved()` checks it as TrainConfig's does."""
 
     source: Path | None = option(
@@ -671,26 +654,13 @@ class PredictConfig:
     )
     _extra: dict = field(default_factory=dict, repr=False, compare=False)
 
-    def resolved(self) -> PredictConfig:
-        """A checked, normalised copy; ConfigError names the first bad option."""
-        if self._extra:
-            raise ConfigError(f"unknown option(s): {', '.join(sorted(self._extra))}")
-        values = {n: parse_value(n, o, getattr(self, n)) for n, o, _ in options_of(PredictConfig)}
+    def check(self, values: dict[str, Any]) -> None:
         if values["max_size"] is not None and values["max_size"] < values["min_size"]:
             raise ConfigError(f"--max-size: {values['max_size']} is below --min-size {values['min_size']}")
-        return dataclasses.replace(self, **values)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> PredictConfig:
-        data = {str(k).replace("-", "_"): v for k, v in data.items()}
-        known = {name for name, _, _ in options_of(cls)}
-        config = cls(**{k: v for k, v in data.items() if k in known})
-        config._extra = {k: v for k, v in data.items() if k not in known}
-        return config
 
 
 @dataclass
-class EvaluateConfig:
+class EvaluateConfig(Declared):
     """`voxseg evaluate`: predictions against labels."""
 
     pred: Path | None = option(
@@ -724,13 +694,9 @@ class EvaluateConfig:
         False, help="replace an existing JSON file", section=DATA, label="Overwrite", kind="bool"
     )
 
-    def resolved(self) -> EvaluateConfig:
-        values = {n: parse_value(n, o, getattr(self, n)) for n, o, _ in options_of(EvaluateConfig)}
-        return dataclasses.replace(self, **values)
-
 
 @dataclass
-class TuneConfig:
+class TuneConfig(Declared):
     """`voxseg tune-threshold`: a finished run folder."""
 
     run: Path | None = option(
@@ -745,13 +711,9 @@ class TuneConfig:
         positional=True,
     )
 
-    def resolved(self) -> TuneConfig:
-        values = {n: parse_value(n, o, getattr(self, n)) for n, o, _ in options_of(TuneConfig)}
-        return dataclasses.replace(self, **values)
-
 
 @dataclass
-class ExportConfig:
+class ExportConfig(Declared):
     """`voxseg export`: a run's network as TorchScript or ONNX."""
 
     run: Path | None = option(
@@ -796,7 +758,3 @@ class ExportConfig:
     overwrite: bool = option(
         False, help="replace an existing output file", section=DATA, label="Overwrite", kind="bool"
     )
-
-    def resolved(self) -> ExportConfig:
-        values = {n: parse_value(n, o, getattr(self, n)) for n, o, _ in options_of(ExportConfig)}
-        return dataclasses.replace(self, **values)

@@ -15,7 +15,7 @@ import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from voxseg.errors import ConfigError
 
@@ -82,6 +82,37 @@ def flag(name: str) -> str:
 def typed_flag(name: str, opt: Option, default: Any) -> str:
     """The flag the user types: `--no-augment` for an option that is on by default."""
     return flag("no_" + name) if opt.kind == "bool" and default is True else flag(name)
+
+
+C = TypeVar("C", bound="Declared")
+
+
+class Declared:
+    """Base of the option dataclasses: their checked copy and their construction from a mapping,
+    both from the declarations. A subclass adds the rules that tie options together in `check`."""
+
+    def resolved(self: C) -> C:
+        """A checked, normalised copy (this one is left as it is); ConfigError names the first bad option."""
+        extra = getattr(self, "_extra", None)
+        if extra:
+            raise ConfigError(f"unknown option(s): {', '.join(sorted(extra))}")
+        values = {
+            name: parse_value(name, opt, getattr(self, name)) for name, opt, _ in options_of(type(self))
+        }
+        self.check(values)
+        return dataclasses.replace(self, **values)  # type: ignore[type-var]
+
+    def check(self, values: dict[str, Any]) -> None:
+        """Rules across options, on the parsed `values`; raise ConfigError."""
+
+    @classmethod
+    def from_dict(cls: type[C], data: dict[str, Any]) -> C:
+        """Build from a mapping (keys with `-` or `_`); unknown keys are kept for `resolved()` to name."""
+        data = {str(k).replace("-", "_"): v for k, v in data.items()}
+        known = {name for name, _, _ in options_of(cls)}
+        config = cls(**{k: v for k, v in data.items() if k in known})
+        config._extra = {k: v for k, v in data.items() if k not in known}  # type: ignore[attr-defined]
+        return config
 
 
 # -- values -----------------------------------------------------------------------------------------
