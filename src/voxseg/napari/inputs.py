@@ -10,7 +10,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from qtpy.QtCore import QObject, Signal
+from qtpy.QtCore import QObject, Qt, Signal
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -19,6 +19,8 @@ from qtpy.QtWidgets import (
     QLabel,
     QLineEdit,
     QMenu,
+    QPlainTextEdit,
+    QProgressBar,
     QPushButton,
     QSpinBox,
     QVBoxLayout,
@@ -144,3 +146,24 @@ def show_errors(labels: dict[str, QLabel], errors: dict[str, str]) -> None:
     for name, label in labels.items():
         label.setText(errors.get(name, ""))
         label.setVisible(name in errors)
+
+
+def add_run_controls(
+    column: QVBoxLayout, on_click: Callable[[], Any], log_height: int
+) -> tuple[QPushButton, QProgressBar, QLabel, QPlainTextEdit]:
+    """Start/Stop button, progress bar, status line and log panel, added to `column`."""
+    button = QPushButton("Start")
+    button.clicked.connect(on_click)
+    column.addWidget(button)
+    progress = QProgressBar()
+    progress.setFormat("%p%")
+    column.addWidget(progress)
+    status = QLabel("Ready")
+    status.setWordWrap(True)
+    status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+    column.addWidget(status)
+    log_view = QPlainTextEdit()
+    log_view.setReadOnly(True)
+    log_view.setMinimumHeight(log_height)
+    column.addWidget(log_view)
+    return button, progress, status, log_view

@@ -20,16 +20,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import tifffile
-from qtpy.QtCore import QObject, Qt, Signal
+from qtpy.QtCore import QObject, Signal
 from qtpy.QtWidgets import (
     QApplication,
     QComboBox,
     QFormLayout,
     QGroupBox,
     QLabel,
-    QPlainTextEdit,
-    QProgressBar,
-    QPushButton,
     QScrollArea,
     QVBoxLayout,
     QWidget,
@@ -42,6 +39,7 @@ from voxseg.napari.form import ConfigForm
 from voxseg.napari.inputs import (
     ERROR_STYLE,
     LogRelay,
+    add_run_controls,
     input_value,
     make_input,
     set_input_value,
@@ -271,20 +269,8 @@ class PredictWidget(QWidget):
 
     def _build_run_controls(self) -> QVBoxLayout:
         column = QVBoxLayout()
-        self.start_button = QPushButton("Start")
-        self.start_button.clicked.connect(self._start_or_stop)
-        column.addWidget(self.start_button)
-        self.progress = QProgressBar()
-        self.progress.setFormat("%p%")
-        column.addWidget(self.progress)
-        self.status = QLabel("Ready")
-        self.status.setWordWrap(True)
-        self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        column.addWidget(self.status)
-        self.log_view = QPlainTextEdit()
-        self.log_view.setReadOnly(True)
-        self.log_view.setMinimumHeight(100)
-        column.addWidget(self.log_view)
+        controls = add_run_controls(column, self._start_or_stop, log_height=100)
+        self.start_button, self.progress, self.status, self.log_view = controls
         return column
 
     # -- values and validation -----------------------------------------------------------------

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QApplication,
     QCheckBox,
@@ -24,8 +23,6 @@ from qtpy.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
     QLabel,
-    QPlainTextEdit,
-    QProgressBar,
     QPushButton,
     QScrollArea,
     QVBoxLayout,
@@ -50,6 +47,7 @@ from voxseg.napari.form import (
 from voxseg.napari.inputs import (
     ERROR_STYLE,
     LogRelay,
+    add_run_controls,
     input_value,
     make_input,
     set_input_value,
@@ -216,20 +214,8 @@ class TrainWidget(QWidget):
         column.addWidget(resume_box)
         self.show_preview = QCheckBox("Show validation volume and prediction as layers")
         column.addWidget(self.show_preview)
-        self.start_button = QPushButton("Start")
-        self.start_button.clicked.connect(self._start_or_stop)
-        column.addWidget(self.start_button)
-        self.progress = QProgressBar()
-        self.progress.setFormat("%p%")
-        column.addWidget(self.progress)
-        self.status = QLabel("Ready")
-        self.status.setWordWrap(True)
-        self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        column.addWidget(self.status)
-        self.log_view = QPlainTextEdit()
-        self.log_view.setReadOnly(True)
-        self.log_view.setMinimumHeight(140)
-        column.addWidget(self.log_view)
+        controls = add_run_controls(column, self._start_or_stop, log_height=140)
+        self.start_button, self.progress, self.status, self.log_view = controls
         save_log = QPushButton("Save log…")
         save_log.clicked.connect(self._ask_save_log)
         column.addWidget(save_log)
