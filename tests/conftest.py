@@ -118,3 +118,23 @@ def fast_args() -> Callable[..., list[str]]:
         return args
 
     return build
+
+
+def run_cli(argv: Sequence[Any]) -> int:
+    """Exit code of `voxseg argv` (paths as they are), whether main returns it or argparse exits."""
+    from voxseg.cli import main
+
+    try:
+        return main([str(a) for a in argv])
+    except SystemExit as exc:
+        return int(exc.code or 0)
+
+
+def train_small_run(root: Path) -> tuple[Path, Path, Path]:
+    """A SegResNet trained for 3 epochs on three 24³ volumes: (run folder, images, labels)."""
+    import voxseg
+
+    images, labels = write_dataset(root / "data", n=3, size=24, cells=3)
+    options = {**FAST, "epochs": 3, "samples_per_image": 4, "batch_size": 2, "lr": 3e-3, "precision": "fp32"}
+    config = TrainConfig(images=images, labels=labels, results=root / "results", run_name="m", **options)
+    return voxseg.train(config, progress=False).run_dir, images, labels

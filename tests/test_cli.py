@@ -4,26 +4,19 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tifffile
 import yaml
+from conftest import run_cli
 
-from voxseg.cli import build_parser, config_from_args, main
+from voxseg.cli import build_parser, config_from_args
 
 Args = Callable[..., list[str]]
 Dataset = Callable[..., tuple[Path, Path]]
-
-
-def run_main(argv: Sequence[str]) -> int:
-    """Exit code of `voxseg argv`, whether main returns it or argparse raises SystemExit."""
-    try:
-        return main(list(argv))
-    except SystemExit as exc:
-        return int(exc.code or 0)
 
 
 def _assert_usage_error(code: int, err: str, results: Path) -> str:
@@ -110,7 +103,7 @@ def test_bad_input_is_one_error_line_and_exit_2(
 ) -> None:
     build, expected = BAD_INPUTS[case]
     argv = build(tmp_path, make_dataset, fast_args)
-    code = run_main(argv)
+    code = run_cli(argv)
     captured = capsys.readouterr()
     line = _assert_usage_error(code, captured.err, tmp_path / "results")
     assert expected in line
@@ -118,7 +111,7 @@ def test_bad_input_is_one_error_line_and_exit_2(
 
 
 def test_unknown_flag_hint_is_a_real_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    run_main(["train", "--images", str(tmp_path), "--no-such-flag"])
+    run_cli(["train", "--images", str(tmp_path), "--no-such-flag"])
     assert "voxseg voxseg" not in capsys.readouterr().err
 
 
@@ -132,7 +125,7 @@ def test_existing_run_name_is_refused_and_left_untouched(
     (existing / "best.pth").write_bytes(b"precious weights")
     before = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in existing.iterdir()}
 
-    code = run_main([*fast_args(images, labels, results), "--run-name", "keep"])
+    code = run_cli([*fast_args(images, labels, results), "--run-name", "keep"])
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err
     assert len(err.splitlines()) == 1 and err.startswith("error:") and "already exists" in err
@@ -154,13 +147,13 @@ def test_flags_override_the_yaml_file(tmp_path: Path) -> None:
 def test_unknown_key_in_yaml_via_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "config.yaml"
     path.write_text("images: a\nlabels: b\nlearning_rate: 0.1\n")
-    code = run_main(["train", "--config", str(path), "--results", str(tmp_path / "results")])
+    code = run_cli(["train", "--config", str(path), "--results", str(tmp_path / "results")])
     line = _assert_usage_error(code, capsys.readouterr().err, tmp_path / "results")
     assert "learning_rate" in line
 
 
 def test_missing_config_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code = run_main(["train", "--config", str(tmp_path / "nope.yaml")])
+    code = run_cli(["train", "--config", str(tmp_path / "nope.yaml")])
     line = _assert_usage_error(code, capsys.readouterr().err, tmp_path / "results")
     assert "--config" in line and "nope.yaml" in line
 
@@ -187,7 +180,7 @@ def test_config_file_run_with_flag_override(
     }
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(options))
-    code = run_main(["train", "--config", str(path), "--epochs", "1"])
+    code = run_cli(["train", "--config", str(path), "--epochs", "1"])
     out = capsys.readouterr().out
     assert code == 0
     assert "run completed" in out and str(results / "from_yaml") in out
@@ -198,7 +191,7 @@ def test_config_file_run_with_flag_override(
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
-    assert run_main(["--version"]) == 0
+    assert run_cli(["--version"]) == 0
     assert capsys.readouterr().out.startswith("voxseg 0.1.0")
 
 

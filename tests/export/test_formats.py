@@ -5,18 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import FAST, write_dataset
+from conftest import FAST, run_cli, write_dataset
 
 import voxseg
-from voxseg.cli import main
 from voxseg.export.formats import run_model
-
-
-def run(argv: list) -> int:
-    try:
-        return main([str(a) for a in argv])
-    except SystemExit as exc:
-        return int(exc.code or 0)
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +24,7 @@ def test_exports_give_pytorchs_output_on_other_sizes_too(run_dir, tmp_path, caps
     if kind == "onnx":
         pytest.importorskip("onnxruntime")
     path = tmp_path / f"model.{kind}"
-    assert run(["export", run_dir, "--format", kind, "--output", path]) == 0
+    assert run_cli(["export", run_dir, "--format", kind, "--output", path]) == 0
     assert "max |difference| to PyTorch" in capsys.readouterr().out
     _, model, _ = run_model(run_dir, "best")
     x = torch.randn(2, 1, 24, 16, 32)  # another batch and other sides than the window (16³)
@@ -46,13 +38,13 @@ def test_exports_give_pytorchs_output_on_other_sizes_too(run_dir, tmp_path, caps
         session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         got = session.run(None, {"image": x.numpy()})[0]
     assert np.abs(got - expected).max() < 1e-3
-    assert run(["export", run_dir, "--format", kind, "--output", path]) == 2  # never overwritten
+    assert run_cli(["export", run_dir, "--format", kind, "--output", path]) == 2  # never overwritten
     assert "already exists" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]  # no temporary file left
 
 
 def test_bad_export_requests_exit_2(run_dir, tmp_path, capsys) -> None:
-    assert run(["export", tmp_path / "nope", "--output", tmp_path / "m.onnx"]) == 2
+    assert run_cli(["export", tmp_path / "nope", "--output", tmp_path / "m.onnx"]) == 2
     assert "nope does not exist" in capsys.readouterr().err
-    assert run(["export", run_dir, "--format", "tflite", "--output", tmp_path / "m"]) == 2
+    assert run_cli(["export", run_dir, "--format", "tflite", "--output", tmp_path / "m"]) == 2
     assert "--format" in capsys.readouterr().err

@@ -9,30 +9,15 @@ import json
 import numpy as np
 import pytest
 import tifffile
-from conftest import FAST, write_dataset
+from conftest import run_cli, train_small_run
 
 import voxseg
-from voxseg.cli import main
-
-
-def run(argv: list[str]) -> int:
-    try:
-        return main([str(a) for a in argv])
-    except SystemExit as exc:
-        return int(exc.code or 0)
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """A SegResNet trained for 3 epochs on three 24³ volumes: (run folder, images folder)."""
-    root = tmp_path_factory.mktemp("trained")
-    images, labels = write_dataset(root / "data", n=3, size=24, cells=3)
-    options = {**FAST, "epochs": 3, "samples_per_image": 4, "batch_size": 2, "lr": 3e-3, "precision": "fp32"}
-    config = voxseg.TrainConfig(
-        images=images, labels=labels, results=root / "results", run_name="m", **options
-    )
-    result = voxseg.train(config, progress=False)
-    return result.run_dir, images, labels
+    """(run folder, images, labels) of a small trained SegResNet."""
+    return train_small_run(tmp_path_factory.mktemp("trained"))
 
 
 def test_predict_writes_a_mask_per_volume_that_finds_the_cells(trained, tmp_path, capsys) -> None:
@@ -41,7 +26,7 @@ def test_predict_writes_a_mask_per_volume_that_finds_the_cells(trained, tmp_path
     threshold = json.loads((run_dir / "summary.json").read_text())["threshold"]
     assert 0 < threshold < 1
     assert (
-        run(["predict", run_dir, "--input", images, "--output", tmp_path / "out", "--save-probabilities"])
+        run_cli(["predict", run_dir, "--input", images, "--output", tmp_path / "out", "--save-probabilities"])
         == 0
     )
     out = capsys.readouterr().out
@@ -63,7 +48,7 @@ def test_existing_outputs_are_refused_and_left_alone(trained, tmp_path, capsys) 
     out.mkdir()
     keep = out / "vol_01_mask.tif"
     keep.write_bytes(b"precious")
-    assert run(["predict", run_dir, "--input", images, "--output", out]) == 2
+    assert run_cli(["predict", run_dir, "--input", images, "--output", out]) == 2
     err = capsys.readouterr().err
     assert (
         err.startswith("error: --output:")
@@ -71,7 +56,7 @@ def test_existing_outputs_are_refused_and_left_alone(trained, tmp_path, capsys) 
         and "--overwrite" in err
     )
     assert sorted(p.name for p in out.iterdir()) == ["vol_01_mask.tif"] and keep.read_bytes() == b"precious"
-    assert run(["predict", run_dir, "--input", images, "--output", out, "--overwrite"]) == 0
+    assert run_cli(["predict", run_dir, "--input", images, "--output", out, "--overwrite"]) == 0
     assert tifffile.imread(keep).shape == (24, 24, 24)
 
 
@@ -108,7 +93,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(trained, tmp_path, caps
         ],
         "bad-overlap": ["predict", run_dir, "--input", images, "--output", out, "--overlap", "1"],
     }[case]
-    assert run(argv) == 2
+    assert run_cli(argv) == 2
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and err.startswith("error:") and expected in err, err
     assert not out.exists()
@@ -118,8 +103,8 @@ def test_a_weights_file_with_its_model_and_test_time_augmentation(trained, tmp_p
     run_dir, images, _ = trained
     plain, flipped = tmp_path / "plain", tmp_path / "tta"
     common = ["--input", images / "vol_00.tif", "--save-probabilities", "--window", "16"]
-    assert run(["predict", run_dir / "best.pth", "--model", "SegResNet", "--output", plain, *common]) == 0
-    assert run(["predict", run_dir, "--output", flipped, "--tta", *common]) == 0
+    assert run_cli(["predict", run_dir / "best.pth", "--model", "SegResNet", "--output", plain, *common]) == 0
+    assert run_cli(["predict", run_dir, "--output", flipped, "--tta", *common]) == 0
     p_plain = tifffile.imread(plain / "vol_00_prob.tif")
     p_tta = tifffile.imread(flipped / "vol_00_prob.tif")
     assert not np.allclose(p_plain, p_tta)  # the flips were really averaged in
@@ -137,7 +122,7 @@ def test_the_python_api_returns_arrays_for_arrays(trained, tmp_path) -> None:
 def test_predict_then_evaluate_from_the_command_line(trained, tmp_path, capsys) -> None:
     run_dir, images, labels = trained
     out = tmp_path / "out"
-    assert run(["predict", run_dir, "--input", images, "--output", out, "--instances", "connected"]) == 0
+    assert run_cli(["predict", run_dir, "--input", images, "--output", out, "--instances", "connected"]) == 0
     capsys.readouterr()
     kinds = sorted({p.name.split("_", 2)[-1] for p in out.iterdir()})
     assert kinds == ["labels.tif", "mask.tif", "objects.csv"]  # nothing else left (no temporary file)
@@ -145,14 +130,16 @@ def test_predict_then_evaluate_from_the_command_line(trained, tmp_path, capsys) 
         rows = list(csv.DictReader(handle))
     assert rows and all(0.5 < float(row["mean_probability"]) <= 1 for row in rows)
     scores = tmp_path / "scores.json"
-    assert run(["evaluate", "--pred", out, "--labels", labels, "--json", scores]) == 0
+    assert run_cli(["evaluate", "--pred", out, "--labels", labels, "--json", scores]) == 0
     table = capsys.readouterr().out
     assert "overall" in table and "F1@0.5" in table
     overall = json.loads(scores.read_text())["overall"]
     assert overall["volumes"] == 3 and 0.5 < overall["dice"] <= 1 and overall["f1@0.5"] is not None
-    assert run(["evaluate", "--pred", out, "--labels", labels, "--json", scores]) == 2  # never overwritten
+    assert (
+        run_cli(["evaluate", "--pred", out, "--labels", labels, "--json", scores]) == 2
+    )  # never overwritten
     assert "already exists" in capsys.readouterr().err
-    assert run(["evaluate", "--pred", out, "--labels", tmp_path / "nope"]) == 2
+    assert run_cli(["evaluate", "--pred", out, "--labels", tmp_path / "nope"]) == 2
     assert "--labels" in capsys.readouterr().err
 
 
@@ -166,11 +153,11 @@ def test_tune_threshold_on_a_finished_run_folder(trained, tmp_path, capsys) -> N
     summary = json.loads((old / "summary.json").read_text())
     tuned_in_training = (summary.pop("threshold"), summary.pop("threshold_dice"))
     (old / "summary.json").write_text(json.dumps(summary))
-    assert run(["tune-threshold", old]) == 0
+    assert run_cli(["tune-threshold", old]) == 0
     assert "voxseg: threshold" in capsys.readouterr().out
     tuned = json.loads((old / "summary.json").read_text())
     assert (tuned["threshold"], tuned["threshold_dice"]) == pytest.approx(tuned_in_training, abs=1e-4)
-    assert run(["tune-threshold", tmp_path / "nowhere"]) == 2
+    assert run_cli(["tune-threshold", tmp_path / "nowhere"]) == 2
     assert "RUN_DIR" in capsys.readouterr().err
 
 
@@ -179,6 +166,6 @@ def test_a_folder_that_holds_earlier_outputs_predicts_only_the_images(trained, t
     folder = tmp_path / "data"
     folder.mkdir()
     tifffile.imwrite(folder / "v.tif", tifffile.imread(images / "vol_00.tif"))
-    assert run(["predict", run_dir, "--input", folder, "--output", folder]) == 0
-    assert run(["predict", run_dir, "--input", folder, "--output", folder, "--overwrite"]) == 0
+    assert run_cli(["predict", run_dir, "--input", folder, "--output", folder]) == 0
+    assert run_cli(["predict", run_dir, "--input", folder, "--output", folder, "--overwrite"]) == 0
     assert sorted(p.name for p in folder.iterdir()) == ["v.tif", "v_mask.tif"]  # no v_mask_mask.tif

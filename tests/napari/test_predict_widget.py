@@ -13,7 +13,7 @@ napari = pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
 
 import numpy as np  # noqa: E402
-from conftest import FAST, synthetic_volume, write_dataset  # noqa: E402
+from conftest import synthetic_volume, train_small_run  # noqa: E402
 
 import voxseg  # noqa: E402
 from voxseg.config import PredictConfig  # noqa: E402
@@ -25,14 +25,8 @@ RUN_TIMEOUT_MS = 120_000
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    """A SegResNet trained for 3 epochs on three 24³ volumes (the predictor tests' recipe)."""
-    root = tmp_path_factory.mktemp("trained")
-    images, labels = write_dataset(root / "data", n=3, size=24, cells=3)
-    options = {**FAST, "epochs": 3, "samples_per_image": 4, "batch_size": 2, "lr": 3e-3, "precision": "fp32"}
-    config = voxseg.TrainConfig(
-        images=images, labels=labels, results=root / "results", run_name="m", **options
-    )
-    return voxseg.train(config, progress=False).run_dir
+    """A small trained SegResNet (the predictor tests' recipe)."""
+    return train_small_run(tmp_path_factory.mktemp("trained"))[0]
 
 
 @pytest.fixture
