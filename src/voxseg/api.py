@@ -105,7 +105,8 @@ def _console(enabled: bool) -> Iterator[Listener | None]:
 
 
 def predict_with_console(config: PredictConfig) -> list[PredictionFiles]:
-    """`voxseg predict`'s engine with a progress bar over windows (per volume) and the log on the console."""
+    """`voxseg predict`'s engine on a resolved config, with a progress bar over windows (per volume)
+    and the log on the console."""
     from tqdm import tqdm
 
     from voxseg.console import ConsoleReporter
@@ -125,7 +126,7 @@ def predict_with_console(config: PredictConfig) -> list[PredictionFiles]:
 
     with ConsoleReporter():
         try:
-            return predict_files(config.resolved(), progress)
+            return predict_files(config, progress)
         finally:
             for bar in bars.values():
                 bar.close()

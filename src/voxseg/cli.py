@@ -140,7 +140,7 @@ def _evaluate_command(args: argparse.Namespace) -> int:
     from voxseg.inference.evaluate import evaluate, format_table, pair_predictions, write_json
 
     values = {k: v for k, v in vars(args).items() if k != "command"}
-    config = EvaluateConfig(**values).resolved()
+    config = EvaluateConfig.from_dict(values).resolved()
     assert config.pred is not None and config.labels is not None
     pairs = pair_predictions(config.pred, config.labels)
     if config.json is not None and config.json.exists() and not config.overwrite:
@@ -167,7 +167,7 @@ def _tune_command(args: argparse.Namespace) -> int:
 
 
 def _export_command(args: argparse.Namespace) -> int:
-    config = ExportConfig(**{k: v for k, v in vars(args).items() if k != "command"}).resolved()
+    config = ExportConfig.from_dict({k: v for k, v in vars(args).items() if k != "command"}).resolved()
     assert config.run is not None and config.output is not None
     if config.format == "bioimageio":
         from voxseg.export.bioimageio import export_bioimageio

@@ -21,7 +21,7 @@ import numpy as np
 from voxseg.config import PredictConfig
 from voxseg.data.discovery import TIFF_SUFFIXES
 from voxseg.errors import ConfigError, DataError
-from voxseg.io.tiff import open_volume, planes_writer, voxel_size
+from voxseg.io.tiff import TiffVolume, planes_writer, voxel_size
 
 log = logging.getLogger("voxseg")
 
@@ -113,7 +113,7 @@ def predict_files(config: PredictConfig, progress: Progress | None = None) -> li
 
     images = input_files(config.input)
     for image in images:  # shape and type, before the model loads (headers only for mapped files)
-        open_volume(image)
+        TiffVolume(image)
     check_outputs(config, images)
     device = resolve_device(config.device)
     precision = resolve_precision(config.precision, device)
@@ -143,8 +143,8 @@ def _predict_one(config, image: Path, window, threshold: float, predict, progres
     from voxseg.inference.streaming import Normalisation, streamed_probabilities
 
     started = time.perf_counter()
-    volume, mapped = open_volume(image)
-    if not mapped:
+    volume = TiffVolume(image)
+    if not volume.mapped:
         log.info("%s: read whole (compressed or tiled TIFF: it cannot be mapped from disk)", image.name)
     paths = output_paths(config, image)
     normalisation = Normalisation.of(volume)

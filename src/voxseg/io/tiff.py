@@ -80,12 +80,6 @@ class TiffVolume:
         return planes[0] if single else planes
 
 
-def open_volume(path: Path) -> tuple[TiffVolume, bool]:
-    """The volume in `path`, checked (3D, numeric), and whether it is read plane range by plane range."""
-    volume = TiffVolume(path)
-    return volume, volume.mapped
-
-
 #: ImageJ's length units, in µm
 _MICROMETRES = {
     "micron": 1.0,
