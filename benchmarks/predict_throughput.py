@@ -44,7 +44,7 @@ def _run(kind: str, args: argparse.Namespace, scratch: Path) -> dict:
     if kind == "bare_monai":
         from monai.inferers import sliding_window_inference
 
-        from voxseg.data.volumes import normalise
+        from voxseg.data.normalise import normalise
 
         volume = torch.from_numpy(normalise(tifffile.imread(image)))[None, None]
         with torch.no_grad():

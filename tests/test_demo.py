@@ -22,7 +22,7 @@ def test_demo_dataset_is_four_valid_pairs(tmp_path: Path) -> None:
     assert config.epochs == 1 and config.run_name == "demo"
     pairs = pair_files(config.images, config.labels)
     assert [p.image.name for p in pairs] == [f"nuclei_q{y}{x}.tif" for y in range(2) for x in range(2)]
-    volumes, warnings = load_volumes(pairs)
+    volumes, warnings, _ = load_volumes(pairs)
     assert warnings == []
     assert all(v.shape == (60, 128, 128) and v.label.any() for v in volumes)
     config.resolved()

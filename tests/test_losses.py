@@ -1,14 +1,18 @@
-"""The six losses: chosen by CLI or display name, finite on logits, and lower for better predictions."""
+"""The six losses: chosen by CLI or display name, finite on logits, and lower for better predictions.
+
+Built with ``ignore=True`` they take sparse labels and leave the IGNORED voxels out exactly."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from voxseg.errors import ConfigError
-from voxseg.losses import LOSSES, build_loss, resolve_loss_name
+from voxseg.losses import IGNORED, LOSSES, build_loss, resolve_loss_name
 
 NAMES = ["dice", "focal", "dice-focal", "generalized-dice", "dice-ce", "tversky"]
+OVERLAP = ["dice", "generalized-dice", "tversky"]
 
 
 def _target() -> torch.Tensor:
@@ -73,3 +77,83 @@ def test_good_prediction_scores_lower_than_bad(name: str) -> None:
 def test_built_by_display_name(name: str) -> None:
     display = LOSSES[name][1]
     assert type(build_loss(display)) is type(build_loss(name))
+
+
+def _logits() -> torch.Tensor:
+    torch.manual_seed(0)
+    return 3 * torch.randn(2, 1, 8, 8, 8)
+
+
+def _sparse_target() -> torch.Tensor:
+    """_target() with about half of its voxels not annotated."""
+    torch.manual_seed(1)
+    target = _target()
+    target[torch.rand_like(target) < 0.5] = IGNORED
+    return target
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_masked_loss_equals_monai_loss_when_nothing_is_ignored(name: str) -> None:
+    logits, target = _logits(), _target()
+    masked = build_loss(name, ignore=True)(logits, target)
+    assert masked.ndim == 0
+    assert float(masked) == pytest.approx(float(build_loss(name)(logits, target)), rel=1e-5)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_ignored_logits_change_nothing_and_get_no_gradient(name: str) -> None:
+    target = _sparse_target()
+    ignored = target == IGNORED
+    assert 0.4 < float(ignored.float().mean()) < 0.6
+    loss_fn = build_loss(name, ignore=True)
+    logits = _logits().requires_grad_()
+    loss = loss_fn(logits, target)
+    assert torch.isfinite(loss)
+    loss.backward()
+    assert logits.grad is not None
+    assert (logits.grad[ignored] == 0).all()
+    assert logits.grad[~ignored].abs().sum() > 0
+    changed = torch.where(ignored, 100 * torch.randn_like(logits), logits.detach())
+    assert float(loss_fn(changed, target)) == float(loss.detach())
+
+
+def test_focal_is_averaged_over_annotated_voxels_only() -> None:
+    logits, target = _logits(), _sparse_target()
+    annotated = target != IGNORED
+    only_annotated = build_loss("focal")(
+        logits[annotated].view(1, 1, -1, 1, 1), target[annotated].view(1, 1, -1, 1, 1)
+    )
+    masked = build_loss("focal", ignore=True)(logits, target)
+    assert float(masked) == pytest.approx(float(only_annotated), rel=1e-5)
+
+
+@pytest.mark.parametrize("name", OVERLAP)
+def test_overlap_loss_sees_ignored_voxels_as_absent(name: str) -> None:
+    """An ignored voxel counts as neither predicted nor true: like a certain background voxel."""
+    logits, target = _logits(), _sparse_target()
+    ignored = target == IGNORED
+    as_background = build_loss(name)(logits.masked_fill(ignored, -1e4), target.masked_fill(ignored, 0))
+    assert float(build_loss(name, ignore=True)(logits, target)) == pytest.approx(
+        float(as_background), rel=1e-5
+    )
+
+
+def test_compound_losses_are_monai_weighted_sums_of_their_masked_terms() -> None:
+    logits, target = _logits(), _sparse_target()
+    annotated = target != IGNORED
+    dice = float(build_loss("dice", ignore=True)(logits, target))
+    focal = float(build_loss("focal", ignore=True)(logits, target))
+    ce = float(F.binary_cross_entropy_with_logits(logits[annotated], target[annotated]))
+    assert float(build_loss("dice-focal", ignore=True)(logits, target)) == pytest.approx(
+        0.5 * dice + focal, rel=1e-5
+    )
+    assert float(build_loss("dice-ce", ignore=True)(logits, target)) == pytest.approx(dice + ce, rel=1e-5)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_batch_with_nothing_annotated_is_finite_with_zero_gradient(name: str) -> None:
+    logits = _logits().requires_grad_()
+    loss = build_loss(name, ignore=True)(logits, torch.full_like(logits, IGNORED))
+    assert torch.isfinite(loss)
+    loss.backward()
+    assert logits.grad is not None and (logits.grad == 0).all()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -18,6 +18,7 @@ from voxseg.losses import LOSS_NAMES, resolve_loss_name
 from voxseg.models.registry import MODEL_NAMES, resolve_model_name
 from voxseg.options import (
     AUGMENTATION,
+    AUTO,
     DATA,
     TRAINING,
     Declared,
@@ -27,6 +28,9 @@ from voxseg.options import (
     options_of,
     typed_flag,
 )
+
+if TYPE_CHECKING:
+    from voxseg.data.checks import Reading
 
 SCHEDULERS = ("none", "plateau", "cosine", "poly")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -39,6 +43,28 @@ def _device(device: Any) -> str:
     if kind not in DEVICE_CHOICES or (sep and (kind != "cuda" or not index.isdigit())):
         raise ConfigError(f"--device: {device!r} is not one of auto, cpu, cuda, cuda:N, mps")
     return text
+
+
+def _spacing(value: Any) -> tuple[float, float, float]:
+    text = value if isinstance(value, str) else ",".join(map(str, value))
+    try:
+        sides = tuple(float(part) for part in text.replace("x", ",").split(",") if part.strip())
+    except ValueError:
+        raise ConfigError(f"--spacing: expected Z,Y,X in µm, got {value!r}") from None
+    if len(sides) != 3 or not all(side > 0 for side in sides):
+        raise ConfigError(f"--spacing: expected three positive numbers Z,Y,X in µm, got {value!r}")
+    return (sides[0], sides[1], sides[2])
+
+
+def _label_map(value: Any) -> str:
+    """The map in its canonical spelling (`0:ignore,1:background,2:foreground`)."""
+    from voxseg.data.labels import LabelMap
+
+    return str(LabelMap.parse(str(value)))
+
+
+def _loss(name: Any) -> str:
+    return AUTO if str(name).strip().lower() == AUTO else resolve_loss_name(name)
 
 
 def _run_name(name: Any) -> str:
@@ -55,7 +81,8 @@ class TrainConfig(Declared):
     # Data
     images: Path | None = option(
         None,
-        help="folder of 3D `.tif`/`.tiff` images",
+        help="folder of 3D images: `.tif`/`.tiff` (OME-TIFF and ImageJ too), `.zarr` (OME-Zarr too) or "
+        "`.h5`/`.hdf5`; a folder may mix them",
         section=DATA,
         label="Images folder",
         kind="folder",
@@ -65,7 +92,8 @@ class TrainConfig(Declared):
     labels: Path | None = option(
         None,
         help="folder of 3D labels, named like the images (optionally followed by `_label`, `_labels`, "
-        "`_mask`, `_masks`, `_gt` or `_seg`); every value > 0 is foreground",
+        "`_mask`, `_masks`, `_gt` or `_seg`), in any of the image formats; every value > 0 is "
+        "foreground unless `--label-map` says otherwise",
         section=DATA,
         label="Labels folder",
         kind="folder",
@@ -89,6 +117,77 @@ class TrainConfig(Declared):
         kind="folder",
         metavar="DIR",
         optional=True,
+    )
+    image_key: str | None = option(
+        None,
+        help="the dataset of HDF5 images (or the array of Zarr groups) to read, e.g. `raw`",
+        section=DATA,
+        label="Image dataset",
+        metavar="KEY",
+        optional=True,
+        default_text="the file's only volume",
+    )
+    label_key: str | None = option(
+        None,
+        help="the dataset of HDF5 labels (or the array of Zarr groups) to read, e.g. `label`",
+        section=DATA,
+        label="Label dataset",
+        metavar="KEY",
+        optional=True,
+        default_text="the file's only volume",
+    )
+    level: int = option(
+        0,
+        help="the multiscale level of OME-Zarr volumes to read (0: full resolution)",
+        section=DATA,
+        label="OME-Zarr level",
+        kind="int",
+        metavar="N",
+        low=0,
+    )
+    label_map: str | None = option(
+        None,
+        help="what label values mean, `VALUE:CLASS,...` with CLASS `background`, `foreground` or `ignore` "
+        "(`*` for every other value); e.g. sparse annotations `0:ignore,1:background,2:foreground`. "
+        "Ignored voxels are left out of the loss and the validation Dice",
+        section=DATA,
+        label="Label map",
+        metavar="MAP",
+        optional=True,
+        parse=_label_map,
+        default_text="0 background, > 0 foreground",
+    )
+    ignore_label: int | None = option(
+        None,
+        help="the label value of voxels that are not annotated (short for adding `V:ignore` to the label "
+        "map)",
+        section=DATA,
+        label="Ignore label",
+        kind="int",
+        metavar="V",
+        low=0,
+        optional=True,
+    )
+    spacing: tuple[float, float, float] | None = option(
+        None,
+        help="voxel size `Z,Y,X` in µm of every volume, overriding the files' metadata",
+        section=DATA,
+        label="Voxel size (µm)",
+        metavar="Z,Y,X",
+        optional=True,
+        parse=_spacing,
+        default_text="from the files' metadata",
+    )
+    resample: str = option(
+        "none",
+        help="`isotropic`: resample every volume to cubic voxels of its finest side before training "
+        "(prediction resamples to them and back); helps strongly anisotropic data (Z steps ≥ 3× the "
+        "pixel size); needs the voxel size",
+        section=DATA,
+        label="Resample",
+        kind="choice",
+        metavar="HOW",
+        choices=("none", "isotropic"),
     )
     results: Path = option(
         Path("results"),
@@ -208,17 +307,18 @@ class TrainConfig(Declared):
         parse=resolve_model_name,
     )
     loss: str = option(
-        "dice",
+        "auto",
         help="loss: "
         + ", ".join(f"`{n}`" for n in LOSS_NAMES)
-        + ' (the origin\'s names such as "Dice-CE loss" '
-        "work too)",
+        + ' (the origin\'s names such as "Dice-CE loss" work too); `auto`: `dice`, or `focal` when '
+        "`--label-map`/`--ignore-label` leave voxels unannotated (a Dice over a few annotated planes "
+        "overfits; see docs/formats.md)",
         section=TRAINING,
         label="Loss",
         kind="choice",
         metavar="NAME",
-        choices=LOSS_NAMES,
-        parse=resolve_loss_name,
+        choices=(AUTO, *LOSS_NAMES),
+        parse=_loss,
     )
     lr: float = option(
         1e-3,
@@ -375,6 +475,9 @@ class TrainConfig(Declared):
     _extra: dict = field(default_factory=dict, repr=False, compare=False)
 
     def check(self, values: dict[str, Any]) -> None:
+        from voxseg.data.labels import LabelMap
+
+        LabelMap.parse(values["label_map"], values["ignore_label"])
         if values["pretrained"] and values["weights"] is not None:
             raise ConfigError("--pretrained and --weights exclude each other: choose one starting point")
         if (values["val_images"] is None) != (values["val_labels"] is None):
@@ -383,6 +486,14 @@ class TrainConfig(Declared):
             raise ConfigError(
                 f"--warmup-epochs: {values['warmup_epochs']} must be fewer than --epochs {values['epochs']}"
             )
+
+    def reading(self) -> Reading:
+        """How this run's files are read (keys, level, label classes, voxel size)."""
+        from voxseg.data.checks import Reading
+        from voxseg.data.labels import LabelMap
+
+        label_map = LabelMap.parse(self.label_map, self.ignore_label)
+        return Reading(self.image_key, self.label_key, self.level, label_map, self.spacing)
 
     # YAML in and out -------------------------------------------------------------------------------
 
@@ -460,17 +571,6 @@ COMMAND_OPTIONS = {
 
 MODEL, PREDICTION, INSTANCES = "Model", "Prediction", "Instances"
 INSTANCE_METHODS = ("none", "connected", "watershed")
-
-
-def _spacing(value: Any) -> tuple[float, float, float]:
-    text = value if isinstance(value, str) else ",".join(map(str, value))
-    try:
-        sides = tuple(float(part) for part in text.replace("x", ",").split(",") if part.strip())
-    except ValueError:
-        raise ConfigError(f"--spacing: expected Z,Y,X in µm, got {value!r}") from None
-    if len(sides) != 3 or not all(side > 0 for side in sides):
-        raise ConfigError(f"--spacing: expected three positive numbers Z,Y,X in µm, got {value!r}")
-    return (sides[0], sides[1], sides[2])
 
 
 @dataclass

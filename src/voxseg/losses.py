@@ -1,54 +1,113 @@
-"""The six MONAI losses of the origin document, with its parameters, chosen by name."""
+"""The six MONAI losses of the origin document, with its parameters, chosen by name.
+
+Built with ``ignore=True`` a loss also takes sparse labels: voxels labelled ``IGNORED`` are not annotated and
+are excluded exactly. MONAI 1.6 gives only DiceLoss, FocalLoss and TverskyLoss an ``ignore_index`` (not
+GeneralizedDiceLoss, DiceCELoss nor DiceFocalLoss) and MONAI 1.4 none, so every masked loss is composed here
+the same way from MONAI's terms (see ``_masked_loss_type``).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import cache
 from typing import TYPE_CHECKING
 
+from voxseg.data.labels import IGNORED  # a voxel that is not annotated: no loss and no gradient there
 from voxseg.errors import ConfigError
 
 if TYPE_CHECKING:  # MONAI and torch are imported when a loss is built, not when a name is checked
     from torch import nn
 
 
-def _dice() -> nn.Module:
+@cache
+def _masked_loss_type() -> type[nn.Module]:
+    """The class of the masked losses, defined on first use so that torch loads only when a loss is built."""
+    import torch
+    from torch import nn
+
+    class MaskedLoss(nn.Module):
+        """A MONAI loss restricted to the annotated voxels of (logits, labels); labels may hold IGNORED.
+
+        Ignored voxels get the logit 0 and the target 0 first, so their logits and label values never reach
+        a term and receive an exact zero gradient. The overlap term (Dice, Generalized Dice, Tversky; MONAI
+        loss built without sigmoid) then takes the sigmoid probabilities times the annotated mask, as MONAI's
+        ``ignore_index`` and MaskedDiceLoss do, and the voxel term (focal, binary cross-entropy; MONAI loss
+        with ``reduction="none"``) is averaged over the annotated voxels only. With no ignored voxel the sum
+        ``overlap_weight * overlap + voxel`` equals MONAI's own loss (DiceFocalLoss, DiceCELoss, ...).
+        """
+
+        def __init__(self, overlap: nn.Module | None, voxel: nn.Module | None, overlap_weight: float) -> None:
+            super().__init__()
+            self.overlap = overlap
+            self.voxel = voxel
+            self.overlap_weight = overlap_weight
+
+        def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+            annotated = labels != IGNORED
+            logits = torch.where(annotated, logits, 0.0)
+            targets = torch.where(annotated, labels, 0.0)
+            loss = logits.new_zeros(())
+            if self.overlap is not None:
+                probabilities = torch.sigmoid(logits) * annotated
+                loss = loss + self.overlap_weight * self.overlap(probabilities, targets)
+            if self.voxel is not None:
+                per_voxel = self.voxel(logits, targets) * annotated
+                loss = loss + per_voxel.sum() / annotated.sum().clamp(min=1)
+            return loss
+
+    return MaskedLoss
+
+
+def _masked(
+    overlap: nn.Module | None = None, voxel: nn.Module | None = None, overlap_weight: float = 1.0
+) -> nn.Module:
+    return _masked_loss_type()(overlap, voxel, overlap_weight)
+
+
+def _dice(ignore: bool) -> nn.Module:
     from monai.losses import DiceLoss
 
-    return DiceLoss(sigmoid=True)
+    return _masked(overlap=DiceLoss()) if ignore else DiceLoss(sigmoid=True)
 
 
-def _focal() -> nn.Module:
+def _focal(ignore: bool) -> nn.Module:
     from monai.losses import FocalLoss
 
-    return FocalLoss()  # applies a sigmoid itself (use_softmax=False)
+    # applies a sigmoid itself (use_softmax=False)
+    return _masked(voxel=FocalLoss(reduction="none")) if ignore else FocalLoss()
 
 
-def _dice_focal() -> nn.Module:
-    from monai.losses import DiceFocalLoss
+def _dice_focal(ignore: bool) -> nn.Module:
+    from monai.losses import DiceFocalLoss, DiceLoss, FocalLoss
 
+    if ignore:  # DiceFocalLoss's terms, lambda_focal=1
+        return _masked(overlap=DiceLoss(), voxel=FocalLoss(reduction="none"), overlap_weight=0.5)
     return DiceFocalLoss(sigmoid=True, lambda_dice=0.5)
 
 
-def _generalized_dice() -> nn.Module:
+def _generalized_dice(ignore: bool) -> nn.Module:
     from monai.losses import GeneralizedDiceLoss
 
-    return GeneralizedDiceLoss(sigmoid=True)
+    return _masked(overlap=GeneralizedDiceLoss()) if ignore else GeneralizedDiceLoss(sigmoid=True)
 
 
-def _dice_ce() -> nn.Module:
-    from monai.losses import DiceCELoss
+def _dice_ce(ignore: bool) -> nn.Module:
+    from monai.losses import DiceCELoss, DiceLoss
+    from torch import nn
 
+    if ignore:  # DiceCELoss's terms, lambda_dice=lambda_ce=1
+        return _masked(overlap=DiceLoss(), voxel=nn.BCEWithLogitsLoss(reduction="none"))
     return DiceCELoss(sigmoid=True)  # one output channel: the CE term is binary cross-entropy
 
 
-def _tversky() -> nn.Module:
+def _tversky(ignore: bool) -> nn.Module:
     from monai.losses import TverskyLoss
 
-    return TverskyLoss(sigmoid=True)
+    return _masked(overlap=TverskyLoss()) if ignore else TverskyLoss(sigmoid=True)
 
 
-#: CLI name -> (builder, the origin document's display name)
-LOSSES: dict[str, tuple[Callable[[], nn.Module], str]] = {
+#: CLI name -> (builder taking ``ignore``, the origin document's display name)
+LOSSES: dict[str, tuple[Callable[[bool], nn.Module], str]] = {
     "dice": (_dice, "Dice"),
     "focal": (_focal, "Focal"),
     "dice-focal": (_dice_focal, "Dice-Focal"),
@@ -77,6 +136,10 @@ def resolve_loss_name(name: str) -> str:
     return _ALIASES[key]
 
 
-def build_loss(name: str) -> nn.Module:
-    """A loss taking raw logits (B, 1, Z, Y, X) and binary float targets of the same shape."""
-    return LOSSES[resolve_loss_name(name)][0]()
+def build_loss(name: str, ignore: bool = False) -> nn.Module:
+    """A loss taking raw logits (B, 1, Z, Y, X) and binary float targets of the same shape.
+
+    ``ignore=False``: MONAI's loss itself. ``ignore=True``: the same loss over the annotated voxels only,
+    for targets that may also hold ``IGNORED``.
+    """
+    return LOSSES[resolve_loss_name(name)][0](ignore)

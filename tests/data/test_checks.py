@@ -170,7 +170,7 @@ def test_load_volumes_normalises_and_collects_warnings(tmp_path: Path) -> None:
         _write(tmp_path / "i" / "b.tif", _image()),
         _write(tmp_path / "l" / "b.tif", np.zeros(SHAPE, np.uint8)),
     )
-    volumes, warnings = load_volumes([good, empty])
+    volumes, warnings, _ = load_volumes([good, empty])
     assert [v.name for v in volumes] == ["a.tif", "b.tif"]
     assert volumes[0].image.dtype == np.float32 and volumes[0].label.dtype == np.uint8
     assert abs(float(volumes[0].image.mean())) < 1e-4

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from voxseg.data.discovery import list_tiffs, pair_files
+from voxseg.data.discovery import list_volumes, pair_files
 from voxseg.errors import DataError
 
 
@@ -111,7 +111,7 @@ def test_empty_folder_names_the_option(tmp_path: Path) -> None:
     labels = _touch_tiffs(tmp_path / "labels", ["a.tif"])
     with pytest.raises(DataError, match="--images") as info:
         pair_files(images, labels)
-    assert "no .tif" in str(info.value)
+    assert "no volumes (.tif/.tiff, .zarr or .h5/.hdf5)" in str(info.value)
 
 
 def test_empty_label_folder_names_the_label_option(tmp_path: Path) -> None:
@@ -125,7 +125,7 @@ def test_a_file_instead_of_a_folder(tmp_path: Path) -> None:
     file = tmp_path / "images.tif"
     file.write_bytes(b"")
     with pytest.raises(DataError, match="--images.*not a folder"):
-        list_tiffs(file, "--images")
+        list_volumes(file, "--images")
 
 
 def test_validation_folders_use_their_own_option_names(tmp_path: Path) -> None:

@@ -7,7 +7,9 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from voxseg.data.sampling import EpochOrder, PatchDataset, PatchSampler, foreground_points
+from voxseg.data import sampling
+from voxseg.data.labels import IGNORED
+from voxseg.data.sampling import EpochOrder, PatchDataset, PatchSampler, candidate_centres
 from voxseg.data.transforms import Augmentation
 from voxseg.data.volumes import Volume
 
@@ -81,10 +83,35 @@ def test_volume_smaller_than_patch_is_refused() -> None:
         PatchSampler([_volume("small", (6, 16, 16))], PATCH, 1, 0.5, seed=0)
 
 
-def test_foreground_points() -> None:
+def test_candidate_centres_of_dense_labels() -> None:
     label = np.zeros((5, 6, 7), np.uint8)
     label[1, 2, 3] = label[4, 5, 6] = 1
-    np.testing.assert_array_equal(foreground_points(label), [[1, 2, 3], [4, 5, 6]])
+    foreground, annotated = candidate_centres(label)
+    np.testing.assert_array_equal(foreground, [[1, 2, 3], [4, 5, 6]])
+    assert annotated is None  # every voxel is annotated: uniform placement
+
+
+def test_candidate_centres_are_on_one_grid_across_slabs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A large volume is scanned slab by slab on a coarse grid; the points are the grid's, wherever
+    the slabs start."""
+    rng = np.random.default_rng(0)
+    label = (rng.random((20, 12, 12)) > 0.8).astype(np.uint8)
+    monkeypatch.setattr(sampling, "_MAX_SCANNED_VOXELS", 110)  # 2880 voxels: stride 3
+    monkeypatch.setattr("voxseg.data.checks.SLAB_VOXELS", 7 * 144)  # slabs of 7 planes
+    foreground, _ = candidate_centres(label)
+    np.testing.assert_array_equal(foreground, np.argwhere(label[::3, ::3, ::3]) * 3)
+
+
+def test_sparse_labels_centre_the_other_patches_on_annotated_voxels() -> None:
+    """With only one plane annotated, no patch is placed where nothing is annotated."""
+    shape = (40, 16, 16)
+    label = np.full(shape, IGNORED, np.uint8)
+    label[30] = 0
+    label[30, 4:8, 4:8] = 1
+    volume = Volume("sparse", np.zeros(shape, np.float32), label)
+    sampler = PatchSampler([volume], PATCH, 50, foreground_share=0.33, seed=0)
+    for _, corner in sampler.plan(epoch=1):
+        assert corner[0] <= 30 < corner[0] + PATCH[0]
 
 
 def test_epoch_order_is_a_seeded_permutation_per_epoch() -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from voxseg.data.volumes import Volume, normalise, pad_amounts, pad_volume, split_volume, split_volumes
+from voxseg.data.normalise import normalise
+from voxseg.data.volumes import Volume, pad_amounts, pad_volume, split_volume, split_volumes
 from voxseg.errors import DataError
 
 

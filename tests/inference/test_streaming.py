@@ -7,8 +7,8 @@ import pytest
 import torch
 from monai.inferers import sliding_window_inference
 
-from voxseg.data.volumes import normalise
-from voxseg.inference.streaming import Normalisation, streamed_probabilities
+from voxseg.data.normalise import Normalisation, normalise
+from voxseg.inference.streaming import streamed_probabilities
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +49,7 @@ def test_normalisation_equals_trainings_on_small_volumes_and_samples_large_ones(
     volume = np.random.default_rng(1).gamma(2.0, 50.0, (20, 30, 40)).astype(np.float32)
     whole = Normalisation.of(volume)
     np.testing.assert_allclose(whole(volume), normalise(volume), rtol=1e-5, atol=1e-5)
-    monkeypatch.setattr("voxseg.inference.streaming.NORMALISATION_SAMPLE", 1000)
+    monkeypatch.setattr("voxseg.data.normalise.NORMALISATION_SAMPLE", 1000)
     sampled = Normalisation.of(volume)  # a strided sample of ~1000 voxels: close, not equal
     assert sampled != whole
     assert abs(sampled.mean - whole.mean) < 0.1 * whole.std and abs(sampled.std / whole.std - 1) < 0.1

@@ -1,30 +1,53 @@
-"""Read a pair of TIFFs and check it before any training: every problem names its file."""
+"""Read an image/label pair and check it before any training: every problem names its file.
+
+The checks run on Z slabs, so they cost the same memory for a volume on disk of any size.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
+
 import numpy as np
-import tifffile
 
 from voxseg.data.discovery import Pair
+from voxseg.data.labels import FOREGROUND, IGNORED, LabelMap
 from voxseg.errors import DataError
+from voxseg.io.formats import Spacing, VolumeFile, open_volume
+
+#: a check reads at most this many voxels at a time
+SLAB_VOXELS = 16_000_000
 
 
-def read_volume(path) -> np.ndarray:
-    """Read one TIFF as a Z×Y×X array; singleton axes (e.g. a 1-channel axis) are dropped."""
-    try:
-        array = tifffile.imread(path)
-    except Exception as exc:  # tifffile raises many types for corrupt files
-        raise DataError(f"{path}: cannot read as TIFF ({type(exc).__name__}: {exc})") from None
-    array = np.asarray(array)
-    if array.ndim > 3:
-        array = array.squeeze()
-    if array.ndim != 3:
-        raise DataError(f"{path}: not a 3D volume (shape {array.shape}); voxseg needs Z×Y×X volumes")
-    if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
-        raise DataError(f"{path}: unsupported pixel type {array.dtype}")
-    if min(array.shape) < 2:
-        raise DataError(f"{path}: a side of shape {array.shape} is shorter than 2 voxels")
-    return array
+@dataclass(frozen=True)
+class Reading:
+    """How the files of a data set are read: dataset keys (HDF5/Zarr), the OME-Zarr level, what label
+    values mean, and a voxel size that overrides the files' metadata."""
+
+    image_key: str | None = None
+    label_key: str | None = None
+    level: int = 0
+    label_map: LabelMap = LabelMap()
+    spacing: Spacing | None = None
+
+
+def slabs(shape: tuple[int, ...]) -> Iterator[slice]:
+    """Z ranges of at most about `SLAB_VOXELS` voxels covering a volume of `shape`."""
+    depth = max(1, SLAB_VOXELS // max(1, shape[1] * shape[2]))
+    for z in range(0, shape[0], depth):
+        yield slice(z, min(z + depth, shape[0]))
+
+
+def open_checked(path, key: str | None, level: int) -> VolumeFile:
+    volume = open_volume(path, key, level)
+    if min(volume.shape) < 2:
+        raise DataError(f"{path}: a side of shape {volume.shape} is shorter than 2 voxels")
+    return volume
+
+
+def read_volume(path, key: str | None = None, level: int = 0) -> np.ndarray:
+    """Read one volume whole as a Z×Y×X array (singleton axes, e.g. a 1-channel axis, dropped)."""
+    return open_checked(path, key, level)[:]
 
 
 def check_image(path, image: np.ndarray) -> None:
@@ -32,8 +55,8 @@ def check_image(path, image: np.ndarray) -> None:
         raise DataError(f"{path}: contains NaN or Inf values")
 
 
-def check_label(path, label: np.ndarray) -> list[str]:
-    """Raise for unusable labels; return warnings (e.g. no foreground) for the log."""
+def check_label(path, label: np.ndarray) -> None:
+    """Raise for label values that are no class: fractions, negatives, NaN."""
     if np.issubdtype(label.dtype, np.complexfloating):
         raise DataError(f"{path}: labels must be integers, got {label.dtype}")
     if np.issubdtype(label.dtype, np.floating):
@@ -42,21 +65,61 @@ def check_label(path, label: np.ndarray) -> list[str]:
         fractional = label[label != np.round(label)]
         if fractional.size:
             raise DataError(f"{path}: labels must be integers (found {fractional.flat[0]:g})")
-    if label.dtype != bool and label.min() < 0:
+    if label.dtype != bool and label.size and label.min() < 0:
         raise DataError(f"{path}: labels must be >= 0 (found {label.min():g})")
-    if not label.any():
+
+
+def label_classes(path, raw: np.ndarray, label_map: LabelMap) -> np.ndarray:
+    """Checked label values as classes (uint8: background, foreground, ignored)."""
+    check_label(path, raw)
+    return label_map.classes(raw, path)
+
+
+def class_warnings(path, classes_counts: tuple[int, int], label_map: LabelMap) -> list[str]:
+    """A label with no annotated voxel is an error; one without foreground a warning."""
+    foreground, annotated = classes_counts
+    if annotated == 0:
+        raise DataError(
+            f"{path}: no voxel is annotated (every value maps to ignore in --label-map {label_map})"
+        )
+    if foreground == 0:
         return [f"{path}: label has no foreground voxels (it only teaches background)"]
     return []
 
 
-def load_pair(pair: Pair) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Image (as read) and binary foreground mask (uint8: any label > 0), plus warnings."""
-    image = read_volume(pair.image)
-    check_image(pair.image, image)
-    label = read_volume(pair.label)
+def counts(classes: np.ndarray) -> tuple[int, int]:
+    """(foreground voxels, annotated voxels) of a class array."""
+    return int(np.count_nonzero(classes == FOREGROUND)), int(
+        classes.size - np.count_nonzero(classes == IGNORED)
+    )
+
+
+def open_pair(pair: Pair, reading: Reading) -> tuple[VolumeFile, VolumeFile]:
+    """Both files opened (headers only) with their shapes checked against each other."""
+    image = open_checked(pair.image, reading.image_key, reading.level)
+    label = open_checked(pair.label, reading.label_key, reading.level)
     if label.shape != image.shape:
         raise DataError(
             f"{pair.label}: shape {label.shape} does not match its image {pair.image.name} {image.shape}"
         )
-    warnings = check_label(pair.label, label)
-    return image, (label > 0).astype(np.uint8), warnings
+    return image, label
+
+
+def load_pair(pair: Pair, reading: Reading | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Image (as read) and label classes (uint8), read whole and checked, plus warnings."""
+    reading = reading or Reading()
+    image_file, label_file = open_pair(pair, reading)
+    image = image_file[:]
+    check_image(pair.image, image)
+    classes = label_classes(pair.label, label_file[:], reading.label_map)
+    return image, classes, class_warnings(pair.label, counts(classes), reading.label_map)
+
+
+def scan_pair(image: VolumeFile, label: VolumeFile, pair: Pair, label_map: LabelMap) -> list[str]:
+    """The checks of `load_pair` for volumes left on disk, slab by slab."""
+    total = (0, 0)
+    for zs in slabs(image.shape):
+        check_image(pair.image, image[zs])
+        found = counts(label_classes(pair.label, label[zs], label_map))
+        total = (total[0] + found[0], total[1] + found[1])
+    return class_warnings(pair.label, total, label_map)

@@ -1,4 +1,5 @@
-"""Find 3D TIFF files and pair images with labels by name (never by sort order)."""
+"""Find volumes (TIFF, Zarr, HDF5; a folder may mix them) and pair images with labels by name,
+never by sort order: `a.tif` pairs with `a_label.zarr` or `a.h5` in the labels folder."""
 
 from __future__ import annotations
 
@@ -6,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from voxseg.errors import DataError, shorten_list
+from voxseg.io.formats import DESCRIPTION, is_volume, stem
 
-TIFF_SUFFIXES = (".tif", ".tiff")
 #: suffixes a label's name may carry after the image's name, e.g. `vol_03_label.tif`
 LABEL_SUFFIXES = ("labels", "label", "masks", "mask", "gt", "seg")
 _SEPARATORS = ("_", "-", ".", " ")
@@ -26,21 +27,21 @@ class Pair:
         return self.image.name
 
 
-def list_tiffs(folder: Path, option: str) -> list[Path]:
-    """The .tif/.tiff files of a folder, sorted; a clear error if there are none."""
+def list_volumes(folder: Path, option: str) -> list[Path]:
+    """The volumes of a folder (files, and Zarr folders), sorted; a clear error if there are none."""
     folder = Path(folder)
     if not folder.exists():
         raise DataError(f"{option}: folder {folder} does not exist")
     if not folder.is_dir():
         raise DataError(f"{option}: {folder} is not a folder")
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in TIFF_SUFFIXES)
+    files = sorted(p for p in folder.iterdir() if is_volume(p))
     if not files:
-        raise DataError(f"{option}: no .tif/.tiff files in {folder}")
+        raise DataError(f"{option}: no volumes ({DESCRIPTION}) in {folder}")
     return files
 
 
 def _stem(path: Path) -> str:
-    return path.name[: -len(path.suffix)].lower()
+    return stem(path).lower()
 
 
 def _label_keys(path: Path) -> list[str]:
@@ -67,8 +68,8 @@ def pair_files(
     One folder may hold both: then a file is a label when its name is another file's name plus a
     label suffix (`vol.tif` + `vol_label.tif`), and no file is ever paired with itself.
     """
-    images = list_tiffs(images_dir, image_option)
-    labels = list_tiffs(labels_dir, label_option)
+    images = list_volumes(images_dir, image_option)
+    labels = list_volumes(labels_dir, label_option)
     if Path(images_dir).resolve() == Path(labels_dir).resolve():
         stems = {_stem(p) for p in images}
         labels = [p for p in images if any(key in stems for key in _label_keys(p)[1:])]

@@ -8,28 +8,43 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from voxseg.data.volumes import Volume
+from voxseg.data.checks import slabs
+from voxseg.data.labels import FOREGROUND, IGNORED
+from voxseg.data.volumes import OnDisk, Volume
 
-#: at most this many voxels are scanned per volume to find foreground centres (strided beyond it)
+#: at most this many voxels are scanned per volume to find patch centres (strided beyond it)
 _MAX_SCANNED_VOXELS = 16_000_000
 
 Corner = tuple[int, int, int]
 
 
-def foreground_points(label: np.ndarray) -> np.ndarray:
-    """(N, 3) coordinates of foreground voxels, on a coarser grid for very large volumes."""
+def candidate_centres(label: np.ndarray | OnDisk) -> tuple[np.ndarray, np.ndarray | None]:
+    """(N, 3) coordinates of foreground voxels, and of annotated voxels when some are not annotated
+    (None for dense labels); on a coarser grid for very large volumes, read slab by slab."""
     stride = 1
     while label.size / stride**3 > _MAX_SCANNED_VOXELS:
         stride += 1
-    coarse = label[::stride, ::stride, ::stride]
-    return np.argwhere(coarse) * stride
+    foreground, annotated, sparse = [], [], False
+    for zs in slabs(label.shape):
+        first = -(-zs.start // stride) * stride  # the slab's first Z on the grid
+        if first >= zs.stop:
+            continue
+        coarse = np.asarray(label[first : zs.stop])[::stride, ::stride, ::stride]
+        offset = np.array([first, 0, 0])
+        foreground.append(np.argwhere(coarse == FOREGROUND) * stride + offset)
+        ignored = coarse == IGNORED
+        sparse = sparse or bool(ignored.any())
+        annotated.append(np.argwhere(~ignored) * stride + offset)
+    return np.concatenate(foreground), (np.concatenate(annotated) if sparse else None)
 
 
 class PatchSampler:
     """Chooses where patches are cut, per epoch and reproducibly from the seed.
 
     Each patch is centred on a random foreground voxel with probability `foreground_share`
-    (nnU-Net forces 0.33), otherwise placed uniformly; volumes must already be >= the patch size.
+    (nnU-Net forces 0.33), otherwise placed uniformly, or, in a sparsely annotated volume, centred
+    on a random annotated voxel (a patch of unannotated voxels teaches nothing). Volumes must
+    already be >= the patch size.
     """
 
     def __init__(
@@ -44,7 +59,7 @@ class PatchSampler:
             if any(v < p for v, p in zip(volume.shape, patch_size, strict=True)):
                 raise ValueError(f"{volume.name} {volume.shape} is smaller than the patch {patch_size}")
         self.shapes = [v.shape for v in volumes]
-        self.points = [foreground_points(v.label) for v in volumes]
+        self.points, self.annotated = zip(*(candidate_centres(v.label) for v in volumes), strict=True)
         self.patch_size = patch_size
         self.samples_per_image = samples_per_image
         self.foreground_share = foreground_share
@@ -57,12 +72,16 @@ class PatchSampler:
         """(volume index, patch corner) for every sample of this epoch."""
         rng = np.random.default_rng([self.seed, epoch])
         plan = []
-        for index, (shape, points) in enumerate(zip(self.shapes, self.points, strict=True)):
+        half = np.array(self.patch_size) // 2
+        for index, (shape, points, annotated) in enumerate(
+            zip(self.shapes, self.points, self.annotated, strict=True)
+        ):
             highest = np.array(shape) - np.array(self.patch_size)
             for _ in range(self.samples_per_image):
                 if len(points) and rng.random() < self.foreground_share:
-                    centre = points[rng.integers(len(points))]
-                    corner = np.clip(centre - np.array(self.patch_size) // 2, 0, highest)
+                    corner = np.clip(points[rng.integers(len(points))] - half, 0, highest)
+                elif annotated is not None:
+                    corner = np.clip(annotated[rng.integers(len(annotated))] - half, 0, highest)
                 else:
                     corner = np.array([rng.integers(h + 1) for h in highest])
                 plan.append((index, tuple(int(c) for c in corner)))

@@ -1,50 +1,151 @@
-"""Volumes held in memory once: normalised a single time, padded to what the model accepts."""
+"""Training volumes: normalised once, held in memory when they fit, otherwise read patch by patch
+from disk (Zarr, HDF5 and uncompressed TIFF allow it), and padded to what the model accepts."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
+from typing import Any
 
 import numpy as np
 
-from voxseg.data.checks import load_pair
+from voxseg.data.checks import (
+    Reading,
+    check_image,
+    class_warnings,
+    counts,
+    label_classes,
+    open_pair,
+    scan_pair,
+)
 from voxseg.data.discovery import Pair
+from voxseg.data.labels import FOREGROUND
+from voxseg.data.normalise import Normalisation, normalise
 from voxseg.errors import DataError
+from voxseg.io.formats import Spacing, VolumeFile, describe_spacing
 
-#: percentiles the intensities are clipped to before z-scoring (robust to hot pixels)
-CLIP_PERCENTILES = (0.5, 99.5)
+
+class OnDisk:
+    """A box of a volume file whose regions are converted as they are read (intensities normalised,
+    label values mapped to classes); indexed like a numpy array of the box's shape."""
+
+    ndim = 3
+
+    def __init__(
+        self,
+        source: VolumeFile,
+        convert: Callable[[np.ndarray], np.ndarray],
+        box: tuple[slice, slice, slice] | None = None,
+    ) -> None:
+        self.source, self.convert = source, convert
+        self.box = box or tuple(slice(0, side) for side in source.shape)
+        self.shape: tuple[int, int, int] = tuple(s.stop - s.start for s in self.box)  # type: ignore[assignment]
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+    def region(self, index: tuple[slice, ...]) -> OnDisk:
+        """A step-1 sub-box, still on disk."""
+        box = []
+        for outer, inner, side in zip(self.box, index, self.shape, strict=True):
+            start, stop, _ = inner.indices(side)
+            box.append(slice(outer.start + start, outer.start + stop))
+        return OnDisk(self.source, self.convert, tuple(box))  # type: ignore[arg-type]
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        parts = key if isinstance(key, tuple) else (key,)
+        parts = parts + (slice(None),) * (3 - len(parts))
+        shifted = []
+        for outer, part, side in zip(self.box, parts, self.shape, strict=True):
+            if isinstance(part, slice):
+                start, stop, step = part.indices(side)
+                shifted.append(slice(outer.start + start, outer.start + max(stop, start), 1))
+                if step != 1:
+                    raise IndexError("regions on disk are read with step 1")
+            else:
+                shifted.append(outer.start + int(part) % side)
+        return self.convert(self.source[tuple(shifted)])
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        whole = self[:]
+        return whole if dtype is None else whole.astype(dtype)
 
 
 @dataclass
 class Volume:
-    """A normalised image (float32) and its binary foreground mask (uint8), same Z×Y×X shape."""
+    """A normalised image (float32) and its label classes (uint8: 0 background, 1 foreground,
+    2 not annotated), same Z×Y×X shape; each a numpy array, or an `OnDisk` box read by patch."""
 
     name: str
-    image: np.ndarray
-    label: np.ndarray
+    image: np.ndarray | OnDisk
+    label: np.ndarray | OnDisk
     origin: tuple[int, int, int] = (0, 0, 0)  # where this part starts in its file (a cut volume)
+    voxel_size: Spacing | None = None
 
     @property
     def shape(self) -> tuple[int, int, int]:
         return tuple(self.image.shape)  # type: ignore[return-value]
 
+    @property
+    def on_disk(self) -> bool:
+        return isinstance(self.image, OnDisk)
 
-def normalise(image: np.ndarray) -> np.ndarray:
-    """Percentile clip then z-score, once per volume (never per patch, which would erase contrast)."""
-    image = image.astype(np.float32, copy=False)
-    low, high = np.percentile(image, CLIP_PERCENTILES)
-    clipped = np.clip(image, low, high)
-    std = float(clipped.std())
-    return ((clipped - clipped.mean()) / (std if std > 0 else 1.0)).astype(np.float32)
+    def in_memory(self) -> Volume:
+        """This volume with both arrays read (validation predicts whole volumes)."""
+        if not self.on_disk:
+            return self
+        return Volume(self.name, np.asarray(self.image), np.asarray(self.label), self.origin, self.voxel_size)
+
+    def has_foreground(self) -> bool:
+        from voxseg.data.checks import slabs
+
+        return any((np.asarray(self.label[zs]) == FOREGROUND).any() for zs in slabs(self.shape))
 
 
-def load_volumes(pairs: list[Pair]) -> tuple[list[Volume], list[str]]:
-    """Read, check and normalise every pair; the first bad file raises DataError naming it."""
-    volumes, warnings = [], []
+def in_memory_bytes(volume: VolumeFile) -> int:
+    """Memory a volume takes when held: a float32 image and a uint8 label, plus the file's own copy
+    while it is normalised."""
+    return volume.size * (4 + 1 + volume.dtype.itemsize)
+
+
+def load_volumes(
+    pairs: list[Pair], reading: Reading | None = None, memory_budget: int | None = None
+) -> tuple[list[Volume], list[str], list[str]]:
+    """Open, check and normalise every pair: (volumes, warnings, notes); the first bad file raises
+    DataError naming it. Volumes are held in memory while they fit in `memory_budget` bytes (all of
+    them when None); the others stay on disk and are read patch by patch."""
+    reading = reading or Reading()
+    volumes, warnings, notes = [], [], []
+    held = 0
     for pair in pairs:
-        image, label, pair_warnings = load_pair(pair)
-        volumes.append(Volume(pair.name, normalise(image), label))
-        warnings.extend(pair_warnings)
-    return volumes, warnings
+        image_file, label_file = open_pair(pair, reading)
+        spacing = reading.spacing or image_file.voxel_size or label_file.voxel_size
+        need = in_memory_bytes(image_file)
+        lazy = image_file.lazy and label_file.lazy
+        if lazy and memory_budget is not None and held + need > memory_budget:
+            warnings += scan_pair(image_file, label_file, pair, reading.label_map)
+            image = OnDisk(image_file, Normalisation.of(image_file))
+            label = OnDisk(label_file, partial(reading.label_map.classes, path=pair.label))
+            notes.append(
+                f"data: {pair.name} ({need / 2**30:.1f} GiB in memory) is read patch by patch from disk"
+            )
+        else:
+            raw = image_file[:]
+            check_image(pair.image, raw)
+            image = normalise(raw)
+            del raw
+            label = label_classes(pair.label, label_file[:], reading.label_map)
+            warnings += class_warnings(pair.label, counts(label), reading.label_map)
+            held += image.nbytes + label.nbytes
+        volumes.append(Volume(pair.name, image, label, voxel_size=spacing))
+    sizes = {v.voxel_size for v in volumes}
+    described = "; ".join(f"{v.name} {describe_spacing(v.voxel_size)}" for v in volumes[:3])
+    if len(sizes) == 1:
+        described = describe_spacing(sizes.pop()) + (" (--spacing)" if reading.spacing else "")
+    notes.append(f"voxel size: {described}")
+    return volumes, warnings, notes
 
 
 def pad_amounts(shape: tuple[int, ...], target: tuple[int, ...]) -> list[tuple[int, int]]:
@@ -61,9 +162,14 @@ def pad_volume(volume: Volume, target: tuple[int, ...]) -> Volume:
     amounts = pad_amounts(volume.shape, target)
     if not any(a or b for a, b in amounts):
         return volume
+    volume = volume.in_memory()  # a volume thinner than a patch is small enough to hold
     image = np.pad(volume.image, amounts, mode="constant", constant_values=float(volume.image.min()))
     label = np.pad(volume.label, amounts, mode="constant", constant_values=0)
-    return Volume(volume.name, image, label)
+    return Volume(volume.name, image, label, voxel_size=volume.voxel_size)
+
+
+def _part(array: np.ndarray | OnDisk, index: tuple[slice, ...]) -> np.ndarray | OnDisk:
+    return array.region(index) if isinstance(array, OnDisk) else array[index]
 
 
 def split_volume(volume: Volume, train_fraction: float, min_side: int) -> tuple[Volume, Volume, str]:
@@ -81,11 +187,20 @@ def split_volume(volume: Volume, train_fraction: float, min_side: int) -> tuple[
     head = tuple(index)
     index[axis] = slice(cut, side)
     tail = tuple(index)
-    train = Volume(volume.name + f"[{'ZYX'[axis]}<{cut}]", volume.image[head], volume.label[head])
+    train_name = volume.name + f"[{'ZYX'[axis]}<{cut}]"
+    train = Volume(
+        train_name, _part(volume.image, head), _part(volume.label, head), voxel_size=volume.voxel_size
+    )
     origin = [0, 0, 0]
     origin[axis] = cut
     val_name = volume.name + f"[{'ZYX'[axis]}>={cut}]"
-    val = Volume(val_name, volume.image[tail], volume.label[tail], (origin[0], origin[1], origin[2]))
+    val = Volume(
+        val_name,
+        _part(volume.image, tail),
+        _part(volume.label, tail),
+        (origin[0], origin[1], origin[2]),
+        volume.voxel_size,
+    )
     how = (
         f"only one volume: validation is the last {side - cut} of {side} voxels along "
         f"{'ZYX'[axis]} of {volume.name}, training the first {cut}"

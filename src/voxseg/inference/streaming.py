@@ -11,7 +11,6 @@ order, and memory holds only the window in hand and the accumulators of a window
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -19,56 +18,13 @@ import torch
 from monai.data.utils import compute_importance_map, dense_patch_slices
 from monai.inferers.utils import _get_scan_interval
 
-#: at most this many voxels are read to estimate the normalisation (strided beyond it)
-NORMALISATION_SAMPLE = 16_000_000
-CLIP_PERCENTILES = (0.5, 99.5)  # as training's normalisation (data/volumes.py)
-
-
-@dataclass(frozen=True)
-class Normalisation:
-    """Training's normalisation (percentile clip, then z-score), with statistics from a bounded sample."""
-
-    low: float
-    high: float
-    mean: float
-    std: float
-
-    @classmethod
-    def of(cls, volume: Volume) -> Normalisation:
-        """Statistics of `volume`, read whole when small (then equal to training's) or on a strided grid
-        (plane by plane, so a large volume is never held whole)."""
-        stride = 1
-        while volume.size / stride**3 > NORMALISATION_SAMPLE:
-            stride += 1
-        planes = [np.asarray(volume[z])[::stride, ::stride] for z in range(0, volume.shape[0], stride)]
-        sample = np.stack(planes).astype(np.float32, copy=False)
-        low, high = (float(v) for v in np.percentile(sample, CLIP_PERCENTILES))
-        clipped = np.clip(sample, low, high)
-        std = float(clipped.std())
-        return cls(low, high, float(clipped.mean()), std if std > 0 else 1.0)
-
-    def __call__(self, block: np.ndarray) -> np.ndarray:
-        out = block.astype(np.float32)
-        self.apply_in_place(out)
-        return out
-
-    def apply_in_place(self, block: np.ndarray) -> None:
-        """Normalise a float32 array without temporaries (a window row of a large volume is 100+ MB)."""
-        np.clip(block, self.low, self.high, out=block)
-        block -= self.mean
-        block /= self.std
-
-    @property
-    def padding(self) -> float:
-        """What training pads with: the normalised minimum."""
-        return (self.low - self.mean) / self.std
-
+from voxseg.data.normalise import Normalisation
 
 Predict = Callable[[torch.Tensor], torch.Tensor]  # (B, 1, Z, Y, X) normalised -> probabilities, same shape
 
 
 class Volume(Protocol):
-    """What is read: a numpy array, or a `voxseg.io.tiff.TiffVolume` (Z ranges read from disk)."""
+    """What is read: a numpy array, or a `voxseg.io.formats.VolumeFile` (regions read from disk)."""
 
     shape: tuple[int, ...]
     size: int

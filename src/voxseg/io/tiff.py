@@ -1,4 +1,4 @@
-"""TIFF volumes for prediction: opened without loading them whole, written plane by plane.
+"""TIFF volumes: opened without loading them whole, written plane by plane.
 
 tifffile maps an uncompressed, contiguous TIFF or BigTIFF (what tifffile, ImageJ and most
 acquisition software write) straight from disk, so a volume larger than memory is read window row
@@ -18,6 +18,7 @@ import numpy as np
 import tifffile
 
 from voxseg.errors import DataError
+from voxseg.io.formats import Spacing, check_pixel_type, micrometres, spatial_axes
 
 
 class TiffVolume:
@@ -39,18 +40,19 @@ class TiffVolume:
                 self.stored = self.dtype.newbyteorder(tif.byteorder)
         except Exception as exc:  # tifffile raises many types for corrupt files
             raise DataError(f"{path}: cannot read as TIFF ({type(exc).__name__}: {exc})") from None
-        if len(shape) > 3 and sum(side > 1 for side in shape) == 3:
-            shape = tuple(side for side in shape if side > 1)
-        if len(shape) != 3:
-            raise DataError(f"{path}: not a 3D volume (shape {shape}); voxseg needs Z×Y×X volumes")
-        if not (np.issubdtype(self.dtype, np.number) or self.dtype == bool):
-            raise DataError(f"{path}: unsupported pixel type {self.dtype}")
+        shape = tuple(shape[axis] for axis in spatial_axes(self.path, shape))
+        check_pixel_type(self.path, self.dtype)
         self.shape: tuple[int, int, int] = (int(shape[0]), int(shape[1]), int(shape[2]))
+        self.voxel_size = voxel_size(self.path)
         self._whole: np.ndarray | None = None
 
     @property
     def mapped(self) -> bool:
         return self.offset is not None
+
+    @property
+    def lazy(self) -> bool:
+        return self.mapped
 
     @property
     def size(self) -> int:
@@ -80,19 +82,12 @@ class TiffVolume:
         return planes[0] if single else planes
 
 
-#: ImageJ's length units, in µm
-_MICROMETRES = {
-    "micron": 1.0,
-    "um": 1.0,
-    "µm": 1.0,
-    "\\u00b5m": 1.0,  # ImageJ writes µ escaped
-    "nm": 1e-3,
-    "nanometer": 1e-3,
-    "mm": 1e3,
-}
+def _micrometres(unit: str) -> float | None:
+    """µm per ImageJ/OME length unit (ImageJ writes µ escaped as `\\u00b5`)."""
+    return micrometres(unit.replace("\\u00b5", "µ"))
 
 
-def voxel_size(path: Path) -> tuple[float, float, float] | None:
+def voxel_size(path: Path) -> Spacing | None:
     """(Z, Y, X) in µm from OME metadata (PhysicalSize*), else ImageJ's (spacing and the resolution
     tags); None when unknown."""
     try:
@@ -106,7 +101,7 @@ def voxel_size(path: Path) -> tuple[float, float, float] | None:
             if z is None or x_tag is None or y_tag is None:
                 return None
             (xn, xd), (yn, yd) = x_tag.value, y_tag.value
-            to_um = _MICROMETRES.get(str(imagej.get("unit", "micron")).strip().lower())
+            to_um = _micrometres(str(imagej.get("unit", "micron")))
             if not (xn and yn) or to_um is None:
                 return None
             return (float(z) * to_um, yd / yn * to_um, xd / xn * to_um)
@@ -126,7 +121,7 @@ def _ome_voxel_size(xml: str) -> tuple[float, float, float] | None:
     sizes = []
     for axis in "ZYX":
         value = pixels.get(f"PhysicalSize{axis}")
-        to_um = _MICROMETRES.get(pixels.get(f"PhysicalSize{axis}Unit", "µm").strip().lower())
+        to_um = _micrometres(pixels.get(f"PhysicalSize{axis}Unit", "µm"))
         if value is None or to_um is None:
             return None
         sizes.append(float(value) * to_um)
@@ -136,11 +131,27 @@ def _ome_voxel_size(xml: str) -> tuple[float, float, float] | None:
 class PlanesWriter:
     """Writes Z ranges of a new uncompressed TIFF; each write maps only its planes, then releases them."""
 
-    def __init__(self, path: Path, shape: tuple[int, int, int], dtype: np.dtype) -> None:
+    def __init__(
+        self, path: Path, shape: tuple[int, int, int], dtype: np.dtype, voxel_size: Spacing | None = None
+    ) -> None:
         self.path, self.shape, self.dtype = path, shape, np.dtype(dtype)
         big = int(np.prod(shape)) * self.dtype.itemsize > 2**31
+        # OME metadata carries the voxel size for any pixel type (ImageJ's only for 8/16/32-bit)
+        metadata: dict[str, object] = {"axes": "ZYX"}
+        if voxel_size is not None:
+            for axis, size in zip("ZYX", voxel_size, strict=True):
+                metadata[f"PhysicalSize{axis}"] = size
+                metadata[f"PhysicalSize{axis}Unit"] = "µm"
         # minisblack: 3 or 4 planes are a stack, not an RGB(A) image
-        created = tifffile.memmap(path, shape=shape, dtype=self.dtype, bigtiff=big, photometric="minisblack")
+        created = tifffile.memmap(
+            path,
+            shape=shape,
+            dtype=self.dtype,
+            bigtiff=big,
+            photometric="minisblack",
+            ome=True,
+            metadata=metadata,
+        )
         self.offset = created.offset
         del created
 
@@ -157,7 +168,11 @@ class PlanesWriter:
 
 @contextmanager
 def planes_writer(
-    path: Path, shape: tuple[int, int, int], dtype: np.dtype, overwrite: bool
+    path: Path,
+    shape: tuple[int, int, int],
+    dtype: np.dtype,
+    overwrite: bool,
+    voxel_size: Spacing | None = None,
 ) -> Iterator[PlanesWriter]:
     """A `PlanesWriter` for a new TIFF at `path`, renamed into place when the block succeeds.
 
@@ -173,7 +188,7 @@ def planes_writer(
     os.umask(umask)
     temp.chmod(0o666 & ~umask)  # as any new file: mkstemp's are private
     try:
-        yield PlanesWriter(temp, shape, dtype)
+        yield PlanesWriter(temp, shape, dtype, voxel_size)
         os.replace(temp, path)
     finally:
         temp.unlink(missing_ok=True)

@@ -20,8 +20,9 @@ import numpy as np
 import torch
 
 from voxseg.accel import Acceleration, accelerated
+from voxseg.data.labels import scored
 from voxseg.inference.metrics import CUT_POINTS, dice_by_threshold
-from voxseg.inference.sliding import dice_score, predict_probability
+from voxseg.inference.sliding import predict_probability
 from voxseg.losses import build_loss
 from voxseg.models.registry import build_model
 from voxseg.training.checkpoint import (
@@ -123,7 +124,7 @@ class Trainer:
         tuned = acceleration.tune(self.model, mixed_precision=self.precision.dtype is not None)
         self.runner = self.parallel.wrap(tuned, self.device, config.sync_batchnorm)
         self.scaler = make_grad_scaler(self.device, self.precision)
-        self.loss_fn = build_loss(config.loss)
+        self.loss_fn = build_loss(config.loss, ignore=prepared.sparse)
         # Adam's fused kernel: one pass over all parameters instead of a dozen small operations per
         # tensor (SegResNet on 2 CPU cores: 5.5 -> 1.9 ms a step); the same update up to rounding.
         fused = self.device.type in ("cpu", "cuda")
@@ -223,9 +224,8 @@ class Trainer:
                 blended = predict_probability(
                     self.model, volume.image, self.prepared.window, self.device, 2 * self.config.batch_size
                 )
-            scores.append(dice_score(blended >= 0.5, torch.from_numpy(volume.label)))
-            probability = blended.numpy()
-            curves.append(dice_by_threshold(probability, volume.label))
+            curves.append(dice_by_threshold(*scored(probability := blended.numpy(), volume.label)))
+            scores.append(curves[-1][CUT_POINTS.index(0.5)])  # the Dice of probability >= 0.5
             preview = preview or ValidationPreview.of(volume, probability)
         self.model.train()
         count = np.float64(len(scores))

@@ -1,7 +1,8 @@
 """`run.json`: what produced a run, enough to reproduce or audit it.
 
 Versions (voxseg, Python, torch, MONAI, CUDA), the device, the command line, the resolved options,
-the sha256 and shape of every input file, the split, and the final metrics. Written when the run
+the sha256, shape and voxel size of every input, the training voxel size, the split, and the final
+metrics. Written when the run
 starts and completed when it ends; `voxseg info RUN_DIR` prints it.
 """
 
@@ -21,18 +22,31 @@ NAME = "run.json"
 
 
 def sha256(path: Path) -> str:
+    """Of a file's bytes; of a folder (a Zarr store), of every file's relative path and bytes in order."""
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        if path.is_dir():
+            digest.update(file.relative_to(path).as_posix().encode() + b"\0")
+        with open(file, "rb") as handle:
+            while block := handle.read(1 << 20):
+                digest.update(block)
     return digest.hexdigest()
 
 
-def _shape(path: Path) -> list[int]:
-    import tifffile
+def _input(role: str, path: Path, reading: Any) -> dict[str, Any]:
+    from voxseg.io.formats import open_volume
 
-    with tifffile.TiffFile(path) as tif:
-        return list(tif.series[0].shape)
+    key = reading.label_key if role.endswith("label") else reading.image_key
+    volume = open_volume(path, key, reading.level)
+    size = volume.voxel_size
+    return {
+        "role": role,
+        "path": str(path),
+        "sha256": sha256(path),
+        "shape": list(volume.shape),
+        "voxel_size_um": None if size is None else list(size),
+    }
 
 
 def _versions() -> dict[str, str | None]:
@@ -68,10 +82,8 @@ class RunCard:
             "device": {"name": str(prepared.device), "model": _device_name(prepared.device)},
             "command": sys.argv,
             "options": prepared.config.to_dict(),
-            "inputs": [
-                {"role": role, "path": str(path), "sha256": sha256(path), "shape": _shape(path)}
-                for role, path in prepared.files
-            ],
+            "inputs": [_input(role, path, prepared.config.reading()) for role, path in prepared.files],
+            "voxel_size_um": None if prepared.voxel_size is None else list(prepared.voxel_size),
             "split": {
                 "train": [v.name for v in prepared.train_volumes],
                 "validation": [v.name for v in prepared.val_volumes],
@@ -109,6 +121,7 @@ def describe(run_dir: Path) -> str:
         f"patch {card.get('split', {}).get('window')}, batch {options.get('batch_size')}",
         f"device    {card.get('device', {}).get('name')} ({card.get('device', {}).get('model')}), "
         f"{card.get('parallel', {}).get('processes', 1)} process(es)",
+        f"voxels    {card.get('voxel_size_um') or 'unknown'} µm (Z, Y, X)",
         f"versions  {versions}",
         f"command   {' '.join(card.get('command', []))}",
         f"train     {', '.join(card.get('split', {}).get('train', []))}",

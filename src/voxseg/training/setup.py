@@ -11,12 +11,13 @@ import torch
 from voxseg.config import TrainConfig
 from voxseg.data.volumes import Volume, load_volumes, pad_volume, split_volumes
 from voxseg.errors import ConfigError, DataError
+from voxseg.io.formats import Spacing
 from voxseg.models.registry import ModelSpec, build_model, format_size, get_model_spec
 from voxseg.models.weights import load_weights_file
 from voxseg.options import AUTO
 from voxseg.training.autosize import choose_sizes
 from voxseg.training.distributed import Parallel
-from voxseg.training.hardware import resolve_device
+from voxseg.training.hardware import available_memory_bytes, resolve_device
 from voxseg.training.precision import Precision, resolve_precision
 from voxseg.training.preflight import preflight
 
@@ -39,6 +40,17 @@ class PreparedRun:
     parallel: Parallel = field(default_factory=Parallel)  # this process's place among torchrun's
     files: list[tuple[str, Path]] = field(default_factory=list)  # (role, path) of every input file
 
+    @property
+    def voxel_size(self) -> Spacing | None:
+        """The training volumes' voxel size (µm, Z×Y×X) when they share one, else None."""
+        sizes = {volume.voxel_size for volume in self.train_volumes}
+        return sizes.pop() if len(sizes) == 1 else None
+
+    @property
+    def sparse(self) -> bool:
+        """Whether some label values mean "not annotated" (the loss then leaves those voxels out)."""
+        return self.config.reading().label_map.has_ignored
+
 
 def prepare_run(
     config: TrainConfig, resume_dir: Path | None = None, parallel: Parallel | None = None
@@ -58,11 +70,16 @@ def prepare_run(
     spec = get_model_spec(config.model)
     notes: list[str] = []
 
-    volumes, warnings = load_volumes(checked.pairs)
-    notes.append(f"data: {len(volumes)} image/label pair(s) from {config.images} and {config.labels}")
+    reading, budget = config.reading(), memory_budget()
+    notes.append(f"data: {len(checked.pairs)} image/label pair(s) from {config.images} and {config.labels}")
+    if not reading.label_map.is_default:
+        notes.append(f"labels: {reading.label_map} (ignored voxels count in neither the loss nor the Dice)")
+    volumes, warnings, data_notes = load_volumes(checked.pairs, reading, budget)
+    notes += data_notes
     if checked.val_pairs is not None:
-        val_volumes, val_warnings = load_volumes(checked.val_pairs)
+        val_volumes, val_warnings, val_notes = load_volumes(checked.val_pairs, reading)
         warnings += val_warnings
+        notes += [f"validation {note}" for note in val_notes if note.startswith("voxel size")]
         train_volumes = volumes
         notes.append(
             f"validation: {len(val_volumes)} volume(s) from {config.val_images}; "
@@ -74,7 +91,12 @@ def prepare_run(
         )
         notes.append(f"validation: {how}")
     _refuse_all_empty(config, train_volumes, val_volumes)
+    val_volumes = [volume.in_memory() for volume in val_volumes]  # validation predicts whole volumes
 
+    if config.loss == AUTO:
+        loss = "focal" if reading.label_map.has_ignored else "dice"
+        config = dataclasses.replace(config, loss=loss)
+        notes.append(f"loss {loss} (auto: {'sparse' if loss == 'focal' else 'dense'} labels)")
     precision = resolve_precision(config.precision, device)
     notes.append(f"precision {precision.name} ({precision.reason})")
     if precision.warning:
@@ -125,13 +147,20 @@ def _refuse_all_empty(config: TrainConfig, train: list[Volume], val: list[Volume
         (train, "training", config.labels),
         (val, "validation", config.val_labels or config.labels),
     ):
-        if not any(volume.label.any() for volume in volumes):
+        if not any(volume.has_foreground() for volume in volumes):
             names = ", ".join(volume.name for volume in volumes)
             hint = "" if part == "training" or config.val_images else "; give --val-images/--val-labels"
             raise DataError(
                 f"{folder}: no {part} volume has a foreground voxel ({names}); labels must mark the "
                 f"cells with values > 0{hint}"
             )
+
+
+def memory_budget() -> int | None:
+    """Bytes of training volumes held in memory (half the available memory); the others are read
+    patch by patch from disk. None (hold everything) where the available memory is unknown."""
+    available = available_memory_bytes()
+    return None if available is None else available // 2
 
 
 def _resolve_auto_sizes(

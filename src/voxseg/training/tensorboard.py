@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from voxseg.data.labels import FOREGROUND
 from voxseg.training.events import BatchEnd, EpochEnd, Event, RunEnd, RunStarted, ValidationEnd
 
 FOLDER = "tensorboard"
@@ -50,7 +51,10 @@ class TensorBoardSink:
                     "validation/image", (image - image.min()) / span, event.epoch, dataformats="HW"
                 )
                 self.writer.add_image(
-                    "validation/labels", event.preview.label[middle] > 0, event.epoch, dataformats="HW"
+                    "validation/labels",
+                    event.preview.label[middle] == FOREGROUND,
+                    event.epoch,
+                    dataformats="HW",
                 )
                 probability = np.asarray(event.preview.probability[middle], np.float32)
                 self.writer.add_image("validation/prediction", probability, event.epoch, dataformats="HW")

@@ -16,6 +16,7 @@ import numpy as np
 
 from voxseg.accel import accelerated
 from voxseg.config import TrainConfig
+from voxseg.data.labels import scored
 from voxseg.errors import ConfigError
 from voxseg.inference.metrics import CUT_POINTS, best_threshold, dice_by_threshold
 from voxseg.inference.sliding import predict_probability
@@ -52,7 +53,7 @@ def tune_threshold(run_dir: Path) -> dict[str, Any]:
                     prepared.device,
                     2 * int(prepared.config.batch_size),
                 )
-            curves.append(dice_by_threshold(probability.numpy(), volume.label))
+            curves.append(dice_by_threshold(*scored(probability.numpy(), volume.label)))
     curve = np.mean(curves, axis=0)
     threshold, dice = best_threshold(curve)
     at_half = float(curve[CUT_POINTS.index(0.5)])

@@ -1,0 +1,69 @@
+"""Intensity normalisation, the same for training, validation and prediction: percentile clip, then
+z-score, with statistics computed once per volume (never per patch, which would erase contrast) from
+a bounded sample, so a volume larger than memory is never read whole for them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+#: at most this many voxels are read to estimate the statistics (strided beyond it)
+NORMALISATION_SAMPLE = 16_000_000
+#: percentiles the intensities are clipped to before z-scoring (robust to hot pixels)
+CLIP_PERCENTILES = (0.5, 99.5)
+
+
+class Readable(Protocol):
+    """A numpy array, or a volume file read by regions (`voxseg.io.formats.VolumeFile`)."""
+
+    shape: tuple[int, ...]
+    size: int
+
+    def __getitem__(self, key: Any) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class Normalisation:
+    """Percentile clip, then z-score, with statistics from a bounded sample."""
+
+    low: float
+    high: float
+    mean: float
+    std: float
+
+    @classmethod
+    def of(cls, volume: Readable) -> Normalisation:
+        """Statistics of `volume`, from every voxel when small or on a strided grid (plane by plane,
+        so a large volume is never held whole)."""
+        stride = 1
+        while volume.size / stride**3 > NORMALISATION_SAMPLE:
+            stride += 1
+        planes = [np.asarray(volume[z])[::stride, ::stride] for z in range(0, volume.shape[0], stride)]
+        sample = np.stack(planes).astype(np.float32, copy=False)
+        low, high = (float(v) for v in np.percentile(sample, CLIP_PERCENTILES))
+        clipped = np.clip(sample, low, high)
+        std = float(clipped.std())
+        return cls(low, high, float(clipped.mean()), std if std > 0 else 1.0)
+
+    def __call__(self, block: np.ndarray) -> np.ndarray:
+        out = block.astype(np.float32)
+        self.apply_in_place(out)
+        return out
+
+    def apply_in_place(self, block: np.ndarray) -> None:
+        """Normalise a float32 array without temporaries (a window row of a large volume is 100+ MB)."""
+        np.clip(block, self.low, self.high, out=block)
+        block -= self.mean
+        block /= self.std
+
+    @property
+    def padding(self) -> float:
+        """What training pads with: the normalised minimum."""
+        return (self.low - self.mean) / self.std
+
+
+def normalise(image: np.ndarray) -> np.ndarray:
+    """A whole in-memory volume, normalised (float32)."""
+    return Normalisation.of(image)(image)

@@ -1,0 +1,113 @@
+"""HDF5 volumes (ilastik, BigStitcher exports, PlantSeg, GoNuclear), read by regions with h5py.
+
+The dataset is the file's only dataset of 3 or more dimensions, or the one named by a key. The
+voxel size is the dataset's `element_size_um` attribute (ilastik's and PlantSeg's convention), in
+Z, Y, X order. h5py reads only the chunks (or, for contiguous datasets, the bytes) a region needs.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from voxseg.errors import DataError
+from voxseg.io.formats import Spacing, as_spacing, check_pixel_type, region_index, spatial_axes
+
+
+class Hdf5Volume:
+    """A Z×Y×X dataset of an HDF5 file; the file is opened once per process (loader workers are forked,
+    and an h5py handle must not cross a fork)."""
+
+    lazy = True
+
+    def __init__(self, path: Path, key: str | None = None) -> None:
+        import h5py
+
+        self.path = Path(path)
+        try:
+            handle = h5py.File(self.path, "r")
+        except Exception as exc:  # h5py raises OSError with HDF5's message for what is no HDF5 file
+            raise DataError(f"{path}: cannot read as HDF5 ({type(exc).__name__}: {exc})") from None
+        datasets = _datasets(handle)
+        if key:
+            if key.strip("/") not in datasets:
+                handle.close()
+                listed = ", ".join(datasets) or "none"
+                raise DataError(f"{path}: has no dataset {key!r}; its datasets are {listed}")
+            self.key = key.strip("/")
+        else:
+            volumes = [name for name, dataset in datasets.items() if dataset.ndim >= 3]
+            if len(volumes) != 1:
+                handle.close()
+                if not volumes:
+                    found = ", ".join(f"{n} {d.shape}" for n, d in datasets.items()) or "no datasets"
+                    raise DataError(f"{path}: holds no dataset of 3 or more dimensions ({found})")
+                raise DataError(
+                    f"{path}: holds several datasets ({', '.join(volumes)}); name one with "
+                    "--image-key/--label-key"
+                )
+            self.key = volumes[0]
+        dataset = datasets[self.key]
+        shape = tuple(int(s) for s in dataset.shape)
+        self.axes = spatial_axes(self.path, shape)
+        self.dtype = np.dtype(dataset.dtype)
+        check_pixel_type(self.path, self.dtype)
+        self.stored_ndim = len(shape)
+        self.shape: tuple[int, int, int] = tuple(shape[a] for a in self.axes)  # type: ignore[assignment]
+        size = dataset.attrs.get("element_size_um")
+        self.voxel_size: Spacing | None = None if size is None else as_spacing(np.ravel(size)[-3:])
+        self._file, self._pid = handle, os.getpid()
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+    def _dataset(self) -> Any:
+        if self._pid != os.getpid():
+            import h5py
+
+            self._file, self._pid = h5py.File(self.path, "r"), os.getpid()
+        return self._file[self.key]
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_file": None, "_pid": None}
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        index, _ = region_index(key, self.stored_ndim, self.axes)
+        return np.asarray(self._dataset()[index])
+
+
+def _datasets(handle: Any) -> dict[str, Any]:
+    """Every dataset in the file, by its path without the leading '/'."""
+    import h5py
+
+    found: dict[str, Any] = {}
+
+    def visit(name: str, node: Any) -> None:
+        if isinstance(node, h5py.Dataset):
+            found[name] = node
+
+    handle.visititems(visit)
+    return found
+
+
+class Hdf5Writer:
+    """Writes Z ranges of a new HDF5 file's dataset "data", chunked, with `element_size_um`."""
+
+    def __init__(self, path: Path, shape: tuple[int, int, int], dtype: np.dtype, voxel_size: Spacing | None):
+        import h5py
+
+        self.file = h5py.File(path, "w")
+        chunks = (min(shape[0], 32), min(shape[1], 256), min(shape[2], 256))
+        self.dataset = self.file.create_dataset("data", shape=shape, dtype=np.dtype(dtype), chunks=chunks)
+        if voxel_size is not None:
+            self.dataset.attrs["element_size_um"] = np.asarray(voxel_size, np.float64)
+
+    def __setitem__(self, key: slice, planes: np.ndarray) -> None:
+        self.dataset[key] = planes
+
+    def close(self) -> None:
+        self.file.close()

@@ -1,0 +1,98 @@
+"""New volumes written by Z ranges in the family their name says (TIFF, Zarr, HDF5), atomically.
+
+Each is written beside its target under a hidden temporary name and renamed into place when
+complete, so a reader (or a crash) never sees half a volume; an existing target is replaced only
+when asked.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from voxseg.errors import DataError
+from voxseg.io.formats import Spacing, family
+
+
+class PlanesOut(Protocol):
+    def __setitem__(self, key: slice, planes: np.ndarray) -> None: ...
+
+
+@contextmanager
+def volume_writer(
+    path: Path,
+    shape: tuple[int, int, int],
+    dtype: np.dtype,
+    overwrite: bool,
+    voxel_size: Spacing | None = None,
+) -> Iterator[PlanesOut]:
+    """A writer of Z ranges for a new volume at `path` (.tif, .zarr or .h5), carrying `voxel_size`."""
+    kind = family(path)
+    if kind == "tiff":
+        from voxseg.io.tiff import planes_writer
+
+        with planes_writer(path, shape, dtype, overwrite, voxel_size) as writer:
+            yield writer
+        return
+    if path.exists() and not overwrite:
+        raise DataError(f"{path} already exists; give --overwrite to replace it")
+    if kind == "zarr":
+        from voxseg.io.zarr_volume import ZarrWriter
+
+        temp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".zarr", dir=path.parent))
+        try:
+            yield ZarrWriter(temp, shape, dtype, voxel_size)
+            _replace_folder(temp, path)
+        finally:
+            shutil.rmtree(temp, ignore_errors=True)
+        return
+    if kind == "hdf5":
+        from voxseg.io.hdf5_volume import Hdf5Writer
+
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".h5", dir=path.parent)
+        os.close(fd)
+        temp = Path(name)
+        try:
+            writer = Hdf5Writer(temp, shape, dtype, voxel_size)
+            try:
+                yield writer
+            finally:
+                writer.close()
+            _public(temp)
+            os.replace(temp, path)
+        finally:
+            temp.unlink(missing_ok=True)
+        return
+    raise ValueError(f"{path}: no volume format has this suffix")
+
+
+def _public(path: Path) -> None:
+    """The permissions of any new file: mkstemp's are private."""
+    umask = os.umask(0)
+    os.umask(umask)
+    path.chmod(0o666 & ~umask)
+
+
+def _replace_folder(new: Path, target: Path) -> None:
+    """Rename `new` to `target`; an existing `target` is moved aside first and removed after."""
+    _public_tree(new)
+    if not target.exists():
+        os.replace(new, target)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
+    os.replace(target, old / target.name)
+    os.replace(new, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _public_tree(folder: Path) -> None:
+    umask = os.umask(0)
+    os.umask(umask)
+    folder.chmod(0o777 & ~umask)

@@ -1,0 +1,174 @@
+"""Zarr arrays and OME-Zarr images (NGFF 0.4 and 0.5), read by regions; predictions written as OME-Zarr.
+
+zarr reads only the chunks a region touches, so a patch of a volume far larger than memory costs
+the few chunks under it. An OME-Zarr image is a group whose `multiscales` metadata lists its
+resolution levels (level 0 is full resolution) with each level's voxel size and the axes' names
+and units; a plain Zarr array is read as it is, and a plain group by its only 3D array or `key`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from voxseg.errors import DataError
+from voxseg.io.formats import Spacing, as_spacing, check_pixel_type, micrometres, region_index, spatial_axes
+
+
+class ZarrVolume:
+    """A Z×Y×X volume in a Zarr store (a folder), at one multiscale level of an OME-Zarr image."""
+
+    lazy = True
+
+    def __init__(self, path: Path, key: str | None = None, level: int = 0) -> None:
+        import zarr
+
+        self.path = Path(path)
+        try:
+            root = zarr.open(str(self.path), mode="r")
+        except Exception as exc:  # zarr raises several types for what is not a store
+            raise DataError(f"{path}: cannot read as Zarr ({type(exc).__name__}: {exc})") from None
+        node, self.voxel_size, named_axes = _choose(self.path, root, key, level)
+        self.member = node.path  # the array's path inside the store, reopened per process
+        shape = tuple(int(s) for s in node.shape)
+        self.axes = named_axes if named_axes is not None else spatial_axes(self.path, shape)
+        self.dtype = np.dtype(node.dtype)
+        check_pixel_type(self.path, self.dtype)
+        self.stored_ndim = len(shape)
+        self.shape: tuple[int, int, int] = tuple(shape[a] for a in self.axes)  # type: ignore[assignment]
+        self._array, self._pid = node, os.getpid()
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+    def _node(self) -> Any:
+        """The array, reopened in a new process (loader workers are forked)."""
+        if self._pid != os.getpid():
+            import zarr
+
+            self._array, self._pid = zarr.open(str(self.path), mode="r", path=self.member), os.getpid()
+        return self._array
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_array": None, "_pid": None}
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        index, single_z = region_index(key, self.stored_ndim, self.axes)
+        return np.asarray(self._node()[index])
+
+
+def _choose(path: Path, root: Any, key: str | None, level: int) -> tuple[Any, Spacing | None, tuple | None]:
+    """(the array, its voxel size, the positions of Z, Y, X when the metadata names them)."""
+    import zarr
+
+    if key:
+        if isinstance(root, zarr.Array):
+            raise DataError(f"{path}: is a single array; it has no dataset {key!r}")
+        if key not in root:
+            raise DataError(f"{path}: has no dataset {key!r}; it has {', '.join(_arrays(root)) or 'none'}")
+        root = root[key]
+    if isinstance(root, zarr.Array):
+        if level:
+            raise DataError(f"{path}: a plain Zarr array has no multiscale level {level}")
+        return root, as_spacing(root.attrs.get("element_size_um", ())), None
+    multiscales = _multiscales(root.attrs)
+    if multiscales:
+        return _ome_level(path, root, multiscales[0], level)
+    if level:
+        raise DataError(f"{path}: has no multiscale metadata, so no level {level}")
+    candidates = [name for name, array in _arrays(root).items() if array.ndim >= 3]
+    if not candidates:
+        raise DataError(f"{path}: holds no array of 3 or more dimensions")
+    if len(candidates) > 1:
+        raise DataError(
+            f"{path}: holds several arrays ({', '.join(candidates)}); name one with --image-key/--label-key"
+        )
+    array = root[candidates[0]]
+    return array, as_spacing(array.attrs.get("element_size_um", ())), None
+
+
+def _arrays(group: Any, prefix: str = "") -> dict[str, Any]:
+    """Every array under `group`, by its path."""
+    found = {}
+    for name, array in group.arrays():
+        found[prefix + name] = array
+    for name, child in group.groups():
+        found.update(_arrays(child, prefix + name + "/"))
+    return found
+
+
+def _multiscales(attrs: Any) -> list[dict[str, Any]]:
+    """NGFF 0.5 keeps its metadata under "ome"; 0.4 at the top of the group's attributes."""
+    ome = attrs.get("ome")
+    return (ome if isinstance(ome, dict) else attrs).get("multiscales") or []
+
+
+def _ome_level(
+    path: Path, group: Any, multiscale: dict[str, Any], level: int
+) -> tuple[Any, Spacing | None, tuple[int, int, int]]:
+    datasets = multiscale.get("datasets") or []
+    if not 0 <= level < len(datasets):
+        raise DataError(f"{path}: has no level {level}; its levels are 0 to {len(datasets) - 1}")
+    dataset = datasets[level]
+    try:
+        array = group[dataset["path"]]
+    except KeyError:
+        raise DataError(f"{path}: level {level}'s array {dataset['path']!r} is missing") from None
+    axes = multiscale.get("axes") or []
+    names = [a.get("name") if isinstance(a, dict) else str(a) for a in axes]
+    if len(names) != array.ndim:  # NGFF 0.3 and older name no axes: take the last three
+        names = [""] * (array.ndim - 3) + ["z", "y", "x"]
+    spatial = [i for i, name in enumerate(names) if name in ("z", "y", "x")]
+    if len(spatial) != 3:
+        raise DataError(
+            f"{path}: a {len(spatial)}D image (axes {', '.join(names)}); voxseg needs Z×Y×X volumes"
+        )
+    extra = [(names[i], array.shape[i]) for i in range(array.ndim) if i not in spatial and array.shape[i] > 1]
+    if extra:
+        listed = ", ".join(f"{name} = {size}" for name, size in extra)
+        raise DataError(f"{path}: has {listed}; voxseg reads one channel and one time point")
+    order = tuple(spatial[[names[i] for i in spatial].index(axis)] for axis in "zyx")
+    scale = np.ones(array.ndim)
+    for transforms in (dataset.get("coordinateTransformations"), multiscale.get("coordinateTransformations")):
+        for transform in transforms or []:
+            if transform.get("type") == "scale" and len(transform.get("scale", [])) == array.ndim:
+                scale = scale * np.asarray(transform["scale"], float)
+    units = [axes[i].get("unit") if isinstance(axes[i], dict) else None for i in order] if axes else []
+    to_um = {micrometres(unit) for unit in units} or {1.0}
+    spacing = None
+    if None not in to_um and len(to_um) == 1:
+        spacing = as_spacing([scale[i] for i in order], to_um.pop())
+    return array, spacing, order
+
+
+class ZarrWriter:
+    """Writes Z ranges of a new OME-Zarr image (one level, NGFF 0.4, Zarr format 2: what napari,
+    Fiji's readers and zarr 2 and 3 all open)."""
+
+    def __init__(self, path: Path, shape: tuple[int, int, int], dtype: np.dtype, voxel_size: Spacing | None):
+        import zarr
+
+        group = zarr.open_group(str(path), mode="w", zarr_format=2)
+        chunks = (min(shape[0], 32), min(shape[1], 256), min(shape[2], 256))
+        self.array = group.create_array("0", shape=shape, dtype=np.dtype(dtype), chunks=chunks, fill_value=0)
+        group.attrs["multiscales"] = [
+            {
+                "version": "0.4",
+                "axes": [{"name": axis, "type": "space", "unit": "micrometer"} for axis in "zyx"],
+                "datasets": [
+                    {
+                        "path": "0",
+                        "coordinateTransformations": [
+                            {"type": "scale", "scale": list(voxel_size or (1.0, 1.0, 1.0))}
+                        ],
+                    }
+                ],
+            }
+        ]
+
+    def __setitem__(self, key: slice, planes: np.ndarray) -> None:
+        self.array[key] = planes
