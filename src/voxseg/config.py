@@ -603,12 +603,30 @@ class PredictConfig(Declared):
     )
     input: tuple[Path, ...] = option(
         (),
-        help="3D `.tif`/`.tiff` files, or folders of them",
+        help="3D volumes (`.tif`/`.tiff`, `.zarr`, `.h5`/`.hdf5`), or folders of them",
         section=DATA,
         label="Input",
         kind="paths",
         metavar="PATH",
         required=True,
+    )
+    image_key: str | None = option(
+        None,
+        help="the dataset of HDF5 inputs (or the array of Zarr groups) to read",
+        section=DATA,
+        label="Image dataset",
+        metavar="KEY",
+        optional=True,
+        default_text="the file's only volume",
+    )
+    level: int = option(
+        0,
+        help="the multiscale level of OME-Zarr inputs (0: full resolution)",
+        section=DATA,
+        label="OME-Zarr level",
+        kind="int",
+        metavar="N",
+        low=0,
     )
     output: Path | None = option(
         None,
@@ -619,6 +637,16 @@ class PredictConfig(Declared):
         kind="folder",
         metavar="DIR",
         required=True,
+    )
+    output_format: str = option(
+        "auto",
+        help="format of the mask, labels and probabilities: `auto` (the input's: TIFF for TIFF, OME-Zarr "
+        "for Zarr, HDF5 for HDF5), `tiff`, `zarr` or `hdf5`; each carries the voxel size",
+        section=DATA,
+        label="Output format",
+        kind="choice",
+        metavar="FORMAT",
+        choices=("auto", "tiff", "zarr", "hdf5"),
     )
     window: tuple[int, int, int] | None = option(
         None,
@@ -704,13 +732,14 @@ class PredictConfig(Declared):
     )
     spacing: tuple[float, float, float] | None = option(
         None,
-        help="voxel size `Z,Y,X` in µm, for object volumes",
+        help="voxel size `Z,Y,X` in µm, overriding the file's metadata: for object volumes, the outputs' "
+        "metadata and `--resample isotropic` runs",
         section=INSTANCES,
         label="Voxel size (µm)",
         metavar="Z,Y,X",
         optional=True,
         parse=_spacing,
-        default_text="from the file's OME or ImageJ metadata",
+        default_text="the file's (OME, ImageJ, OME-Zarr, HDF5 `element_size_um`)",
     )
     save_probabilities: bool = option(
         False,

@@ -112,7 +112,7 @@ def test_missing_folders_name_the_option(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="--labels: folder .*nowhere does not exist"):
         pair_predictions(pred, tmp_path / "nowhere")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(DataError, match="--labels: no .tif/.tiff files"):
+    with pytest.raises(DataError, match=r"--labels: no volumes \(.tif/.tiff, .zarr or .h5/.hdf5\)"):
         pair_predictions(pred, tmp_path / "empty")
     with pytest.raises(DataError, match="same folder"):
         pair_predictions(pred, pred)

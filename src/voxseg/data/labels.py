@@ -103,7 +103,7 @@ class LabelMap:
                 covered |= hit
         if covered is not None and not covered.all():
             found = np.unique(raw[~covered])
-            shown = ", ".join(f"{v:g}" for v in found[:5]) + (" …" if len(found) > 5 else "")
+            shown = ", ".join(str(v.item()) for v in found[:5]) + (" …" if len(found) > 5 else "")
             raise DataError(f"{path}: label values {shown} are not in --label-map {self}")
         return out
 

@@ -40,7 +40,8 @@ class Normalisation:
         stride = 1
         while volume.size / stride**3 > NORMALISATION_SAMPLE:
             stride += 1
-        planes = [np.asarray(volume[z])[::stride, ::stride] for z in range(0, volume.shape[0], stride)]
+        # copied, so a plane's strided view does not keep the whole plane alive
+        planes = [np.asarray(volume[z])[::stride, ::stride].copy() for z in range(0, volume.shape[0], stride)]
         sample = np.stack(planes).astype(np.float32, copy=False)
         low, high = (float(v) for v in np.percentile(sample, CLIP_PERCENTILES))
         clipped = np.clip(sample, low, high)

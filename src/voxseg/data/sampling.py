@@ -24,18 +24,30 @@ def candidate_centres(label: np.ndarray | OnDisk) -> tuple[np.ndarray, np.ndarra
     stride = 1
     while label.size / stride**3 > _MAX_SCANNED_VOXELS:
         stride += 1
-    foreground, annotated, sparse = [], [], False
+    foreground, annotated, starts = [], [], []
     for zs in slabs(label.shape):
         first = -(-zs.start // stride) * stride  # the slab's first Z on the grid
         if first >= zs.stop:
             continue
         coarse = np.asarray(label[first : zs.stop])[::stride, ::stride, ::stride]
-        offset = np.array([first, 0, 0])
-        foreground.append(np.argwhere(coarse == FOREGROUND) * stride + offset)
-        ignored = coarse == IGNORED
-        sparse = sparse or bool(ignored.any())
-        annotated.append(np.argwhere(~ignored) * stride + offset)
-    return np.concatenate(foreground), (np.concatenate(annotated) if sparse else None)
+        foreground.append(_grid_points(coarse == FOREGROUND, stride, first))
+        annotated.append(coarse != IGNORED)  # a byte per grid point; points only if some are not
+        starts.append(first)
+    sparse = not all(mask.all() for mask in annotated)
+    annotated_points = None
+    if sparse:
+        annotated_points = np.concatenate(
+            [_grid_points(m, stride, z) for m, z in zip(annotated, starts, strict=True)]
+        )
+    return np.concatenate(foreground), annotated_points
+
+
+def _grid_points(mask: np.ndarray, stride: int, z0: int) -> np.ndarray:
+    """Volume coordinates (int32) of the true grid points of a coarse slab starting at Z `z0`."""
+    points = np.argwhere(mask).astype(np.int32)
+    points *= stride
+    points[:, 0] += z0
+    return points
 
 
 class PatchSampler:

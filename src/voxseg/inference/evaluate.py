@@ -39,7 +39,7 @@ import numpy as np
 from scipy import ndimage
 
 from voxseg.data.checks import check_image, check_label, read_volume
-from voxseg.data.discovery import LABEL_SUFFIXES, _label_keys, list_tiffs
+from voxseg.data.discovery import LABEL_SUFFIXES, _label_keys, list_volumes
 from voxseg.errors import DataError, shorten_list
 from voxseg.inference.metrics import (
     THRESHOLDS,
@@ -51,6 +51,7 @@ from voxseg.inference.metrics import (
     iou_from_counts,
     overlap_counts,
 )
+from voxseg.io.formats import stem
 from voxseg.training.files import atomic_write
 
 log = logging.getLogger(__name__)
@@ -95,9 +96,8 @@ class EvalPair:
 
 
 def _split_prediction(path: Path) -> tuple[str, str] | None:
-    """(`<name>`, kind) of `<name>_<kind>.tif`, or None for a file predict does not write."""
-    stem = path.name[: -len(path.suffix)]
-    base, sep, kind = stem.rpartition("_")
+    """(`<name>`, kind) of `<name>_<kind>.tif` (or .zarr, .h5), or None for a file predict does not write."""
+    base, sep, kind = stem(path).rpartition("_")
     if not sep or not base or kind.lower() not in PRED_KINDS:
         return None
     return base, kind.lower()
@@ -115,8 +115,8 @@ def pair_predictions(pred_dir: Path, labels_dir: Path) -> list[EvalPair]:
     cannot be paired, and for names that match twice.
     """
     pred_dir, labels_dir = Path(pred_dir), Path(labels_dir)
-    predictions = list_tiffs(pred_dir, "--pred")
-    truths = list_tiffs(labels_dir, "--labels")
+    predictions = list_volumes(pred_dir, "--pred")
+    truths = list_volumes(labels_dir, "--labels")
     if pred_dir.resolve() == labels_dir.resolve():
         raise DataError(f"--pred and --labels are the same folder {pred_dir}; keep predictions apart")
 
@@ -191,7 +191,8 @@ def _read_same_shape(path: Path, truth_path: Path, shape: tuple[int, ...]) -> np
 
 def _as_labels(path: Path, array: np.ndarray) -> tuple[np.ndarray, list[str]]:
     """Integer labels (check_label's rules: integral, >= 0, finite) and its warnings."""
-    warnings = check_label(path, array)
+    check_label(path, array)
+    warnings = [] if array.any() else [f"{path}: label has no foreground voxels"]
     if np.issubdtype(array.dtype, np.floating):
         array = array.astype(np.int64)
     return array, warnings

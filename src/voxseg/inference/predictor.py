@@ -1,9 +1,9 @@
-"""`voxseg predict`: apply a trained model to 3D TIFF volumes of any size.
+"""`voxseg predict`: apply a trained model to 3D volumes of any size (TIFF, Zarr, HDF5).
 
 Every input is checked, and every output name is checked for an existing file, before the model
-is loaded or anything is written. Each volume is then read window row by window row
-(`voxseg.io.tiff`, `streaming`), its mask (and probabilities) written plane by plane, and its
-instances labelled from the finished mask.
+is loaded or anything is written. Each volume is then read window by window (`voxseg.io`,
+`streaming`), its mask (and probabilities) written plane by plane in the input's format with its
+voxel size, and its instances labelled from the finished mask.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from voxseg.config import PredictConfig
-from voxseg.data.discovery import TIFF_SUFFIXES
 from voxseg.errors import ConfigError, DataError
-from voxseg.io.tiff import TiffVolume, planes_writer, voxel_size
+from voxseg.io.formats import DESCRIPTION, OUTPUT_SUFFIX, family, is_volume, open_volume, stem
+from voxseg.io.writers import volume_writer
 
 log = logging.getLogger("voxseg")
 
@@ -43,19 +43,19 @@ class PredictionFiles:
 
 
 def input_files(paths: tuple[Path, ...]) -> list[Path]:
-    """The TIFF files named, folders expanded (sorted); a missing path or an empty folder is an error."""
+    """The volumes named, folders expanded (sorted); a missing path or an empty folder is an error."""
     files: list[Path] = []
     for path in paths:
-        if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.is_file() and _is_input(p))
+        if path.is_dir() and family(path) != "zarr":
+            found = sorted(p for p in path.iterdir() if _is_input(p))
             if not found:
-                raise DataError(f"--input: no .tif/.tiff files in {path}")
+                raise DataError(f"--input: no volumes ({DESCRIPTION}) in {path}")
             files += found
-        elif path.is_file():
+        elif path.exists():
             files.append(path)
         else:
             raise DataError(f"--input: {path} does not exist")
-    stems = [_stem(f) for f in files]
+    stems = [stem(f) for f in files]
     twice = sorted({s for s in stems if stems.count(s) > 1})
     if twice:
         raise DataError(f"--input: several inputs are named {', '.join(twice)}; their outputs would collide")
@@ -67,27 +67,21 @@ OUTPUT_SUFFIXES = ("_mask", "_labels", "_prob")
 
 
 def _is_input(path: Path) -> bool:
-    return (
-        path.suffix.lower() in TIFF_SUFFIXES
-        and not path.name.startswith(".")
-        and not _stem(path).endswith(OUTPUT_SUFFIXES)
-    )
-
-
-def _stem(path: Path) -> str:
-    return path.name[: -len(path.suffix)] if path.suffix.lower() in TIFF_SUFFIXES else path.name
+    return is_volume(path) and not stem(path).endswith(OUTPUT_SUFFIXES)
 
 
 def output_paths(config: PredictConfig, image: Path) -> dict[str, Path]:
     """The files predicting `image` writes, by kind."""
     assert config.output is not None
-    stem = _stem(image)
-    paths = {"mask": config.output / f"{stem}_mask.tif"}
+    name = stem(image)
+    kind = family(image) if config.output_format == "auto" else config.output_format
+    suffix = OUTPUT_SUFFIX[kind or "tiff"]  # type: ignore[index]
+    paths = {"mask": config.output / f"{name}_mask{suffix}"}
     if config.instances != "none":
-        paths["labels"] = config.output / f"{stem}_labels.tif"
-        paths["objects"] = config.output / f"{stem}_objects.csv"
+        paths["labels"] = config.output / f"{name}_labels{suffix}"
+        paths["objects"] = config.output / f"{name}_objects.csv"
     if config.save_probabilities:
-        paths["probabilities"] = config.output / f"{stem}_prob.tif"
+        paths["probabilities"] = config.output / f"{name}_prob{suffix}"
     return paths
 
 
@@ -107,13 +101,19 @@ def check_outputs(config: PredictConfig, images: list[Path]) -> None:
 def predict_files(config: PredictConfig, progress: Progress | None = None) -> list[PredictionFiles]:
     """Predict every input of a resolved config; return what was written for each."""
     from voxseg.accel import accelerated
-    from voxseg.inference.trained import load_trained_model, window_predictor
+    from voxseg.inference.trained import check_source, isotropic_side, load_trained_model, window_predictor
     from voxseg.training.hardware import resolve_device
     from voxseg.training.precision import autocast, resolve_precision
 
     images = input_files(config.input)
-    for image in images:  # shape and type, before the model loads (headers only for mapped files)
-        TiffVolume(image)
+    isotropic = isotropic_side(check_source(config.source, config.model)[3])
+    for image in images:  # shape, type, keys, levels and voxel size, before the model loads (headers only)
+        volume = open_volume(image, config.image_key, config.level)
+        if isotropic is not None and (config.spacing or volume.voxel_size) is None:
+            raise DataError(
+                f"{image}: has no voxel size in its metadata, and the run trained on isotropic "
+                f"{isotropic:g} µm voxels (--resample isotropic); give --spacing Z,Y,X"
+            )
     check_outputs(config, images)
     device = resolve_device(config.device)
     precision = resolve_precision(config.precision, device)
@@ -135,17 +135,19 @@ def predict_files(config: PredictConfig, progress: Progress | None = None) -> li
         runner = acceleration.tune(model, mixed_precision=precision.dtype is not None)
         predict = window_predictor(runner, device, lambda: autocast(device, precision), config.tta)
         for image in images:
-            results.append(_predict_one(config, image, trained.window, trained.threshold, predict, progress))
+            results.append(_predict_one(config, image, trained, predict, progress))
     return results
 
 
-def _predict_one(config, image: Path, window, threshold: float, predict, progress) -> PredictionFiles:
-    from voxseg.inference.streaming import Normalisation, streamed_probabilities
+def _predict_one(config, image: Path, trained, predict, progress) -> PredictionFiles:
+    from voxseg.data.normalise import Normalisation
+    from voxseg.inference.streaming import streamed_probabilities
 
     started = time.perf_counter()
-    volume = TiffVolume(image)
-    if not volume.mapped:
+    volume = open_volume(image, config.image_key, config.level)
+    if not volume.lazy:
         log.info("%s: read whole (compressed or tiled TIFF: it cannot be mapped from disk)", image.name)
+    spacing = config.spacing or volume.voxel_size
     paths = output_paths(config, image)
     normalisation = Normalisation.of(volume)
     report = (lambda done, total: progress(image.name, done, total)) if progress else None
@@ -157,18 +159,24 @@ def _predict_one(config, image: Path, window, threshold: float, predict, progres
             folder = scratch.enter_context(tempfile.TemporaryDirectory(dir=config.output, prefix=".voxseg-"))
             probability_path = Path(folder) / "probability.tif"
         with (
-            planes_writer(paths["mask"], volume.shape, np.uint8, config.overwrite) as mask,
-            _maybe_writer(probability_path, volume.shape, config.overwrite) as probabilities,
+            volume_writer(paths["mask"], volume.shape, np.uint8, config.overwrite, spacing) as mask,
+            _maybe_writer(probability_path, volume.shape, config.overwrite, spacing) as probabilities,
         ):
-            for z, planes in streamed_probabilities(
-                volume, normalisation, window, config.overlap, predict, config.batch_size, report
-            ):
-                mask[z : z + planes.shape[0]] = planes >= threshold  # as the threshold was tuned
+            if trained.isotropic is None:
+                planes_out = streamed_probabilities(
+                    volume, normalisation, trained.window, config.overlap, predict, config.batch_size, report
+                )
+            else:
+                planes_out = _isotropic_probabilities(
+                    volume, normalisation, spacing, trained, config, predict, report
+                )
+            for z, planes in planes_out:
+                mask[z : z + planes.shape[0]] = planes >= trained.threshold  # as the threshold was tuned
                 if probabilities is not None:
                     probabilities[z : z + planes.shape[0]] = planes
         found = None
         if config.instances != "none":
-            found = _write_instances(config, image, paths, probability_path)
+            found = _write_instances(config, paths, probability_path, spacing)
     seconds = time.perf_counter() - started
     log.info(
         "%s: %s voxels in %.1f s (%s voxels/s)%s",
@@ -190,13 +198,31 @@ def _predict_one(config, image: Path, window, threshold: float, predict, progres
     )
 
 
-def _maybe_writer(path: Path | None, shape, overwrite: bool):
-    return planes_writer(path, shape, np.float32, overwrite) if path is not None else contextlib.nullcontext()
+def _isotropic_probabilities(volume, normalisation, spacing, trained, config, predict, report):
+    """The probabilities of a run trained with `--resample isotropic`: the volume is normalised and
+    resampled to the run's cubic voxels (in memory, as training held it), predicted, and the
+    probabilities resampled back to the input's grid."""
+    from voxseg.data.normalise import Normalisation
+    from voxseg.data.resample import back_to, to_isotropic
+    from voxseg.inference.streaming import streamed_probabilities
+
+    image = to_isotropic(normalisation(volume[:]), spacing, trained.isotropic)
+    as_is = Normalisation(float(image.min()), float(image.max()), 0.0, 1.0)  # already normalised
+    probability = np.empty(image.shape, np.float32)
+    for z, planes in streamed_probabilities(
+        image, as_is, trained.window, config.overlap, predict, config.batch_size, report
+    ):
+        probability[z : z + planes.shape[0]] = planes
+    yield 0, back_to(probability, volume.shape)
 
 
-def _write_instances(
-    config: PredictConfig, image: Path, paths: dict[str, Path], probability: Path | None
-) -> int:
+def _maybe_writer(path: Path | None, shape, overwrite: bool, spacing):
+    if path is None:
+        return contextlib.nullcontext()
+    return volume_writer(path, shape, np.float32, overwrite, spacing)
+
+
+def _write_instances(config: PredictConfig, paths: dict[str, Path], probability: Path | None, spacing) -> int:
     """Label the finished mask slab by slab (bounded memory, ids stitched across slabs); list the objects."""
     from voxseg.inference.instances import write_object_csv
     from voxseg.inference.slab_instances import label_in_slabs
@@ -206,7 +232,7 @@ def _write_instances(
         paths["labels"],
         config.instances,
         probability,
-        config.spacing or voxel_size(image),
+        spacing,
         config.min_size,
         config.max_size,
         config.overwrite,

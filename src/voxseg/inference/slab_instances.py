@@ -16,7 +16,9 @@ from typing import Any
 import numpy as np
 
 from voxseg.inference.instances import label_instances, object_table, stitch_tables
-from voxseg.io.tiff import PlanesWriter, TiffVolume, planes_writer
+from voxseg.io.formats import VolumeFile, open_volume
+from voxseg.io.tiff import PlanesWriter, TiffVolume
+from voxseg.io.writers import volume_writer
 
 #: a slab (without its halo) holds about this many voxels
 SLAB_VOXELS = 16_000_000
@@ -30,7 +32,7 @@ class _Slab:
     """Planes z0..z1 of a labels file, read when asked (`stitch_tables` reads a slab once, then its
     first and last planes)."""
 
-    def __init__(self, volume: TiffVolume, z0: int, z1: int) -> None:
+    def __init__(self, volume: VolumeFile, z0: int, z1: int) -> None:
         self.volume, self.z0, self.z1 = volume, z0, z1
         self.shape = (z1 - z0, *volume.shape[1:])
         self.ndim = 3
@@ -65,8 +67,8 @@ def label_in_slabs(
     Objects are filtered by size per slab (an object cut by a slab edge is measured in its slab's
     halo'd block), which can keep or drop a little differently from labelling the whole volume.
     """
-    mask = TiffVolume(mask_path)
-    probability = TiffVolume(probability_path) if probability_path is not None else None
+    mask = open_volume(mask_path)
+    probability = open_volume(probability_path) if probability_path is not None else None
     bounds = slab_bounds(mask.shape)
     with tempfile.TemporaryDirectory(dir=labels_path.parent, prefix=".voxseg-slabs-") as scratch:
         local_path = Path(scratch) / "local.tif"
@@ -88,7 +90,7 @@ def label_in_slabs(
         count = max((int(table.max()) for table in tables), default=0)
         rows: dict[int, dict[str, Any]] = {}
         dtype = np.uint16 if count < 2**16 else np.uint32
-        with planes_writer(labels_path, mask.shape, dtype, overwrite) as out:
+        with volume_writer(labels_path, mask.shape, dtype, overwrite, spacing) as out:
             for (z0, z1), table in zip(bounds, tables, strict=True):
                 labels = table[locals_[z0:z1]]
                 out[z0:z1] = labels

@@ -34,6 +34,7 @@ class TrainedModel:
     threshold: float
     threshold_from: str  # where the threshold comes from, for the log
     weights: Path
+    isotropic: float | None = None  # the cube side (µm) the run trained on (--resample isotropic)
 
 
 def load_trained_model(config: PredictConfig) -> TrainedModel:
@@ -52,7 +53,14 @@ def load_trained_model(config: PredictConfig) -> TrainedModel:
     else:
         threshold, origin = DEFAULT_THRESHOLD, "default"
     log.info("model %s: %s; window %s", name, described, "×".join(map(str, window)))
-    return TrainedModel(name, model, window, threshold, origin, weights)
+    return TrainedModel(name, model, window, threshold, origin, weights, isotropic_side(run))
+
+
+def isotropic_side(run: dict) -> float | None:
+    """The voxel side a run resampled its volumes to (`--resample isotropic`), from its summary."""
+    if run.get("resample") != "isotropic" or not run.get("voxel_size_um"):
+        return None
+    return float(run["voxel_size_um"][0])
 
 
 def check_source(source: Path, model: str | None) -> tuple[str, Path, tuple[int, int, int], dict]:

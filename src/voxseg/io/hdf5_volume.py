@@ -72,6 +72,11 @@ class Hdf5Volume:
             self._file, self._pid = h5py.File(self.path, "r"), os.getpid()
         return self._file[self.key]
 
+    @property
+    def stored_array(self) -> Any:
+        """The array as stored (all its axes), for viewers that read it lazily themselves."""
+        return self._dataset()
+
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_file": None, "_pid": None}
 

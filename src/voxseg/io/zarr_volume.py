@@ -53,6 +53,11 @@ class ZarrVolume:
             self._array, self._pid = zarr.open(str(self.path), mode="r", path=self.member), os.getpid()
         return self._array
 
+    @property
+    def stored_array(self) -> Any:
+        """The array as stored (all its axes), for viewers that read it lazily themselves."""
+        return self._node()
+
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_array": None, "_pid": None}
 
@@ -137,11 +142,14 @@ def _ome_level(
         for transform in transforms or []:
             if transform.get("type") == "scale" and len(transform.get("scale", [])) == array.ndim:
                 scale = scale * np.asarray(transform["scale"], float)
-    units = [axes[i].get("unit") if isinstance(axes[i], dict) else None for i in order] if axes else []
-    to_um = {micrometres(unit) for unit in units} or {1.0}
-    spacing = None
-    if None not in to_um and len(to_um) == 1:
-        spacing = as_spacing([scale[i] for i in order], to_um.pop())
+    units = (
+        [axes[i].get("unit") if isinstance(axes[i], dict) else None for i in order] if axes else [None] * 3
+    )
+    sides = [scale[i] for i in order]
+    if all(unit is None for unit in units) and all(side == 1 for side in sides):
+        return array, None, order  # a unitless identity scale says nothing about the voxel size
+    to_um = [micrometres(unit) for unit in units]  # NGFF allows a unit per axis
+    spacing = None if None in to_um else as_spacing([s * u for s, u in zip(sides, to_um, strict=True)])
     return array, spacing, order
 
 
@@ -153,12 +161,13 @@ class ZarrWriter:
         import zarr
 
         group = zarr.open_group(str(path), mode="w", zarr_format=2)
+        unit = {"unit": "micrometer"} if voxel_size is not None else {}  # no unit: the size is unknown
         chunks = (min(shape[0], 32), min(shape[1], 256), min(shape[2], 256))
         self.array = group.create_array("0", shape=shape, dtype=np.dtype(dtype), chunks=chunks, fill_value=0)
         group.attrs["multiscales"] = [
             {
                 "version": "0.4",
-                "axes": [{"name": axis, "type": "space", "unit": "micrometer"} for axis in "zyx"],
+                "axes": [{"name": axis, "type": "space", **unit} for axis in "zyx"],
                 "datasets": [
                     {
                         "path": "0",

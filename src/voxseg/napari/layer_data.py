@@ -34,12 +34,19 @@ def layer_problems(
 
 
 def write_layer_dataset(
-    results: Path, image_name: str, image: np.ndarray, label_name: str, label: np.ndarray
+    results: Path,
+    image_name: str,
+    image: np.ndarray,
+    label_name: str,
+    label: np.ndarray,
+    scale: tuple[float, ...] = (1.0, 1.0, 1.0),
 ) -> tuple[Path, Path]:
     """Write `<results>/layer-data/<time>/{images,labels}/` and return both folders.
 
-    The volume and its labels are written as they are; the usual checks (label values, foreground)
-    then run on them exactly as on any folder. Nothing is overwritten: each Start gets a new folder.
+    The volume and its labels are written as they are, with the image layer's scale as their voxel
+    size (OME metadata) unless it is napari's default of 1; the usual checks (label values,
+    foreground) then run on them exactly as on any folder. Nothing is overwritten: each Start gets a
+    new folder.
     """
     image, label = np.asarray(image), np.asarray(label)
     problems = layer_problems(image_name, image.shape, label_name, label.shape)
@@ -50,6 +57,10 @@ def write_layer_dataset(
     images.mkdir(parents=True)
     labels.mkdir()
     stem = safe_name(image_name)
-    tifffile.imwrite(images / f"{stem}.tif", image)
-    tifffile.imwrite(labels / f"{stem}_label.tif", label)
+    metadata: dict[str, object] = {"axes": "ZYX"}
+    if any(abs(float(side) - 1.0) > 1e-9 for side in scale[-3:]):
+        for axis, side in zip("ZYX", scale[-3:], strict=True):
+            metadata[f"PhysicalSize{axis}"] = float(side)
+    tifffile.imwrite(images / f"{stem}.tif", image, ome=True, metadata=metadata)
+    tifffile.imwrite(labels / f"{stem}_label.tif", label, ome=True, metadata=metadata)
     return images, labels

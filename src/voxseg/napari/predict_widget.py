@@ -35,6 +35,7 @@ from qtpy.QtWidgets import (
 from voxseg.config import PredictConfig
 from voxseg.errors import ConfigError, VoxsegError
 from voxseg.inference.predictor import predict_files
+from voxseg.io.formats import read_whole
 from voxseg.napari.form import ConfigForm
 from voxseg.napari.inputs import (
     ERROR_STYLE,
@@ -144,9 +145,9 @@ def predict_volume(
         (files,) = predict_files(run, progress)
         assert files.probabilities is not None
         return Prediction(
-            probability=tifffile.imread(files.probabilities),
-            mask=tifffile.imread(files.mask),
-            labels=tifffile.imread(files.labels) if files.labels is not None else None,
+            probability=read_whole(files.probabilities),
+            mask=read_whole(files.mask),
+            labels=read_whole(files.labels) if files.labels is not None else None,
             objects=files.objects_found,
             seconds=time.perf_counter() - started,
         )

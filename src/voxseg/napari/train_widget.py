@@ -410,6 +410,7 @@ class TrainWidget(QWidget):
                 np.asarray(image.data),
                 label.name,
                 np.asarray(label.data),
+                tuple(image.scale),
             )
             self.append_log(f"layers {image.name!r} and {label.name!r} saved to {images.parent}")
             config = dataclasses.replace(config, images=images, labels=labels)
@@ -498,12 +499,18 @@ class TrainWidget(QWidget):
                 {"colormap": "magenta", "blending": "additive", "contrast_limits": (0.0, 1.0)},
             ),
         }
+        scale = preview.voxel_size or (1.0, 1.0, 1.0)  # napari's scale is the voxel size
+        place = {
+            "scale": scale,
+            "translate": tuple(o * s for o, s in zip(preview.origin, scale, strict=True)),
+        }
         for name, (data, add, style) in shown.items():  # placed where the part lies in its file
             if name in self.viewer.layers:
                 self.viewer.layers[name].data = data
-                self.viewer.layers[name].translate = preview.origin
+                self.viewer.layers[name].scale = place["scale"]
+                self.viewer.layers[name].translate = place["translate"]
             else:
-                add(data, name=name, translate=preview.origin, **style)
+                add(data, name=name, **place, **style)
         self.viewer.layers[name_prediction].metadata["epoch"] = event.epoch
 
     def _on_run_end(self, event: RunEnd) -> None:

@@ -39,10 +39,12 @@ class ValidationPreview:
     label: np.ndarray = field(repr=False)
     probability: np.ndarray = field(repr=False)
     origin: tuple[int, int, int] = (0, 0, 0)  # offset in its file, to overlay the original image
+    voxel_size: tuple[float, float, float] | None = None  # µm, Z×Y×X: the viewer's scale
 
     @classmethod
     def of(cls, volume: Volume, probability: np.ndarray) -> ValidationPreview:
-        return cls(volume.name, volume.image, volume.label, probability, volume.origin)
+        image, label = np.asarray(volume.image), np.asarray(volume.label)
+        return cls(volume.name, image, label, probability, volume.origin, volume.voxel_size)
 
 
 @dataclass(frozen=True)

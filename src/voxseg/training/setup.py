@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from voxseg.config import TrainConfig
+from voxseg.data.resample import isotropic_side, resample_volume
 from voxseg.data.volumes import Volume, load_volumes, pad_volume, split_volumes
 from voxseg.errors import ConfigError, DataError
 from voxseg.io.formats import Spacing
@@ -19,7 +20,7 @@ from voxseg.training.autosize import choose_sizes
 from voxseg.training.distributed import Parallel
 from voxseg.training.hardware import available_memory_bytes, resolve_device
 from voxseg.training.precision import Precision, resolve_precision
-from voxseg.training.preflight import preflight
+from voxseg.training.preflight import Preflight, preflight
 
 
 @dataclass
@@ -70,31 +71,10 @@ def prepare_run(
     spec = get_model_spec(config.model)
     notes: list[str] = []
 
-    reading, budget = config.reading(), memory_budget()
-    notes.append(f"data: {len(checked.pairs)} image/label pair(s) from {config.images} and {config.labels}")
-    if not reading.label_map.is_default:
-        notes.append(f"labels: {reading.label_map} (ignored voxels count in neither the loss nor the Dice)")
-    volumes, warnings, data_notes = load_volumes(checked.pairs, reading, budget)
-    notes += data_notes
-    if checked.val_pairs is not None:
-        val_volumes, val_warnings, val_notes = load_volumes(checked.val_pairs, reading)
-        warnings += val_warnings
-        notes += [f"validation {note}" for note in val_notes if note.startswith("voxel size")]
-        train_volumes = volumes
-        notes.append(
-            f"validation: {len(val_volumes)} volume(s) from {config.val_images}; "
-            f"all {len(volumes)} training volume(s) used for training"
-        )
-    else:
-        train_volumes, val_volumes, how = split_volumes(
-            volumes, config.train_fraction, config.seed, min_side=spec.min_side
-        )
-        notes.append(f"validation: {how}")
-    _refuse_all_empty(config, train_volumes, val_volumes)
-    val_volumes = [volume.in_memory() for volume in val_volumes]  # validation predicts whole volumes
+    train_volumes, val_volumes, warnings = _load_data(config, checked, spec.min_side, notes)
 
     if config.loss == AUTO:
-        loss = "focal" if reading.label_map.has_ignored else "dice"
+        loss = "focal" if config.reading().label_map.has_ignored else "dice"
         config = dataclasses.replace(config, loss=loss)
         notes.append(f"loss {loss} (auto: {'sparse' if loss == 'focal' else 'dense'} labels)")
     precision = resolve_precision(config.precision, device)
@@ -139,6 +119,40 @@ def prepare_run(
             for role, path in ((f"{kind} image", pair.image), (f"{kind} label", pair.label))
         ],
     )
+
+
+def _load_data(
+    config: TrainConfig, checked: Preflight, min_side: int, notes: list[str]
+) -> tuple[list[Volume], list[Volume], list[str]]:
+    """Read and check every pair, resample if asked, split: (training, validation volumes, warnings)."""
+    reading = config.reading()
+    notes.append(f"data: {len(checked.pairs)} image/label pair(s) from {config.images} and {config.labels}")
+    if not reading.label_map.is_default:
+        notes.append(f"labels: {reading.label_map} (ignored voxels count in neither the loss nor the Dice)")
+    volumes, warnings, data_notes = load_volumes(checked.pairs, reading, memory_budget())
+    notes += data_notes
+    val_volumes: list[Volume] = []
+    if checked.val_pairs is not None:
+        val_volumes, val_warnings, val_notes = load_volumes(checked.val_pairs, reading)
+        warnings += val_warnings
+        notes += [f"validation {note}" for note in val_notes if note.startswith("voxel size")]
+    if config.resample == "isotropic":
+        side = isotropic_side(volumes + val_volumes)
+        volumes = [resample_volume(v, side) for v in volumes]
+        val_volumes = [resample_volume(v, side) for v in val_volumes]
+        shapes = ", ".join(f"{v.name} {format_size(v.shape)}" for v in (volumes + val_volumes)[:4])
+        notes.append(f"resampled to isotropic {side:.4g} µm voxels: {shapes}")
+    if checked.val_pairs is not None:
+        train_volumes = volumes
+        notes.append(
+            f"validation: {len(val_volumes)} volume(s) from {config.val_images}; "
+            f"all {len(volumes)} training volume(s) used for training"
+        )
+    else:
+        train_volumes, val_volumes, how = split_volumes(volumes, config.train_fraction, config.seed, min_side)
+        notes.append(f"validation: {how}")
+    _refuse_all_empty(config, train_volumes, val_volumes)
+    return train_volumes, [volume.in_memory() for volume in val_volumes], warnings  # validation: whole
 
 
 def _refuse_all_empty(config: TrainConfig, train: list[Volume], val: list[Volume]) -> None:

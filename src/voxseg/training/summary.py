@@ -34,6 +34,9 @@ def run_summary(
         "loss": config.loss,
         "device": str(prepared.device),
         "patch_size": list(prepared.window),
+        # prediction resamples to the training voxels when the run did (--resample isotropic)
+        "resample": config.resample,
+        "voxel_size_um": None if prepared.voxel_size is None else list(prepared.voxel_size),
         "precision": prepared.precision.name,
         "workers": workers,
         "fast_kernels": config.fast_kernels,

@@ -1,0 +1,47 @@
+"""napari opens HDF5 and (OME-)Zarr volumes through voxseg's reading layer, with their voxel size as the
+layer's scale: napari reads neither HDF5 nor a Zarr's voxel size on its own."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from voxseg.errors import VoxsegError
+from voxseg.io.formats import family, open_volume, stem
+
+#: a volume up to this size is read whole; a larger one is handed to napari as stored, read lazily
+WHOLE_BYTES = 2 * 2**30
+#: what `voxseg predict` writes: shown as labels layers
+LABEL_KINDS = ("_mask", "_labels")
+
+LayerData = tuple[Any, dict[str, Any], str]
+
+
+def get_reader(path: str | list[str]) -> Callable[[str | list[str]], list[LayerData]] | None:
+    """npe2's reader hook: a reader for .h5/.hdf5 files and .zarr folders voxseg can open, else None."""
+    if isinstance(path, list) or family(Path(path)) not in ("zarr", "hdf5"):
+        return None
+    try:
+        open_volume(Path(path))
+    except VoxsegError:
+        return None  # several datasets, not 3D...: another reader may know better
+    return read_layers
+
+
+def read_layers(path: str | list[str]) -> list[LayerData]:
+    """One layer: an image, or labels for integer volumes named like voxseg's masks and labels."""
+    assert isinstance(path, str)
+    volume = open_volume(Path(path))
+    if volume.size * volume.dtype.itemsize <= WHOLE_BYTES or len(volume.stored_array.shape) != 3:
+        data = volume[:]
+    else:
+        data = volume.stored_array
+    name = stem(Path(path))
+    is_labels = np.issubdtype(volume.dtype, np.integer) and name.endswith(LABEL_KINDS)
+    metadata: dict[str, Any] = {"name": name}
+    if volume.voxel_size is not None:
+        metadata["scale"] = volume.voxel_size
+    return [(data, metadata, "labels" if is_labels else "image")]
