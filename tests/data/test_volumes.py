@@ -1,12 +1,23 @@
-"""Normalisation, padding and the train/validation split of in-memory volumes."""
+"""Normalisation, padding and the train/validation split of volumes held in memory or left on disk."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from voxseg.data.discovery import Pair
 from voxseg.data.normalise import normalise
-from voxseg.data.volumes import Volume, pad_amounts, pad_volume, split_volume, split_volumes
+from voxseg.data.volumes import (
+    OnDisk,
+    Volume,
+    load_volumes,
+    pad_amounts,
+    pad_volume,
+    split_volume,
+    split_volumes,
+)
 from voxseg.errors import DataError
 
 
@@ -131,3 +142,39 @@ def test_single_volume_too_small_to_cut() -> None:
     with pytest.raises(DataError, match="--val-images") as info:
         split_volumes([_volume("tiny.tif", (12, 10, 10))], 0.8, seed=0, min_side=8)
     assert "tiny.tif" in str(info.value)
+
+
+# -- volumes left on disk -----------------------------------------------------------------------------
+
+
+def _zarr_pair(root: Path, image: np.ndarray, label: np.ndarray) -> Pair:
+    import zarr
+
+    paths = []
+    for kind, array in (("images", image), ("labels", label)):
+        (root / kind).mkdir(parents=True, exist_ok=True)
+        store = zarr.open_array(root / kind / "v.zarr", mode="w", shape=array.shape, dtype=array.dtype)
+        store[...] = array
+        paths.append(root / kind / "v.zarr")
+    return Pair(paths[0], paths[1])
+
+
+def test_a_volume_over_the_budget_stays_on_disk_and_reads_as_held(tmp_path: Path) -> None:
+    """Beyond the memory budget a volume is read patch by patch, with the same normalisation and
+    label classes as when it is held; its split keeps the training part on disk."""
+    rng = np.random.default_rng(0)
+    image = rng.normal(100, 10, (20, 16, 16)).astype(np.float32)
+    label = (rng.random((20, 16, 16)) > 0.8).astype(np.uint16) * 7
+    pair = _zarr_pair(tmp_path, image, label)
+    (held,), _, _ = load_volumes([pair])
+    (on_disk,), _, notes = load_volumes([pair], memory_budget=0)
+    assert not held.on_disk and on_disk.on_disk
+    assert any("read patch by patch from disk" in note for note in notes)
+    window = (slice(3, 11), slice(2, 10), slice(0, 16))
+    np.testing.assert_array_equal(on_disk.image[window], held.image[window])
+    np.testing.assert_array_equal(on_disk.label[window], held.label[window])
+    train, val, _ = split_volume(on_disk, 0.5, min_side=4)
+    assert train.on_disk and isinstance(train.image, OnDisk)
+    np.testing.assert_array_equal(train.image[2:5], held.image[2:5])
+    np.testing.assert_array_equal(np.asarray(val.image), held.image[10:])
+    np.testing.assert_array_equal(val.in_memory().label, held.label[10:])
