@@ -142,7 +142,7 @@ def _evaluate_command(args: argparse.Namespace) -> int:
     values = {k: v for k, v in vars(args).items() if k != "command"}
     config = EvaluateConfig.from_dict(values).resolved()
     assert config.pred is not None and config.labels is not None
-    pairs = pair_predictions(config.pred, config.labels)
+    pairs = pair_predictions(config.pred, config.labels, config.label_key)
     if config.json is not None and config.json.exists() and not config.overwrite:
         raise DataError(f"--json: {config.json} already exists; give --overwrite to replace it")
     result = evaluate(pairs)

@@ -794,7 +794,8 @@ class EvaluateConfig(Declared):
 
     pred: Path | None = option(
         None,
-        help="folder of `voxseg predict` outputs (`<name>_labels.tif`, else `<name>_mask.tif`)",
+        help="folder of `voxseg predict` outputs (`<name>_labels.tif`, else `<name>_mask.tif`; or their "
+        "`.zarr`/`.h5` twins)",
         section=DATA,
         label="Predictions",
         kind="folder",
@@ -803,12 +804,21 @@ class EvaluateConfig(Declared):
     )
     labels: Path | None = option(
         None,
-        help="folder of true labels, named like the images",
+        help="folder of true labels, named like the images (TIFF, Zarr or HDF5)",
         section=DATA,
         label="Labels",
         kind="folder",
         metavar="DIR",
         required=True,
+    )
+    label_key: str | None = option(
+        None,
+        help="the dataset of HDF5 labels (or the array of Zarr groups) to read",
+        section=DATA,
+        label="Label dataset",
+        metavar="KEY",
+        optional=True,
+        default_text="the file's only volume",
     )
     json: Path | None = option(
         None,

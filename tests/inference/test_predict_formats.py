@@ -120,3 +120,20 @@ def test_a_run_on_isotropic_voxels_predicts_on_the_input_grid(tmp_path, capsys) 
     assert run_cli([*argv, "--spacing", "2,1,1", "--save-probabilities"]) == 0
     mask = open_volume(out / "vol_00_mask.tif")
     assert mask.shape == (12, 24, 24) and mask.voxel_size == (2.0, 1.0, 1.0)
+
+
+def test_evaluate_reads_truth_from_a_named_hdf5_dataset(trained, tmp_path, capsys) -> None:
+    run_dir, images, labels = trained
+    out, truth = tmp_path / "out", tmp_path / "truth"
+    truth.mkdir()
+    for tif in labels.glob("*.tif"):  # an ilastik-style file: raw data and labels side by side
+        with h5py.File(truth / f"{tif.stem}.h5", "w") as handle:
+            handle["raw"] = np.zeros((4, 4, 4), np.float32)
+            handle["exported/labels"] = tifffile.imread(tif)
+    assert run_cli(["predict", run_dir, "--input", images, "--output", out]) == 0
+    assert run_cli(["evaluate", "--pred", out, "--labels", truth]) == 2  # two candidate datasets
+    assert "--image-key/--label-key" in capsys.readouterr().err
+    scores = tmp_path / "scores.json"
+    argv = ["evaluate", "--pred", out, "--labels", truth, "--label-key", "exported/labels", "--json", scores]
+    assert run_cli(argv) == 0
+    assert json.loads(scores.read_text())["overall"]["dice"] > 0.5

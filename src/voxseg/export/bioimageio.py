@@ -65,13 +65,20 @@ def export_bioimageio(run_dir: Path, output: Path, weights: str = "best", overwr
             json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").is_file() else {}
         )
         threshold = summary.get("threshold") or 0.5
+        # the voxel size the run trained on, as the axes' scale (the zoo's consumers show it)
+        voxel = summary.get("voxel_size_um")
+        physical = {
+            a: ({"unit": "micrometer", "scale": voxel[i]} if voxel else {}) for i, a in enumerate(AXES)
+        }
         (folder / "README.md").write_text(_documentation(name, run_dir, summary, threshold))
 
         def describe() -> spec.ModelDescr:
             """The description of the files in `folder` (built afresh: it hashes them)."""
             space = [
                 spec.SpaceInputAxis(
-                    id=spec.AxisId(a), size=spec.ParameterizedSize(min=rule.valid_side(1), step=rule.divisor)
+                    id=spec.AxisId(a),
+                    size=spec.ParameterizedSize(min=rule.valid_side(1), step=rule.divisor),
+                    **physical[a],
                 )
                 for a in AXES
             ]
@@ -103,6 +110,7 @@ def export_bioimageio(run_dir: Path, output: Path, weights: str = "best", overwr
                         spec.SpaceOutputAxis(
                             id=spec.AxisId(a),
                             size=spec.SizeReference(tensor_id=spec.TensorId("raw"), axis_id=spec.AxisId(a)),
+                            **physical[a],
                         )
                         for a in AXES
                     ],
@@ -161,17 +169,14 @@ def _pipeline_output(package: Path) -> np.ndarray:
 
 def _test_input(run_dir: Path, window: tuple[int, int, int]) -> np.ndarray:
     """A window from the middle of the run's first validation volume (raw intensities), (1, 1, Z, Y, X)."""
-    import tifffile
-    import yaml
-
+    from voxseg.config import TrainConfig
     from voxseg.data.discovery import pair_files
+    from voxseg.io.formats import read_whole
 
-    options = yaml.safe_load((run_dir / "config.yaml").read_text())
-    folder, labels = (
-        options.get("val_images") or options["images"],
-        options.get("val_labels") or options["labels"],
-    )
-    volume = tifffile.imread(pair_files(Path(folder), Path(labels))[-1].image).astype(np.float32)
+    config = TrainConfig.from_yaml(run_dir / "config.yaml")
+    folder, labels = config.val_images or config.images, config.val_labels or config.labels
+    image = pair_files(Path(folder), Path(labels))[-1].image
+    volume = read_whole(image, config.image_key, config.level).astype(np.float32)
     padded = np.pad(
         volume, [(0, max(w - s, 0)) for s, w in zip(volume.shape, window, strict=True)], mode="reflect"
     )

@@ -85,6 +85,7 @@ class EvalPair:
     truth: Path
     mask: Path | None = None
     labels: Path | None = None
+    truth_key: str | None = None  # the truth's dataset in an HDF5 file or Zarr group
 
     def __post_init__(self) -> None:
         if self.mask is None and self.labels is None:
@@ -107,7 +108,7 @@ def _listing(paths: Sequence[Path]) -> str:
     return shorten_list([p.name for p in paths], _MAX_LISTED)
 
 
-def pair_predictions(pred_dir: Path, labels_dir: Path) -> list[EvalPair]:
+def pair_predictions(pred_dir: Path, labels_dir: Path, label_key: str | None = None) -> list[EvalPair]:
     """Pair every ground truth in `labels_dir` with its prediction in `pred_dir`, by name.
 
     Names are compared case-insensitively, as `voxseg.data.discovery` does for training data. Raises
@@ -176,7 +177,7 @@ def pair_predictions(pred_dir: Path, labels_dir: Path) -> list[EvalPair]:
         raise DataError("; ".join(problems) + hint)
 
     pairs = [
-        EvalPair(names[key], truth, groups[key].get("mask"), groups[key].get("labels"))
+        EvalPair(names[key], truth, groups[key].get("mask"), groups[key].get("labels"), label_key)
         for key, truth in matched.items()
     ]
     return sorted(pairs, key=lambda pair: pair.truth)
@@ -218,7 +219,7 @@ def _instance_fields(matchings: dict[float, Matching] | None) -> dict[str, Any]:
 
 
 def _score_volume(pair: EvalPair) -> tuple[dict[str, Any], dict[float, Matching] | None, list[str]]:
-    truth = read_volume(pair.truth)
+    truth = read_volume(pair.truth, pair.truth_key)
     true_labels, warnings = _as_labels(pair.truth, truth)
     pred_labels = None
     if pair.labels is not None:
