@@ -146,3 +146,14 @@ def test_one_folder_for_images_and_labels_never_pairs_a_file_with_itself(tmp_pat
     assert all(pair.image != pair.label for pair in pairs)
     expected = {"vol_00.tif": "vol_00_label.tif", "vol_01.tif": "vol_01_label.tif"}
     assert _pairs_by_name(folder, folder) == expected
+
+
+def test_two_images_with_one_name_are_refused(tmp_path: Path) -> None:
+    """`a.tif` and `a.h5` in one folder: which to train on is the user's choice, not voxseg's."""
+    images, labels = tmp_path / "images", tmp_path / "labels"
+    images.mkdir()
+    labels.mkdir()
+    for path in (images / "a.tif", images / "a.h5", labels / "a_label.tif"):
+        path.write_bytes(b"")
+    with pytest.raises(DataError, match="a.h5 and a.tif .* are both named a"):
+        pair_files(images, labels)

@@ -380,3 +380,54 @@ def test_volumes_pickle_and_read_in_a_forked_worker(
     np.testing.assert_array_equal(pickled[0], data[1:3, 2:4])
     np.testing.assert_array_equal(inherited[0], data[1:3, 2:4])
     np.testing.assert_array_equal(volume[1:3, 2:4], data[1:3, 2:4])  # and the parent still reads
+
+
+# -- review findings: axis order, malformed metadata, failing reads ----------------------------------
+
+
+def test_ome_zarr_axes_in_another_order_read_as_z_y_x(tmp_path: Path) -> None:
+    """NGFF allows any order of the space axes: an X, Y, Z array reads transposed into Z×Y×X, its
+    voxel size attached to the right axes."""
+    data = _data()  # Z×Y×X
+    stored = np.ascontiguousarray(data.transpose(2, 1, 0))
+    path = _ome_zarr(tmp_path / "xyz.zarr", [stored], _space("xyz"), [[0.25, 0.5, 2.0]])
+    volume = open_volume(path)
+    assert volume.shape == data.shape and volume.voxel_size == (2.0, 0.5, 0.25)
+    np.testing.assert_array_equal(volume[:], data)
+    np.testing.assert_array_equal(volume[1], data[1])
+    np.testing.assert_array_equal(volume[1:3, 2:4], data[1:3, 2:4])
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        lambda m: m["datasets"][0].pop("path"),
+        lambda m: m["datasets"][0].update(path="missing"),
+        lambda m: m.update(datasets={"path": "0"}),
+    ],
+)
+def test_malformed_ome_metadata_is_a_data_error(tmp_path: Path, broken: Callable[[dict], Any]) -> None:
+    path = _ome_zarr(tmp_path / "bad.zarr", [_data()], _space("zyx"), [[1.0, 1.0, 1.0]])
+    group = zarr.open_group(str(path), mode="a")
+    multiscales = group.attrs["multiscales"]
+    broken(multiscales[0])
+    group.attrs["multiscales"] = multiscales
+    _raises_naming(path)
+
+
+def test_a_failing_read_names_the_file(tmp_path: Path) -> None:
+    """A truncated TIFF (its header intact) fails when its planes are read, with the file named."""
+    path = _write_tiff(tmp_path / "cut.tif", _data())
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    volume = open_volume(path)
+    with pytest.raises(DataError, match="cut.tif"):
+        volume[:]
+
+
+def test_hdf5_voxel_size_per_stored_axis(tmp_path: Path) -> None:
+    """ilastik writes `element_size_um` with a value per axis, the channel's included."""
+    path = tmp_path / "zyxc.h5"
+    with h5py.File(path, "w") as handle:
+        handle["data"] = _data()[..., None]
+        handle["data"].attrs["element_size_um"] = [2.0, 0.5, 0.25, 1.0]
+    assert open_volume(path).voxel_size == (2.0, 0.5, 0.25)

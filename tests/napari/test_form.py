@@ -100,3 +100,17 @@ def test_layers_are_written_as_a_pairable_dataset(tmp_path):
     with pytest.raises(DataError, match="does not match"):
         write_layer_dataset(tmp_path, "a", image, "b", label[:4])
     assert safe_name("../..") == "layer"
+
+
+def test_layer_datasets_keep_the_layer_scale_as_voxel_size(tmp_path):
+    """The image layer's scale becomes the files' voxel size; int64 labels (what `np.zeros(shape, int)`
+    makes), which OME metadata cannot describe, are still written."""
+    from voxseg.io.formats import open_volume
+
+    image = np.random.default_rng(0).random((8, 9, 10), dtype=np.float32)
+    label = (image > 0.5).astype(np.int64)
+    images, labels = write_layer_dataset(tmp_path, "cells", image, "lab", label, (2.0, 0.5, 0.5))
+    assert open_volume(images / "cells.tif").voxel_size == (2.0, 0.5, 0.5)
+    assert (tifffile.imread(labels / "cells_label.tif") == label).all()
+    unscaled, _ = write_layer_dataset(tmp_path, "cells", image, "lab", label)
+    assert open_volume(unscaled / "cells.tif").voxel_size is None  # napari's default 1: unknown

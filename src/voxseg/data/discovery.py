@@ -76,7 +76,14 @@ def pair_files(
         images = [p for p in images if p not in labels]
         if not images:
             raise DataError(f"{image_option}: no images in {images_dir}, only label files")
-    by_stem = {_stem(p): p for p in images}
+    by_stem: dict[str, Path] = {}
+    for image in images:
+        if _stem(image) in by_stem:
+            raise DataError(
+                f"{image_option}: {by_stem[_stem(image)].name} and {image.name} in {images_dir} are both "
+                f"named {_stem(image)}; keep one"
+            )
+        by_stem[_stem(image)] = image
     matched: dict[Path, Path] = {}
     unmatched_labels = []
     for label in labels:

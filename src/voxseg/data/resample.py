@@ -36,14 +36,14 @@ def factors(spacing: Spacing, side: float) -> tuple[float, float, float]:
 def resample_volume(volume: Volume, side: float) -> Volume:
     """The volume on cubic voxels of `side` µm (it must be held in memory)."""
     assert volume.voxel_size is not None
+    zoom = factors(volume.voxel_size, side)
+    if all(abs(z - 1) < 1e-6 for z in zoom):  # already there: only the recorded size is rounded
+        return Volume(volume.name, volume.image, volume.label, volume.origin, (side, side, side))
     if volume.on_disk:
         raise DataError(
             f"--resample isotropic: {volume.name} is too large to hold in memory (it is read patch by "
             "patch); resample it beforehand or train without --resample"
         )
-    zoom = factors(volume.voxel_size, side)
-    if all(abs(z - 1) < 1e-6 for z in zoom):
-        return volume
     image = ndimage.zoom(np.asarray(volume.image), zoom, order=1, grid_mode=True, mode="nearest")
     label = ndimage.zoom(np.asarray(volume.label), zoom, order=0, grid_mode=True, mode="nearest")
     return Volume(volume.name, image.astype(np.float32), label, volume.origin, (side, side, side))

@@ -65,6 +65,8 @@ class OnDisk:
                 if step != 1:
                     raise IndexError("regions on disk are read with step 1")
             else:
+                if not -side <= int(part) < side:
+                    raise IndexError(f"index {part} is out of bounds for a side of {side}")
                 shifted.append(outer.start + int(part) % side)
         return self.convert(self.source[tuple(shifted)])
 

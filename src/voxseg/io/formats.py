@@ -125,18 +125,28 @@ def check_pixel_type(path: Path, dtype: np.dtype) -> None:
         raise DataError(f"{path}: unsupported pixel type {dtype}")
 
 
-def region_index(key: Any, ndim: int, axes: tuple[int, ...]) -> tuple[tuple[Any, ...], bool]:
-    """A Z×Y×X `key` (an int, a slice, or a tuple of them) as an index of the stored `ndim` array whose
-    spatial axes are `axes` (the others have length 1 and are taken at 0); and whether Z was an int."""
+def read_region(path: Path, stored: Any, key: Any, axes: tuple[int, ...]) -> np.ndarray:
+    """The Z×Y×X region `key` (an int, a slice, or a tuple of them) of a stored array whose Z, Y and X
+    are at positions `axes` (in any order; other axes have length 1 and are taken at 0), in Z, Y, X
+    order. A failing read (a corrupt chunk, a truncated file) raises DataError naming the file."""
     parts = key if isinstance(key, tuple) else (key,)
     parts = parts + (slice(None),) * (3 - len(parts))
-    index: list[Any] = [0] * ndim
+    index: list[Any] = [0] * len(stored.shape)
     for axis, part in zip(axes, parts, strict=True):
         index[axis] = part
-    return tuple(index), not isinstance(parts[0], slice)
+    try:
+        region = np.asarray(stored[tuple(index)])
+    except (OSError, RuntimeError, ValueError) as exc:  # zarr's codecs, h5py's filters
+        raise DataError(f"{path}: cannot read {key!r} ({type(exc).__name__}: {exc})") from None
+    kept = [axis for axis, part in zip(axes, parts, strict=True) if isinstance(part, slice)]
+    stored_order = sorted(kept)  # the region's axes come in the stored order
+    return region.transpose([stored_order.index(axis) for axis in kept])
 
 
 _MICROMETRES = {
+    "angstrom": 1e-4,
+    "centimeter": 1e4,
+    "meter": 1e6,
     "micrometer": 1.0,
     "micron": 1.0,
     "um": 1.0,

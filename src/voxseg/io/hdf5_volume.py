@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from voxseg.errors import DataError
-from voxseg.io.formats import Spacing, as_spacing, check_pixel_type, region_index, spatial_axes
+from voxseg.io.formats import Spacing, as_spacing, check_pixel_type, read_region, spatial_axes
 
 
 class Hdf5Volume:
@@ -31,22 +31,29 @@ class Hdf5Volume:
             handle = h5py.File(self.path, "r")
         except Exception as exc:  # h5py raises OSError with HDF5's message for what is no HDF5 file
             raise DataError(f"{path}: cannot read as HDF5 ({type(exc).__name__}: {exc})") from None
+        try:
+            self._describe(handle, key)
+        except BaseException:
+            handle.close()
+            raise
+        self._file, self._pid = handle, os.getpid()
+
+    def _describe(self, handle: Any, key: str | None) -> None:
+        """The dataset's key, shape, axes, pixel type and voxel size; DataError naming the file."""
         datasets = _datasets(handle)
         if key:
             if key.strip("/") not in datasets:
-                handle.close()
                 listed = ", ".join(datasets) or "none"
-                raise DataError(f"{path}: has no dataset {key!r}; its datasets are {listed}")
+                raise DataError(f"{self.path}: has no dataset {key!r}; its datasets are {listed}")
             self.key = key.strip("/")
         else:
             volumes = [name for name, dataset in datasets.items() if dataset.ndim >= 3]
-            if len(volumes) != 1:
-                handle.close()
-                if not volumes:
-                    found = ", ".join(f"{n} {d.shape}" for n, d in datasets.items()) or "no datasets"
-                    raise DataError(f"{path}: holds no dataset of 3 or more dimensions ({found})")
+            if not volumes:
+                found = ", ".join(f"{n} {d.shape}" for n, d in datasets.items()) or "no datasets"
+                raise DataError(f"{self.path}: holds no dataset of 3 or more dimensions ({found})")
+            if len(volumes) > 1:
                 raise DataError(
-                    f"{path}: holds several datasets ({', '.join(volumes)}); name one with "
+                    f"{self.path}: holds several datasets ({', '.join(volumes)}); name one with "
                     "--image-key/--label-key"
                 )
             self.key = volumes[0]
@@ -55,11 +62,12 @@ class Hdf5Volume:
         self.axes = spatial_axes(self.path, shape)
         self.dtype = np.dtype(dataset.dtype)
         check_pixel_type(self.path, self.dtype)
-        self.stored_ndim = len(shape)
         self.shape: tuple[int, int, int] = tuple(shape[a] for a in self.axes)  # type: ignore[assignment]
-        size = dataset.attrs.get("element_size_um")
-        self.voxel_size: Spacing | None = None if size is None else as_spacing(np.ravel(size)[-3:])
-        self._file, self._pid = handle, os.getpid()
+        # Z, Y, X µm; a value per stored axis (e.g. ilastik's with a channel) is taken at Z, Y, X
+        size = np.ravel(dataset.attrs.get("element_size_um", []))
+        if len(size) == len(shape) != 3:
+            size = size[list(self.axes)]
+        self.voxel_size: Spacing | None = as_spacing(size) if len(size) == 3 else None
 
     @property
     def size(self) -> int:
@@ -81,8 +89,7 @@ class Hdf5Volume:
         return {**self.__dict__, "_file": None, "_pid": None}
 
     def __getitem__(self, key: Any) -> np.ndarray:
-        index, _ = region_index(key, self.stored_ndim, self.axes)
-        return np.asarray(self._dataset()[index])
+        return read_region(self.path, self._dataset(), key, self.axes)
 
 
 def _datasets(handle: Any) -> dict[str, Any]:

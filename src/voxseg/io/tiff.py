@@ -69,17 +69,24 @@ class TiffVolume:
         z0, z1, _ = zs.indices(self.shape[0])
         if z1 <= z0:
             planes = np.zeros((0, *self.shape[1:]), self.dtype)[(slice(None), *rest)]
-        elif not self.mapped:
+        else:
+            try:
+                planes = self._read(z0, z1, rest)
+            except (OSError, ValueError, tifffile.TiffFileError) as exc:  # e.g. a truncated file
+                raise DataError(f"{self.path}: cannot read as TIFF ({type(exc).__name__}: {exc})") from None
+        return planes[0] if single else planes
+
+    def _read(self, z0: int, z1: int, rest: tuple) -> np.ndarray:
+        if not self.mapped:
             if self._whole is None:
                 self._whole = tifffile.imread(self.path).reshape(self.shape)
-            planes = self._whole[(slice(z0, z1), *rest)]
-        else:
-            plane_bytes = self.shape[1] * self.shape[2] * self.dtype.itemsize
-            start, shape = self.offset + z0 * plane_bytes, (z1 - z0, *self.shape[1:])
-            mapped = np.memmap(self.path, self.stored, "r", start, shape)
-            planes = np.array(mapped[(slice(None), *rest)], dtype=self.dtype)
-            del mapped
-        return planes[0] if single else planes
+            return self._whole[(slice(z0, z1), *rest)]
+        plane_bytes = self.shape[1] * self.shape[2] * self.dtype.itemsize
+        start, shape = self.offset + z0 * plane_bytes, (z1 - z0, *self.shape[1:])
+        mapped = np.memmap(self.path, self.stored, "r", start, shape)
+        planes = np.array(mapped[(slice(None), *rest)], dtype=self.dtype)
+        del mapped
+        return planes
 
 
 def _micrometres(unit: str) -> float | None:

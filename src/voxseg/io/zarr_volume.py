@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from voxseg.errors import DataError
-from voxseg.io.formats import Spacing, as_spacing, check_pixel_type, micrometres, region_index, spatial_axes
+from voxseg.io.formats import Spacing, as_spacing, check_pixel_type, micrometres, read_region, spatial_axes
 
 
 class ZarrVolume:
@@ -37,7 +37,6 @@ class ZarrVolume:
         self.axes = named_axes if named_axes is not None else spatial_axes(self.path, shape)
         self.dtype = np.dtype(node.dtype)
         check_pixel_type(self.path, self.dtype)
-        self.stored_ndim = len(shape)
         self.shape: tuple[int, int, int] = tuple(shape[a] for a in self.axes)  # type: ignore[assignment]
         self._array, self._pid = node, os.getpid()
 
@@ -62,8 +61,7 @@ class ZarrVolume:
         return {**self.__dict__, "_array": None, "_pid": None}
 
     def __getitem__(self, key: Any) -> np.ndarray:
-        index, single_z = region_index(key, self.stored_ndim, self.axes)
-        return np.asarray(self._node()[index])
+        return read_region(self.path, self._node(), key, self.axes)
 
 
 def _choose(path: Path, root: Any, key: str | None, level: int) -> tuple[Any, Spacing | None, tuple | None]:
@@ -82,7 +80,10 @@ def _choose(path: Path, root: Any, key: str | None, level: int) -> tuple[Any, Sp
         return root, as_spacing(root.attrs.get("element_size_um", ())), None
     multiscales = _multiscales(root.attrs)
     if multiscales:
-        return _ome_level(path, root, multiscales[0], level)
+        try:
+            return _ome_level(path, root, multiscales[0], level)
+        except (AttributeError, IndexError, KeyError, TypeError, ValueError) as exc:
+            raise DataError(f"{path}: malformed OME-Zarr metadata ({type(exc).__name__}: {exc})") from None
     if level:
         raise DataError(f"{path}: has no multiscale metadata, so no level {level}")
     candidates = [name for name, array in _arrays(root).items() if array.ndim >= 3]
@@ -109,7 +110,8 @@ def _arrays(group: Any, prefix: str = "") -> dict[str, Any]:
 def _multiscales(attrs: Any) -> list[dict[str, Any]]:
     """NGFF 0.5 keeps its metadata under "ome"; 0.4 at the top of the group's attributes."""
     ome = attrs.get("ome")
-    return (ome if isinstance(ome, dict) else attrs).get("multiscales") or []
+    multiscales = (ome if isinstance(ome, dict) else attrs).get("multiscales") or []
+    return multiscales if isinstance(multiscales, list) else [multiscales]
 
 
 def _ome_level(
@@ -119,14 +121,13 @@ def _ome_level(
     if not 0 <= level < len(datasets):
         raise DataError(f"{path}: has no level {level}; its levels are 0 to {len(datasets) - 1}")
     dataset = datasets[level]
-    try:
-        array = group[dataset["path"]]
-    except KeyError:
-        raise DataError(f"{path}: level {level}'s array {dataset['path']!r} is missing") from None
+    if dataset.get("path") not in group or not hasattr(group[dataset["path"]], "dtype"):
+        raise DataError(f"{path}: level {level}'s array {dataset.get('path')!r} is missing")
+    array = group[dataset["path"]]
     axes = multiscale.get("axes") or []
-    names = [a.get("name") if isinstance(a, dict) else str(a) for a in axes]
+    names = [str(a.get("name") if isinstance(a, dict) else a).lower() for a in axes]
     if len(names) != array.ndim:  # NGFF 0.3 and older name no axes: take the last three
-        names = [""] * (array.ndim - 3) + ["z", "y", "x"]
+        names, axes = [""] * (array.ndim - 3) + ["z", "y", "x"], []
     spatial = [i for i, name in enumerate(names) if name in ("z", "y", "x")]
     if len(spatial) != 3:
         raise DataError(

@@ -57,10 +57,24 @@ def write_layer_dataset(
     images.mkdir(parents=True)
     labels.mkdir()
     stem = safe_name(image_name)
-    metadata: dict[str, object] = {"axes": "ZYX"}
-    if any(abs(float(side) - 1.0) > 1e-9 for side in scale[-3:]):
-        for axis, side in zip("ZYX", scale[-3:], strict=True):
-            metadata[f"PhysicalSize{axis}"] = float(side)
-    tifffile.imwrite(images / f"{stem}.tif", image, ome=True, metadata=metadata)
-    tifffile.imwrite(labels / f"{stem}_label.tif", label, ome=True, metadata=metadata)
+    _write(images / f"{stem}.tif", image, scale)
+    _write(labels / f"{stem}_label.tif", label, scale)
     return images, labels
+
+
+#: the pixel types OME metadata can describe (not 64-bit integers nor float16)
+_OME_TYPES = {"int8", "int16", "int32", "uint8", "uint16", "uint32", "float32", "float64", "bool"}
+
+
+def _write(path: Path, array: np.ndarray, scale: tuple[float, ...]) -> None:
+    """A TIFF carrying the layer's scale as its voxel size (OME), unless the scale is napari's default
+    of 1 or the pixel type has no OME name (then a plain TIFF: the voxel size stays unknown)."""
+    sides = [float(side) for side in scale[-3:]]
+    if array.dtype.name not in _OME_TYPES or all(abs(side - 1.0) < 1e-9 for side in sides):
+        tifffile.imwrite(path, array)
+        return
+    metadata = {
+        "axes": "ZYX",
+        **{f"PhysicalSize{axis}": side for axis, side in zip("ZYX", sides, strict=True)},
+    }
+    tifffile.imwrite(path, array, ome=True, metadata=metadata)

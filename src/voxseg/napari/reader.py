@@ -35,13 +35,18 @@ def read_layers(path: str | list[str]) -> list[LayerData]:
     """One layer: an image, or labels for integer volumes named like voxseg's masks and labels."""
     assert isinstance(path, str)
     volume = open_volume(Path(path))
-    if volume.size * volume.dtype.itemsize <= WHOLE_BYTES or len(volume.stored_array.shape) != 3:
+    scale = volume.voxel_size or (1.0, 1.0, 1.0)
+    if volume.size * volume.dtype.itemsize <= WHOLE_BYTES or list(volume.axes) != sorted(volume.axes):
         data = volume[:]
-    else:
+    else:  # as stored, e.g. T, C, Z, Y, X with T and C of length 1: those get a scale of 1
         data = volume.stored_array
+        stored_scale = [1.0] * len(data.shape)
+        for axis, side in zip(volume.axes, scale, strict=True):
+            stored_scale[axis] = side
+        scale = tuple(stored_scale)
     name = stem(Path(path))
     is_labels = np.issubdtype(volume.dtype, np.integer) and name.endswith(LABEL_KINDS)
     metadata: dict[str, Any] = {"name": name}
     if volume.voxel_size is not None:
-        metadata["scale"] = volume.voxel_size
+        metadata["scale"] = scale
     return [(data, metadata, "labels" if is_labels else "image")]
