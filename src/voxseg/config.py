@@ -423,6 +423,19 @@ class TrainConfig(Declared):
         default_text="automatic",
         resumable=True,
     )
+    threads: int | None = option(
+        None,
+        help="PyTorch's CPU compute threads; automatic is one per core, fewer while other processes keep "
+        "cores busy (beside one busy process on 2 cores this trains 1.7× faster than a fixed 2)",
+        section=TRAINING,
+        label="CPU threads",
+        kind="int",
+        metavar="N",
+        low=1,
+        optional=True,
+        default_text="automatic",
+        resumable=True,
+    )
     precision: str = option(
         "auto",
         help="`auto`: bfloat16 autocast where the hardware computes it natively (CUDA GPUs with bf16, "
@@ -780,6 +793,18 @@ class PredictConfig(Declared):
         section=PREDICTION,
         label="Fast kernels",
         kind="bool",
+    )
+    threads: int | None = option(
+        None,
+        help="PyTorch's CPU compute threads; automatic is one per core, fewer while other processes keep "
+        "cores busy",
+        section=PREDICTION,
+        label="CPU threads",
+        kind="int",
+        metavar="N",
+        low=1,
+        optional=True,
+        default_text="automatic",
     )
     _extra: dict = field(default_factory=dict, repr=False, compare=False)
 

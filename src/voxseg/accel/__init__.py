@@ -6,7 +6,9 @@ back to eager (`cuda`), and restores each of those settings when the run ends, w
 Its `Acceleration` tunes the model: channels-last and `torch.compile` on CUDA, and on the CPU in
 float32 voxseg's own kernels — convolutions on oneDNN (`onednn`) and separable trilinear upsampling
 (`upsample`) — unless `fast_kernels` is off (`--no-fast-kernels`), which leaves PyTorch's kernels.
-`prefetch` prepares batches ahead in a background thread. How much each gains: docs/performance.md.
+`prefetch` prepares batches ahead in a background thread. On the CPU, `threads` sizes PyTorch's
+thread team to the cores other processes leave free (`Acceleration.between_steps`), or to
+`--threads`. How much each gains: docs/performance.md.
 Under CPU bfloat16, `bf16_guard` runs convolutions whose input is smaller than their kernel in
 float32, around a PyTorch bug (a correctness guard, on whatever the switch says).
 """
@@ -25,6 +27,7 @@ from voxseg.accel.bf16_guard import guard_small_bf16_convolutions
 from voxseg.accel.cuda import cudnn_autotuning, eager_fallback, uses_channels_last
 from voxseg.accel.heap import keep_freed_memory
 from voxseg.accel.onednn import use_onednn_convolutions
+from voxseg.accel.threads import ThreadGovernor, compute_threads
 from voxseg.accel.upsample import use_separable_upsampling
 
 __all__ = ["Acceleration", "accelerated"]
@@ -39,6 +42,12 @@ class Acceleration:
     device: torch.device
     fast_kernels: bool
     compile: bool
+    governor: ThreadGovernor | None = None
+
+    def between_steps(self) -> None:
+        """Called between training steps (and prediction batches): follow the machine's load."""
+        if self.governor is not None:
+            self.governor.tick()
 
     def tune(self, model: nn.Module, mixed_precision: bool) -> nn.Module:
         """Make `model` fast here (same weights, same state-dict keys); return what runs the steps:
@@ -76,13 +85,17 @@ class Acceleration:
 
 @contextlib.contextmanager
 def accelerated(
-    device: torch.device, fast_kernels: bool = True, compile: bool = True
+    device: torch.device, fast_kernels: bool = True, compile: bool = True, threads: int | None = None
 ) -> Iterator[Acceleration]:
-    """Process-wide speed settings for the duration of a run, each restored when the block ends."""
+    """Process-wide speed settings for the duration of a run, each restored when the block ends.
+    `threads`: PyTorch's CPU threads; None follows the load on the CPU and leaves them on a GPU."""
     with contextlib.ExitStack() as settings:
         settings.enter_context(keep_freed_memory())
+        governor = None
+        if threads is not None or device.type == "cpu":
+            governor = settings.enter_context(compute_threads(threads))
         if device.type == "cuda":
             settings.enter_context(cudnn_autotuning())
             if compile:
                 settings.enter_context(eager_fallback())
-        yield Acceleration(device, fast_kernels, compile and device.type == "cuda")
+        yield Acceleration(device, fast_kernels, compile and device.type == "cuda", governor)

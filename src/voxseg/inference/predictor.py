@@ -130,10 +130,15 @@ def predict_files(config: PredictConfig, progress: Progress | None = None) -> li
     assert config.output is not None
     config.output.mkdir(parents=True, exist_ok=True)
     results = []
-    with accelerated(device, config.fast_kernels, compile=False) as acceleration:
+    with accelerated(device, config.fast_kernels, False, config.threads) as acceleration:
         model = trained.model.to(device)
         runner = acceleration.tune(model, mixed_precision=precision.dtype is not None)
-        predict = window_predictor(runner, device, lambda: autocast(device, precision), config.tta)
+        window_predict = window_predictor(runner, device, lambda: autocast(device, precision), config.tta)
+
+        def predict(tiles):  # the thread team follows the machine's load between batches of windows
+            acceleration.between_steps()
+            return window_predict(tiles)
+
         for image in images:
             results.append(_predict_one(config, image, trained, predict, progress))
     return results

@@ -66,6 +66,8 @@ if TYPE_CHECKING:
 FOLDERS, LAYERS = "folders", "layers"
 #: plots appear once there are two Dice values to draw a line through (as the origin document says)
 PLOTS_AFTER_VALIDATIONS = 2
+#: the progress bar is repainted at most this often (seconds) while training
+PROGRESS_REPAINT_S = 0.5
 PREVIEW_LAYERS = ("validation image", "validation labels", "validation prediction")
 
 
@@ -422,6 +424,7 @@ class TrainWidget(QWidget):
         self.total_batches = 0
         self.done_batches = 0
         self.run_started_at = time.perf_counter()
+        self.progress_painted_at = 0.0
         self.stop_requested_at: float | None = None
         self.stop_to_saved_seconds: float | None = None
         self.last_end = None
@@ -450,9 +453,15 @@ class TrainWidget(QWidget):
         self.status.setText(f"Training on {event.device} in {event.run_dir}")
 
     def _on_batch(self, event: BatchEnd) -> None:
+        """Counted at every batch, shown at most every `PROGRESS_REPAINT_S` (and at an epoch's end): each
+        repaint costs the GUI thread, and the window's compositing, CPU the training step needs."""
         self.done_batches += 1
+        now = time.perf_counter()
+        if now - self.progress_painted_at < PROGRESS_REPAINT_S and event.batch < event.batches:
+            return
+        self.progress_painted_at = now
         self.progress.setValue(self.done_batches)
-        elapsed = time.perf_counter() - self.run_started_at
+        elapsed = now - self.run_started_at
         remaining = elapsed / self.done_batches * (self.total_batches - self.done_batches)
         self.progress.setFormat(
             f"epoch {event.epoch} · batch {event.batch}/{event.batches} · loss {event.loss:.3f} · "

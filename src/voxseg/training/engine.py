@@ -86,7 +86,7 @@ class Trainer:
         """Train, yielding events; always ends with RunEnd (re-raising a failure after it)."""
         status, error = "failed", None
         config = self.config
-        with accelerated(self.device, config.fast_kernels, config.compile) as acceleration:
+        with accelerated(self.device, config.fast_kernels, config.compile, config.threads) as acceleration:
             try:
                 self.build(acceleration)
                 start, history = self.progress.epochs_completed + 1, tuple(self.progress.history)

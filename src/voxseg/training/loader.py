@@ -104,8 +104,14 @@ class TrainingBatches:
         batch whose kernels are still running when the step needs it shows up as compute.
         """
         self.order.epoch = epoch
-        ready = (self._to_device(*batch) for batch in self.loader)
+        ready = (self._to_device(*batch) for batch in self._paced())
         return prepared_ahead(ready, self.side_stream) if self.device_augment is not None else ready
+
+    def _paced(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """The loader's batches, the thread team resized to the machine's load between steps."""
+        for batch in self.loader:
+            self.acceleration.between_steps()
+            yield batch
 
     def _to_device(self, images: torch.Tensor, labels: torch.Tensor, seeds: torch.Tensor) -> Batch:
         images = images.to(self.device, non_blocking=True)

@@ -42,7 +42,8 @@ def tune_threshold(run_dir: Path) -> dict[str, Any]:
     load_weights_file(model, prepared.config.model, weights, "RUN_DIR")
     model.eval().to(prepared.device)
     curves = []
-    with accelerated(prepared.device, prepared.config.fast_kernels, compile=False) as acceleration:
+    config = prepared.config
+    with accelerated(prepared.device, config.fast_kernels, False, config.threads) as acceleration:
         runner = acceleration.tune(model, mixed_precision=prepared.precision.dtype is not None)
         for volume in prepared.val_volumes:
             with autocast(prepared.device, prepared.precision):
