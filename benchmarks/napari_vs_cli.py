@@ -4,9 +4,10 @@
 
 The napari run is the screenshot script's (scripts/napari_screenshot.py): the demo nuclei opened as
 layers, the Train widget docked, SegResNet on 32×64×64 patches, 16 per volume, batch 2, validation
-(and its preview layers) every epoch, nothing clicked while it trains. The command-line run then
-trains on the dataset the widget wrote from those layers. Prints one JSON line: both runs'
-patches/s, their ratio, and the share of one core napari's GUI thread used while training.
+(and its preview layers) every epoch, nothing clicked while it trains, napari's event loop running.
+The command-line run then trains on the dataset the widget wrote from those layers. Prints one
+JSON line: both runs' patches/s, their ratio, and the share of one core napari's GUI thread used
+while training.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ SETTINGS = {
 def _napari_run(results: Path, epochs: int, preview: bool) -> tuple[float, float, Path, Path]:
     """(patches/s, GUI thread's CPU share, images folder, labels folder) of a run from the widget."""
     import napari
+    from qtpy.QtCore import QTimer
     from qtpy.QtWidgets import QApplication
 
     viewer = napari.Viewer(title="voxseg")
@@ -45,15 +47,14 @@ def _napari_run(results: Path, epochs: int, preview: bool) -> tuple[float, float
     started_cpu, started = time.thread_time(), time.perf_counter()
     if not widget.start():
         raise SystemExit(widget.status.text())
-    while widget.last_end is None:
-        QApplication.processEvents()
-        time.sleep(0.01)
+    app = QApplication.instance()
+    check = QTimer()  # napari's own event loop runs while it trains; it ends when the run has
+    check.timeout.connect(lambda: app.quit() if widget.worker is None else None)
+    check.start(200)
+    app.exec_()
     gui_share = (time.thread_time() - started_cpu) / (time.perf_counter() - started)
     summary = widget.last_end.summary
-    run_dir = Path(widget.last_end.run_dir)
-    viewer.close()
     data = sorted((results / "layer-data").iterdir())[-1]
-    del run_dir
     return summary["patches_per_second"], gui_share, data / "images", data / "labels"
 
 

@@ -6,11 +6,11 @@ from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 
-from voxseg.training.plots import draw_training_curves
+from voxseg.training.plots import TrainingCurves
 
 
 class CurvesWidget(QWidget):
-    """Redrawn at every validation; the best Dice is circled."""
+    """Updated at every validation (the lines move; the axes are built once); the best Dice is circled."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -20,6 +20,7 @@ class CurvesWidget(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.canvas)
+        self.curves = TrainingCurves(self.figure)
         self.updates = 0
 
     def update_curves(
@@ -28,6 +29,6 @@ class CurvesWidget(QWidget):
         dices: list[tuple[int, float]],
         best: tuple[int, float] | None,
     ) -> None:
-        draw_training_curves(self.figure, losses, dices, best)
+        self.curves.update(losses, dices, best)
         self.canvas.draw_idle()
         self.updates += 1
