@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -81,9 +82,9 @@ def make_set(name: str, root: Path, seed: int, qcanet: Path) -> tuple[Path, Path
         if not (qcanet / "images").is_dir():
             return None
         for folder, stage in ((train, first), (test, second)):
-            image = tifffile.imread(qcanet / "images" / f"{stage}_cell_stage.tif")
-            label = tifffile.imread(qcanet / "labels" / f"{stage}_cell_stage.tif")
-            _write(folder, f"{stage}_cell_stage", image, label)
+            for kind in ("images", "labels"):  # copied: their ImageJ metadata holds the voxel size
+                (folder / kind).mkdir(parents=True)
+                shutil.copy(qcanet / kind / f"{stage}_cell_stage.tif", folder / kind)
         return train, test
     if name == "cells3d":
         from voxseg.demo import write_demo_dataset
@@ -125,6 +126,12 @@ def score(prediction: Path, truth: Path) -> dict[str, float | int]:
     }
 
 
+def _run(command: list[str]) -> None:
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SystemExit(f"{' '.join(command[:2])} failed: {result.stderr.strip()[-500:]}")
+
+
 def run(name: str, seed: int, args: argparse.Namespace) -> dict | None:
     voxseg = str(Path(sys.executable).with_name("voxseg"))
     with tempfile.TemporaryDirectory() as scratch:
@@ -140,7 +147,7 @@ def run(name: str, seed: int, args: argparse.Namespace) -> dict | None:
             *BUDGET, "--epochs", str(args.epochs), *shlex.split(args.train_args),
         ]  # fmt: skip
         started = time.perf_counter()
-        subprocess.run(command, check=True, capture_output=True)
+        _run(command)
         trained = time.perf_counter() - started
         predict = [voxseg, "predict", str(root / "r" / "m"), "--input", str(test / "images")]
         predict += [
@@ -150,7 +157,7 @@ def run(name: str, seed: int, args: argparse.Namespace) -> dict | None:
             args.instances,
             *shlex.split(args.predict_args),
         ]
-        subprocess.run(predict, check=True, capture_output=True)
+        _run(predict)
         predicted = time.perf_counter() - started - trained
         summary = json.loads((root / "r" / "m" / "summary.json").read_text())
         truth = next((test / "labels").iterdir())
