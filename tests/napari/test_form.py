@@ -14,6 +14,7 @@ from voxseg.napari.form import (
     default_values,
     display_values,
     field_errors,
+    fields_of,
     padding_summary,
 )
 from voxseg.napari.layer_data import safe_name, write_layer_dataset
@@ -114,3 +115,11 @@ def test_layer_datasets_keep_the_layer_scale_as_voxel_size(tmp_path):
     assert (tifffile.imread(labels / "cells_label.tif") == label).all()
     unscaled, _ = write_layer_dataset(tmp_path, "cells", image, "lab", label)
     assert open_volume(unscaled / "cells.tif").voxel_size is None  # napari's default 1: unknown
+
+
+def test_blank_optional_fields_say_what_blank_means() -> None:
+    fields = {field.name: field for field in fields_of(TrainConfig)}
+    assert fields["label_map"].placeholder == "0 background, > 0 foreground"
+    assert fields["spacing"].placeholder == "from the files' metadata"
+    assert fields["run_name"].placeholder == "<model>_<YYYYmmdd-HHMMSS>"
+    assert fields["images"].placeholder == ""  # required: its error says so

@@ -45,6 +45,7 @@ class Field:
     help: str = ""
     choices: tuple[str, ...] = ()
     optional: bool = False  # may be left blank (None in the config)
+    placeholder: str = ""  # shown greyed in a blank field: what leaving it blank means
 
 
 def _widget_kind(kind: str, optional: bool, auto: bool) -> str:
@@ -66,6 +67,7 @@ def fields_of(config_class: type, exclude: Iterable[str] = ()) -> tuple[Field, .
             opt.help.replace("`", ""),
             opt.choices,
             opt.optional,
+            (opt.default_text or "").replace("`", "") if opt.optional else "",
         )
         for name, opt, _ in options_of(config_class)
         if opt.in_form and name not in excluded

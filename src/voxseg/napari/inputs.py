@@ -71,6 +71,7 @@ def make_input(field: Field, on_change: Callable[..., Any], parent: QWidget | No
         spin.valueChanged.connect(on_change)
         return spin
     line = QLineEdit()
+    line.setPlaceholderText(field.placeholder)
     line.textChanged.connect(on_change)
     if field.kind not in ("folder", "file", "path"):
         return line
