@@ -13,7 +13,7 @@ import numpy as np
 from voxseg.data.discovery import Pair
 from voxseg.data.labels import FOREGROUND, IGNORED, LabelMap
 from voxseg.errors import DataError
-from voxseg.io.formats import Spacing, VolumeFile, open_volume
+from voxseg.io.formats import Spacing, VolumeFile, open_volume, z_slabs
 
 #: a check reads at most this many voxels at a time
 SLAB_VOXELS = 16_000_000
@@ -33,9 +33,7 @@ class Reading:
 
 def slabs(shape: tuple[int, ...]) -> Iterator[slice]:
     """Z ranges of at most about `SLAB_VOXELS` voxels covering a volume of `shape`."""
-    depth = max(1, SLAB_VOXELS // max(1, shape[1] * shape[2]))
-    for z in range(0, shape[0], depth):
-        yield slice(z, min(z + depth, shape[0]))
+    return (slice(z0, z1) for z0, z1 in z_slabs(shape, SLAB_VOXELS))
 
 
 def open_checked(path, key: str | None, level: int) -> VolumeFile:

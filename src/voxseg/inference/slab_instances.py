@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from voxseg.inference.instances import label_instances, object_table, stitch_tables
-from voxseg.io.formats import VolumeFile, open_volume
+from voxseg.io.formats import VolumeFile, open_volume, z_slabs
 from voxseg.io.tiff import PlanesWriter, TiffVolume
 from voxseg.io.writers import volume_writer
 
@@ -48,8 +48,7 @@ class _Slab:
 
 
 def slab_bounds(shape: tuple[int, ...], slab_voxels: int = SLAB_VOXELS) -> list[tuple[int, int]]:
-    depth = max(1, slab_voxels // (shape[1] * shape[2]))
-    return [(z, min(z + depth, shape[0])) for z in range(0, shape[0], depth)]
+    return z_slabs(shape, slab_voxels)
 
 
 def label_in_slabs(

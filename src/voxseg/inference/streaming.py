@@ -11,7 +11,6 @@ order, and memory holds only the window in hand and the accumulators of a window
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -19,17 +18,9 @@ from monai.data.utils import compute_importance_map, dense_patch_slices
 from monai.inferers.utils import _get_scan_interval
 
 from voxseg.data.normalise import Normalisation
+from voxseg.data.normalise import Readable as Volume  # an array, or a volume read by regions
 
 Predict = Callable[[torch.Tensor], torch.Tensor]  # (B, 1, Z, Y, X) normalised -> probabilities, same shape
-
-
-class Volume(Protocol):
-    """What is read: a numpy array, or a `voxseg.io.formats.VolumeFile` (regions read from disk)."""
-
-    shape: tuple[int, ...]
-    size: int
-
-    def __getitem__(self, key: Any) -> np.ndarray: ...
 
 
 def streamed_probabilities(

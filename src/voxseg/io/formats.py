@@ -125,6 +125,13 @@ def check_pixel_type(path: Path, dtype: np.dtype) -> None:
         raise DataError(f"{path}: unsupported pixel type {dtype}")
 
 
+def z_slabs(shape: tuple[int, ...], voxels: int) -> list[tuple[int, int]]:
+    """(z0, z1) ranges of whole planes, about `voxels` voxels each (at least one plane), covering a
+    volume of `shape`: how volumes larger than memory are checked, scanned and labelled."""
+    depth = max(1, voxels // max(1, shape[1] * shape[2]))
+    return [(z, min(z + depth, shape[0])) for z in range(0, shape[0], depth)]
+
+
 def read_region(path: Path, stored: Any, key: Any, axes: tuple[int, ...]) -> np.ndarray:
     """The Z×Y×X region `key` (an int, a slice, or a tuple of them) of a stored array whose Z, Y and X
     are at positions `axes` (in any order; other axes have length 1 and are taken at 0), in Z, Y, X

@@ -77,12 +77,13 @@ class RunCard:
 
     def __init__(self, run_dir: Path, prepared: Any) -> None:
         self.path = Path(run_dir) / NAME
+        reading = prepared.config.reading()
         self.card: dict[str, Any] = {
             "versions": _versions(),
             "device": {"name": str(prepared.device), "model": _device_name(prepared.device)},
             "command": sys.argv,
             "options": prepared.config.to_dict(),
-            "inputs": [_input(role, path, prepared.config.reading()) for role, path in prepared.files],
+            "inputs": [_input(role, path, reading) for role, path in prepared.files],
             "voxel_size_um": None if prepared.voxel_size is None else list(prepared.voxel_size),
             "split": {
                 "train": [v.name for v in prepared.train_volumes],
