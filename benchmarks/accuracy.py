@@ -135,7 +135,7 @@ def _run(command: list[str]) -> None:
 def run(name: str, seed: int, args: argparse.Namespace) -> dict | None:
     voxseg = str(Path(sys.executable).with_name("voxseg"))
     with tempfile.TemporaryDirectory() as scratch:
-        root = Path(scratch)
+        root = Path(scratch) if args.keep is None else args.keep / f"{name}-{seed}"
         made = make_set(name, root, seed, args.qcanet)
         if made is None:
             return None
@@ -183,6 +183,7 @@ def main() -> None:
     parser.add_argument("--train-args", default="", help="extra `voxseg train` options, one string")
     parser.add_argument("--predict-args", default="", help="extra `voxseg predict` options, one string")
     parser.add_argument("--qcanet", type=Path, default=QCANET)
+    parser.add_argument("--keep", type=Path, help="keep each set, run and prediction: KEEP/<set>-<seed>")
     args = parser.parse_args()
     for seed in args.seeds:
         for name in args.sets:

@@ -584,6 +584,8 @@ COMMAND_OPTIONS = {
 
 MODEL, PREDICTION, INSTANCES = "Model", "Prediction", "Instances"
 INSTANCE_METHODS = ("none", "connected", "watershed")
+#: objects below this share of the median object are debris (voxseg.inference.instances.drop_debris)
+DEBRIS_FRACTION = 0.1
 
 
 @dataclass
@@ -732,6 +734,17 @@ class PredictConfig(Declared):
         kind="int",
         metavar="N",
         low=0,
+    )
+    min_relative_size: float = option(
+        DEBRIS_FRACTION,
+        help="also drop objects smaller than this share of the median object (debris: specks of noise "
+        "and slivers of a nucleus's rim; 0 keeps them)",
+        section=INSTANCES,
+        label="Minimum relative size",
+        kind="float",
+        metavar="F",
+        low=0.0,
+        high=1.0,
     )
     max_size: int | None = option(
         None,

@@ -17,6 +17,7 @@ from skimage.measure import label
 
 from voxseg.inference.instances import (
     COLUMNS,
+    drop_debris,
     label_instances,
     object_table,
     stitch_slabs,
@@ -439,3 +440,10 @@ def test_stitching_refuses_mismatched_slabs() -> None:
         stitch_slabs([np.zeros((2, 4, 4), np.uint32), np.zeros((2, 4, 5), np.uint32)])
     with pytest.raises(ValueError, match="connectivity"):
         stitch_slabs([np.zeros((2, 4, 4), np.uint32)], connectivity=0)
+
+
+def test_drop_debris_keeps_objects_of_at_least_the_share_of_the_median_and_renumbers() -> None:
+    sizes = np.array([999, 1000, 90, 1200, 0, 100, 800])  # id 0 is background; id 4 has no voxels
+    assert drop_debris(sizes, 0.12).tolist() == [0, 1, 0, 2, 0, 3, 4]  # median 800: 90 < 96 <= 100
+    assert drop_debris(sizes, 0.0).tolist() == [0, 1, 2, 3, 0, 4, 5]
+    assert drop_debris(np.array([5]), 0.1).tolist() == [0]  # no objects at all

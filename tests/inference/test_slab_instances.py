@@ -75,3 +75,28 @@ def test_the_predictor_writes_the_table_it_stitched(tmp_path: Path) -> None:
     write_object_csv(tmp_path / "objects.csv", rows)
     with open(tmp_path / "objects.csv") as handle:
         assert [int(r["id"]) for r in csv.DictReader(handle)] == list(range(1, len(rows) + 1))
+
+
+@pytest.mark.parametrize("slab_voxels", [10**9, 6 * 40 * 40])
+def test_debris_below_a_share_of_the_median_object_is_dropped_across_slabs(
+    tmp_path: Path, monkeypatch, slab_voxels: int
+) -> None:
+    monkeypatch.setattr(slab_instances, "SLAB_VOXELS", slab_voxels)
+    grid = np.indices((30, 40, 40))
+    mask = np.zeros((30, 40, 40), bool)
+    for centre in ((8, 10, 10), (15, 28, 12), (22, 12, 28), (15, 30, 30)):  # nuclei of ~500 voxels
+        mask |= ((grid - np.array(centre)[:, None, None, None]) ** 2).sum(0) <= 5**2
+    mask[2:4, 35:37, 2:4] = True  # a speck of 8 voxels
+    mask[12:18, 2, 36] = True  # a sliver of 6 voxels crossing slab borders
+    tifffile.imwrite(tmp_path / "mask.tif", mask.astype(np.uint8))
+    kept = slab_instances.label_in_slabs(
+        tmp_path / "mask.tif", tmp_path / "kept.tif", "connected", None, None, 0, None, False
+    )
+    rows = slab_instances.label_in_slabs(
+        tmp_path / "mask.tif", tmp_path / "labels.tif", "connected", None, None, 0, None, False, 0.1
+    )
+    labels = tifffile.imread(tmp_path / "labels.tif")
+    assert (len(kept), len(rows)) == (6, 4)
+    assert [row["id"] for row in rows] == [1, 2, 3, 4] and sorted(np.unique(labels)) == [0, 1, 2, 3, 4]
+    assert labels[3, 36, 3] == 0 and labels[15, 2, 36] == 0 and labels[8, 10, 10] > 0
+    assert all(row["voxels"] > 400 for row in rows)

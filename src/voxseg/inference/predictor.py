@@ -241,6 +241,7 @@ def _write_instances(config: PredictConfig, paths: dict[str, Path], probability:
         config.min_size,
         config.max_size,
         config.overwrite,
+        config.min_relative_size,
     )
     write_object_csv(paths["objects"], rows)  # checked before anything was written (check_outputs)
     return len(rows)

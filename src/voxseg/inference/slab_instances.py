@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from voxseg.inference.instances import label_instances, object_table, stitch_tables
+from voxseg.inference.instances import drop_debris, label_instances, object_table, stitch_tables
 from voxseg.io.formats import VolumeFile, open_volume, z_slabs
 from voxseg.io.tiff import PlanesWriter, TiffVolume
 from voxseg.io.writers import volume_writer
@@ -60,11 +60,13 @@ def label_in_slabs(
     min_size: int,
     max_size: int | None,
     overwrite: bool,
+    min_relative_size: float = 0.0,
 ) -> list[dict[str, Any]]:
     """Write the instance labels of the mask at `mask_path` to `labels_path`; return the object table.
 
-    Objects are filtered by size per slab (an object cut by a slab edge is measured in its slab's
-    halo'd block), which can keep or drop a little differently from labelling the whole volume.
+    Objects are filtered by `min_size`/`max_size` per slab (an object cut by a slab edge is measured in
+    its slab's halo'd block), which can keep or drop a little differently from labelling the whole
+    volume; `min_relative_size` (`drop_debris`) compares the stitched objects' whole sizes.
     """
     mask = open_volume(mask_path)
     probability = open_volume(probability_path) if probability_path is not None else None
@@ -86,6 +88,13 @@ def label_in_slabs(
         locals_ = TiffVolume(local_path)
         slabs = [_Slab(locals_, z0, z1) for z0, z1 in bounds]
         tables = stitch_tables(slabs, min_overlap=WATERSHED_OVERLAP if method == "watershed" else 0.0)
+        if min_relative_size > 0:
+            count = max((int(table.max()) for table in tables), default=0)
+            sizes = np.zeros(count + 1, dtype=np.int64)
+            for (z0, z1), table in zip(bounds, tables, strict=True):
+                sizes += np.bincount(table[locals_[z0:z1]].ravel(), minlength=count + 1)
+            debris = drop_debris(sizes, min_relative_size)
+            tables = [debris[table] for table in tables]
         count = max((int(table.max()) for table in tables), default=0)
         rows: dict[int, dict[str, Any]] = {}
         dtype = np.uint16 if count < 2**16 else np.uint32

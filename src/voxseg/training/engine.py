@@ -187,7 +187,7 @@ class Trainer:
             improved = self.progress.record_validation(epoch, dice, self.config.early_stop_patience, curve)
             if improved and self.parallel.is_main:
                 save_state_dict(self.model.state_dict(), self.run_dir / "best.pth")
-            self.schedule.validated(epoch, dice)
+            self.schedule.validated(epoch, float(np.max(curve)))  # the tuned Dice, as best.pth
             p = self.progress
             yield self._emit(ValidationEnd(epoch, dice, p.best_dice, p.best_epoch, improved, preview))
         seconds, loss = time.perf_counter() - started, float(np.mean(losses))

@@ -20,7 +20,7 @@ log = logging.getLogger("voxseg")
 @dataclass
 class RunProgress:
     epochs_completed: int = 0
-    best_dice: float = -1.0
+    best_dice: float = -1.0  # the kept (best) checkpoint's validation Dice at probability 0.5
     best_epoch: int = 0  # 0: no validation yet
     validations_without_gain: int = 0
     stopped_early: bool = False
@@ -32,16 +32,23 @@ class RunProgress:
     threshold_dice: float | None = None  # its validation Dice at that threshold
 
     def record_validation(self, epoch: int, dice: float, patience: int, curve: Sequence[float]) -> bool:
-        """Count a validation (`curve`: Dice at each of CUT_POINTS); return whether it improved the
-        best Dice at 0.5 (then best.pth is due, and its tuned threshold is kept)."""
-        improved = dice > self.best_dice
+        """Count a validation (`dice`: at probability 0.5; `curve`: Dice at each of CUT_POINTS) and
+        return whether it is the best so far (then best.pth is due and its threshold is kept).
+
+        Validations are ranked by their Dice at their own tuned threshold, the Dice `voxseg predict`
+        gets from them, not at 0.5: a checkpoint whose probabilities are right but shifted is as good
+        as one centred on 0.5 once its threshold is tuned, and on held-out embryos the ranking by the
+        tuned Dice kept the better one (benchmarks/accuracy.py)."""
+        threshold, tuned = best_threshold(curve)
+        # a checkpoint from before thresholds were tuned has only its Dice at 0.5 to beat
+        improved = tuned > (self.best_dice if self.threshold_dice is None else self.threshold_dice)
         if improved:
             self.best_dice, self.best_epoch = dice, epoch
-            self.threshold, self.threshold_dice = best_threshold(curve)
+            self.threshold, self.threshold_dice = threshold, tuned
         self.validations_without_gain = 0 if improved else self.validations_without_gain + 1
         if patience and self.validations_without_gain >= patience:
             self.stopped_early = True
-            log.info("early stop: no better validation Dice in %d validation(s)", patience)
+            log.info("early stop: no better tuned validation Dice in %d validation(s)", patience)
         return improved
 
     def state_dict(self) -> dict[str, Any]:
