@@ -289,8 +289,8 @@ class TrainConfig(Declared):
     )
     augment: bool = option(
         True,
-        help="augmentation: flips, 90° rotations, elastic deformation, intensity scale/shift, contrast and "
-        "noise (`--no-augment` turns it off)",
+        help="augmentation as nnU-Net's: flips, rotations, zoom, elastic deformation; noise, blur, "
+        "brightness, contrast, low resolution and gamma (`--no-augment` turns it off)",
         section=AUGMENTATION,
         label="Augmentation",
         kind="bool",
@@ -310,9 +310,9 @@ class TrainConfig(Declared):
         "auto",
         help="loss: "
         + ", ".join(f"`{n}`" for n in LOSS_NAMES)
-        + ' (the origin\'s names such as "Dice-CE loss" work too); `auto`: `dice`, or `focal` when '
-        "`--label-map`/`--ignore-label` leave voxels unannotated (a Dice over a few annotated planes "
-        "overfits; see docs/formats.md)",
+        + ' (the origin\'s names such as "Dice-CE loss" work too); `auto`: `dice-ce` (nnU-Net\'s; on '
+        "held-out embryos it beat `dice`, see README), or `focal` when `--label-map`/`--ignore-label` "
+        "leave voxels unannotated (a Dice over a few annotated planes overfits; see docs/formats.md)",
         section=TRAINING,
         label="Loss",
         kind="choice",

@@ -92,4 +92,4 @@ def test_image_and_label_move_together() -> None:
         out = augment(sample, seed)
         inside = out["image"][out["label"] > 0.5].mean()
         outside = out["image"][out["label"] < 0.5].mean()
-        assert inside > outside + 5
+        assert inside > outside + 3  # of 10: blur and contrast changes narrow it, moving apart erases it

@@ -74,7 +74,7 @@ def prepare_run(
     train_volumes, val_volumes, warnings = _load_data(config, checked, spec.min_side, notes)
 
     if config.loss == AUTO:
-        loss = "focal" if config.reading().label_map.has_ignored else "dice"
+        loss = "focal" if config.reading().label_map.has_ignored else "dice-ce"
         config = dataclasses.replace(config, loss=loss)
         notes.append(f"loss {loss} (auto: {'sparse' if loss == 'focal' else 'dense'} labels)")
     precision = resolve_precision(config.precision, device)
