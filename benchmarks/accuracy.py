@@ -1,7 +1,8 @@
 """Accuracy on volumes the model has not seen: held-out Dice, IoU and instance F1@0.5 per set.
 
     .venv/bin/python benchmarks/accuracy.py [--sets qcanet-08-16 qcanet-16-08 cells3d shift-contrast ...]
-        [--seeds 0 1] [--epochs 60] [--train-args "--loss dice-ce --width 16"] [--instances watershed]
+        [--seeds 0 1] [--epochs 60] [--train-args "--lr 3e-3 --threads 1"] [--instances watershed]
+        [--keep DIR]
 
 Every set trains with a fixed budget (acceptance 12's: 60 epochs × 8 patches of 32×64×64 per
 training volume, validation every 3 epochs on the held-out volume, which also tunes the threshold),
@@ -18,7 +19,9 @@ seeds. Sets:
   than the training ones.
 
 One JSON line per (set, seed): dice, iou, f1, objects predicted and true, the threshold used, and
-the seconds of training and prediction.
+the seconds of training and prediction. `--keep DIR` keeps each set's data, run folder and prediction
+(for a look at the curves or a post-processing tried on the saved run). What was measured with it,
+and what was kept: docs/accuracy.md.
 """
 
 from __future__ import annotations

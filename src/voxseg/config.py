@@ -310,7 +310,7 @@ class TrainConfig(Declared):
         "auto",
         help="loss: "
         + ", ".join(f"`{n}`" for n in LOSS_NAMES)
-        + ' (the origin\'s names such as "Dice-CE loss" work too); `auto`: `dice-ce` (nnU-Net\'s; on '
+        + " (the origin's names such as \"Dice-CE loss\" work too); `auto`: `dice-ce` (nnU-Net's; on "
         "held-out embryos it beat `dice`, see README), or `focal` when `--label-map`/`--ignore-label` "
         "leave voxels unannotated (a Dice over a few annotated planes overfits; see docs/formats.md)",
         section=TRAINING,

@@ -55,6 +55,7 @@ class ValidationEnd:
     best_epoch: int
     improved: bool
     preview: ValidationPreview | None = field(default=None, repr=False, compare=False)
+    tuned_dice: float | None = None  # the Dice at this validation's own best threshold (ranks best.pth)
 
 
 @dataclass(frozen=True)

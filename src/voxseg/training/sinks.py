@@ -18,7 +18,12 @@ METRICS_HEADER = "epoch,train_loss,val_dice,lr,epoch_seconds,train_seconds,data_
 def log_event(event: Event) -> None:
     """The human log: one line per epoch and per improvement, one at the end."""
     if isinstance(event, ValidationEnd) and event.improved:
-        log.info("epoch %d: validation Dice %.4f, best so far: saved best.pth", event.epoch, event.dice)
+        log.info(
+            "epoch %d: validation Dice %.4f (%.4f at its tuned threshold), best so far: saved best.pth",
+            event.epoch,
+            event.dice,
+            event.dice if event.tuned_dice is None else event.tuned_dice,
+        )
     elif isinstance(event, EpochEnd):
         dice = "" if event.val_dice is None else f"  val Dice {event.val_dice:.4f}"
         log.info(
