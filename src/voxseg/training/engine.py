@@ -187,8 +187,7 @@ class Trainer:
             improved = self.progress.record_validation(epoch, dice, self.config.early_stop_patience, curve)
             if improved and self.parallel.is_main:
                 save_state_dict(self.model.state_dict(), self.run_dir / "best.pth")
-            tuned = float(np.max(curve))  # what ranks best.pth: the Dice at its own best threshold
-            self.schedule.validated(epoch, tuned)
+            self.schedule.validated(epoch, tuned := float(np.max(curve)))  # ranks best.pth too
             p = self.progress
             yield self._emit(ValidationEnd(epoch, dice, p.best_dice, p.best_epoch, improved, preview, tuned))
         seconds, loss = time.perf_counter() - started, float(np.mean(losses))
