@@ -151,5 +151,8 @@ def process_group(parallel: Parallel) -> Iterator[Parallel]:
     torch.distributed.init_process_group(parallel.backend, timeout=TIMEOUT)
     try:
         yield parallel
+        # every rank done before any tears down: a rank that leaves while its peer still finishes the
+        # last collective closes gloo's connection under it (seen once in CI: the peer aborted, SIGABRT)
+        torch.distributed.barrier()
     finally:
         torch.distributed.destroy_process_group()
