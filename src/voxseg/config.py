@@ -15,7 +15,7 @@ import yaml
 
 from voxseg.errors import ConfigError
 from voxseg.losses import LOSS_NAMES, resolve_loss_name
-from voxseg.models.registry import MODEL_NAMES, resolve_model_name
+from voxseg.models.registry import MODEL_NAMES, PUBLISHED_MODELS, resolve_model_name
 from voxseg.options import (
     AUGMENTATION,
     AUTO,
@@ -225,8 +225,9 @@ class TrainConfig(Declared):
     )
     pretrained: bool = option(
         False,
-        help="start from napari-cellseg3d's published weights for the model (TRAILMAP_MS, SegResNet, VNet, "
-        "SwinUNETR), downloaded once into the cache",
+        help="start from napari-cellseg3d's published weights for the model ("
+        + ", ".join(PUBLISHED_MODELS)
+        + "), downloaded once into the cache",
         section=DATA,
         label="Pre-trained weights",
         kind="bool",
@@ -297,7 +298,7 @@ class TrainConfig(Declared):
     )
     # Training
     model: str = option(
-        "SegResNet",
+        "SegResNetDS",
         help="network: " + ", ".join(f"`{m}`" for m in MODEL_NAMES),
         section=TRAINING,
         label="Model",
@@ -493,6 +494,11 @@ class TrainConfig(Declared):
         LabelMap.parse(values["label_map"], values["ignore_label"])
         if values["pretrained"] and values["weights"] is not None:
             raise ConfigError("--pretrained and --weights exclude each other: choose one starting point")
+        if values["pretrained"] and values["model"] not in PUBLISHED_MODELS:
+            raise ConfigError(
+                f"--pretrained: napari-cellseg3d published no weights for {values['model']}; choose --model "
+                + " or ".join(PUBLISHED_MODELS)
+            )
         if (values["val_images"] is None) != (values["val_labels"] is None):
             raise ConfigError("--val-images and --val-labels must be given together")
         if values["warmup_epochs"] >= values["epochs"]:
@@ -584,7 +590,7 @@ COMMAND_OPTIONS = {
 
 MODEL, PREDICTION, INSTANCES = "Model", "Prediction", "Instances"
 INSTANCE_METHODS = ("none", "connected", "watershed")
-#: objects below this share of the median object are debris (voxseg.inference.instances.drop_debris)
+#: objects below this share of a typical object are debris (voxseg.inference.instances.drop_debris)
 DEBRIS_FRACTION = 0.1
 
 
@@ -737,8 +743,8 @@ class PredictConfig(Declared):
     )
     min_relative_size: float = option(
         DEBRIS_FRACTION,
-        help="also drop objects smaller than this share of the median object (debris: specks of noise "
-        "and slivers of a nucleus's rim; 0 keeps them)",
+        help="also drop objects smaller than this share of a typical object, the voxel-weighted median "
+        "(debris: specks of noise and slivers of a nucleus's rim; 0 keeps them)",
         section=INSTANCES,
         label="Minimum relative size",
         kind="float",

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from voxseg.data.discovery import Pair
-from voxseg.data.normalise import normalise
+from voxseg.data.normalise import CLIP_PERCENTILES, normalise
 from voxseg.data.volumes import (
     OnDisk,
     Volume,
@@ -43,7 +43,7 @@ def test_normalise_clips_hot_pixels_to_the_percentiles() -> None:
     image = rng.uniform(0, 100, (20, 20, 20)).astype(np.float32)
     image[0, 0, 0] = 1e6
     image[0, 0, 1] = -1e6
-    low, high = np.percentile(image, (0.5, 99.5))
+    low, high = np.percentile(image, CLIP_PERCENTILES)
     out = normalise(image)
     clipped = np.clip(image, low, high)
     expected = (clipped - clipped.mean()) / clipped.std()

@@ -442,8 +442,14 @@ def test_stitching_refuses_mismatched_slabs() -> None:
         stitch_slabs([np.zeros((2, 4, 4), np.uint32)], connectivity=0)
 
 
-def test_drop_debris_keeps_objects_of_at_least_the_share_of_the_median_and_renumbers() -> None:
+def test_drop_debris_keeps_objects_of_at_least_the_share_of_a_typical_object_and_renumbers() -> None:
     sizes = np.array([999, 1000, 90, 1200, 0, 100, 800])  # id 0 is background; id 4 has no voxels
-    assert drop_debris(sizes, 0.12).tolist() == [0, 1, 0, 2, 0, 3, 4]  # median 800: 90 < 96 <= 100
+    # half of the 2190 object voxels lie in objects up to 1000 voxels: 90 < 95 <= 100
+    assert drop_debris(sizes, 0.095).tolist() == [0, 1, 0, 2, 0, 3, 4]
     assert drop_debris(sizes, 0.0).tolist() == [0, 1, 2, 3, 0, 4, 5]
     assert drop_debris(np.array([5]), 0.1).tolist() == [0]  # no objects at all
+
+
+def test_drop_debris_is_not_fooled_by_specks_that_outnumber_the_nuclei() -> None:
+    sizes = np.array([0] + [2] * 20 + [1500, 2000, 2500])  # the median object is a 2-voxel speck
+    assert drop_debris(sizes, 0.1).tolist() == [0] * 21 + [1, 2, 3]

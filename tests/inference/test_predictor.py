@@ -169,3 +169,26 @@ def test_a_folder_that_holds_earlier_outputs_predicts_only_the_images(trained, t
     assert run_cli(["predict", run_dir, "--input", folder, "--output", folder]) == 0
     assert run_cli(["predict", run_dir, "--input", folder, "--output", folder, "--overwrite"]) == 0
     assert sorted(p.name for p in folder.iterdir()) == ["v.tif", "v_mask.tif"]  # no v_mask_mask.tif
+
+
+def test_segresnetds_follows_the_training_voxel_size_into_prediction(tmp_path) -> None:
+    """A SegResNetDS trained on 3×1×1 µm voxels has 1×3×3 first kernels; its run folder and its weights
+    file alone (with --model) both predict with it."""
+    import torch
+    from conftest import FAST, write_dataset
+
+    from voxseg import TrainConfig
+
+    images, labels = write_dataset(tmp_path / "d", n=2, size=16)
+    options = {**FAST, "model": "SegResNetDS", "spacing": (3.0, 1.0, 1.0)}
+    run = voxseg.train(
+        TrainConfig(images=images, labels=labels, results=tmp_path / "r", **options), progress=False
+    )
+    state = torch.load(run.run_dir / "best.pth", weights_only=True)
+    assert tuple(state["encoder.conv_init.weight"].shape[2:]) == (1, 3, 3)
+    common = ["--input", images / "vol_00.tif", "--window", "16", "--save-probabilities"]
+    assert run_cli(["predict", run.run_dir, "--output", tmp_path / "a", *common]) == 0
+    weights_only = ["predict", run.run_dir / "best.pth", "--model", "SegResNetDS"]
+    assert run_cli([*weights_only, "--output", tmp_path / "b", *common]) == 0
+    a, b = (tifffile.imread(tmp_path / f / "vol_00_prob.tif") for f in "ab")
+    np.testing.assert_array_equal(a, b)

@@ -78,7 +78,7 @@ def test_the_predictor_writes_the_table_it_stitched(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("slab_voxels", [10**9, 6 * 40 * 40])
-def test_debris_below_a_share_of_the_median_object_is_dropped_across_slabs(
+def test_debris_below_a_share_of_a_typical_object_is_dropped_from_labels_and_mask_across_slabs(
     tmp_path: Path, monkeypatch, slab_voxels: int
 ) -> None:
     monkeypatch.setattr(slab_instances, "SLAB_VOXELS", slab_voxels)
@@ -100,3 +100,5 @@ def test_debris_below_a_share_of_the_median_object_is_dropped_across_slabs(
     assert [row["id"] for row in rows] == [1, 2, 3, 4] and sorted(np.unique(labels)) == [0, 1, 2, 3, 4]
     assert labels[3, 36, 3] == 0 and labels[15, 2, 36] == 0 and labels[8, 10, 10] > 0
     assert all(row["voxels"] > 400 for row in rows)
+    # the mask now agrees with the labels: the dropped speck and sliver are background there too
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "mask.tif"), (labels > 0).astype(np.uint8))

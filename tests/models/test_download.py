@@ -324,13 +324,13 @@ def test_bad_archive_placed_by_hand_is_kept(server: _WeightsServer) -> None:
     assert server.requests == []
 
 
-@pytest.mark.parametrize("model", ["TRAILMAP", "NoSuchNet"])
+@pytest.mark.parametrize("model", ["TRAILMAP", "SegResNetDS", "NoSuchNet"])
 def test_model_without_weights(model: str) -> None:
     with pytest.raises(DataError) as info:
         fetch_weights(model)
     assert str(info.value) == (
         f"--pretrained: no published weights for {model}; "
-        "models with weights: TRAILMAP_MS, SegResNet, VNet, SwinUNETR"
+        "models with weights: SegResNet, VNet, TRAILMAP_MS, SwinUNETR"
     )
 
 

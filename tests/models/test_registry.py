@@ -51,7 +51,14 @@ def test_valid_side(name: str, side: int, pow2: bool, expected: int) -> None:
 
 def test_divisors() -> None:
     divisors = {name: spec.divisor for name, spec in MODELS.items()}
-    assert divisors == {"SegResNet": 8, "VNet": 16, "SwinUNETR": 32, "TRAILMAP_MS": 1, "TRAILMAP": 1}
+    assert divisors == {
+        "SegResNetDS": 8,
+        "SegResNet": 8,
+        "VNet": 16,
+        "SwinUNETR": 32,
+        "TRAILMAP_MS": 1,
+        "TRAILMAP": 1,
+    }
 
 
 @pytest.mark.parametrize("name", list(MODELS))
@@ -230,3 +237,32 @@ def test_unknown_model_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="--model") as info:
         resolve_model_name("NoSuchNet")
     assert "NoSuchNet" in str(info.value) and "SegResNet" in str(info.value)
+
+
+# -- SegResNetDS: shaped by the voxel size --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("voxel_size", "first_kernel"),
+    [
+        (None, (3, 3, 3)),
+        ((1.0, 1.0, 1.0), (3, 3, 3)),
+        ((1.75, 0.8, 0.8), (1, 3, 3)),
+        ((4.0, 1.0, 1.0), (1, 3, 3)),
+    ],
+)
+def test_segresnetds_keeps_coarse_z_at_its_resolution_and_a_weights_file_rebuilds_it(
+    voxel_size, first_kernel
+) -> None:
+    """Z at least twice as coarse as Y/X: the first levels convolve and downsample only in Y/X
+    (nnU-Net's rule); the kernel shapes alone rebuild the same network for a weights file."""
+    from voxseg.models.registry import voxel_size_of_weights
+
+    model = build_model("SegResNetDS", voxel_size)
+    state = model.state_dict()
+    assert tuple(state["encoder.conv_init.weight"].shape[2:]) == first_kernel
+    rebuilt = build_model("SegResNetDS", voxel_size_of_weights("SegResNetDS", state))
+    assert {k: v.shape for k, v in rebuilt.state_dict().items()} == {k: v.shape for k, v in state.items()}
+    assert voxel_size_of_weights("SegResNet", build_model("SegResNet").state_dict()) is None
+    x = torch.randn(1, 1, 16, 32, 32)
+    assert model.eval()(x).shape == x.shape

@@ -149,7 +149,7 @@ def test_training_starts_from_the_given_weights(tmp_path: Path, make_dataset) ->
     from voxseg.training.events import RunStarted
 
     images, labels = make_dataset(tmp_path / "data", n=2, size=16)
-    state = _randomised(build_model("SegResNet").state_dict())
+    state = _randomised(build_model("SegResNetDS").state_dict())  # the default model
     torch.save(state, tmp_path / "start.pth")
     stop = threading.Event()
     config = voxseg.TrainConfig(
@@ -174,7 +174,10 @@ def test_fine_tuning_reaches_the_dice_sooner_than_from_scratch(tmp_path: Path, m
     """Transfer learning: weights from set A make training on a similar set B good from the first epoch."""
     import voxseg
 
-    common = dict(patch_size=32, samples_per_image=2, batch_size=2, augment=False, scheduler="none")
+    # SegResNet, the model of napari-cellseg3d's published weights (what --pretrained fine-tunes)
+    common = dict(
+        model="SegResNet", patch_size=32, samples_per_image=2, batch_size=2, augment=False, scheduler="none"
+    )
     source_images, source_labels = make_dataset(tmp_path / "a", n=3, size=32, seed=1, cells=4)
     source = voxseg.train(
         voxseg.TrainConfig(

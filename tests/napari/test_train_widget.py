@@ -47,7 +47,7 @@ def wait_for_end(qtbot, widget: TrainWidget) -> None:
 
 def test_defaults_are_the_configs(widget):
     values = widget.values()
-    assert values["model"] == "SegResNet"
+    assert values["model"] == "SegResNetDS"
     assert values["epochs"] == 50 and values["val_interval"] == 1 and values["batch_size"] == "2"
     assert values["patch_size"] == "64" and values["augment"] is True and values["results"] == "results"
 

@@ -387,6 +387,7 @@ def test_explicit_validation_folders(make_dataset: Dataset, fast_config: Config,
 
 #: VNet at 32, not its nominal minimum 16 (see test_models: a 16^3 patch cannot train with batch 1)
 MODEL_PATCHES = [
+    pytest.param("SegResNetDS", 16, id="SegResNetDS"),
     pytest.param("SegResNet", 16, id="SegResNet"),
     pytest.param("VNet", 32, id="VNet"),
     pytest.param("TRAILMAP_MS", 16, id="TRAILMAP_MS"),

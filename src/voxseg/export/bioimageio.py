@@ -2,7 +2,7 @@
 
 Built with bioimageio.spec's own classes and packed by its `save_bioimageio_package` (which
 validates the description), so Fiji/deepImageJ, ilastik, QuPath and napari users can run the model
-without voxseg. voxseg's normalisation is said in the spec's terms: clip at the 0.5 and 99.5
+without voxseg. voxseg's normalisation is said in the spec's terms: clip at the 1 and 99.8
 percentiles, then zero mean and unit variance over the volume (bioimageio.core takes the mean and
 deviation of the unclipped volume there: close, not equal); the output is the foreground
 probability (sigmoid). The weights are TorchScript and ONNX (when onnx is installed); the test
@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from voxseg.data.normalise import CLIP_PERCENTILES
 from voxseg.errors import DataError
 from voxseg.version import __version__
 
@@ -92,7 +93,9 @@ def export_bioimageio(run_dir: Path, output: Path, weights: str = "best", overwr
                 preprocessing=[
                     spec.ClipDescr(
                         kwargs=spec.ClipKwargs(
-                            min_percentile=0.5, max_percentile=99.5, axes=[spec.AxisId(a) for a in AXES]
+                            min_percentile=CLIP_PERCENTILES[0],
+                            max_percentile=CLIP_PERCENTILES[1],
+                            axes=[spec.AxisId(a) for a in AXES],
                         )
                     ),
                     spec.ZeroMeanUnitVarianceDescr(
@@ -187,7 +190,7 @@ def _test_input(run_dir: Path, window: tuple[int, int, int]) -> np.ndarray:
 
 def _probability(model: torch.nn.Module, raw: np.ndarray) -> np.ndarray:
     """What the package's pipeline gives: voxseg's normalisation, the network, a sigmoid."""
-    low, high = np.percentile(raw, (0.5, 99.5))
+    low, high = np.percentile(raw, CLIP_PERCENTILES)
     clipped = np.clip(raw, low, high)
     normalised = ((clipped - clipped.mean()) / (clipped.std() + 1e-6)).astype(np.float32)
     with torch.no_grad():
@@ -221,8 +224,8 @@ def _documentation(name: str, run_dir: Path, summary: dict, threshold: float) ->
 Trained with [voxseg](https://github.com/) {__version__} (run `{run_dir.name}`).
 Best validation Dice {summary.get("best_val_dice")} at epoch {summary.get("best_epoch")}.
 
-- Input: a 3D volume; it is clipped at its 0.5 and 99.5 percentiles and normalised to zero mean
-  and unit variance, as in training.
+- Input: a 3D volume; it is clipped at its {CLIP_PERCENTILES[0]:g} and {CLIP_PERCENTILES[1]:g}
+  percentiles and normalised to zero mean and unit variance, as in training.
 - Output: the foreground probability; voxseg thresholds it at {threshold:.2f} (tuned on validation).
 - Fill in the authors, the licence and the citation of the data before sharing this model.
 

@@ -22,8 +22,8 @@ import torch
 from torch import nn
 
 from voxseg.errors import ConfigError, DataError
-from voxseg.models.registry import build_model, get_model_spec
-from voxseg.models.weights import load_weights_file
+from voxseg.models.registry import get_model_spec
+from voxseg.models.weights import load_trained_network
 
 log = logging.getLogger("voxseg")
 
@@ -47,8 +47,7 @@ def run_model(run_dir: Path, weights: str) -> tuple[str, nn.Module, tuple[int, i
     path = best if weights == "best" else run_dir / "last.pth"
     if not path.is_file():
         raise DataError(f"--weights: {path} does not exist")
-    model = build_model(name)
-    load_weights_file(model, name, path, "RUN_DIR")
+    model, _ = load_trained_network(name, path, "RUN_DIR")
     return name, model.eval(), window
 
 

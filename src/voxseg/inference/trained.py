@@ -12,8 +12,8 @@ from torch import nn
 
 from voxseg.config import PredictConfig, TrainConfig
 from voxseg.errors import ConfigError, DataError
-from voxseg.models.registry import build_model, get_model_spec
-from voxseg.models.weights import load_weights_file
+from voxseg.models.registry import get_model_spec
+from voxseg.models.weights import load_trained_network
 from voxseg.options import parse_size
 
 log = logging.getLogger("voxseg")
@@ -43,8 +43,7 @@ def load_trained_model(config: PredictConfig) -> TrainedModel:
     name, weights, window, run = check_source(config.source, config.model)
     spec = get_model_spec(name)
     window = spec.valid_size(config.window or window)
-    model = build_model(name)
-    described = load_weights_file(model, name, weights, SOURCE)
+    model, described = load_trained_network(name, weights, SOURCE)
     model.eval()
     if config.threshold is not None:
         threshold, origin = config.threshold, "--threshold"

@@ -25,7 +25,7 @@ import pooch
 import requests
 
 from voxseg.errors import ConfigError, DataError
-from voxseg.models.registry import resolve_model_name
+from voxseg.models.registry import MODELS, PUBLISHED_MODELS, resolve_model_name
 from voxseg.version import __version__
 
 log = logging.getLogger("voxseg")
@@ -34,12 +34,7 @@ log = logging.getLogger("voxseg")
 DEFAULT_BASE_URL = "https://huggingface.co/C-Achard/cellseg3d/resolve/main/"
 
 #: model name (as in the registry) -> archive name at the base URL
-WEIGHTS: dict[str, str] = {
-    "TRAILMAP_MS": "TRAILMAP_latest.tar.gz",
-    "SegResNet": "SegResNet_latest.tar.gz",
-    "VNet": "VNet_latest.tar.gz",
-    "SwinUNETR": "SwinUNetR_latest.tar.gz",
-}
+WEIGHTS: dict[str, str] = {name: str(MODELS[name].weights_archive) for name in PUBLISHED_MODELS}
 
 #: archive name -> sha256 hex digest; None: not known yet, so not checked
 KNOWN_SHA256: dict[str, str | None] = {archive: None for archive in WEIGHTS.values()}

@@ -88,6 +88,18 @@ def check_compatible(
         raise DataError(f"{option}: {path} does not fit {model_name}: " + "; ".join(problems))
 
 
+def load_trained_network(model_name: str, path: Path, option: str = "--weights") -> tuple[nn.Module, str]:
+    """A `model_name` network built in the shape `path`'s weights were trained as (see
+    `voxel_size_of_weights`), with them loaded strictly; and a description for the log."""
+    from voxseg.models.registry import build_model, voxel_size_of_weights
+
+    state = adapt_state_dict(model_name, read_state_dict(path, option))
+    model = build_model(model_name, voxel_size_of_weights(model_name, state))
+    check_compatible(model, state, model_name, path, option)
+    model.load_state_dict(state, strict=True)
+    return model, f"{len(state)} tensors from {path}"
+
+
 def load_weights_file(model: nn.Module, model_name: str, path: Path, option: str = "--weights") -> str:
     """Load `path` into `model` strictly; return a description for the log."""
     state = adapt_state_dict(model_name, read_state_dict(path, option))

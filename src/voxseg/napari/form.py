@@ -255,7 +255,7 @@ def _field_of(message: str) -> str | None:
 def padding_summary(values: dict[str, Any]) -> str:
     """What the chosen model does to the patch (or volume) size, e.g. `patch 60×64×64 padded to 64×64×64`."""
     try:
-        spec = get_model_spec(str(values.get("model", "SegResNet")))
+        spec = get_model_spec(str(values.get("model", TrainConfig.model)))
     except ConfigError as exc:
         return str(exc)
     pow2 = bool(values.get("pad_pow2"))

@@ -115,7 +115,7 @@ class Trainer:
         """Model, loss, optimizer, schedule and data, seeded; then the checkpoint's state on resume."""
         config, prepared = self.config, self.prepared
         seed_everything(config.seed)
-        self.model = build_model(config.model)
+        self.model = build_model(config.model, prepared.model_voxel_size)
         if prepared.initial_state is not None:
             self.model.load_state_dict(prepared.initial_state)
         self.model.to(self.device)

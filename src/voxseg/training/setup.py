@@ -13,8 +13,8 @@ from voxseg.data.resample import isotropic_side, resample_volume
 from voxseg.data.volumes import Volume, load_volumes, pad_volume, split_volumes
 from voxseg.errors import ConfigError, DataError
 from voxseg.io.formats import Spacing
-from voxseg.models.registry import ModelSpec, build_model, format_size, get_model_spec
-from voxseg.models.weights import load_weights_file
+from voxseg.models.registry import ModelSpec, format_size, get_model_spec, voxel_size_of_weights
+from voxseg.models.weights import load_trained_network
 from voxseg.options import AUTO
 from voxseg.training.autosize import choose_sizes
 from voxseg.training.distributed import Parallel
@@ -46,6 +46,14 @@ class PreparedRun:
         """The training volumes' voxel size (µm, Z×Y×X) when they share one, else None."""
         sizes = {volume.voxel_size for volume in self.train_volumes}
         return sizes.pop() if len(sizes) == 1 else None
+
+    @property
+    def model_voxel_size(self) -> Spacing | None:
+        """The voxel size the network is shaped by (SegResNetDS): that of the starting weights when
+        there are some (they fix the shape), else the training volumes'."""
+        if self.initial_state is not None:
+            return voxel_size_of_weights(self.config.model, self.initial_state)
+        return self.voxel_size
 
     @property
     def sparse(self) -> bool:
@@ -220,7 +228,6 @@ def _initial_weights(config: TrainConfig, notes: list[str]) -> dict[str, torch.T
         path, option, origin = config.weights, "--weights", "custom weights"
     else:
         return None
-    model = build_model(config.model)
-    described = load_weights_file(model, config.model, path, option)
+    model, described = load_trained_network(config.model, path, option)
     notes.append(f"weights: {origin}, {described}")
     return model.state_dict()

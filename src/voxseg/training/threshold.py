@@ -21,8 +21,7 @@ from voxseg.errors import ConfigError
 from voxseg.inference.metrics import CUT_POINTS, best_threshold, dice_by_threshold
 from voxseg.inference.sliding import predict_probability
 from voxseg.inference.trained import check_source
-from voxseg.models.registry import build_model
-from voxseg.models.weights import load_weights_file
+from voxseg.models.weights import load_trained_network
 from voxseg.training.files import write_json
 from voxseg.training.precision import autocast
 from voxseg.training.setup import prepare_run
@@ -38,8 +37,7 @@ def tune_threshold(run_dir: Path) -> dict[str, Any]:
         raise ConfigError(f"RUN_DIR: {run_dir} is not a voxseg run folder (no config.yaml)")
     prepared = prepare_run(TrainConfig.from_yaml(saved), resume_dir=run_dir)
     _, weights, _, _ = check_source(run_dir, None)  # best.pth, else last.pth
-    model = build_model(prepared.config.model)
-    load_weights_file(model, prepared.config.model, weights, "RUN_DIR")
+    model, _ = load_trained_network(prepared.config.model, weights, "RUN_DIR")
     model.eval().to(prepared.device)
     curves = []
     config = prepared.config
