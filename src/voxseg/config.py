@@ -744,7 +744,8 @@ class PredictConfig(Declared):
     min_relative_size: float = option(
         DEBRIS_FRACTION,
         help="also drop objects smaller than this share of a typical object, the voxel-weighted median "
-        "(debris: specks of noise and slivers of a nucleus's rim; 0 keeps them)",
+        "(debris: specks of noise and slivers of a nucleus's rim; objects the volume's edge cuts are kept; "
+        "0 keeps them all)",
         section=INSTANCES,
         label="Minimum relative size",
         kind="float",

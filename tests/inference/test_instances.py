@@ -453,3 +453,10 @@ def test_drop_debris_keeps_objects_of_at_least_the_share_of_a_typical_object_and
 def test_drop_debris_is_not_fooled_by_specks_that_outnumber_the_nuclei() -> None:
     sizes = np.array([0] + [2] * 20 + [1500, 2000, 2500])  # the median object is a 2-voxel speck
     assert drop_debris(sizes, 0.1).tolist() == [0] * 21 + [1, 2, 3]
+
+
+def test_drop_debris_keeps_what_the_volume_edge_cuts() -> None:
+    sizes = np.array([0, 3000, 40000, 50000, 30])
+    cut = np.array([False, True, False, False, False])  # object 1 touches the volume's edge
+    assert drop_debris(sizes, 0.1).tolist() == [0, 0, 1, 2, 0]
+    assert drop_debris(sizes, 0.1, cut).tolist() == [0, 1, 2, 3, 0]

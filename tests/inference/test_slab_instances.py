@@ -88,6 +88,7 @@ def test_debris_below_a_share_of_a_typical_object_is_dropped_from_labels_and_mas
         mask |= ((grid - np.array(centre)[:, None, None, None]) ** 2).sum(0) <= 5**2
     mask[2:4, 35:37, 2:4] = True  # a speck of 8 voxels
     mask[12:18, 2, 36] = True  # a sliver of 6 voxels crossing slab borders
+    mask[27:, 37:, 37:] = True  # 27 voxels of a nucleus that the volume's last plane and corner cut: kept
     tifffile.imwrite(tmp_path / "mask.tif", mask.astype(np.uint8))
     kept = slab_instances.label_in_slabs(
         tmp_path / "mask.tif", tmp_path / "kept.tif", "connected", None, None, 0, None, False
@@ -96,9 +97,11 @@ def test_debris_below_a_share_of_a_typical_object_is_dropped_from_labels_and_mas
         tmp_path / "mask.tif", tmp_path / "labels.tif", "connected", None, None, 0, None, False, 0.1
     )
     labels = tifffile.imread(tmp_path / "labels.tif")
-    assert (len(kept), len(rows)) == (6, 4)
-    assert [row["id"] for row in rows] == [1, 2, 3, 4] and sorted(np.unique(labels)) == [0, 1, 2, 3, 4]
-    assert labels[3, 36, 3] == 0 and labels[15, 2, 36] == 0 and labels[8, 10, 10] > 0
-    assert all(row["voxels"] > 400 for row in rows)
+    assert (len(kept), len(rows)) == (7, 5)
+    assert [row["id"] for row in rows] == [1, 2, 3, 4, 5] and sorted(np.unique(labels)) == [0, 1, 2, 3, 4, 5]
+    assert (
+        labels[3, 36, 3] == 0 and labels[15, 2, 36] == 0 and labels[8, 10, 10] > 0 and labels[29, 39, 39] > 0
+    )
+    assert sorted(row["voxels"] for row in rows)[0] == 27 and all(row["voxels"] > 400 for row in rows[:4])
     # the mask now agrees with the labels: the dropped speck and sliver are background there too
     np.testing.assert_array_equal(tifffile.imread(tmp_path / "mask.tif"), (labels > 0).astype(np.uint8))

@@ -94,9 +94,12 @@ def label_in_slabs(
         if min_relative_size > 0:
             count = max((int(table.max()) for table in tables), default=0)
             sizes = np.zeros(count + 1, dtype=np.int64)
+            cut = np.zeros(count + 1, dtype=bool)
             for (z0, z1), table in zip(bounds, tables, strict=True):
-                sizes += np.bincount(table[locals_[z0:z1]].ravel(), minlength=count + 1)
-            debris = drop_debris(sizes, min_relative_size)
+                ids = table[locals_[z0:z1]]
+                sizes += np.bincount(ids.ravel(), minlength=count + 1)
+                cut[_on_the_edge(ids, first=z0 == 0, last=z1 == mask.shape[0])] = True
+            debris = drop_debris(sizes, min_relative_size, cut)
             tables = [debris[table] for table in tables]
         count = max((int(table.max()) for table in tables), default=0)
         rows: dict[int, dict[str, Any]] = {}
@@ -113,6 +116,14 @@ def label_in_slabs(
                 for row in object_table(labels, probability=slab_probability, spacing=spacing):
                     _merge(rows, row, z0)
     return [rows[key] for key in sorted(rows)]
+
+
+def _on_the_edge(ids: np.ndarray, first: bool, last: bool) -> np.ndarray:
+    """The ids of a slab found on the volume's faces: its Y and X faces, and its Z faces where the
+    slab is the volume's first or last."""
+    faces = [ids[:, 0], ids[:, -1], ids[:, :, 0], ids[:, :, -1]]
+    faces += ([ids[0]] if first else []) + ([ids[-1]] if last else [])
+    return np.unique(np.concatenate([face.ravel() for face in faces]))
 
 
 def _merge(rows: dict[int, dict[str, Any]], row: dict[str, Any], z0: int) -> None:
