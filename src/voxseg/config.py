@@ -15,7 +15,7 @@ import yaml
 
 from voxseg.errors import ConfigError
 from voxseg.losses import LOSS_NAMES, resolve_loss_name
-from voxseg.models.registry import MODEL_NAMES, PUBLISHED_MODELS, resolve_model_name
+from voxseg.models.registry import MODEL_LEARNING_RATES, MODEL_NAMES, PUBLISHED_MODELS, resolve_model_name
 from voxseg.options import (
     AUGMENTATION,
     AUTO,
@@ -321,15 +321,18 @@ class TrainConfig(Declared):
         choices=(AUTO, *LOSS_NAMES),
         parse=_loss,
     )
-    lr: float = option(
-        1e-3,
-        help="Adam learning rate",
+    lr: float | str = option(
+        AUTO,
+        help="Adam learning rate; `auto`: the model's ("
+        + ", ".join(f"{lr:g} for {', '.join(names)}" for lr, names in MODEL_LEARNING_RATES.items())
+        + ")",
         section=TRAINING,
         label="Learning rate",
         kind="float",
         metavar="X",
         low=0.0,
         open_low=True,
+        auto=True,
     )
     batch_size: int | str = option(
         2,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import json
 import logging
 import signal
@@ -85,8 +86,9 @@ def test_api_run_writes_a_complete_run_folder(
     assert result.status == "completed" and result.run_dir == run_dir
     assert sorted(p.name for p in (tmp_path / "results").iterdir()) == ["run"]
 
-    # config.yaml re-loads to the same configuration
-    assert TrainConfig.from_yaml(run_dir / "config.yaml").resolved() == config.resolved()
+    # config.yaml re-loads to the same configuration, `--lr auto` recorded as the model's
+    used = dataclasses.replace(config.resolved(), lr=MODELS[config.model].lr)
+    assert config.lr == "auto" and TrainConfig.from_yaml(run_dir / "config.yaml").resolved() == used
 
     # metrics.csv: one row per epoch, validation only on epochs 2 and 3 (the last)
     lines = (run_dir / "metrics.csv").read_text().splitlines()
@@ -100,7 +102,7 @@ def test_api_run_writes_a_complete_run_folder(
     assert rows[0]["val_dice"] == ""
     dices = [float(row["val_dice"]) for row in rows[1:]]
     assert all(0.0 <= d <= 1.0 for d in dices)
-    assert all(float(row["train_loss"]) > 0 and float(row["lr"]) == config.lr for row in rows)
+    assert all(float(row["train_loss"]) > 0 and float(row["lr"]) == used.lr for row in rows)
 
     # summary.json
     summary = _summary(run_dir)

@@ -81,6 +81,9 @@ def prepare_run(
 
     train_volumes, val_volumes, warnings = _load_data(config, checked, spec.min_side, notes)
 
+    if config.lr == AUTO:
+        config = dataclasses.replace(config, lr=spec.lr)
+        notes.append(f"lr {spec.lr:g} (auto: {spec.name}'s)")
     if config.loss == AUTO:
         loss = "focal" if config.reading().label_map.has_ignored else "dice-ce"
         config = dataclasses.replace(config, loss=loss)
