@@ -190,3 +190,11 @@ def test_empty_yaml_gives_defaults(tmp_path: Path) -> None:
     path = tmp_path / "empty.yaml"
     path.write_text("")
     assert TrainConfig.from_yaml(path).to_dict() == TrainConfig().to_dict()
+
+
+def test_pretrained_needs_a_model_with_published_weights(tmp_path: Path) -> None:
+    """The default SegResNetDS has none: refused before any data are read, naming those that have."""
+    config = TrainConfig(images=tmp_path, labels=tmp_path, pretrained=True)
+    with pytest.raises(ConfigError, match="no weights for SegResNetDS; choose --model SegResNet or VNet"):
+        config.resolved()
+    TrainConfig(images=tmp_path, labels=tmp_path, pretrained=True, model="SegResNet").resolved()
