@@ -14,7 +14,7 @@ from safetensors.torch import save_file
 from voxseg.cli import main
 from voxseg.errors import DataError
 from voxseg.models.registry import build_model
-from voxseg.models.weights import load_weights_file, read_state_dict
+from voxseg.models.weights import load_trained_network, read_state_dict
 
 REFERENCE_KEYS = Path(__file__).resolve().parents[3] / "shared/reference/trailmap_ms_state_dict_keys.txt"
 
@@ -46,8 +46,7 @@ def test_reference_trailmap_ms_state_dict_loads(tmp_path: Path) -> None:
         dtype = torch.long if name.endswith("num_batches_tracked") else torch.float32
         state[name] = torch.ones(dims, dtype=dtype) * 0.5 if dtype == torch.float32 else torch.tensor(7)
     torch.save(state, tmp_path / "TRAILMAP_latest.pth")
-    model = build_model("TRAILMAP_MS")
-    load_weights_file(model, "TRAILMAP_MS", tmp_path / "TRAILMAP_latest.pth")
+    model, _ = load_trained_network("TRAILMAP_MS", tmp_path / "TRAILMAP_latest.pth")
     assert torch.equal(model.state_dict()["final_conv.weight"], state["final_conv.weight"])
 
 
@@ -56,8 +55,7 @@ def test_segresnetvae_weights_load_into_segresnet(tmp_path: Path) -> None:
     vae = SegResNetVAE(input_image_size=(32, 32, 32), in_channels=1, out_channels=1, dropout_prob=0.3)
     state = _randomised(vae.state_dict())
     torch.save(state, tmp_path / "SegResNet_latest.pth")
-    model = build_model("SegResNet")
-    load_weights_file(model, "SegResNet", tmp_path / "SegResNet_latest.pth")
+    model, _ = load_trained_network("SegResNet", tmp_path / "SegResNet_latest.pth")
     loaded = model.state_dict()
     assert all(torch.equal(loaded[k], state[k]) for k in loaded)
     assert any(k.startswith("vae_") for k in state)
@@ -75,8 +73,7 @@ def test_every_weights_format_loads(tmp_path: Path, wrap: str) -> None:
         torch.save({f"module.{k}": v for k, v in state.items()}, path)
     else:
         save_file({k: v.contiguous() for k, v in state.items()}, str(path))
-    model = build_model("SegResNet")
-    load_weights_file(model, "SegResNet", path)
+    model, _ = load_trained_network("SegResNet", path)
     assert all(torch.equal(model.state_dict()[k], state[k]) for k in state)
 
 
@@ -87,7 +84,7 @@ def test_mismatch_names_keys_and_shapes(tmp_path: Path) -> None:
     state["conv_final.2.conv.bias"] = torch.zeros(5)
     torch.save(state, tmp_path / "w.pth")
     with pytest.raises(DataError) as info:
-        load_weights_file(build_model("SegResNet"), "SegResNet", tmp_path / "w.pth")
+        load_trained_network("SegResNet", tmp_path / "w.pth")
     message = str(info.value)
     assert "convInit.conv.weight" in message and "extra.weight" in message
     assert "conv_final.2.conv.bias (5,) != (1,)" in message and "\n" not in message

@@ -98,11 +98,3 @@ def load_trained_network(model_name: str, path: Path, option: str = "--weights")
     check_compatible(model, state, model_name, path, option)
     model.load_state_dict(state, strict=True)
     return model, f"{len(state)} tensors from {path}"
-
-
-def load_weights_file(model: nn.Module, model_name: str, path: Path, option: str = "--weights") -> str:
-    """Load `path` into `model` strictly; return a description for the log."""
-    state = adapt_state_dict(model_name, read_state_dict(path, option))
-    check_compatible(model, state, model_name, path, option)
-    model.load_state_dict(state, strict=True)
-    return f"{len(state)} tensors from {path}"
