@@ -210,7 +210,7 @@ class TrainConfig(Declared):
     train_fraction: float = option(
         0.8,
         help="share of volumes used for training, shuffled with the seed, at least one volume on each side; "
-        "a single volume is cut along its longest axis",
+        "with one or two volumes, the share of each volume's voxels: blocks spread through it validate",
         section=DATA,
         label="Training fraction",
         kind="float",
@@ -251,24 +251,27 @@ class TrainConfig(Declared):
         kind="bool",
     )
     patch_size: tuple[int, int, int] | str = option(
-        (64, 64, 64),
+        AUTO,
         help="training patch and validation window, `N` or `Z,Y,X`, rounded up to the model's size rule; "
-        "`auto`: the largest cube (clipped to the smallest training volume) whose measured training-step "
-        "memory fits the device's budget",
+        "`auto`: 64 voxels along the finest axis and fewer along coarser ones, in proportion to the voxel "
+        "size (about a cube in µm: 32×64×64 for 1.75×0.8×0.8 µm voxels), at most the smallest training "
+        "volume; on a GPU, the largest such patch whose measured training-step memory fits its budget",
         section=AUGMENTATION,
         label="Patch size",
         kind="size",
         metavar="SIZE",
         auto=True,
     )
-    samples_per_image: int = option(
-        4,
-        help="patches drawn from each training volume per epoch",
+    samples_per_image: int | str = option(
+        AUTO,
+        help="patches drawn from each training volume per epoch; `auto`: 16 per epoch, or one pass over "
+        "the training voxels when they are more, shared among the volumes by size",
         section=AUGMENTATION,
         label="Samples per image",
         kind="int",
         metavar="N",
         low=1,
+        auto=True,
     )
     foreground_share: float = option(
         0.33,
@@ -346,8 +349,9 @@ class TrainConfig(Declared):
         auto=True,
     )
     epochs: int = option(
-        50,
-        help="epochs to train",
+        16,
+        help="epochs to train; with the automatic patches per epoch, 16 reach the plateau on one small "
+        "volume in about a minute on 2 CPU cores (QCANet); on more data an epoch is one pass over it",
         section=TRAINING,
         label="Epochs",
         kind="int",
@@ -889,7 +893,8 @@ class TuneConfig(Declared):
     run: Path | None = option(
         None,
         help="a voxseg run folder: its best weights are applied to its validation volumes and the "
-        "foreground threshold with the best Dice is written to its summary.json",
+        "threshold chosen as training chooses it (the best cut where the validation supports it, else "
+        "0.5) is written to its summary.json with the reason",
         section=MODEL,
         label="Run folder",
         kind="folder",

@@ -1,4 +1,4 @@
-"""Normalisation, padding and the train/validation split of volumes held in memory or left on disk."""
+"""Normalisation and padding of volumes held in memory or left on disk."""
 
 from __future__ import annotations
 
@@ -8,17 +8,14 @@ import numpy as np
 import pytest
 
 from voxseg.data.discovery import Pair
+from voxseg.data.labels import IGNORED
 from voxseg.data.normalise import CLIP_PERCENTILES, normalise
 from voxseg.data.volumes import (
-    OnDisk,
     Volume,
     load_volumes,
     pad_amounts,
     pad_volume,
-    split_volume,
-    split_volumes,
 )
-from voxseg.errors import DataError
 
 
 def _volume(name: str, shape: tuple[int, int, int], seed: int = 0) -> Volume:
@@ -93,57 +90,6 @@ def test_pad_volume_leaves_big_volumes_alone() -> None:
     assert pad_volume(volume, (16, 16, 8)) is volume
 
 
-# -- split --------------------------------------------------------------------------------------------
-
-
-def _names(volumes: list[Volume]) -> list[str]:
-    return [v.name for v in volumes]
-
-
-def test_split_is_seeded() -> None:
-    volumes = [_volume(f"v{i}", (4, 4, 4), i) for i in range(10)]
-    first = split_volumes(volumes, 0.7, seed=3, min_side=1)
-    again = split_volumes(volumes, 0.7, seed=3, min_side=1)
-    assert _names(first[0]) == _names(again[0]) and _names(first[1]) == _names(again[1])
-    assert len(first[0]) == 7 and len(first[1]) == 3
-    assert sorted(_names(first[0]) + _names(first[1])) == sorted(_names(volumes))
-    others = {tuple(_names(split_volumes(volumes, 0.7, seed=s, min_side=1)[1])) for s in range(5)}
-    assert len(others) > 1, "the seed has no effect on the split"
-
-
-@pytest.mark.parametrize(("count", "fraction"), [(2, 0.99), (2, 0.01), (3, 0.99), (3, 0.01), (5, 0.5)])
-def test_split_keeps_at_least_one_volume_on_each_side(count: int, fraction: float) -> None:
-    volumes = [_volume(f"v{i}", (4, 4, 4), i) for i in range(count)]
-    train, val, how = split_volumes(volumes, fraction, seed=0, min_side=1)
-    assert len(train) >= 1 and len(val) >= 1
-    assert len(train) + len(val) == count
-    assert set(_names(train)).isdisjoint(_names(val))
-    assert all(name in how for name in _names(val))
-
-
-def test_single_volume_is_cut_along_its_longest_axis() -> None:
-    volume = _volume("only.tif", (16, 40, 24))
-    train, val, how = split_volumes([volume], 0.8, seed=0, min_side=8)
-    assert len(train) == len(val) == 1
-    assert train[0].shape == (16, 32, 24) and val[0].shape == (16, 8, 24)
-    np.testing.assert_array_equal(np.concatenate([train[0].image, val[0].image], axis=1), volume.image)
-    np.testing.assert_array_equal(np.concatenate([train[0].label, val[0].label], axis=1), volume.label)
-    assert "only one volume" in how and "only.tif" in how and "along Y" in how
-    assert "last 8 of 40" in how
-
-
-def test_single_volume_validation_part_is_at_least_min_side() -> None:
-    """A 0.95 fraction of 24 voxels would leave 1 voxel; the model needs at least min_side."""
-    train, val = split_volume(_volume("v", (24, 10, 10)), 0.95, min_side=8)[:2]
-    assert val.shape[0] == 8 and train.shape[0] == 16
-
-
-def test_single_volume_too_small_to_cut() -> None:
-    with pytest.raises(DataError, match="--val-images") as info:
-        split_volumes([_volume("tiny.tif", (12, 10, 10))], 0.8, seed=0, min_side=8)
-    assert "tiny.tif" in str(info.value)
-
-
 # -- volumes left on disk -----------------------------------------------------------------------------
 
 
@@ -161,7 +107,7 @@ def _zarr_pair(root: Path, image: np.ndarray, label: np.ndarray) -> Pair:
 
 def test_a_volume_over_the_budget_stays_on_disk_and_reads_as_held(tmp_path: Path) -> None:
     """Beyond the memory budget a volume is read patch by patch, with the same normalisation and
-    label classes as when it is held; its split keeps the training part on disk."""
+    label classes as when it is held; held-out boxes read as not annotated, the image unchanged."""
     rng = np.random.default_rng(0)
     image = rng.normal(100, 10, (20, 16, 16)).astype(np.float32)
     label = (rng.random((20, 16, 16)) > 0.8).astype(np.uint16) * 7
@@ -173,8 +119,11 @@ def test_a_volume_over_the_budget_stays_on_disk_and_reads_as_held(tmp_path: Path
     window = (slice(3, 11), slice(2, 10), slice(0, 16))
     np.testing.assert_array_equal(on_disk.image[window], held.image[window])
     np.testing.assert_array_equal(on_disk.label[window], held.label[window])
-    train, val, _ = split_volume(on_disk, 0.5, min_side=4)
-    assert train.on_disk and isinstance(train.image, OnDisk)
-    np.testing.assert_array_equal(train.image[2:5], held.image[2:5])
-    np.testing.assert_array_equal(np.asarray(val.image), held.image[10:])
-    np.testing.assert_array_equal(val.in_memory().label, held.label[10:])
+    box = (slice(2, 6), slice(4, 9), slice(0, 3))
+    hidden = on_disk.label.held_out([box])
+    expected = held.label.copy()
+    expected[box] = IGNORED
+    np.testing.assert_array_equal(hidden[:], expected)
+    np.testing.assert_array_equal(hidden[3], expected[3])  # an integer index drops its axis
+    np.testing.assert_array_equal(hidden[1:4, 5:12], expected[1:4, 5:12])
+    np.testing.assert_array_equal(hidden.region((slice(3, 20),) * 3)[:], expected[3:, 3:, 3:])

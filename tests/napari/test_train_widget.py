@@ -48,8 +48,9 @@ def wait_for_end(qtbot, widget: TrainWidget) -> None:
 def test_defaults_are_the_configs(widget):
     values = widget.values()
     assert values["model"] == "SegResNetDS"
-    assert values["epochs"] == 50 and values["val_interval"] == 1 and values["batch_size"] == "2"
-    assert values["patch_size"] == "64" and values["augment"] is True and values["results"] == "results"
+    assert values["epochs"] == 16 and values["val_interval"] == 1 and values["batch_size"] == "2"
+    assert values["patch_size"] == "auto" and values["samples_per_image"] == "auto"
+    assert values["augment"] is True and values["results"] == "results"
 
 
 def test_folder_run_writes_the_run_folder_and_shows_plots_after_two_validations(

@@ -170,7 +170,7 @@ def test_a_label_without_any_annotated_voxel_is_refused(tmp_path: Path, fast_con
 
 
 def test_resample_isotropic_trains_on_cubic_voxels(tmp_path: Path, fast_config) -> None:
-    images, labels = write_dataset(tmp_path / "d", n=2, size=(12, 32, 32))
+    images, labels = write_dataset(tmp_path / "d", n=3, size=(12, 32, 32))  # whole volumes validate
     config = fast_config(images, labels, spacing=(2.0, 1.0, 1.0), resample="isotropic", train_fraction=0.5)
     prepared = prepare_run(config)
     assert prepared.voxel_size == (1.0, 1.0, 1.0)

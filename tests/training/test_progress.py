@@ -1,4 +1,4 @@
-"""RunProgress: which validation is kept, and the early-stop count."""
+"""RunProgress: which validation is kept, at which threshold, and the early-stop count."""
 
 from __future__ import annotations
 
@@ -14,29 +14,40 @@ def _curve(peak_at: float, peak: float) -> np.ndarray:
     return peak - np.abs(cuts - peak_at)
 
 
-def test_validations_are_ranked_by_their_dice_at_their_tuned_threshold() -> None:
+def test_validations_are_ranked_by_their_dice_at_the_threshold_predict_would_use() -> None:
     progress = RunProgress()
-    centred, shifted = _curve(0.5, 0.80), _curve(0.2, 0.90)  # shifted: worse at 0.5, better once tuned
-    assert progress.record_validation(3, float(centred[CUT_POINTS.index(0.5)]), 0, centred)
-    assert progress.record_validation(6, float(shifted[CUT_POINTS.index(0.5)]), 0, shifted)
-    assert (progress.best_epoch, progress.threshold) == (6, 0.2)
-    assert progress.threshold_dice == 0.90
-    assert progress.best_dice == float(shifted[CUT_POINTS.index(0.5)])  # the kept one's Dice at 0.5
-    assert not progress.record_validation(9, 0.85, 0, _curve(0.5, 0.85))  # better at 0.5, not tuned
+    centred, shifted = _curve(0.5, 0.80), _curve(0.3, 0.90)  # shifted: worse at 0.5, better once tuned
+    assert progress.record_validation(3, centred, 0, objects=10)[0]
+    improved, choice = progress.record_validation(6, shifted, 0, objects=10)
+    assert improved and choice.threshold == 0.3
+    assert (progress.best_epoch, progress.threshold, progress.best_dice) == (6, 0.3, 0.90)
+    assert progress.best_dice_at_half == float(shifted[CUT_POINTS.index(0.5)])
+    assert "tuned" in progress.threshold_reason
+    assert not progress.record_validation(9, _curve(0.5, 0.85), 0, objects=10)[0]  # better at 0.5 only
     assert progress.best_epoch == 6
 
 
-def test_early_stop_counts_validations_without_a_better_tuned_dice() -> None:
+def test_a_validation_too_small_to_tune_on_keeps_half_and_is_ranked_there() -> None:
     progress = RunProgress()
-    progress.record_validation(1, 0.8, 2, _curve(0.5, 0.8))
-    progress.record_validation(2, 0.7, 2, _curve(0.5, 0.7))
+    shifted = _curve(0.3, 0.90)
+    improved, choice = progress.record_validation(1, shifted, 0, objects=2)
+    assert improved and choice.threshold == 0.5 and progress.threshold == 0.5
+    assert progress.best_dice == float(shifted[CUT_POINTS.index(0.5)])
+    assert "too few" in progress.threshold_reason
+
+
+def test_early_stop_counts_validations_without_a_better_dice() -> None:
+    progress = RunProgress()
+    progress.record_validation(1, _curve(0.5, 0.8), 2)
+    progress.record_validation(2, _curve(0.5, 0.7), 2)
     assert not progress.stopped_early
-    progress.record_validation(3, 0.75, 2, _curve(0.5, 0.75))
+    progress.record_validation(3, _curve(0.5, 0.75), 2)
     assert progress.stopped_early
 
 
-def test_a_run_resumed_from_before_thresholds_were_tuned_must_beat_its_dice_at_half() -> None:
-    progress = RunProgress(best_dice=0.9, best_epoch=4)  # threshold_dice None: an old checkpoint
-    assert not progress.record_validation(5, 0.6, 0, _curve(0.5, 0.6))
-    assert progress.record_validation(6, 0.9, 0, _curve(0.3, 0.95))
-    assert (progress.best_epoch, progress.threshold) == (6, 0.3)
+def test_a_run_resumed_from_before_the_threshold_rule_keeps_its_tuned_dice_to_beat() -> None:
+    saved = RunProgress(best_dice=0.8, best_epoch=4).state_dict() | {"threshold_dice": 0.9, "epoch": 4}
+    progress = RunProgress.from_state(saved)
+    assert (progress.best_dice, progress.best_dice_at_half) == (0.9, 0.8)
+    assert not progress.record_validation(5, _curve(0.5, 0.85), 0)[0]
+    assert progress.record_validation(6, _curve(0.5, 0.95), 0)[0]

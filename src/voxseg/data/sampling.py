@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -63,7 +63,7 @@ class PatchSampler:
         self,
         volumes: list[Volume],
         patch_size: tuple[int, int, int],
-        samples_per_image: int,
+        samples_per_image: int | Sequence[int],
         foreground_share: float,
         seed: int,
     ) -> None:
@@ -73,23 +73,24 @@ class PatchSampler:
         self.shapes = [v.shape for v in volumes]
         self.points, self.annotated = zip(*(candidate_centres(v.label) for v in volumes), strict=True)
         self.patch_size = patch_size
-        self.samples_per_image = samples_per_image
+        each = samples_per_image  # the same count for every volume, or one count per volume
+        self.samples = [each] * len(volumes) if isinstance(each, int) else list(each)
         self.foreground_share = foreground_share
         self.seed = seed
 
     def __len__(self) -> int:
-        return len(self.shapes) * self.samples_per_image
+        return sum(self.samples)
 
     def plan(self, epoch: int) -> list[tuple[int, Corner]]:
         """(volume index, patch corner) for every sample of this epoch."""
         rng = np.random.default_rng([self.seed, epoch])
         plan = []
         half = np.array(self.patch_size) // 2
-        for index, (shape, points, annotated) in enumerate(
-            zip(self.shapes, self.points, self.annotated, strict=True)
+        for index, (shape, points, annotated, samples) in enumerate(
+            zip(self.shapes, self.points, self.annotated, self.samples, strict=True)
         ):
             highest = np.array(shape) - np.array(self.patch_size)
-            for _ in range(self.samples_per_image):
+            for _ in range(samples):
                 if len(points) and rng.random() < self.foreground_share:
                     corner = np.clip(points[rng.integers(len(points))] - half, 0, highest)
                 elif annotated is not None:

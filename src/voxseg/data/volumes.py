@@ -20,9 +20,8 @@ from voxseg.data.checks import (
     scan_pair,
 )
 from voxseg.data.discovery import Pair
-from voxseg.data.labels import FOREGROUND
+from voxseg.data.labels import FOREGROUND, IGNORED
 from voxseg.data.normalise import Normalisation, normalise
-from voxseg.errors import DataError
 from voxseg.io.formats import Spacing, VolumeFile, describe_spacing
 
 
@@ -37,9 +36,11 @@ class OnDisk:
         source: VolumeFile,
         convert: Callable[[np.ndarray], np.ndarray],
         box: tuple[slice, slice, slice] | None = None,
+        hidden: tuple[tuple[slice, ...], ...] = (),
     ) -> None:
         self.source, self.convert = source, convert
         self.box = box or tuple(slice(0, side) for side in source.shape)
+        self.hidden = hidden  # boxes of the source read as IGNORED (held out for validation)
         self.shape: tuple[int, int, int] = tuple(s.stop - s.start for s in self.box)  # type: ignore[assignment]
 
     @property
@@ -52,7 +53,15 @@ class OnDisk:
         for outer, inner, side in zip(self.box, index, self.shape, strict=True):
             start, stop, _ = inner.indices(side)
             box.append(slice(outer.start + start, outer.start + stop))
-        return OnDisk(self.source, self.convert, tuple(box))  # type: ignore[arg-type]
+        return OnDisk(self.source, self.convert, tuple(box), self.hidden)  # type: ignore[arg-type]
+
+    def held_out(self, boxes: list[tuple[slice, ...]]) -> OnDisk:
+        """This box with the label classes of `boxes` (in this box's coordinates) read as IGNORED."""
+        shifted = tuple(
+            tuple(slice(o.start + b.start, o.start + b.stop) for o, b in zip(self.box, box, strict=True))
+            for box in boxes
+        )
+        return OnDisk(self.source, self.convert, self.box, self.hidden + shifted)  # type: ignore[arg-type]
 
     def __getitem__(self, key: Any) -> np.ndarray:
         parts = key if isinstance(key, tuple) else (key,)
@@ -68,7 +77,26 @@ class OnDisk:
                 if not -side <= int(part) < side:
                     raise IndexError(f"index {part} is out of bounds for a side of {side}")
                 shifted.append(outer.start + int(part) % side)
-        return self.convert(self.source[tuple(shifted)])
+        converted = self.convert(self.source[tuple(shifted)])
+        return self._hide(converted, shifted) if self.hidden else converted
+
+    def _hide(self, region: np.ndarray, read: list[slice | int]) -> np.ndarray:
+        """`region` (read at `read`, source coordinates) with the hidden boxes set to IGNORED."""
+        region = region.copy()
+        for box in self.hidden:
+            inner = []
+            for where, hidden in zip(read, box, strict=True):
+                if isinstance(where, int):
+                    if not hidden.start <= where < hidden.stop:
+                        break
+                    continue  # an integer index drops the axis
+                start, stop = max(where.start, hidden.start), min(where.stop, hidden.stop)
+                if start >= stop:
+                    break
+                inner.append(slice(start - where.start, stop - where.start))
+            else:
+                region[tuple(inner)] = IGNORED
+        return region
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         whole = self[:]
@@ -168,62 +196,3 @@ def pad_volume(volume: Volume, target: tuple[int, ...]) -> Volume:
     image = np.pad(volume.image, amounts, mode="constant", constant_values=float(volume.image.min()))
     label = np.pad(volume.label, amounts, mode="constant", constant_values=0)
     return Volume(volume.name, image, label, voxel_size=volume.voxel_size)
-
-
-def _part(array: np.ndarray | OnDisk, index: tuple[slice, ...]) -> np.ndarray | OnDisk:
-    return array.region(index) if isinstance(array, OnDisk) else array[index]
-
-
-def split_volume(volume: Volume, train_fraction: float, min_side: int) -> tuple[Volume, Volume, str]:
-    """Cut one volume along its longest axis into a training part and a validation part."""
-    axis = int(np.argmax(volume.shape))
-    side = volume.shape[axis]
-    cut = min(max(round(side * train_fraction), min_side), side - min_side)
-    if cut < min_side:
-        raise DataError(
-            f"{volume.name}: the only volume ({volume.shape}) is too small to cut into training and "
-            f"validation parts of at least {min_side} voxels; give --val-images/--val-labels"
-        )
-    index = [slice(None)] * 3
-    index[axis] = slice(0, cut)
-    head = tuple(index)
-    index[axis] = slice(cut, side)
-    tail = tuple(index)
-    train_name = volume.name + f"[{'ZYX'[axis]}<{cut}]"
-    train = Volume(
-        train_name, _part(volume.image, head), _part(volume.label, head), voxel_size=volume.voxel_size
-    )
-    origin = [0, 0, 0]
-    origin[axis] = cut
-    val_name = volume.name + f"[{'ZYX'[axis]}>={cut}]"
-    val = Volume(
-        val_name,
-        _part(volume.image, tail),
-        _part(volume.label, tail),
-        (origin[0], origin[1], origin[2]),
-        volume.voxel_size,
-    )
-    how = (
-        f"only one volume: validation is the last {side - cut} of {side} voxels along "
-        f"{'ZYX'[axis]} of {volume.name}, training the first {cut}"
-    )
-    return train, val, how
-
-
-def split_volumes(
-    volumes: list[Volume], train_fraction: float, seed: int, min_side: int
-) -> tuple[list[Volume], list[Volume], str]:
-    """Seeded shuffle, then at least one volume on each side; one volume is cut in two."""
-    if len(volumes) == 1:
-        train, val, how = split_volume(volumes[0], train_fraction, min_side)
-        return [train], [val], how
-    order = np.random.default_rng(seed).permutation(len(volumes))
-    n_train = min(max(round(len(volumes) * train_fraction), 1), len(volumes) - 1)
-    train = [volumes[i] for i in order[:n_train]]
-    val = [volumes[i] for i in order[n_train:]]
-    how = (
-        f"{len(train)} volume(s) for training, {len(val)} for validation "
-        f"(train fraction {train_fraction:g}, shuffled with seed {seed}): validation = "
-        + ", ".join(v.name for v in val)
-    )
-    return train, val, how

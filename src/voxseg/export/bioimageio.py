@@ -222,16 +222,17 @@ def _documentation(name: str, run_dir: Path, summary: dict, threshold: float) ->
     return f"""# voxseg {name}
 
 Trained with [voxseg](https://github.com/) {__version__} (run `{run_dir.name}`).
-Best validation Dice {summary.get("best_val_dice")} at epoch {summary.get("best_epoch")}.
+Validation Dice {summary.get("best_val_dice")} at the threshold below (epoch {summary.get("best_epoch")}).
 
 - Input: a 3D volume; it is clipped at its {CLIP_PERCENTILES[0]:g} and {CLIP_PERCENTILES[1]:g}
   percentiles and normalised to zero mean and unit variance, as in training.
-- Output: the foreground probability; voxseg thresholds it at {threshold:.2f} (tuned on validation).
+- Output: the foreground probability; voxseg thresholds it at {threshold:.2f}
+  ({summary.get("threshold_reason") or "tuned on validation"}).
 - Fill in the authors, the licence and the citation of the data before sharing this model.
 
 ## Validation
 
-voxseg validated this model on its run's validation volumes after every epoch (whole volumes,
-sliding window 0.25 overlap, Gaussian blending): Dice of the foreground probability above 0.5
-{summary.get("best_val_dice")}, above the tuned threshold {summary.get("threshold_dice")}.
+voxseg validated this model on its run's validation volumes after every epoch (sliding window
+0.25 overlap, Gaussian blending): Dice of the foreground probability above 0.5
+{summary.get("val_dice_at_half")}, above the threshold {threshold:.2f} {summary.get("best_val_dice")}.
 """

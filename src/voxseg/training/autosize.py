@@ -18,6 +18,7 @@ import torch
 from voxseg.losses import build_loss
 from voxseg.models.registry import ModelSpec, build_model
 from voxseg.options import AUTO
+from voxseg.training.budget import shaped_patch
 from voxseg.training.hardware import available_memory_bytes
 from voxseg.training.precision import Precision, autocast
 
@@ -99,10 +100,13 @@ def measure_step_memory(spec: ModelSpec, device: torch.device, precision: Precis
     return StepMemory(fixed=max(low - per_voxel * small**3, 0.0), per_voxel=per_voxel)
 
 
-def _largest_valid_at_most(spec: ModelSpec, side: int) -> int:
-    """The largest side ≤ `side` the model accepts (or its smallest, for tiny volumes)."""
-    fitting = (side // spec.divisor) * spec.divisor
-    return fitting if fitting >= spec.min_side else spec.valid_side(side)
+def largest_valid_patch(spec: ModelSpec, volume: tuple[int, int, int]) -> tuple[int, int, int]:
+    """Each side: the largest the model accepts within the volume (or its smallest, for tiny ones)."""
+    sides = []
+    for side in volume:
+        fitting = (min(side, MAX_AUTO_SIDE) // spec.divisor) * spec.divisor
+        sides.append(fitting if fitting >= spec.min_side else spec.valid_side(side))
+    return tuple(sides)  # type: ignore[return-value]
 
 
 def choose_sizes(
@@ -113,19 +117,24 @@ def choose_sizes(
     patch: tuple[int, int, int] | str,
     batch: int | str,
     patches_per_epoch: int,
+    shape: tuple[float, float, float] = (1.0, 1.0, 1.0),
+    max_side: int = MAX_AUTO_SIDE,
     pow2: bool = False,
 ) -> tuple[tuple[int, int, int], int, list[str]]:
-    """Resolve `auto` patch and/or batch; return (patch, batch, log lines with the reasons)."""
+    """Resolve `auto` patch and/or batch; return (patch, batch, log lines with the reasons).
+
+    `shape`: each axis's share of the finest axis's side (`budget.patch_shape`); `max_side`: the
+    finest axis's largest side."""
     budget, where = memory_budget(device)
     memory = measure_step_memory(spec, device, precision)
     notes = []
-    limit = tuple(_largest_valid_at_most(spec, min(side, MAX_AUTO_SIDE)) for side in smallest_volume)
+    limit = largest_valid_patch(spec, smallest_volume)
     if patch == AUTO:
         trial_batch = PATCH_CHOICE_BATCH if batch == AUTO else int(batch)
         chosen = None
         side = spec.valid_side(spec.min_side, pow2)
-        while side <= MAX_AUTO_SIDE:
-            candidate = spec.valid_size(tuple(min(side, cap) for cap in limit), pow2)
+        while side <= max_side:
+            candidate = shaped_patch(spec, side, shape, limit, pow2)
             if memory.bytes(candidate, trial_batch) > budget:
                 break
             chosen = candidate
@@ -137,9 +146,9 @@ def choose_sizes(
             )
         patch = chosen  # type: ignore[assignment]
         notes.append(
-            f"--patch-size auto: {'×'.join(map(str, patch))}, the largest cube (clipped to the smallest "
-            f"training volume, {'×'.join(map(str, smallest_volume))}) whose step at batch {trial_batch} "
-            f"fits the budget"
+            f"--patch-size auto: {'×'.join(map(str, patch))}, the largest patch (at most {max_side} along "
+            f"the finest axis, shaped by the voxel size, clipped to the smallest training volume) whose "
+            f"step at batch {trial_batch} fits the budget"
         )
     assert not isinstance(patch, str)
     if batch == AUTO:

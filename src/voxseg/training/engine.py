@@ -133,7 +133,7 @@ class Trainer:
             self.optimizer, config.scheduler, config.lr, config.epochs, config.warmup_epochs
         )
         self.batches = TrainingBatches(
-            prepared.train_volumes, prepared.window, config, acceleration, self.parallel
+            prepared.train_volumes, prepared.samples, prepared.window, config, acceleration, self.parallel
         )
         log.info(
             "model %s (%.2fM parameters), loss %s, Adam lr %g, %s, %s, device %s",
@@ -183,13 +183,14 @@ class Trainer:
             return
         dice = None
         if epoch % self.config.val_interval == 0 or epoch == self.config.epochs:
-            dice, preview, curve = self.validate()
-            improved = self.progress.record_validation(epoch, dice, self.config.early_stop_patience, curve)
+            preview, curve = self.validate()
+            patience, objects = self.config.early_stop_patience, self.prepared.val_objects
+            improved, choice = self.progress.record_validation(epoch, curve, patience, objects)
             if improved and self.parallel.is_main:
                 save_state_dict(self.model.state_dict(), self.run_dir / "best.pth")
-            self.schedule.validated(epoch, tuned := float(np.max(curve)))  # ranks best.pth too
+            self.schedule.validated(epoch, dice := choice.dice)  # what ranks best.pth too
             p = self.progress
-            yield self._emit(ValidationEnd(epoch, dice, p.best_dice, p.best_epoch, improved, preview, tuned))
+            yield self._emit(ValidationEnd(epoch, dice, p.best_dice, p.best_epoch, improved, preview, choice))
         seconds, loss = time.perf_counter() - started, float(np.mean(losses))
         yield self.epoch_end(
             EpochEnd(epoch, self.config.epochs, loss, dice, lr, seconds, data_seconds, loop_seconds)
@@ -214,23 +215,22 @@ class Trainer:
         self.scaler.update()
         return value
 
-    def validate(self) -> tuple[float, ValidationPreview | None, np.ndarray]:
-        """Mean Dice over the whole validation volumes of the probability >= 0.5, a preview, and the
-        mean Dice at every threshold in CUT_POINTS (the run tunes its threshold on it)."""
+    def validate(self) -> tuple[ValidationPreview | None, np.ndarray]:
+        """A preview and the mean Dice over the whole validation volumes of the probability above
+        every threshold in CUT_POINTS (the run chooses its threshold on it)."""
         self.model.eval()
-        scores, preview, curves = [], None, [np.zeros(len(CUT_POINTS))]  # a rank may have no volume
+        preview, curves = None, [np.zeros(len(CUT_POINTS))]  # a rank may have no volume
         for volume in self.parallel.shard(self.prepared.val_volumes):
             with autocast(self.device, self.precision):
                 blended = predict_probability(
                     self.model, volume.image, self.prepared.window, self.device, 2 * self.config.batch_size
                 )
             curves.append(dice_by_threshold(*scored(probability := blended.numpy(), volume.label)))
-            scores.append(curves[-1][CUT_POINTS.index(0.5)])  # the Dice of probability >= 0.5
             preview = preview or ValidationPreview.of(volume, probability)
         self.model.train()
-        count = np.float64(len(scores))
-        total, curve, count = self.parallel.sum_arrays(np.sum(scores), np.sum(curves, axis=0), count)
-        return float(total / count), preview, curve / count  # preview: on rank 0, which has volume 0
+        count = np.float64(len(curves) - 1)
+        curve, count = self.parallel.sum_arrays(np.sum(curves, axis=0), count)
+        return preview, curve / count  # preview: on rank 0, which has volume 0
 
     def epoch_end(self, event: EpochEnd) -> EpochEnd:
         self.progress.epochs_completed = event.epoch

@@ -10,6 +10,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     from voxseg.data.volumes import Volume
+    from voxseg.training.threshold_rule import ThresholdChoice
 
 
 @dataclass(frozen=True)
@@ -50,12 +51,12 @@ class ValidationPreview:
 @dataclass(frozen=True)
 class ValidationEnd:
     epoch: int
-    dice: float
+    dice: float  # at the threshold this checkpoint would predict with (see `choice`): ranks best.pth
     best_dice: float
     best_epoch: int
     improved: bool
     preview: ValidationPreview | None = field(default=None, repr=False, compare=False)
-    tuned_dice: float | None = None  # the Dice at this validation's own best threshold (ranks best.pth)
+    choice: ThresholdChoice | None = None  # that threshold, the Dice at 0.5, and why
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,7 @@ class TrainingBatches:
     def __init__(
         self,
         volumes: list[Volume],
+        samples: list[int],
         window: tuple[int, int, int],
         config: TrainConfig,
         acceleration: Acceleration,
@@ -69,7 +70,6 @@ class TrainingBatches:
     ) -> None:
         self.device = acceleration.device
         self.acceleration = acceleration
-        samples = 1 if config.whole_volumes else config.samples_per_image
         sampler = PatchSampler(volumes, window, samples, config.foreground_share, config.seed)
         augment = Augmentation(window) if config.augment else None
         self.device_augment = augment if augment is not None and augments_on_device(self.device) else None

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from voxseg.inference.metrics import best_threshold
 from voxseg.training.events import EpochEnd
+from voxseg.training.threshold_rule import ThresholdChoice, choose_threshold
 
 log = logging.getLogger("voxseg")
 
@@ -20,7 +20,7 @@ log = logging.getLogger("voxseg")
 @dataclass
 class RunProgress:
     epochs_completed: int = 0
-    best_dice: float = -1.0  # the kept (best) checkpoint's validation Dice at probability 0.5
+    best_dice: float = -1.0  # the kept (best) checkpoint's validation Dice at its threshold
     best_epoch: int = 0  # 0: no validation yet
     validations_without_gain: int = 0
     stopped_early: bool = False
@@ -28,28 +28,31 @@ class RunProgress:
     train_seconds: float = 0.0  # the training loops (data + compute), validation excluded
     data_seconds: float = 0.0  # of those, the time spent waiting for patches
     history: list[EpochEnd] = field(default_factory=list)
-    threshold: float | None = None  # the best checkpoint's foreground threshold, tuned on validation
-    threshold_dice: float | None = None  # its validation Dice at that threshold
+    threshold: float | None = None  # the best checkpoint's foreground threshold (see threshold_rule)
+    best_dice_at_half: float | None = None  # its validation Dice at probability 0.5
+    threshold_reason: str | None = None
 
-    def record_validation(self, epoch: int, dice: float, patience: int, curve: Sequence[float]) -> bool:
-        """Count a validation (`dice`: at probability 0.5; `curve`: Dice at each of CUT_POINTS) and
-        return whether it is the best so far (then best.pth is due and its threshold is kept).
+    def record_validation(
+        self, epoch: int, curve: Sequence[float], patience: int, objects: int | None = None
+    ) -> tuple[bool, ThresholdChoice]:
+        """Count a validation (`curve`: its Dice at each of CUT_POINTS; `objects`: how many the
+        validation holds): whether it is the best so far (then best.pth is due and its threshold is
+        kept), and the threshold it would predict with.
 
-        Validations are ranked by their Dice at their own tuned threshold, the Dice `voxseg predict`
-        gets from them, not at 0.5: a checkpoint whose probabilities are right but shifted is as good
-        as one centred on 0.5 once its threshold is tuned, and on held-out embryos the ranking by the
-        tuned Dice kept the better one (benchmarks/accuracy.py)."""
-        threshold, tuned = best_threshold(curve)
-        # a checkpoint from before thresholds were tuned has only its Dice at 0.5 to beat
-        improved = tuned > (self.best_dice if self.threshold_dice is None else self.threshold_dice)
+        Validations are ranked by their Dice at the threshold `voxseg predict` would use with them
+        (`threshold_rule`), not at 0.5: a checkpoint whose probabilities are right but shifted is as
+        good as one centred on 0.5 once its threshold is tuned, where the validation supports tuning."""
+        choice = choose_threshold(curve, objects)
+        improved = choice.dice > self.best_dice
         if improved:
-            self.best_dice, self.best_epoch = dice, epoch
-            self.threshold, self.threshold_dice = threshold, tuned
+            self.best_dice, self.best_epoch = choice.dice, epoch
+            self.threshold, self.best_dice_at_half = choice.threshold, choice.dice_at_half
+            self.threshold_reason = choice.reason
         self.validations_without_gain = 0 if improved else self.validations_without_gain + 1
         if patience and self.validations_without_gain >= patience:
             self.stopped_early = True
-            log.info("early stop: no better tuned validation Dice in %d validation(s)", patience)
-        return improved
+            log.info("early stop: no better validation Dice in %d validation(s)", patience)
+        return improved, choice
 
     def state_dict(self) -> dict[str, Any]:
         """Plain values only (the checkpoint is read with `weights_only=True`)."""
@@ -62,6 +65,8 @@ class RunProgress:
         """From a checkpoint; an early-stopped run that is extended gets a fresh patience."""
         known = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in state.items() if k in known}
+        if state.get("threshold_dice") is not None:  # saved before the threshold rule: best at its tuned cut
+            values["best_dice_at_half"], values["best_dice"] = state["best_dice"], state["threshold_dice"]
         values["epochs_completed"] = state["epoch"]
         values["history"] = [EpochEnd(**row) for row in state["history"]]
         if values.get("stopped_early"):

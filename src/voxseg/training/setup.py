@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -10,17 +11,26 @@ import torch
 
 from voxseg.config import TrainConfig
 from voxseg.data.resample import isotropic_side, resample_volume
-from voxseg.data.volumes import Volume, load_volumes, pad_volume, split_volumes
+from voxseg.data.split import split_volumes
+from voxseg.data.volumes import Volume, load_volumes, pad_volume
 from voxseg.errors import ConfigError, DataError
-from voxseg.io.formats import Spacing
+from voxseg.io.formats import Spacing, describe_spacing
 from voxseg.models.registry import ModelSpec, format_size, get_model_spec, voxel_size_of_weights
 from voxseg.models.weights import load_trained_network
 from voxseg.options import AUTO
-from voxseg.training.autosize import choose_sizes
+from voxseg.training.autosize import MAX_AUTO_SIDE, choose_sizes, largest_valid_patch
+from voxseg.training.budget import (
+    BASE_SIDE,
+    MIN_PATCHES_PER_EPOCH,
+    patch_shape,
+    patches_per_volume,
+    shaped_patch,
+)
 from voxseg.training.distributed import Parallel
 from voxseg.training.hardware import available_memory_bytes, resolve_device
 from voxseg.training.precision import Precision, resolve_precision
 from voxseg.training.preflight import Preflight, preflight
+from voxseg.training.threshold_rule import count_objects
 
 
 @dataclass
@@ -40,6 +50,9 @@ class PreparedRun:
     warnings: list[str] = field(default_factory=list)
     parallel: Parallel = field(default_factory=Parallel)  # this process's place among torchrun's
     files: list[tuple[str, Path]] = field(default_factory=list)  # (role, path) of every input file
+    blocks_held_out: bool = False  # validation blocks cut out of the training volumes' labels
+    val_objects: int | None = None  # objects in the validation labels (may the threshold be tuned?)
+    samples: list[int] = field(default_factory=list)  # patches per epoch from each training volume
 
     @property
     def voxel_size(self) -> Spacing | None:
@@ -57,8 +70,9 @@ class PreparedRun:
 
     @property
     def sparse(self) -> bool:
-        """Whether some label values mean "not annotated" (the loss then leaves those voxels out)."""
-        return self.config.reading().label_map.has_ignored
+        """Whether some training voxels are not annotated (the loss then leaves them out): label
+        values the map ignores, or validation blocks held out of the training volumes."""
+        return self.config.reading().label_map.has_ignored or self.blocks_held_out
 
 
 def prepare_run(
@@ -79,7 +93,7 @@ def prepare_run(
     spec = get_model_spec(config.model)
     notes: list[str] = []
 
-    train_volumes, val_volumes, warnings = _load_data(config, checked, spec.min_side, notes)
+    train_volumes, val_volumes, warnings, blocks_held_out = _load_data(config, checked, notes)
 
     if config.lr == AUTO:
         config = dataclasses.replace(config, lr=spec.lr)
@@ -99,6 +113,7 @@ def prepare_run(
         notes.append(f"whole volumes: largest training volume {format_size(asked)}")
     else:
         asked = config.patch_size
+    samples = _samples_per_volume(config, train_volumes, notes)
     window = spec.valid_size(asked, config.pad_pow2)
     notes.append(f"padding: {spec.padding_sentence(asked, config.pad_pow2)}")
     padded = []
@@ -129,13 +144,17 @@ def prepare_run(
             for pair in pairs
             for role, path in ((f"{kind} image", pair.image), (f"{kind} label", pair.label))
         ],
+        blocks_held_out=blocks_held_out,
+        val_objects=count_objects([volume.label for volume in val_volumes]),
+        samples=samples,
     )
 
 
 def _load_data(
-    config: TrainConfig, checked: Preflight, min_side: int, notes: list[str]
-) -> tuple[list[Volume], list[Volume], list[str]]:
-    """Read and check every pair, resample if asked, split: (training, validation volumes, warnings)."""
+    config: TrainConfig, checked: Preflight, notes: list[str]
+) -> tuple[list[Volume], list[Volume], list[str], bool]:
+    """Read and check every pair, resample if asked, split: (training, validation volumes, warnings,
+    whether validation blocks were held out of the training volumes)."""
     reading = config.reading()
     notes.append(f"data: {len(checked.pairs)} image/label pair(s) from {config.images} and {config.labels}")
     if not reading.label_map.is_default:
@@ -153,6 +172,7 @@ def _load_data(
         val_volumes = [resample_volume(v, side) for v in val_volumes]
         shapes = ", ".join(f"{v.name} {format_size(v.shape)}" for v in (volumes + val_volumes)[:4])
         notes.append(f"resampled to isotropic {side:.4g} µm voxels: {shapes}")
+    blocks_held_out = False
     if checked.val_pairs is not None:
         train_volumes = volumes
         notes.append(
@@ -160,10 +180,12 @@ def _load_data(
             f"all {len(volumes)} training volume(s) used for training"
         )
     else:
-        train_volumes, val_volumes, how = split_volumes(volumes, config.train_fraction, config.seed, min_side)
-        notes.append(f"validation: {how}")
+        split = split_volumes(volumes, config.train_fraction, config.seed)
+        train_volumes, val_volumes, blocks_held_out = split.train, split.val, split.blocks_held_out
+        notes.append(f"validation: {split.description}")
     _refuse_all_empty(config, train_volumes, val_volumes)
-    return train_volumes, [volume.in_memory() for volume in val_volumes], warnings  # validation: whole
+    val_volumes = [volume.in_memory() for volume in val_volumes]  # validation predicts them whole
+    return train_volumes, val_volumes, warnings, blocks_held_out
 
 
 def _refuse_all_empty(config: TrainConfig, train: list[Volume], val: list[Volume]) -> None:
@@ -196,10 +218,23 @@ def _resolve_auto_sizes(
     volumes: list[Volume],
     notes: list[str],
 ) -> TrainConfig:
-    """The config with `auto` patch and batch sizes replaced by measured choices (config.yaml keeps them)."""
+    """The config with `auto` patch and batch sizes replaced by chosen ones (config.yaml keeps them).
+
+    The automatic patch is shaped by the voxel size (`budget`); on a GPU it grows to the largest
+    whose measured step memory fits, on the CPU it stays at `BASE_SIDE` voxels along the finest
+    axis, where time, not memory, is what limits a run."""
     if AUTO not in (config.patch_size, config.batch_size):
         return config
     smallest = tuple(min(v.shape[axis] for v in volumes) for axis in range(3))
+    voxel_size = _shared_voxel_size(volumes)
+    shape = patch_shape(voxel_size)
+    if config.patch_size == AUTO and config.batch_size != AUTO and device.type != "cuda":
+        patch = shaped_patch(spec, BASE_SIDE, shape, largest_valid_patch(spec, smallest), config.pad_pow2)
+        notes.append(
+            f"--patch-size auto: {format_size(patch)}, {BASE_SIDE} voxels along the finest axis and fewer "
+            f"along coarser ones ({describe_spacing(voxel_size)}), at most the smallest training volume"
+        )
+        return dataclasses.replace(config, patch_size=patch)
     if config.whole_volumes:  # the patch is the (padded) largest volume; only the batch can be chosen
         largest = tuple(max(v.shape[axis] for v in volumes) for axis in range(3))
         patch = spec.valid_size(largest, config.pad_pow2)
@@ -208,13 +243,33 @@ def _resolve_auto_sizes(
         patch = config.patch_size
         if patch != AUTO:
             patch = spec.valid_size(patch, config.pad_pow2)
-        patches_per_epoch = len(volumes) * config.samples_per_image
+        patches_per_epoch = len(volumes) * MIN_PATCHES_PER_EPOCH
+        if config.samples_per_image != AUTO:
+            patches_per_epoch = len(volumes) * int(config.samples_per_image)
+    max_side = MAX_AUTO_SIDE if device.type == "cuda" else BASE_SIDE
     chosen_patch, chosen_batch, lines = choose_sizes(
-        spec, device, precision, smallest, patch, config.batch_size, patches_per_epoch, config.pad_pow2
-    )
+        spec, device, precision, smallest, patch, config.batch_size, patches_per_epoch, shape, max_side,
+        config.pad_pow2,
+    )  # fmt: skip
     notes.extend(lines)
     patch_size = config.patch_size if config.whole_volumes else chosen_patch
     return dataclasses.replace(config, patch_size=patch_size, batch_size=chosen_batch)
+
+
+def _shared_voxel_size(volumes: list[Volume]) -> Spacing | None:
+    sizes = {volume.voxel_size for volume in volumes}
+    return sizes.pop() if len(sizes) == 1 else None
+
+
+def _samples_per_volume(config: TrainConfig, volumes: list[Volume], notes: list[str]) -> list[int]:
+    """Patches each training volume gives an epoch."""
+    if config.whole_volumes:
+        return [1] * len(volumes)
+    if config.samples_per_image != AUTO:
+        return [int(config.samples_per_image)] * len(volumes)
+    counts, why = patches_per_volume([math.prod(v.shape) for v in volumes], config.patch_size)
+    notes.append(why)
+    return counts
 
 
 def _initial_weights(config: TrainConfig, notes: list[str]) -> dict[str, torch.Tensor] | None:

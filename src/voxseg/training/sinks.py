@@ -18,12 +18,11 @@ METRICS_HEADER = "epoch,train_loss,val_dice,lr,epoch_seconds,train_seconds,data_
 def log_event(event: Event) -> None:
     """The human log: one line per epoch and per improvement, one at the end."""
     if isinstance(event, ValidationEnd) and event.improved:
-        log.info(
-            "epoch %d: validation Dice %.4f (%.4f at its tuned threshold), best so far: saved best.pth",
-            event.epoch,
-            event.dice,
-            event.dice if event.tuned_dice is None else event.tuned_dice,
-        )
+        choice = event.choice
+        at = ""
+        if choice is not None:
+            at = f" at threshold {choice.threshold:.2f} ({choice.dice_at_half:.4f} at 0.5)"
+        log.info("epoch %d: validation Dice %.4f%s, best so far: saved best.pth", event.epoch, event.dice, at)
     elif isinstance(event, EpochEnd):
         dice = "" if event.val_dice is None else f"  val Dice {event.val_dice:.4f}"
         log.info(

@@ -23,10 +23,13 @@ def run_summary(
     config = prepared.config
     return {
         "status": status,
+        # the best checkpoint's validation Dice at the threshold voxseg predict uses with it
         "best_val_dice": progress.best_dice if progress.best_epoch else None,
         "best_epoch": progress.best_epoch or None,
-        "threshold": progress.threshold,  # voxseg predict uses it with this run's weights
-        "threshold_dice": progress.threshold_dice,
+        "threshold": progress.threshold,
+        "threshold_dice": progress.best_dice if progress.best_epoch else None,  # the same (older name)
+        "threshold_reason": progress.threshold_reason,
+        "val_dice_at_half": progress.best_dice_at_half,
         "epochs_completed": progress.epochs_completed,
         "epochs_planned": config.epochs,
         "stopped_early": progress.stopped_early,
@@ -52,19 +55,19 @@ def run_summary(
 
 
 def best_dice_text(summary: dict[str, Any]) -> str:
-    """`best validation Dice 0.9123 (epoch 7)`, or `no validation yet`: the log, the CLI and napari."""
+    """`best validation Dice 0.9123 at threshold 0.50 (epoch 7)`, or `no validation yet`: the log,
+    the CLI and napari. The Dice of what `voxseg predict` writes with the run's weights."""
     best = summary.get("best_val_dice")
     if best is None:
         return "no validation yet"
-    return f"best validation Dice {best:.4f} (epoch {summary['best_epoch']})"
+    threshold = summary.get("threshold")
+    at = "" if threshold is None else f" at threshold {threshold:.2f}"
+    return f"best validation Dice {best:.4f}{at} (epoch {summary['best_epoch']})"
 
 
 def threshold_text(summary: dict[str, Any]) -> str | None:
-    """`threshold 0.40 tuned on validation: Dice 0.9187 (0.9123 at 0.5)`, for the log; None before
-    any validation."""
+    """`threshold 0.40 (tuned: ...)`: why the run predicts with its threshold; None before any
+    validation."""
     if summary.get("threshold") is None:
         return None
-    return (
-        f"threshold {summary['threshold']:.2f} tuned on validation: Dice {summary['threshold_dice']:.4f} "
-        f"({summary['best_val_dice']:.4f} at 0.5); voxseg predict uses it"
-    )
+    return f"threshold {summary['threshold']:.2f} ({summary.get('threshold_reason')}); voxseg predict uses it"

@@ -18,13 +18,14 @@ from voxseg.accel import accelerated
 from voxseg.config import TrainConfig
 from voxseg.data.labels import scored
 from voxseg.errors import ConfigError
-from voxseg.inference.metrics import CUT_POINTS, best_threshold, dice_by_threshold
+from voxseg.inference.metrics import dice_by_threshold
 from voxseg.inference.sliding import predict_probability
 from voxseg.inference.trained import check_source
 from voxseg.models.weights import load_trained_network
 from voxseg.training.files import write_json
 from voxseg.training.precision import autocast
 from voxseg.training.setup import prepare_run
+from voxseg.training.threshold_rule import choose_threshold
 
 log = logging.getLogger("voxseg")
 
@@ -53,20 +54,22 @@ def tune_threshold(run_dir: Path) -> dict[str, Any]:
                     2 * int(prepared.config.batch_size),
                 )
             curves.append(dice_by_threshold(*scored(probability.numpy(), volume.label)))
-    curve = np.mean(curves, axis=0)
-    threshold, dice = best_threshold(curve)
-    at_half = float(curve[CUT_POINTS.index(0.5)])
+    choice = choose_threshold(np.mean(curves, axis=0), prepared.val_objects)
     summary_path = run_dir / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
-    summary.update(threshold=threshold, threshold_dice=dice)
+    summary.update(
+        threshold=choice.threshold,
+        threshold_dice=choice.dice,
+        threshold_reason=choice.reason,
+        val_dice_at_half=choice.dice_at_half,
+    )
     write_json(summary_path, summary)
     log.info(
-        "%s: threshold %.2f tuned on %d validation volume(s): Dice %.4f (%.4f at 0.5), written to %s",
+        "%s: threshold %.2f on %d validation volume(s) (%s), written to %s",
         weights.name,
-        threshold,
+        choice.threshold,
         len(curves),
-        dice,
-        at_half,
+        choice.reason,
         summary_path,
     )
     return summary
