@@ -22,6 +22,8 @@ def test_run_card_tensorboard_and_info(tmp_path, make_dataset, fast_config, caps
     first = sorted(images.iterdir())[0]
     assert inputs[str(first)]["sha256"] == sha256(first) and inputs[str(first)]["shape"] == [16, 16, 16]
     assert card["split"]["train"] and card["split"]["validation"]
+    how = card["split"]["how"]  # what validates, and why
+    assert "1 for validation" in how and card["split"]["validation"][0] in how
 
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

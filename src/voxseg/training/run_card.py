@@ -88,6 +88,7 @@ class RunCard:
             "split": {
                 "train": [v.name for v in prepared.train_volumes],
                 "validation": [v.name for v in prepared.val_volumes],
+                "how": prepared.validation,
                 "window": list(prepared.window),
             },
             "parallel": {"processes": prepared.parallel.world, "backend": prepared.parallel.backend},

@@ -11,7 +11,7 @@ import torch
 
 from voxseg.config import TrainConfig
 from voxseg.data.resample import isotropic_side, resample_volume
-from voxseg.data.split import split_volumes
+from voxseg.data.split import Split, split_volumes
 from voxseg.data.volumes import Volume, load_volumes, pad_volume
 from voxseg.errors import ConfigError, DataError
 from voxseg.io.formats import Spacing, describe_spacing
@@ -51,6 +51,7 @@ class PreparedRun:
     parallel: Parallel = field(default_factory=Parallel)  # this process's place among torchrun's
     files: list[tuple[str, Path]] = field(default_factory=list)  # (role, path) of every input file
     blocks_held_out: bool = False  # validation blocks cut out of the training volumes' labels
+    validation: str = ""  # what validates and why, as the log says it
     val_objects: int | None = None  # objects in the validation labels (may the threshold be tuned?)
     samples: list[int] = field(default_factory=list)  # patches per epoch from each training volume
 
@@ -93,7 +94,8 @@ def prepare_run(
     spec = get_model_spec(config.model)
     notes: list[str] = []
 
-    train_volumes, val_volumes, warnings, blocks_held_out = _load_data(config, checked, notes)
+    split, warnings = _load_data(config, checked, notes)
+    train_volumes, val_volumes = split.train, split.val
 
     if config.lr == AUTO:
         config = dataclasses.replace(config, lr=spec.lr)
@@ -144,17 +146,16 @@ def prepare_run(
             for pair in pairs
             for role, path in ((f"{kind} image", pair.image), (f"{kind} label", pair.label))
         ],
-        blocks_held_out=blocks_held_out,
+        blocks_held_out=split.blocks_held_out,
+        validation=split.description,
         val_objects=count_objects([volume.label for volume in val_volumes]),
         samples=samples,
     )
 
 
-def _load_data(
-    config: TrainConfig, checked: Preflight, notes: list[str]
-) -> tuple[list[Volume], list[Volume], list[str], bool]:
-    """Read and check every pair, resample if asked, split: (training, validation volumes, warnings,
-    whether validation blocks were held out of the training volumes)."""
+def _load_data(config: TrainConfig, checked: Preflight, notes: list[str]) -> tuple[Split, list[str]]:
+    """Read and check every pair, resample if asked, split: (the split, warnings); validation volumes
+    are read into memory (validation predicts them whole)."""
     reading = config.reading()
     notes.append(f"data: {len(checked.pairs)} image/label pair(s) from {config.images} and {config.labels}")
     if not reading.label_map.is_default:
@@ -172,20 +173,18 @@ def _load_data(
         val_volumes = [resample_volume(v, side) for v in val_volumes]
         shapes = ", ".join(f"{v.name} {format_size(v.shape)}" for v in (volumes + val_volumes)[:4])
         notes.append(f"resampled to isotropic {side:.4g} µm voxels: {shapes}")
-    blocks_held_out = False
     if checked.val_pairs is not None:
-        train_volumes = volumes
-        notes.append(
-            f"validation: {len(val_volumes)} volume(s) from {config.val_images}; "
+        how = (
+            f"{len(val_volumes)} volume(s) from {config.val_images}; "
             f"all {len(volumes)} training volume(s) used for training"
         )
+        split = Split(volumes, val_volumes, how)
     else:
         split = split_volumes(volumes, config.train_fraction, config.seed)
-        train_volumes, val_volumes, blocks_held_out = split.train, split.val, split.blocks_held_out
-        notes.append(f"validation: {split.description}")
-    _refuse_all_empty(config, train_volumes, val_volumes)
-    val_volumes = [volume.in_memory() for volume in val_volumes]  # validation predicts them whole
-    return train_volumes, val_volumes, warnings, blocks_held_out
+    notes.append(f"validation: {split.description}")
+    _refuse_all_empty(config, split.train, split.val)
+    split = dataclasses.replace(split, val=[volume.in_memory() for volume in split.val])
+    return split, warnings
 
 
 def _refuse_all_empty(config: TrainConfig, train: list[Volume], val: list[Volume]) -> None:
