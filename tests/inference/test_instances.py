@@ -460,3 +460,22 @@ def test_drop_debris_keeps_what_the_volume_edge_cuts() -> None:
     cut = np.array([False, True, False, False, False])  # object 1 touches the volume's edge
     assert drop_debris(sizes, 0.1).tolist() == [0, 0, 1, 2, 0]
     assert drop_debris(sizes, 0.1, cut).tolist() == [0, 1, 2, 3, 0]
+
+
+def test_the_watershed_scales_to_the_object_size() -> None:
+    """Small touching nuclei: the defaults (measured on radius 4-6.5) smooth their saddles away;
+    scaled to their radius every one is found. Unknown radius: the defaults."""
+    from voxseg.inference.instances import H, SMOOTHING, watershed_scale
+
+    assert watershed_scale(None) == (H, SMOOTHING)
+    shape = (12, 12, 60)
+    grid = np.indices(shape)
+    truth = np.zeros(shape, np.int32)
+    for index, x in enumerate(range(4, 56, 4), start=1):
+        ball = ((grid - np.array([6, 6, x])[:, None, None, None]) ** 2).sum(0) <= 2.5**2
+        truth[ball & (truth == 0)] = index
+    mask = truth > 0
+    merged = label_instances(mask, "watershed")
+    h, smoothing = watershed_scale(2.5)
+    found = label_instances(mask, "watershed", h=h, smoothing=smoothing)
+    assert merged.max() < truth.max() == found.max()

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -22,6 +23,9 @@ from voxseg.config import PredictConfig
 from voxseg.errors import ConfigError, DataError
 from voxseg.io.formats import DESCRIPTION, OUTPUT_SUFFIX, family, is_volume, open_volume, stem
 from voxseg.io.writers import volume_writer
+
+if TYPE_CHECKING:  # torch loads only when a model does
+    from voxseg.inference.trained import TrainedModel
 
 log = logging.getLogger("voxseg")
 
@@ -181,7 +185,8 @@ def _predict_one(config, image: Path, trained, predict, progress) -> PredictionF
                     probabilities[z : z + planes.shape[0]] = planes
         found = None
         if config.instances != "none":
-            found = _write_instances(config, paths, probability_path, spacing)
+            radius = _object_radius(trained, spacing)
+            found = _write_instances(config, paths, probability_path, spacing, radius)
     seconds = time.perf_counter() - started
     log.info(
         "%s: %s voxels in %.1f s (%s voxels/s)%s",
@@ -227,7 +232,28 @@ def _maybe_writer(path: Path | None, shape, overwrite: bool, spacing):
     return volume_writer(path, shape, np.float32, overwrite, spacing)
 
 
-def _write_instances(config: PredictConfig, paths: dict[str, Path], probability: Path | None, spacing) -> int:
+def _object_radius(trained: TrainedModel, spacing) -> float | None:
+    """The run's typical object radius in the units the watershed measures this volume in: µm when
+    both voxel sizes are known, voxels when neither is (else unknown: the watershed's defaults)."""
+    from voxseg.inference.instances import watershed_scale
+
+    if trained.object_radius is None or (trained.voxel_size is None) != (spacing is None):
+        return None
+    h, smoothing = watershed_scale(trained.object_radius)
+    unit = "voxels" if spacing is None else "µm"
+    log.info(
+        "instances: watershed scaled to the run's typical object radius %.3g %s (h %.3g, smoothing %.3g)",
+        trained.object_radius,
+        unit,
+        h,
+        smoothing,
+    )
+    return trained.object_radius
+
+
+def _write_instances(
+    config: PredictConfig, paths: dict[str, Path], probability: Path | None, spacing, object_radius
+) -> int:
     """Label the finished mask slab by slab (bounded memory, ids stitched across slabs); list the objects."""
     from voxseg.inference.instances import write_object_csv
     from voxseg.inference.slab_instances import label_in_slabs
@@ -242,6 +268,7 @@ def _write_instances(config: PredictConfig, paths: dict[str, Path], probability:
         config.max_size,
         config.overwrite,
         config.min_relative_size,
+        object_radius,
     )
     write_object_csv(paths["objects"], rows)  # checked before anything was written (check_outputs)
     return len(rows)

@@ -15,7 +15,13 @@ from typing import Any
 
 import numpy as np
 
-from voxseg.inference.instances import drop_debris, label_instances, object_table, stitch_tables
+from voxseg.inference.instances import (
+    drop_debris,
+    label_instances,
+    object_table,
+    stitch_tables,
+    watershed_scale,
+)
 from voxseg.io.formats import VolumeFile, open_volume, z_slabs
 from voxseg.io.tiff import PlanesWriter, TiffVolume
 from voxseg.io.writers import volume_writer
@@ -61,6 +67,7 @@ def label_in_slabs(
     max_size: int | None,
     overwrite: bool,
     min_relative_size: float = 0.0,
+    object_radius: float | None = None,
 ) -> list[dict[str, Any]]:
     """Write the instance labels of the mask at `mask_path` to `labels_path`; return the object table.
     The mask is then rewritten to agree with the labels: what the size filters dropped as specks is
@@ -69,8 +76,10 @@ def label_in_slabs(
 
     Objects are filtered by `min_size`/`max_size` per slab (an object cut by a slab edge is measured in
     its slab's halo'd block), which can keep or drop a little differently from labelling the whole
-    volume; `min_relative_size` (`drop_debris`) compares the stitched objects' whole sizes.
+    volume; `min_relative_size` (`drop_debris`) compares the stitched objects' whole sizes. The
+    watershed is scaled to `object_radius` (`watershed_scale`).
     """
+    h, smoothing = watershed_scale(object_radius)
     mask = open_volume(mask_path)
     probability = open_volume(probability_path) if probability_path is not None else None
     bounds = slab_bounds(mask.shape)
@@ -86,6 +95,8 @@ def label_in_slabs(
                 spacing=spacing or (1.0, 1.0, 1.0),
                 min_size=min_size,
                 max_size=max_size,
+                h=h,
+                smoothing=smoothing,
             )
             local[z0:z1] = block[z0 - lo : z1 - lo]
         locals_ = TiffVolume(local_path)

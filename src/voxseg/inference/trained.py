@@ -35,6 +35,8 @@ class TrainedModel:
     threshold_from: str  # where the threshold comes from, for the log
     weights: Path
     isotropic: float | None = None  # the cube side (µm) the run trained on (--resample isotropic)
+    object_radius: float | None = None  # of its training labels' objects, in the run's voxel units
+    voxel_size: tuple[float, float, float] | None = None  # the run's (µm); None: unknown
 
 
 def load_trained_model(config: PredictConfig) -> TrainedModel:
@@ -48,11 +50,16 @@ def load_trained_model(config: PredictConfig) -> TrainedModel:
     if config.threshold is not None:
         threshold, origin = config.threshold, "--threshold"
     elif run.get("threshold") is not None:
-        threshold, origin = float(run["threshold"]), "tuned on the run's validation volumes"
+        threshold = float(run["threshold"])
+        origin = f"the run's: {run.get('threshold_reason') or 'tuned on its validation volumes'}"
     else:
         threshold, origin = DEFAULT_THRESHOLD, "default"
     log.info("model %s: %s; window %s", name, described, "×".join(map(str, window)))
-    return TrainedModel(name, model, window, threshold, origin, weights, isotropic_side(run))
+    voxel_size = tuple(run["voxel_size_um"]) if run.get("voxel_size_um") else None
+    radius = run.get("object_radius")
+    return TrainedModel(
+        name, model, window, threshold, origin, weights, isotropic_side(run), radius, voxel_size
+    )
 
 
 def isotropic_side(run: dict) -> float | None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from voxseg.config import TrainConfig
+from voxseg.data.objects import typical_object_radius
 from voxseg.data.resample import isotropic_side, resample_volume
 from voxseg.data.split import Split, split_volumes
 from voxseg.data.volumes import Volume, load_volumes, pad_volume
@@ -54,6 +55,7 @@ class PreparedRun:
     validation: str = ""  # what validates and why, as the log says it
     val_objects: int | None = None  # objects in the validation labels (may the threshold be tuned?)
     samples: list[int] = field(default_factory=list)  # patches per epoch from each training volume
+    object_radius: float | None = None  # of the training labels' objects (µm; voxels without a size)
 
     @property
     def voxel_size(self) -> Spacing | None:
@@ -95,6 +97,12 @@ def prepare_run(
     notes: list[str] = []
 
     split, warnings = _load_data(config, checked, notes)
+    object_radius = typical_object_radius(checked.pairs, config.reading())
+    if object_radius is not None:
+        unit = "voxels" if _shared_voxel_size(split.train) is None else "µm"
+        notes.append(
+            f"objects: typical radius {object_radius:.3g} {unit} (predict scales its watershed by it)"
+        )
     train_volumes, val_volumes = split.train, split.val
 
     if config.lr == AUTO:
@@ -150,6 +158,7 @@ def prepare_run(
         validation=split.description,
         val_objects=count_objects([volume.label for volume in val_volumes]),
         samples=samples,
+        object_radius=object_radius,
     )
 
 

@@ -40,6 +40,8 @@ def run_summary(
         # prediction resamples to the training voxels when the run did (--resample isotropic)
         "resample": config.resample,
         "voxel_size_um": None if prepared.voxel_size is None else list(prepared.voxel_size),
+        # the training labels' typical object radius (voxel_size_um's unit): scales predict's watershed
+        "object_radius": prepared.object_radius,
         "precision": prepared.precision.name,
         "workers": workers,
         "fast_kernels": config.fast_kernels,
