@@ -48,3 +48,11 @@ def test_typical_radius_reads_the_label_files(tmp_path) -> None:
     assert typical_object_radius([pair], Reading()) == pytest.approx(3.0, rel=0.15)
     sparse = Reading(label_map=LabelMap.parse("0:ignore,1:background,*:foreground"))
     assert typical_object_radius([pair], sparse) == pytest.approx(3.0, rel=0.15)  # classes, not ids
+
+
+def test_a_large_volume_is_measured_on_its_middle() -> None:
+    from voxseg.data.objects import central_box
+
+    box = central_box((512, 512, 512), 2**22)
+    assert np.prod([s.stop - s.start for s in box]) <= 2**22
+    assert all(s.start + s.stop == 512 for s in box)  # centred

@@ -20,8 +20,8 @@ from voxseg.data.labels import FOREGROUND
 
 #: label files measured at most (the first ones): a typical size needs few, and reading costs
 MEASURED_FILES = 4
-#: larger label volumes are not read again to be measured
-MAX_MEASURED_VOXELS = 2**27
+#: larger label volumes are measured on a central box of this many voxels (bounded memory)
+MAX_MEASURED_VOXELS = 2**22
 
 
 def object_radius(
@@ -36,7 +36,7 @@ def object_radius(
 
     foreground = classes == FOREGROUND
     if instances:
-        ids = np.where(foreground, raw, 0).astype(np.int64)
+        ids = np.where(foreground, raw, 0).astype(np.int32)
     else:
         ids = ndimage.label(foreground, np.ones((3, 3, 3), bool))[0]
     sizes = np.bincount(ids.ravel())
@@ -51,14 +51,24 @@ def object_radius(
     return float((3 * np.median(sizes[kept]) * voxel / (4 * math.pi)) ** (1 / 3))
 
 
+def central_box(shape: Sequence[int], voxels: int) -> tuple[slice, ...]:
+    """The middle of a volume, its longest side halved until it holds at most `voxels`."""
+    sides = list(shape)
+    while math.prod(sides) > voxels:
+        longest = int(np.argmax(sides))
+        sides[longest] = max(1, sides[longest] // 2)
+    return tuple(
+        slice((full - side) // 2, (full - side) // 2 + side) for full, side in zip(shape, sides, strict=True)
+    )
+
+
 def typical_object_radius(pairs: Sequence[Pair], reading: Reading) -> float | None:
-    """The median object radius over the first few label files (None: no object, or too large)."""
+    """The median object radius over the first few label files (None: no object); a large file is
+    measured on its middle (`central_box`), where its cut objects are left out as at any face."""
     radii = []
     for pair in pairs[:MEASURED_FILES]:
         image_file, label_file = open_pair(pair, reading)
-        if label_file.size > MAX_MEASURED_VOXELS:
-            continue
-        raw = np.asarray(label_file[:])
+        raw = np.asarray(label_file[central_box(label_file.shape, MAX_MEASURED_VOXELS)])
         classes = reading.label_map.classes(raw, pair.label)
         instances = reading.label_map.is_default and int(raw.max()) > 1
         spacing = reading.spacing or image_file.voxel_size or label_file.voxel_size
