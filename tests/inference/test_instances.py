@@ -465,7 +465,7 @@ def test_drop_debris_keeps_what_the_volume_edge_cuts() -> None:
 def test_the_watershed_scales_to_the_object_size() -> None:
     """Small touching nuclei: the defaults (measured on radius 4-6.5) smooth their saddles away;
     scaled to their radius every one is found. Unknown radius: the defaults."""
-    from voxseg.inference.instances import H, SMOOTHING, watershed_scale
+    from voxseg.inference.instances import SMOOTHING, H, watershed_scale
 
     assert watershed_scale(None) == (H, SMOOTHING)
     shape = (12, 12, 60)
