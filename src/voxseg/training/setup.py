@@ -60,8 +60,7 @@ class PreparedRun:
     @property
     def voxel_size(self) -> Spacing | None:
         """The training volumes' voxel size (µm, Z×Y×X) when they share one, else None."""
-        sizes = {volume.voxel_size for volume in self.train_volumes}
-        return sizes.pop() if len(sizes) == 1 else None
+        return _shared_voxel_size(self.train_volumes)
 
     @property
     def model_voxel_size(self) -> Spacing | None:
@@ -265,6 +264,7 @@ def _resolve_auto_sizes(
 
 
 def _shared_voxel_size(volumes: list[Volume]) -> Spacing | None:
+    """The volumes' voxel size when they share one, else None."""
     sizes = {volume.voxel_size for volume in volumes}
     return sizes.pop() if len(sizes) == 1 else None
 
