@@ -1,4 +1,4 @@
-"""Rewrite README.md's option tables from the option declarations (src/voxseg/config.py).
+"""Rewrite README.md's option tables from the option declarations (src/voxseg/config.py, `readme_tables`).
 
     .venv/bin/python scripts/update_readme_options.py
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from voxseg.options import readme_tables
+from voxseg.config import readme_tables
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

@@ -1,5 +1,6 @@
 """The house rules, checked on the source: the core never imports a face or the package root, Qt
-stays inside the napari package, and the command line answers without importing torch."""
+stays inside the napari package, no import cycle between modules or packages, and the command line
+answers without importing torch."""
 
 from __future__ import annotations
 
@@ -19,6 +20,9 @@ CORE = (
     "models",
     "training",
     "losses.py",
+    "runtime",
+    "io",
+    "export",
     "options.py",
     "config.py",
     "errors.py",
@@ -77,6 +81,108 @@ def test_no_module_imports_the_package_root() -> None:
 def test_qt_and_napari_stay_in_the_napari_package() -> None:
     outside = [p for p in _modules(".") if "napari" not in p.relative_to(SOURCE).parts]
     assert _violations(outside, QT) == []
+
+
+def _module_name(path: Path, root: Path) -> str:
+    parts = list(path.relative_to(root.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _import_graph(root: Path) -> dict[str, set[str]]:
+    """Module -> the voxseg modules it imports (at run time: `if TYPE_CHECKING:` blocks are not)."""
+    files = {_module_name(path, root): path for path in sorted(root.rglob("*.py"))}
+    graph: dict[str, set[str]] = {name: set() for name in files}
+    for name, path in files.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        tree = ast.parse(path.read_text(), str(path))
+        typing_only = {
+            id(inner)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+            for inner in ast.walk(node)
+        }
+        for node in ast.walk(tree):
+            if id(node) in typing_only:
+                continue
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join([*anchor, base] if base else anchor)
+                targets = [base] + [f"{base}.{alias.name}" for alias in node.names]
+            else:
+                continue
+            for target in targets:
+                while target and target not in files:
+                    target = target.rpartition(".")[0]
+                if target and target not in (name, root.name):
+                    graph[name].add(target)
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components with more than one node (Tarjan's algorithm)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for other in graph.get(node, ()):
+            if other not in index:
+                visit(other)
+                low[node] = min(low[node], low[other])
+            elif other in stack:
+                low[node] = min(low[node], index[other])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                other = stack.pop()
+                component.append(other)
+                if other == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in graph:
+        if node not in index:
+            visit(node)
+    return found
+
+
+def _packages(graph: dict[str, set[str]]) -> dict[str, set[str]]:
+    def unit(name: str) -> str:
+        return ".".join(name.split(".")[:2])
+
+    packages: dict[str, set[str]] = {}
+    for name, targets in graph.items():
+        if "." in name:
+            packages.setdefault(unit(name), set()).update(unit(t) for t in targets if unit(t) != unit(name))
+    return packages
+
+
+def test_no_import_cycle_between_modules_or_packages() -> None:
+    """Every arrow points one way: faces → training / inference / export → data, io, models, runtime."""
+    graph = _import_graph(SOURCE)
+    assert _cycles(graph) == []
+    assert _cycles(_packages(graph)) == []
+
+
+def test_the_cycle_checker_sees_a_cycle(tmp_path: Path) -> None:
+    root = tmp_path / "pkg"
+    (root / "a").mkdir(parents=True)
+    (root / "a" / "__init__.py").write_text("")
+    (root / "a" / "x.py").write_text("from pkg.b import y\n")
+    (root / "b").mkdir()
+    (root / "b" / "__init__.py").write_text("")
+    (root / "b" / "y.py").write_text("def f():\n    from ..a import x\n")
+    graph = _import_graph(root)
+    assert _cycles(graph) == [["pkg.a.x", "pkg.b.y"]]
+    assert _cycles(_packages(graph)) == [["pkg.a", "pkg.b"]]
 
 
 def test_the_checker_sees_an_upward_import(tmp_path: Path) -> None:

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from voxseg.cli import build_parser
-from voxseg.config import COMMAND_OPTIONS, TrainConfig
+from voxseg.config import COMMAND_OPTIONS, TrainConfig, readme_tables
 from voxseg.errors import ConfigError
 from voxseg.napari.form import FIELDS
-from voxseg.options import Option, options_of, parse_value, readme_tables
+from voxseg.options import Option, options_of, parse_value
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

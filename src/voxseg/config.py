@@ -24,6 +24,7 @@ from voxseg.options import (
     Declared,
     Option,
     flag,
+    markdown_table,
     option,
     options_of,
     typed_flag,
@@ -950,3 +951,14 @@ class ExportConfig(Declared):
     overwrite: bool = option(
         False, help="replace an existing output file", section=DATA, label="Overwrite", kind="bool"
     )
+
+
+def readme_tables() -> dict[str, str]:
+    """Command -> its README option table: the tables scripts/update_readme_options.py writes."""
+    return {
+        "train": markdown_table(TrainConfig, COMMAND_OPTIONS),
+        "predict": markdown_table(PredictConfig, {}),
+        "evaluate": markdown_table(EvaluateConfig, {}),
+        "tune-threshold": markdown_table(TuneConfig, {}),
+        "export": markdown_table(ExportConfig, {}),
+    }

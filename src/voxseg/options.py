@@ -275,23 +275,3 @@ def markdown_table(config_class: type, extra: dict[str, Option]) -> str:
             shown = f"`{shown}`"
         rows.append(f"| `{spelled}` | {shown} | {opt.help} |")
     return "\n".join(rows) + "\n"
-
-
-def readme_tables() -> dict[str, str]:
-    """Command -> its README option table: the tables scripts/update_readme_options.py writes."""
-    from voxseg.config import (
-        COMMAND_OPTIONS,
-        EvaluateConfig,
-        ExportConfig,
-        PredictConfig,
-        TrainConfig,
-        TuneConfig,
-    )
-
-    return {
-        "train": markdown_table(TrainConfig, COMMAND_OPTIONS),
-        "predict": markdown_table(PredictConfig, {}),
-        "evaluate": markdown_table(EvaluateConfig, {}),
-        "tune-threshold": markdown_table(TuneConfig, {}),
-        "export": markdown_table(ExportConfig, {}),
-    }

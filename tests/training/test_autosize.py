@@ -8,8 +8,8 @@ import torch
 from voxseg.api import train
 from voxseg.config import TrainConfig
 from voxseg.models.registry import get_model_spec
+from voxseg.runtime.precision import Precision
 from voxseg.training import autosize
-from voxseg.training.precision import Precision
 
 CPU = torch.device("cpu")
 FP32 = Precision("fp32", "test")

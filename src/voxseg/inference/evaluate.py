@@ -52,7 +52,7 @@ from voxseg.inference.metrics import (
     overlap_counts,
 )
 from voxseg.io.formats import stem
-from voxseg.training.files import atomic_write
+from voxseg.runtime.files import atomic_write
 
 log = logging.getLogger(__name__)
 

@@ -106,8 +106,8 @@ def predict_files(config: PredictConfig, progress: Progress | None = None) -> li
     """Predict every input of a resolved config; return what was written for each."""
     from voxseg.accel import accelerated
     from voxseg.inference.trained import check_source, isotropic_side, load_trained_model, window_predictor
-    from voxseg.training.hardware import resolve_device
-    from voxseg.training.precision import autocast, resolve_precision
+    from voxseg.runtime.hardware import resolve_device
+    from voxseg.runtime.precision import autocast, resolve_precision
 
     images = input_files(config.input)
     isotropic = isotropic_side(check_source(config.source, config.model)[3])

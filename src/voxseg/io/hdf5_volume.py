@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from voxseg.errors import DataError
-from voxseg.io.formats import Spacing, as_spacing, check_pixel_type, read_region, spatial_axes
+from voxseg.io.stored import Spacing, as_spacing, check_pixel_type, read_region, spatial_axes
 
 
 class Hdf5Volume:

@@ -18,7 +18,7 @@ import numpy as np
 import tifffile
 
 from voxseg.errors import DataError
-from voxseg.io.formats import Spacing, check_pixel_type, micrometres, spatial_axes
+from voxseg.io.stored import Spacing, check_pixel_type, micrometres, spatial_axes
 
 
 class TiffVolume:

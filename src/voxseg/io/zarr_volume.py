@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from voxseg.errors import DataError
-from voxseg.io.formats import Spacing, as_spacing, check_pixel_type, micrometres, read_region, spatial_axes
+from voxseg.io.stored import Spacing, as_spacing, check_pixel_type, micrometres, read_region, spatial_axes
 
 
 class ZarrVolume:

@@ -10,7 +10,7 @@ import numpy as np
 import tifffile
 
 from voxseg.errors import DataError
-from voxseg.training.files import numbered_path
+from voxseg.runtime.files import numbered_path
 
 
 def safe_name(name: str) -> str:

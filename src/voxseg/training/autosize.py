@@ -18,9 +18,9 @@ import torch
 from voxseg.losses import build_loss
 from voxseg.models.registry import ModelSpec, build_model
 from voxseg.options import AUTO
+from voxseg.runtime.hardware import available_memory_bytes
+from voxseg.runtime.precision import Precision, autocast
 from voxseg.training.budget import shaped_patch
-from voxseg.training.hardware import available_memory_bytes
-from voxseg.training.precision import Precision, autocast
 
 log = logging.getLogger("voxseg")
 

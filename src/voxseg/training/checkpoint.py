@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from voxseg.errors import ConfigError
-from voxseg.training.files import atomic_write
+from voxseg.runtime.files import atomic_write
 from voxseg.training.progress import RunProgress
 from voxseg.training.schedule import LRSchedule
 

@@ -25,6 +25,8 @@ from voxseg.inference.metrics import CUT_POINTS, dice_by_threshold
 from voxseg.inference.sliding import predict_probability
 from voxseg.losses import build_loss
 from voxseg.models.registry import build_model
+from voxseg.runtime.files import save_state_dict
+from voxseg.runtime.precision import autocast, make_grad_scaler
 from voxseg.training.checkpoint import (
     restore_training_state,
     save_checkpoint,
@@ -40,9 +42,7 @@ from voxseg.training.events import (
     ValidationEnd,
     ValidationPreview,
 )
-from voxseg.training.files import save_state_dict
 from voxseg.training.loader import TrainingBatches
-from voxseg.training.precision import autocast, make_grad_scaler
 from voxseg.training.progress import RunProgress
 from voxseg.training.schedule import LRSchedule
 from voxseg.training.setup import PreparedRun

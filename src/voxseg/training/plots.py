@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from voxseg.training.files import atomic_write
+from voxseg.runtime.files import atomic_write
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

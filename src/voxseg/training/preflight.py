@@ -11,7 +11,7 @@ from pathlib import Path
 from voxseg.config import TrainConfig
 from voxseg.data.discovery import Pair, pair_files
 from voxseg.errors import ConfigError
-from voxseg.training.files import numbered_path
+from voxseg.runtime.files import numbered_path
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from voxseg.runtime.files import write_json
 from voxseg.training.events import Event, RunEnd, RunStarted
-from voxseg.training.files import write_json
 from voxseg.version import __version__
 
 NAME = "run.json"

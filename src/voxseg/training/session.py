@@ -9,11 +9,11 @@ from pathlib import Path
 
 from voxseg.config import TrainConfig
 from voxseg.errors import ConfigError
+from voxseg.runtime.files import write_text
 from voxseg.training.checkpoint import load_checkpoint
 from voxseg.training.distributed import Parallel
 from voxseg.training.engine import Listener, Trainer
 from voxseg.training.events import Event
-from voxseg.training.files import write_text
 from voxseg.training.run_card import RunCard
 from voxseg.training.setup import prepare_run
 from voxseg.training.sinks import RunRecorder, log_event

@@ -19,6 +19,8 @@ from voxseg.io.formats import Spacing, describe_spacing
 from voxseg.models.registry import ModelSpec, format_size, get_model_spec, voxel_size_of_weights
 from voxseg.models.weights import load_trained_network
 from voxseg.options import AUTO
+from voxseg.runtime.hardware import available_memory_bytes, resolve_device
+from voxseg.runtime.precision import Precision, resolve_precision
 from voxseg.training.autosize import MAX_AUTO_SIDE, choose_sizes, largest_valid_patch
 from voxseg.training.budget import (
     BASE_SIDE,
@@ -28,8 +30,6 @@ from voxseg.training.budget import (
     shaped_patch,
 )
 from voxseg.training.distributed import Parallel
-from voxseg.training.hardware import available_memory_bytes, resolve_device
-from voxseg.training.precision import Precision, resolve_precision
 from voxseg.training.preflight import Preflight, preflight
 from voxseg.training.threshold_rule import count_objects
 

@@ -6,8 +6,8 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from voxseg.runtime.files import write_json, write_text, zip_folder
 from voxseg.training.events import EpochEnd, Event, RunEnd, RunStarted, ValidationEnd
-from voxseg.training.files import write_json, write_text, zip_folder
 from voxseg.training.summary import best_dice_text, threshold_text
 
 log = logging.getLogger("voxseg")

@@ -22,8 +22,8 @@ from voxseg.inference.metrics import dice_by_threshold
 from voxseg.inference.sliding import predict_probability
 from voxseg.inference.trained import check_source
 from voxseg.models.weights import load_trained_network
-from voxseg.training.files import write_json
-from voxseg.training.precision import autocast
+from voxseg.runtime.files import write_json
+from voxseg.runtime.precision import autocast
 from voxseg.training.setup import prepare_run
 from voxseg.training.threshold_rule import choose_threshold
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from voxseg.training.files import atomic_write, save_state_dict, write_json, write_text, zip_folder
+from voxseg.runtime.files import atomic_write, save_state_dict, write_json, write_text, zip_folder
 
 
 def test_failed_write_keeps_the_old_file(tmp_path: Path) -> None:

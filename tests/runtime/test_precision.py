@@ -8,7 +8,7 @@ import torch
 from voxseg.api import train
 from voxseg.config import TrainConfig
 from voxseg.errors import ConfigError
-from voxseg.training.precision import cpu_has_native_bf16, resolve_precision
+from voxseg.runtime.precision import cpu_has_native_bf16, resolve_precision
 
 needs_onednn = pytest.mark.skipif(
     not torch.backends.mkldnn.is_available(), reason="PyTorch built without oneDNN"
