@@ -6,6 +6,9 @@ Python API::
     config = voxseg.TrainConfig(images="data/images", labels="data/labels", epochs=20)
     result = voxseg.train(config)
     print(result.status, result.best_val_dice, result.run_dir)
+
+    predictor = voxseg.Predictor(result.run_dir, instances="watershed")  # loads the model once
+    labels = predictor(volume).labels  # numpy in, numpy out, nothing written
 """
 
 from __future__ import annotations
@@ -18,12 +21,15 @@ from voxseg.version import __version__
 
 if TYPE_CHECKING:
     from voxseg.api import TrainResult, predict, train
+    from voxseg.inference.segmenter import Predictor, Segmentation
     from voxseg.training.session import TrainingSession
 
 __all__ = [
     "ConfigError",
     "DataError",
     "PredictConfig",
+    "Predictor",
+    "Segmentation",
     "TrainConfig",
     "TrainResult",
     "TrainingSession",
@@ -39,6 +45,8 @@ _LAZY = {
     "train": "voxseg.api",
     "predict": "voxseg.api",
     "TrainingSession": "voxseg.training.session",
+    "Predictor": "voxseg.inference.segmenter",
+    "Segmentation": "voxseg.inference.segmenter",
 }
 
 

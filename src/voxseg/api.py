@@ -154,12 +154,8 @@ def predict(
 
 
 def _predict_array(source: str | Path, image: np.ndarray, **options: Any) -> np.ndarray:
-    import tempfile
+    """In memory: the model is loaded, the array segmented, nothing written (`Predictor` for many)."""
+    from voxseg.inference.segmenter import Predictor
 
-    import tifffile
-
-    with tempfile.TemporaryDirectory(prefix="voxseg-predict-") as scratch:
-        path = Path(scratch) / "volume.tif"
-        tifffile.imwrite(path, np.asarray(image))
-        (result,) = predict(source, path, Path(scratch) / "out", **options)
-        return tifffile.imread(result.labels if result.labels is not None else result.mask)
+    result = Predictor(source, **options)(image)
+    return result.labels if result.labels is not None else result.mask

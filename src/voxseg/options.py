@@ -91,14 +91,17 @@ class Declared:
     """Base of the option dataclasses: their checked copy and their construction from a mapping,
     both from the declarations. A subclass adds the rules that tie options together in `check`."""
 
-    def resolved(self: C) -> C:
-        """A checked, normalised copy (this one is left as it is); ConfigError names the first bad option."""
+    def resolved(self: C, optional: tuple[str, ...] = ()) -> C:
+        """A checked, normalised copy (this one is left as it is); ConfigError names the first bad option.
+        Options named in `optional` may be missing even if the command requires them (e.g. a
+        Predictor's input and output, which are arrays passed to it)."""
         extra = getattr(self, "_extra", None)
         if extra:
             raise ConfigError(f"unknown option(s): {', '.join(sorted(extra))}")
-        values = {
-            name: parse_value(name, opt, getattr(self, name)) for name, opt, _ in options_of(type(self))
-        }
+        values = {}
+        for name, opt, _ in options_of(type(self)):
+            declared = dataclasses.replace(opt, required=False, optional=True) if name in optional else opt
+            values[name] = parse_value(name, declared, getattr(self, name))
         self.check(values)
         return dataclasses.replace(self, **values)  # type: ignore[type-var]
 

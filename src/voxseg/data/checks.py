@@ -53,6 +53,18 @@ def check_image(path, image: np.ndarray) -> None:
         raise DataError(f"{path}: contains NaN or Inf values")
 
 
+def check_volume_values(volume: VolumeFile) -> None:
+    """Refuse a volume a model cannot be applied to: a side of length 0, or NaN/Inf values (read in
+    slabs of bounded size; integer volumes hold neither)."""
+    if 0 in volume.shape:
+        raise DataError(f"{volume.path}: is empty (shape {tuple(volume.shape)})")
+    if not np.issubdtype(volume.dtype, np.floating):
+        return
+    for z0, z1 in z_slabs(volume.shape, SLAB_VOXELS):
+        if not np.isfinite(volume[z0:z1]).all():
+            raise DataError(f"{volume.path}: contains NaN or Inf values (planes {z0}-{z1 - 1})")
+
+
 def check_label(path, label: np.ndarray) -> None:
     """Raise for label values that are no class: fractions, negatives, NaN."""
     if np.issubdtype(label.dtype, np.complexfloating):

@@ -25,7 +25,7 @@ from voxseg.io.formats import DESCRIPTION, OUTPUT_SUFFIX, family, is_volume, ope
 from voxseg.io.writers import volume_writer
 
 if TYPE_CHECKING:  # torch loads only when a model does
-    from voxseg.inference.trained import TrainedModel
+    from voxseg.inference.segmenter import Predictor
 
 log = logging.getLogger("voxseg")
 
@@ -104,61 +104,35 @@ def check_outputs(config: PredictConfig, images: list[Path]) -> None:
 
 def predict_files(config: PredictConfig, progress: Progress | None = None) -> list[PredictionFiles]:
     """Predict every input of a resolved config; return what was written for each."""
-    from voxseg.accel import accelerated
-    from voxseg.inference.trained import check_source, isotropic_side, load_trained_model, window_predictor
-    from voxseg.runtime.hardware import resolve_device
-    from voxseg.runtime.precision import autocast, resolve_precision
+    from voxseg.data.checks import check_volume_values
+    from voxseg.inference.segmenter import Predictor
+    from voxseg.inference.trained import check_source, isotropic_side
 
     images = input_files(config.input)
     isotropic = isotropic_side(check_source(config.source, config.model)[3])
-    for image in images:  # shape, type, keys, levels and voxel size, before the model loads (headers only)
+    for image in images:  # before the model loads: headers, then the values of float volumes
         volume = open_volume(image, config.image_key, config.level)
         if isotropic is not None and (config.spacing or volume.voxel_size) is None:
             raise DataError(
                 f"{image}: has no voxel size in its metadata, and the run trained on isotropic "
                 f"{isotropic:g} µm voxels (--resample isotropic); give --spacing Z,Y,X"
             )
+        check_volume_values(volume)
     check_outputs(config, images)
-    device = resolve_device(config.device)
-    precision = resolve_precision(config.precision, device)
-    trained = load_trained_model(config)
-    log.info(
-        "threshold %.3f (%s), overlap %g, %s, precision %s on %s",
-        trained.threshold,
-        trained.threshold_from,
-        config.overlap,
-        "test-time augmentation (8 flips)" if config.tta else "no test-time augmentation",
-        precision.name,
-        device,
-    )
+    predictor = Predictor.of(config)
     assert config.output is not None
     config.output.mkdir(parents=True, exist_ok=True)
-    results = []
-    with accelerated(device, config.fast_kernels, False, config.threads) as acceleration:
-        model = trained.model.to(device)
-        runner = acceleration.tune(model, mixed_precision=precision.dtype is not None)
-        window_predict = window_predictor(runner, device, lambda: autocast(device, precision), config.tta)
-
-        def predict(tiles):  # the thread team follows the machine's load between batches of windows
-            acceleration.between_steps()
-            return window_predict(tiles)
-
-        for image in images:
-            results.append(_predict_one(config, image, trained, predict, progress))
-    return results
+    with predictor.windows() as predict:
+        return [_predict_one(config, image, predictor, predict, progress) for image in images]
 
 
-def _predict_one(config, image: Path, trained, predict, progress) -> PredictionFiles:
-    from voxseg.data.normalise import Normalisation
-    from voxseg.inference.streaming import streamed_probabilities
-
+def _predict_one(config, image: Path, predictor: Predictor, predict, progress) -> PredictionFiles:
     started = time.perf_counter()
     volume = open_volume(image, config.image_key, config.level)
     if not volume.lazy:
         log.info("%s: read whole (compressed or tiled TIFF: it cannot be mapped from disk)", image.name)
     spacing = config.spacing or volume.voxel_size
     paths = output_paths(config, image)
-    normalisation = Normalisation.of(volume)
     report = (lambda done, total: progress(image.name, done, total)) if progress else None
     with contextlib.ExitStack() as scratch:
         # instances use the probabilities (watershed seeds, mean probability per object): kept in a
@@ -171,21 +145,13 @@ def _predict_one(config, image: Path, trained, predict, progress) -> PredictionF
             volume_writer(paths["mask"], volume.shape, np.uint8, config.overwrite, spacing) as mask,
             _maybe_writer(probability_path, volume.shape, config.overwrite, spacing) as probabilities,
         ):
-            if trained.isotropic is None:
-                planes_out = streamed_probabilities(
-                    volume, normalisation, trained.window, config.overlap, predict, config.batch_size, report
-                )
-            else:
-                planes_out = _isotropic_probabilities(
-                    volume, normalisation, spacing, trained, config, predict, report
-                )
-            for z, planes in planes_out:
-                mask[z : z + planes.shape[0]] = planes >= trained.threshold  # as the threshold was tuned
+            for z, planes in predictor.probabilities(volume, spacing, predict, report):
+                mask[z : z + planes.shape[0]] = planes >= predictor.threshold  # as the threshold was tuned
                 if probabilities is not None:
                     probabilities[z : z + planes.shape[0]] = planes
         found = None
         if config.instances != "none":
-            radius = _object_radius(trained, spacing)
+            radius = predictor.object_radius(spacing)
             found = _write_instances(config, paths, probability_path, spacing, radius)
     seconds = time.perf_counter() - started
     log.info(
@@ -208,56 +174,28 @@ def _predict_one(config, image: Path, trained, predict, progress) -> PredictionF
     )
 
 
-def _isotropic_probabilities(volume, normalisation, spacing, trained, config, predict, report):
-    """The probabilities of a run trained with `--resample isotropic`: the volume is normalised and
-    resampled to the run's cubic voxels (in memory, as training held it), predicted, and the
-    probabilities resampled back to the input's grid."""
-    from voxseg.data.normalise import Normalisation
-    from voxseg.data.resample import back_to, to_isotropic
-    from voxseg.inference.streaming import streamed_probabilities
-
-    image = to_isotropic(normalisation(volume[:]), spacing, trained.isotropic)
-    as_is = Normalisation(float(image.min()), float(image.max()), 0.0, 1.0)  # already normalised
-    probability = np.empty(image.shape, np.float32)
-    for z, planes in streamed_probabilities(
-        image, as_is, trained.window, config.overlap, predict, config.batch_size, report
-    ):
-        probability[z : z + planes.shape[0]] = planes
-    yield 0, back_to(probability, volume.shape)
-
-
 def _maybe_writer(path: Path | None, shape, overwrite: bool, spacing):
     if path is None:
         return contextlib.nullcontext()
     return volume_writer(path, shape, np.float32, overwrite, spacing)
 
 
-def _object_radius(trained: TrainedModel, spacing) -> float | None:
-    """The run's typical object radius in the units the watershed measures this volume in: µm when
-    both voxel sizes are known, voxels when neither is (else unknown: the watershed's defaults)."""
-    from voxseg.inference.instances import watershed_scale
-
-    if trained.object_radius is None or (trained.voxel_size is None) != (spacing is None):
-        return None
-    h, smoothing = watershed_scale(trained.object_radius)
-    unit = "voxels" if spacing is None else "µm"
-    log.info(
-        "instances: watershed scaled to the run's typical object radius %.3g %s (h %.3g, smoothing %.3g)",
-        trained.object_radius,
-        unit,
-        h,
-        smoothing,
-    )
-    return trained.object_radius
-
-
 def _write_instances(
     config: PredictConfig, paths: dict[str, Path], probability: Path | None, spacing, object_radius
 ) -> int:
     """Label the finished mask slab by slab (bounded memory, ids stitched across slabs); list the objects."""
-    from voxseg.inference.instances import write_object_csv
+    from voxseg.inference.instances import watershed_scale, write_object_csv
     from voxseg.inference.slab_instances import label_in_slabs
 
+    if object_radius is not None:
+        h, smoothing = watershed_scale(object_radius)
+        log.info(
+            "instances: watershed scaled to the run's typical object radius %.3g %s (h %.3g, smoothing %.3g)",
+            object_radius,
+            "voxels" if spacing is None else "µm",
+            h,
+            smoothing,
+        )
     rows = label_in_slabs(
         paths["mask"],
         paths["labels"],

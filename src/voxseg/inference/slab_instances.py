@@ -109,7 +109,7 @@ def label_in_slabs(
             for (z0, z1), table in zip(bounds, tables, strict=True):
                 ids = table[locals_[z0:z1]]
                 sizes += np.bincount(ids.ravel(), minlength=count + 1)
-                cut[_on_the_edge(ids, first=z0 == 0, last=z1 == mask.shape[0])] = True
+                cut[on_the_edge(ids, first=z0 == 0, last=z1 == mask.shape[0])] = True
             debris = drop_debris(sizes, min_relative_size, cut)
             tables = [debris[table] for table in tables]
         count = max((int(table.max()) for table in tables), default=0)
@@ -129,7 +129,7 @@ def label_in_slabs(
     return [rows[key] for key in sorted(rows)]
 
 
-def _on_the_edge(ids: np.ndarray, first: bool, last: bool) -> np.ndarray:
+def on_the_edge(ids: np.ndarray, first: bool, last: bool) -> np.ndarray:
     """The ids of a slab found on the volume's faces: its Y and X faces, and its Z faces where the
     slab is the volume's first or last."""
     faces = [ids[:, 0], ids[:, -1], ids[:, :, 0], ids[:, :, -1]]

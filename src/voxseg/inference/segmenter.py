@@ -1,0 +1,194 @@
+"""`voxseg.Predictor`: a trained model loaded once, applied to arrays in memory.
+
+`voxseg predict` (files of any size, written plane by plane) and a script that segments hundreds of
+arrays share this object: it reads the run folder or weights file once, holds the network on its
+device, tuned for it, and applies it window by window with the run's window, normalisation and
+threshold. Nothing of the array path touches the disk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from voxseg.config import PredictConfig
+from voxseg.errors import DataError
+
+log = logging.getLogger("voxseg")
+
+WindowPredict = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Segmentation:
+    """What one array gives: the foreground probability, the mask (probability ≥ the threshold, minus
+    the debris the instance filters dropped) and, when asked for, one label per object."""
+
+    probability: np.ndarray  # float32, Z×Y×X
+    mask: np.ndarray  # uint8, 0/1
+    labels: np.ndarray | None  # uint32 object ids (0: background); None without instances
+    threshold: float
+
+
+class Predictor:
+    """A run folder (or a weights file with `model=`) ready to segment arrays.
+
+    `options` are `voxseg predict`'s (`threshold`, `tta`, `overlap`, `batch_size`, `instances`,
+    `min_size`, `device`, `threads`, ...); `input` and `output` belong to `predict_files`.
+
+        predictor = voxseg.Predictor("results/SegResNetDS_20261202-101010", instances="watershed")
+        for volume in volumes:
+            labels = predictor(volume).labels
+    """
+
+    def __init__(self, source: str | Path, **options: Any) -> None:
+        config = PredictConfig.from_dict({"source": source, **options})
+        self.config = config.resolved(optional=("input", "output"))
+        self._load()
+
+    @classmethod
+    def of(cls, config: PredictConfig) -> Predictor:
+        """From a resolved `voxseg predict` configuration (the command line's)."""
+        predictor = cls.__new__(cls)
+        predictor.config = config
+        predictor._load()
+        return predictor
+
+    def _load(self) -> None:
+        from voxseg.accel import accelerated
+        from voxseg.inference.trained import load_trained_model
+        from voxseg.runtime.hardware import resolve_device
+        from voxseg.runtime.precision import resolve_precision
+
+        config = self.config
+        self.device = resolve_device(config.device)
+        self.precision = resolve_precision(config.precision, self.device)
+        self.trained = load_trained_model(config)
+        with accelerated(self.device, config.fast_kernels, False, config.threads) as acceleration:
+            self._runner = acceleration.tune(
+                self.trained.model.to(self.device), mixed_precision=self.precision.dtype is not None
+            )
+        log.info(
+            "threshold %.3f (%s), overlap %g, %s, precision %s on %s",
+            self.trained.threshold,
+            self.trained.threshold_from,
+            config.overlap,
+            "test-time augmentation (8 flips)" if config.tta else "no test-time augmentation",
+            self.precision.name,
+            self.device,
+        )
+
+    @property
+    def threshold(self) -> float:
+        return self.trained.threshold
+
+    @contextlib.contextmanager
+    def windows(self) -> Iterator[WindowPredict]:
+        """(B, 1, Z, Y, X) normalised windows -> probabilities, with the process-wide speed settings
+        (threads that follow the machine's load, kernels) held only while the block runs."""
+        from voxseg.accel import accelerated
+        from voxseg.inference.trained import window_predictor
+        from voxseg.runtime.precision import autocast
+
+        config = self.config
+        with accelerated(self.device, config.fast_kernels, False, config.threads) as acceleration:
+            predict = window_predictor(
+                self._runner, self.device, lambda: autocast(self.device, self.precision), config.tta
+            )
+
+            def between_batches(tiles: torch.Tensor) -> torch.Tensor:
+                acceleration.between_steps()
+                return predict(tiles)
+
+            yield between_batches
+
+    def probabilities(
+        self, volume: Any, spacing: tuple[float, float, float] | None, predict: WindowPredict, report=None
+    ) -> Iterator[tuple[int, np.ndarray]]:
+        """(z, planes) of the blended foreground probability of `volume` (an array or a volume file,
+        read window by window), in order: what `voxseg predict` streams into its writers."""
+        from voxseg.data.normalise import Normalisation
+        from voxseg.inference.streaming import streamed_probabilities
+
+        config, trained = self.config, self.trained
+        normalisation = Normalisation.of(volume)
+        if trained.isotropic is None:
+            yield from streamed_probabilities(
+                volume, normalisation, trained.window, config.overlap, predict, config.batch_size, report
+            )
+            return
+        from voxseg.data.resample import back_to, to_isotropic
+
+        if spacing is None:
+            raise DataError(
+                f"the run trained on isotropic {trained.isotropic:g} µm voxels (--resample isotropic): "
+                "give the volume's voxel size (spacing=Z,Y,X)"
+            )
+        image = to_isotropic(normalisation(np.asarray(volume[:])), spacing, trained.isotropic)
+        as_is = Normalisation(float(image.min()), float(image.max()), 0.0, 1.0)  # already normalised
+        probability = np.empty(image.shape, np.float32)
+        for z, planes in streamed_probabilities(
+            image, as_is, trained.window, config.overlap, predict, config.batch_size, report
+        ):
+            probability[z : z + planes.shape[0]] = planes
+        yield 0, back_to(probability, volume.shape)
+
+    def object_radius(self, spacing: tuple[float, float, float] | None) -> float | None:
+        """The run's typical object radius in the units the watershed measures this volume in: µm when
+        both voxel sizes are known, voxels when neither is (else unknown: the watershed's defaults)."""
+        trained = self.trained
+        if trained.object_radius is None or (trained.voxel_size is None) != (spacing is None):
+            return None
+        return trained.object_radius
+
+    def __call__(self, image: Any, spacing: tuple[float, float, float] | None = None) -> Segmentation:
+        """Segment a Z×Y×X array (numpy, or anything indexed like one: a Zarr or dask array is read
+        window by window); `spacing` is its voxel size in µm where known (default the `spacing` option)."""
+        from voxseg.data.checks import check_image
+
+        if getattr(image, "ndim", None) != 3 or 0 in image.shape:
+            raise DataError(f"need a non-empty Z×Y×X array, got shape {getattr(image, 'shape', None)}")
+        if isinstance(image, np.ndarray):
+            check_image("the array", image)
+        spacing = spacing or self.config.spacing
+        probability = np.empty(image.shape, np.float32)
+        with self.windows() as predict:
+            for z, planes in self.probabilities(image, spacing, predict):
+                probability[z : z + planes.shape[0]] = planes
+        mask = (probability >= self.threshold).astype(np.uint8)
+        labels = None
+        if self.config.instances != "none":
+            labels = self._instances(mask, probability, spacing)
+            mask = (labels > 0).astype(np.uint8)
+        return Segmentation(probability, mask, labels, self.threshold)
+
+    def _instances(self, mask: np.ndarray, probability: np.ndarray, spacing) -> np.ndarray:
+        """Instance labels of the whole mask, filtered as `voxseg predict` filters them."""
+        from voxseg.inference.instances import drop_debris, label_instances, watershed_scale
+        from voxseg.inference.slab_instances import on_the_edge
+
+        config = self.config
+        h, smoothing = watershed_scale(self.object_radius(spacing))
+        labels = label_instances(
+            mask,
+            config.instances,
+            probability=probability,
+            spacing=spacing or (1.0, 1.0, 1.0),
+            min_size=config.min_size,
+            max_size=config.max_size,
+            h=h,
+            smoothing=smoothing,
+        )
+        if config.min_relative_size > 0:
+            sizes = np.bincount(labels.ravel())
+            cut = np.zeros(sizes.size, dtype=bool)
+            cut[on_the_edge(labels, first=True, last=True)] = True
+            labels = drop_debris(sizes, config.min_relative_size, cut)[labels]
+        return labels.astype(np.uint32, copy=False)
