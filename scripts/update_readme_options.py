@@ -1,4 +1,4 @@
-"""Rewrite README.md's option tables from the option declarations (src/voxseg/config.py, `readme_tables`).
+"""Rewrite README.md's option tables from the option declarations (src/voxseg/config/, `readme_tables`).
 
     .venv/bin/python scripts/update_readme_options.py
 

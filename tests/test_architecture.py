@@ -24,7 +24,7 @@ CORE = (
     "io",
     "export",
     "options.py",
-    "config.py",
+    "config",
     "errors.py",
 )
 FACES = ("voxseg.cli", "voxseg.console", "voxseg.napari", "voxseg.api", "voxseg.demo")

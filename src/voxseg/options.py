@@ -108,6 +108,36 @@ class Declared:
     def check(self, values: dict[str, Any]) -> None:
         """Rules across options, on the parsed `values`; raise ConfigError."""
 
+    def to_dict(self) -> dict[str, Any]:
+        """Plain types only, so the YAML is readable and re-loadable with `--config`."""
+        out: dict[str, Any] = {}
+        for name, _, _ in options_of(type(self)):
+            value = getattr(self, name)
+            out[name] = (
+                str(value) if isinstance(value, Path) else list(value) if isinstance(value, tuple) else value
+            )
+        return out
+
+    def to_yaml(self) -> str:
+        import yaml
+
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    @classmethod
+    def from_yaml(cls: type[C], path: str | Path) -> C:
+        import yaml
+
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except FileNotFoundError:
+            raise ConfigError(f"--config: {path} does not exist") from None
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"--config: cannot read {path}: {exc}".splitlines()[0]) from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"--config: {path} must hold a mapping of option: value")
+        return cls.from_dict(data)
+
     @classmethod
     def from_dict(cls: type[C], data: dict[str, Any]) -> C:
         """Build from a mapping (keys with `-` or `_`); unknown keys are kept for `resolved()` to name."""

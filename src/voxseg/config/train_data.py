@@ -1,0 +1,163 @@
+"""`voxseg train`'s data options: which volumes train and validate, how they are read, where the run
+goes and what it starts from. `TrainConfig` extends them with the patches and the schedule."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import voxseg.config.shared as shared
+from voxseg.errors import ConfigError
+from voxseg.models.registry import PUBLISHED_MODELS
+from voxseg.options import DATA, Declared, option
+
+
+def _label_map(value: Any) -> str:
+    """The map in its canonical spelling (`0:ignore,1:background,2:foreground`)."""
+    from voxseg.data.labels import LabelMap
+
+    return str(LabelMap.parse(str(value)))
+
+
+def _run_name(name: Any) -> str:
+    text = str(name)
+    if text in (".", "..") or any(c in text for c in "/\\"):
+        raise ConfigError(f"--run-name: {text!r} is not a valid folder name")
+    return text
+
+
+@dataclass
+class TrainData(Declared):
+    """Where a run's volumes come from, how they are read, and where the run is written."""
+
+    images: Path | None = option(
+        None,
+        help="folder of 3D images: `.tif`/`.tiff` (OME-TIFF and ImageJ too), `.zarr` (OME-Zarr too) or "
+        "`.h5`/`.hdf5`; a folder may mix them",
+        section=DATA,
+        label="Images folder",
+        kind="folder",
+        metavar="DIR",
+        required=True,
+    )
+    labels: Path | None = option(
+        None,
+        help="folder of 3D labels, named like the images (optionally followed by `_label`, `_labels`, "
+        "`_mask`, `_masks`, `_gt` or `_seg`), in any of the image formats; every value > 0 is "
+        "foreground unless `--label-map` says otherwise",
+        section=DATA,
+        label="Labels folder",
+        kind="folder",
+        metavar="DIR",
+        required=True,
+    )
+    val_images: Path | None = option(
+        None,
+        help="explicit validation images; then every volume of `--images` trains",
+        section=DATA,
+        label="Validation images",
+        kind="folder",
+        metavar="DIR",
+        optional=True,
+    )
+    val_labels: Path | None = option(
+        None,
+        help="labels of `--val-images`",
+        section=DATA,
+        label="Validation labels",
+        kind="folder",
+        metavar="DIR",
+        optional=True,
+    )
+    image_key: str | None = shared.image_key("images", DATA)
+    label_key: str | None = shared.label_key(DATA)
+    level: int = shared.level(DATA)
+    label_map: str | None = option(
+        None,
+        help="what label values mean, `VALUE:CLASS,...` with CLASS `background`, `foreground` or `ignore` "
+        "(`*` for every other value); e.g. sparse annotations `0:ignore,1:background,2:foreground`. "
+        "Ignored voxels are left out of the loss and the validation Dice",
+        section=DATA,
+        label="Label map",
+        metavar="MAP",
+        optional=True,
+        parse=_label_map,
+        default_text="0 background, > 0 foreground",
+    )
+    ignore_label: int | None = option(
+        None,
+        help="the label value of voxels that are not annotated (short for adding `V:ignore` to the label "
+        "map)",
+        section=DATA,
+        label="Ignore label",
+        kind="int",
+        metavar="V",
+        low=0,
+        optional=True,
+    )
+    spacing: tuple[float, float, float] | None = shared.spacing("every volume", DATA)
+    resample: str = option(
+        "none",
+        help="`isotropic`: resample every volume to cubic voxels of its finest side before training "
+        "(prediction resamples to them and back); helps strongly anisotropic data (Z steps ≥ 3× the "
+        "pixel size); needs the voxel size",
+        section=DATA,
+        label="Resample",
+        kind="choice",
+        metavar="HOW",
+        choices=("none", "isotropic"),
+    )
+    results: Path = option(
+        Path("results"),
+        help="where run folders are created",
+        section=DATA,
+        label="Results folder",
+        kind="folder",
+        metavar="DIR",
+    )
+    run_name: str | None = option(
+        None,
+        help="run folder name; an existing folder is refused, never overwritten",
+        section=DATA,
+        label="Run name",
+        metavar="NAME",
+        optional=True,
+        parse=_run_name,
+        default_text="`<model>_<YYYYmmdd-HHMMSS>`",
+    )
+    train_fraction: float = option(
+        0.8,
+        help="share of volumes used for training, shuffled with the seed, at least one volume on each side; "
+        "with one or two volumes, the share of each volume's voxels: blocks spread through it validate",
+        section=DATA,
+        label="Training fraction",
+        kind="float",
+        metavar="F",
+        low=0.0,
+        high=1.0,
+        open_low=True,
+        open_high=True,
+    )
+    zip: bool = option(
+        False, help="also write `<results>/<run-name>.zip`", section=DATA, label="Zip results", kind="bool"
+    )
+    pretrained: bool = option(
+        False,
+        help="start from napari-cellseg3d's published weights for the model ("
+        + ", ".join(PUBLISHED_MODELS)
+        + "), downloaded once into the cache",
+        section=DATA,
+        label="Pre-trained weights",
+        kind="bool",
+    )
+    weights: Path | None = option(
+        None,
+        help="start from a weights file: `.pth`/`.pt` state dict, `.safetensors`, a voxseg `checkpoint.pt`, "
+        "or a napari-cellseg3d file",
+        section=DATA,
+        label="Custom weights",
+        kind="file",
+        metavar="FILE",
+        optional=True,
+    )
