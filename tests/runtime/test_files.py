@@ -43,3 +43,32 @@ def test_zip_folder_holds_the_folder(tmp_path: Path) -> None:
     with zipfile.ZipFile(archive) as handle:
         assert handle.read("run/a.txt") == b"A" and handle.read("run/plots/b.txt") == b"B"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "run.zip"]
+
+
+def test_written_files_get_the_usual_permissions_not_private_ones(tmp_path) -> None:
+    """A model on a shared lab server must be readable by the lab (mkstemp's files are mode 600)."""
+    import os
+
+    from voxseg.runtime.files import replacing, write_text
+
+    umask = os.umask(0o022)
+    try:
+        write_text(tmp_path / "summary.json", "{}\n")
+        with replacing(tmp_path / "model.onnx") as temp:
+            temp.write_bytes(b"model")
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "summary.json").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "model.onnx").stat().st_mode & 0o777 == 0o644
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx", "summary.json"]
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path) -> None:
+    from voxseg.runtime.files import replacing
+
+    target = tmp_path / "best.pth"
+    target.write_bytes(b"old")
+    with pytest.raises(RuntimeError), replacing(target) as temp:
+        temp.write_bytes(b"half")
+        raise RuntimeError("crash")
+    assert target.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["best.pth"]

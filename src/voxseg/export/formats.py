@@ -10,8 +10,6 @@ onnxscript, one more dependency, and gave nothing these networks need).
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +22,7 @@ from torch import nn
 from voxseg.errors import ConfigError, DataError
 from voxseg.models.registry import get_model_spec
 from voxseg.models.weights import load_trained_network
+from voxseg.runtime.files import replacing
 
 log = logging.getLogger("voxseg")
 
@@ -63,15 +62,9 @@ def export(
     spec = get_model_spec(name)
     shapes = (window, spec.valid_size(tuple(side + spec.divisor for side in window)))
     writer, runner = {"torchscript": (_torchscript, _run_torchscript), "onnx": (_onnx, _run_onnx)}[format]
-    fd, temp_name = tempfile.mkstemp(prefix=f".{output.name}.", dir=output.parent)
-    os.close(fd)
-    temp = Path(temp_name)
-    try:
+    with replacing(output) as temp:
         writer(model, torch.zeros(1, 1, *window), temp)
         difference = _check(model, runner(temp), shapes)
-        os.replace(temp, output)
-    finally:
-        temp.unlink(missing_ok=True)
     log.info("%s: %s exported, max |difference| to PyTorch %.2e on %s", output, format, difference, shapes)
     return Exported(output, format, difference, shapes)
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import os
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,8 @@ from scipy.sparse.csgraph import connected_components
 from skimage.measure import label, regionprops_table
 from skimage.morphology import h_maxima
 from skimage.segmentation import relabel_sequential, watershed
+
+from voxseg.runtime.files import atomic_write
 
 METHODS = ("connected", "watershed")
 
@@ -258,18 +259,14 @@ def write_object_csv(path: str | os.PathLike[str], rows: Sequence[dict[str, Any]
     the complete new one, never half a table. None is written as an empty field."""
     path = Path(path)
     fields = list(dict.fromkeys(key for row in rows for key in row)) if rows else list(COLUMNS)
-    # a fresh name opened exclusively ("x"): unlike mkstemp's private file, it gets the usual mode
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
-    try:
-        with open(tmp, "x", newline="", encoding="utf-8") as handle:
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="", encoding="utf-8") as handle:
             writer = csv.DictWriter(handle, fieldnames=fields)
             writer.writeheader()
             writer.writerows(rows)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+
+    atomic_write(path, write)
     return path
 
 

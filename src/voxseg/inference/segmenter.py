@@ -148,9 +148,15 @@ class Predictor:
             return None
         return trained.object_radius
 
-    def __call__(self, image: Any, spacing: tuple[float, float, float] | None = None) -> Segmentation:
+    def __call__(
+        self,
+        image: Any,
+        spacing: tuple[float, float, float] | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> Segmentation:
         """Segment a Z×Y×X array (numpy, or anything indexed like one: a Zarr or dask array is read
-        window by window); `spacing` is its voxel size in µm where known (default the `spacing` option)."""
+        window by window); `spacing` is its voxel size in µm where known (default the `spacing` option);
+        `progress(windows done, windows in all)` is called after each batch of windows."""
         from voxseg.data.checks import check_image
 
         if getattr(image, "ndim", None) != 3 or 0 in image.shape:
@@ -160,7 +166,7 @@ class Predictor:
         spacing = spacing or self.config.spacing
         probability = np.empty(image.shape, np.float32)
         with self.windows() as predict:
-            for z, planes in self.probabilities(image, spacing, predict):
+            for z, planes in self.probabilities(image, spacing, predict, progress):
                 probability[z : z + planes.shape[0]] = planes
         mask = (probability >= self.threshold).astype(np.uint8)
         labels = None

@@ -8,8 +8,6 @@ by window row. Other TIFFs (compressed, tiled) are read whole, and the log says 
 from __future__ import annotations
 
 import operator
-import os
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +17,7 @@ import tifffile
 
 from voxseg.errors import DataError
 from voxseg.io.stored import Spacing, check_pixel_type, micrometres, spatial_axes
+from voxseg.runtime.files import replacing
 
 
 class TiffVolume:
@@ -188,14 +187,5 @@ def planes_writer(
     """
     if path.exists() and not overwrite:
         raise DataError(f"{path} already exists; give --overwrite to replace it")
-    fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tif", dir=path.parent)
-    os.close(fd)
-    temp = Path(temp_name)
-    umask = os.umask(0)
-    os.umask(umask)
-    temp.chmod(0o666 & ~umask)  # as any new file: mkstemp's are private
-    try:
+    with replacing(path, ".tif") as temp:
         yield PlanesWriter(temp, shape, dtype, voxel_size)
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)

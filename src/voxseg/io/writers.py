@@ -19,6 +19,7 @@ import numpy as np
 
 from voxseg.errors import DataError
 from voxseg.io.formats import Spacing, family
+from voxseg.runtime.files import replacing
 
 
 class PlanesOut(Protocol):
@@ -56,28 +57,14 @@ def volume_writer(
     if kind == "hdf5":
         from voxseg.io.hdf5_volume import Hdf5Writer
 
-        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".h5", dir=path.parent)
-        os.close(fd)
-        temp = Path(name)
-        try:
+        with replacing(path, ".h5") as temp:
             writer = Hdf5Writer(temp, shape, dtype, voxel_size)
             try:
                 yield writer
             finally:
                 writer.close()
-            _public(temp)
-            os.replace(temp, path)
-        finally:
-            temp.unlink(missing_ok=True)
         return
     raise ValueError(f"{path}: no volume format has this suffix")
-
-
-def _public(path: Path) -> None:
-    """The permissions of any new file: mkstemp's are private."""
-    umask = os.umask(0)
-    os.umask(umask)
-    path.chmod(0o666 & ~umask)
 
 
 def _replace_folder(new: Path, target: Path) -> None:

@@ -15,7 +15,6 @@ import logging
 import os
 import sys
 import tarfile
-import tempfile
 import zlib
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ import requests
 
 from voxseg.errors import ConfigError, DataError
 from voxseg.models.registry import MODELS, PUBLISHED_MODELS, resolve_model_name
+from voxseg.runtime.files import replacing
 from voxseg.version import __version__
 
 log = logging.getLogger("voxseg")
@@ -190,7 +190,6 @@ def _download(url: str, archive: Path, target: Path, expected: str | None, progr
 
 def _extract_pth(archive: Path, target: Path) -> None:
     """Write the archive's single `.pth` member to `target` (atomically; member paths are ignored)."""
-    temp: Path | None = None
     try:
         with tarfile.open(archive, "r:gz") as tar:
             members = [m for m in tar.getmembers() if m.isfile() and m.name.lower().endswith(".pth")]
@@ -200,15 +199,8 @@ def _extract_pth(archive: Path, target: Path) -> None:
             source = tar.extractfile(members[0])
             if source is None:
                 raise DataError(f"{archive}: cannot read {members[0].name} from the archive")
-            descriptor, name = tempfile.mkstemp(prefix=target.name + ".", suffix=".tmp", dir=target.parent)
-            temp = Path(name)
-            with os.fdopen(descriptor, "wb") as out:
+            with replacing(target) as temp, open(temp, "wb") as out:
                 while block := source.read(1 << 20):
                     out.write(block)
-        os.replace(temp, target)
-        temp = None
     except (tarfile.TarError, EOFError, zlib.error, OSError) as error:
         raise DataError(f"{archive}: cannot extract the weights ({_reason(error)})") from None
-    finally:
-        if temp is not None:
-            temp.unlink(missing_ok=True)

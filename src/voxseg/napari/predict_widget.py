@@ -1,25 +1,22 @@
 """The Predict dock widget: an image layer in; probability, mask and instance labels layers out.
 
 The form is generated from PredictConfig (same labels, help, defaults and checks as `voxseg predict`).
-At Start the layer is written to a temporary TIFF and predicted by `predict_files`, the command
-line's own engine, in a napari worker thread; its output files are read back into layers placed
-like the image (same scale and translate), and a new run replaces them.
+At Start the layer is predicted in memory by `voxseg.Predictor` (the command line's own core) in a
+napari worker thread; its results become layers placed like the image (same scale and translate),
+and a new run replaces them.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import tempfile
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import tifffile
 from qtpy.QtCore import QObject, Signal
 from qtpy.QtWidgets import (
     QApplication,
@@ -34,8 +31,6 @@ from qtpy.QtWidgets import (
 
 from voxseg.config import PredictConfig
 from voxseg.errors import ConfigError, VoxsegError
-from voxseg.inference.predictor import predict_files
-from voxseg.io.formats import read_whole
 from voxseg.napari.form import ConfigForm
 from voxseg.napari.inputs import (
     ERROR_STYLE,
@@ -47,7 +42,6 @@ from voxseg.napari.inputs import (
     show_errors,
     with_error,
 )
-from voxseg.napari.layer_data import safe_name
 
 if TYPE_CHECKING:
     import napari
@@ -131,26 +125,21 @@ def predict_volume(
     volume: Any,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> Prediction:
-    """Predict a Z×Y×X array (numpy, dask…) with `voxseg predict`'s engine (files in a temporary folder).
+    """Predict a Z×Y×X array (numpy, dask…) in memory with `voxseg.Predictor`, `voxseg predict`'s
+    own core: the same window, normalisation, threshold and instances, and no file written."""
+    from voxseg.inference.segmenter import Predictor
 
-    `config` is the form's config (its input and output are set here); probabilities are always kept.
-    """
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="voxseg-napari-") as scratch:
-        image = Path(scratch) / f"{safe_name(name)}.tif"
-        tifffile.imwrite(image, np.asarray(volume))
-        run = dataclasses.replace(
-            config, input=(image,), output=Path(scratch) / "out", save_probabilities=True, overwrite=False
-        ).resolved()
-        (files,) = predict_files(run, progress)
-        assert files.probabilities is not None
-        return Prediction(
-            probability=read_whole(files.probabilities),
-            mask=read_whole(files.mask),
-            labels=read_whole(files.labels) if files.labels is not None else None,
-            objects=files.objects_found,
-            seconds=time.perf_counter() - started,
-        )
+    predictor = Predictor.of(config.resolved(optional=("input", "output")))
+    report = (lambda done, total: progress(name, done, total)) if progress else None
+    result = predictor(volume, config.spacing, report)
+    return Prediction(
+        probability=result.probability,
+        mask=result.mask,
+        labels=result.labels,
+        objects=None if result.labels is None else int(result.labels.max()),
+        seconds=time.perf_counter() - started,
+    )
 
 
 class _ProgressRelay(QObject):

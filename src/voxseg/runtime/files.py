@@ -3,6 +3,7 @@ and never over an existing run or output (`numbered_path`). torch is imported on
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -15,19 +16,41 @@ if TYPE_CHECKING:
     import torch
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call `write(tmp)` on a temporary file beside `path`, flush it to disk, then rename it over `path`."""
+@contextlib.contextmanager
+def replacing(path: Path, suffix: str = ".tmp") -> Iterator[Path]:
+    """A temporary file beside `path` that replaces it when the block ends without error, and is
+    removed otherwise: a reader, or a crash, sees the old file or the complete new one. The one place
+    voxseg writes a file atomically; the file gets the usual permissions (mkstemp's are private, and a
+    model on a shared lab server must be readable by the lab)."""
     path = Path(path)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        write(tmp)
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
+        tmp.chmod(0o666 & ~_umask())
+        yield tmp
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
+def public(path: Path) -> None:
+    """Give `path` the permissions of any new file (for folders built under a private temporary name)."""
+    Path(path).chmod(0o666 & ~_umask())
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Call `write(tmp)` on a temporary file beside `path`, flush it to disk, then rename it over `path`."""
+    with replacing(path) as tmp:
+        write(tmp)
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
 
 
 def numbered_path(base: Path, taken: Callable[[Path], bool] = Path.exists) -> Path:
