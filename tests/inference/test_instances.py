@@ -20,7 +20,6 @@ from voxseg.inference.instances import (
     drop_debris,
     label_instances,
     object_table,
-    stitch_slabs,
     stitch_tables,
     write_object_csv,
 )
@@ -356,6 +355,12 @@ def _blobs(seed: int, shape: tuple[int, int, int] = (30, 40, 40)) -> np.ndarray:
     rng = np.random.default_rng(seed)
     field = ndi.gaussian_filter(rng.normal(size=shape), 2.0)
     return field > np.quantile(field, 0.85)
+
+
+def stitch_slabs(slabs: list[np.ndarray], connectivity: int = 3, min_overlap: float = 0.0) -> np.ndarray:
+    """The slabs stacked along Z as one label image, through `stitch_tables`' renaming."""
+    tables = stitch_tables(slabs, connectivity, min_overlap)
+    return np.concatenate([table[slab] for table, slab in zip(tables, slabs, strict=True)])
 
 
 @pytest.mark.parametrize("cuts", [[15], [1, 17], [8, 9, 20]])

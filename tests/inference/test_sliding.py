@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from voxseg.inference.sliding import dice_score, predict_probability
+from voxseg.inference.sliding import predict_probability
 
 
 def _identity() -> nn.Module:
@@ -48,20 +48,3 @@ def test_inference_runs_without_cudnn_autotuning_and_restores_it(monkeypatch: py
     predict_probability(model, np.zeros((12, 8, 8), np.float32), (8, 8, 8), torch.device("cpu"), batch_size=1)
     assert model.autotuning_seen == [False, False]
     assert torch.backends.cudnn.benchmark is True
-
-
-def test_dice_score() -> None:
-    target = torch.zeros(4, 4, 4, dtype=torch.bool)
-    target[:2] = True
-    assert dice_score(target, target) == pytest.approx(1.0)
-    assert dice_score(~target, target) == pytest.approx(0.0)
-    half = torch.zeros_like(target)
-    half[:1] = True
-    assert dice_score(half, target) == pytest.approx(2 * 16 / (16 + 32))
-
-
-def test_dice_of_two_empty_masks_is_one() -> None:
-    """A validation volume without cells, predicted empty, is a perfect answer (not NaN)."""
-    empty = torch.zeros(4, 4, 4, dtype=torch.bool)
-    assert dice_score(empty, empty) == 1.0
-    assert dice_score(torch.ones_like(empty), empty) == 0.0

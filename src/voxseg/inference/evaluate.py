@@ -51,13 +51,15 @@ from voxseg.inference.metrics import (
     iou_from_counts,
     overlap_counts,
 )
+from voxseg.inference.predictor import OUTPUT_SUFFIXES
 from voxseg.io.formats import stem
 from voxseg.runtime.files import atomic_write
 
 log = logging.getLogger(__name__)
 
 #: what `voxseg predict` appends to a volume's name; only `mask` and `labels` are scored
-PRED_KINDS = ("mask", "labels", "prob")
+#: `<name>_<kind>` of predict's outputs: mask, labels, prob
+PRED_KINDS = tuple(suffix.removeprefix("_") for suffix in OUTPUT_SUFFIXES.values())
 F1_MEAN_KEY = "f1_mean_0.5:0.95"
 #: the instance keys of a volume and of the overall result (null without instance labels)
 INSTANCE_KEYS = (

@@ -84,7 +84,7 @@ def label_instances(
     `"connected"`: connected components with full (26-) connectivity. A thresholded nucleus often
     has rim voxels joined to it only by an edge or a corner; 6-connectivity would chip those off as
     separate specks, while merging touching nuclei happens either way and is what `"watershed"` is
-    for. (`stitch_slabs` uses the same connectivity by default, so slabs rejoin exactly.)
+    for. (`stitch_tables` uses the same connectivity by default, so slabs rejoin exactly.)
 
     `"watershed"`: seeds are the h-maxima (peaks at least `h` high) of the Euclidean distance to the
     background, measured with `sampling=spacing` so anisotropic voxels (e.g. Z steps 2-4× the XY
@@ -331,12 +331,6 @@ def stitch_tables(
         np.concatenate([[0], table[offset + 1 : offset + len(count)]]).astype(np.uint32)
         for count, offset in zip(counts, offsets, strict=False)
     ]
-
-
-def stitch_slabs(slabs: Sequence[np.ndarray], connectivity: int = 3, min_overlap: float = 0.0) -> np.ndarray:
-    """The slabs stacked along Z as one label image (uint32, ids 1..N); see `stitch_tables`."""
-    tables = stitch_tables(slabs, connectivity, min_overlap)
-    return np.concatenate([table[np.asarray(slab)] for table, slab in zip(tables, slabs, strict=True)])
 
 
 def _touching(above: np.ndarray, below: np.ndarray, connectivity: int, min_overlap: float) -> np.ndarray:

@@ -66,26 +66,29 @@ def input_files(paths: tuple[Path, ...]) -> list[Path]:
     return files
 
 
-#: what voxseg predict writes: never taken as input when a folder is both (its outputs are skipped)
-OUTPUT_SUFFIXES = ("_mask", "_labels", "_prob")
+#: what voxseg predict writes, `<name><suffix>` by kind, declared once (evaluate and the napari reader
+#: read them back); never taken as input when a folder is both (its outputs are skipped)
+OUTPUT_SUFFIXES = {"mask": "_mask", "labels": "_labels", "probabilities": "_prob"}
 
 
 def _is_input(path: Path) -> bool:
-    return is_volume(path) and not stem(path).endswith(OUTPUT_SUFFIXES)
+    return is_volume(path) and not stem(path).endswith(tuple(OUTPUT_SUFFIXES.values()))
 
 
 def output_paths(config: PredictConfig, image: Path) -> dict[str, Path]:
     """The files predicting `image` writes, by kind."""
     assert config.output is not None
     name = stem(image)
-    kind = family(image) if config.output_format == "auto" else config.output_format
-    suffix = OUTPUT_SUFFIX[kind or "tiff"]  # type: ignore[index]
-    paths = {"mask": config.output / f"{name}_mask{suffix}"}
+    written_as = family(image) if config.output_format == "auto" else config.output_format
+    suffix = OUTPUT_SUFFIX[written_as or "tiff"]  # type: ignore[index]
+    kinds = ["mask"]
     if config.instances != "none":
-        paths["labels"] = config.output / f"{name}_labels{suffix}"
-        paths["objects"] = config.output / f"{name}_objects.csv"
+        kinds.append("labels")
     if config.save_probabilities:
-        paths["probabilities"] = config.output / f"{name}_prob{suffix}"
+        kinds.append("probabilities")
+    paths = {kind: config.output / f"{name}{OUTPUT_SUFFIXES[kind]}{suffix}" for kind in kinds}
+    if config.instances != "none":
+        paths["objects"] = config.output / f"{name}_objects.csv"
     return paths
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 from monai.inferers import sliding_window_inference
-from monai.metrics import compute_dice
 from torch import nn
 
 from voxseg.accel.cuda import heuristic_kernels
@@ -44,9 +43,3 @@ def predict_probability(
         )
     crop = tuple(slice(before, before + side) for (before, _), side in zip(amounts, image.shape, strict=True))
     return torch.as_tensor(probability)[0, 0][crop].float().cpu()
-
-
-def dice_score(prediction: torch.Tensor, target: torch.Tensor) -> float:
-    """Dice of two binary masks of the same shape; two empty masks agree perfectly (1.0)."""
-    as_batch = [t.bool().float()[None, None] for t in (prediction, target)]
-    return float(compute_dice(*as_batch, include_background=True, ignore_empty=False))

@@ -10,12 +10,13 @@ from typing import Any
 import numpy as np
 
 from voxseg.errors import VoxsegError
+from voxseg.inference.predictor import OUTPUT_SUFFIXES
 from voxseg.io.formats import family, open_volume, stem
 
 #: a volume up to this size is read whole; a larger one is handed to napari as stored, read lazily
 WHOLE_BYTES = 2 * 2**30
 #: what `voxseg predict` writes: shown as labels layers
-LABEL_KINDS = ("_mask", "_labels")
+LABEL_KINDS = (OUTPUT_SUFFIXES["mask"], OUTPUT_SUFFIXES["labels"])
 
 LayerData = tuple[Any, dict[str, Any], str]
 
