@@ -19,7 +19,7 @@ import numpy as np
 
 from voxseg.errors import DataError
 from voxseg.io.formats import Spacing, family
-from voxseg.runtime.files import replacing
+from voxseg.runtime.files import make_public, replacing
 
 
 class PlanesOut(Protocol):
@@ -69,7 +69,7 @@ def volume_writer(
 
 def _replace_folder(new: Path, target: Path) -> None:
     """Rename `new` to `target`; an existing `target` is moved aside first and removed after."""
-    _public_tree(new)
+    make_public(new, folder=True)
     if not target.exists():
         os.replace(new, target)
         return
@@ -77,9 +77,3 @@ def _replace_folder(new: Path, target: Path) -> None:
     os.replace(target, old / target.name)
     os.replace(new, target)
     shutil.rmtree(old, ignore_errors=True)
-
-
-def _public_tree(folder: Path) -> None:
-    umask = os.umask(0)
-    os.umask(umask)
-    folder.chmod(0o777 & ~umask)

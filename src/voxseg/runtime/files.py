@@ -27,7 +27,7 @@ def replacing(path: Path, suffix: str = ".tmp") -> Iterator[Path]:
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        tmp.chmod(0o666 & ~_umask())
+        make_public(tmp)
         yield tmp
         os.replace(tmp, path)
     finally:
@@ -40,9 +40,9 @@ def _umask() -> int:
     return umask
 
 
-def public(path: Path) -> None:
-    """Give `path` the permissions of any new file (for folders built under a private temporary name)."""
-    Path(path).chmod(0o666 & ~_umask())
+def make_public(path: Path, folder: bool = False) -> None:
+    """Give `path` the permissions of any new file or folder (temporary names are created private)."""
+    Path(path).chmod((0o777 if folder else 0o666) & ~_umask())
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
