@@ -17,3 +17,7 @@ class ConfigError(VoxsegError):
 
 class DataError(VoxsegError):
     """A data file or folder is missing, unreadable or inconsistent."""
+
+
+class Stopped(Exception):
+    """A run stopped on request (its stop event was set) before it finished: not an error."""

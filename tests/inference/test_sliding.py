@@ -1,13 +1,21 @@
-"""Sliding-window prediction and the Dice score used for validation (and best.pth selection)."""
+"""Sliding-window inference: streamed along Z it equals MONAI's on the whole volume; validation's
+in-memory blend is the same code; TTA, stop, and cuDNN's setting restored."""
 
 from __future__ import annotations
+
+import threading
 
 import numpy as np
 import pytest
 import torch
+from monai.inferers import sliding_window_inference
 from torch import nn
 
-from voxseg.inference.sliding import predict_probability
+from voxseg.data.normalise import Normalisation, normalise
+from voxseg.errors import Stopped
+from voxseg.inference.sliding import blended_probability, streamed_probabilities, window_predictor
+
+CPU = torch.device("cpu")
 
 
 def _identity() -> nn.Module:
@@ -20,13 +28,75 @@ def _identity() -> nn.Module:
     return conv.eval()
 
 
+@pytest.fixture(scope="module")
+def predict():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv3d(1, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv3d(4, 1, 3, padding=1)
+    )
+    return torch.no_grad()(lambda x: torch.sigmoid(net(x)))
+
+
+@pytest.mark.parametrize(
+    ("shape", "window", "overlap"),
+    [
+        ((40, 50, 37), (16, 16, 16), 0.25),
+        ((10, 70, 20), (16, 32, 32), 0.25),
+        ((33, 33, 33), (8, 16, 16), 0.5),
+    ],
+)
+def test_streamed_equals_monai_on_the_whole_volume(predict, shape, window, overlap) -> None:
+    volume = np.random.default_rng(0).normal(100, 20, shape).astype(np.float32)
+    norm = Normalisation.of(volume)
+    streamed = np.full(shape, np.nan, np.float32)
+    seen = []
+    for z, planes in streamed_probabilities(volume, norm, window, overlap, predict, 3):
+        seen.append((z, planes.shape[0]))
+        streamed[z : z + planes.shape[0]] = planes
+    assert [z for z, _ in seen] == sorted(z for z, _ in seen) and sum(n for _, n in seen) == shape[0]
+    padded = [max(s, w) for s, w in zip(shape, window, strict=True)]
+    amounts = [((p - s) // 2, p - s - (p - s) // 2) for p, s in zip(padded, shape, strict=True)]
+    whole = torch.from_numpy(np.pad(norm(volume), amounts, constant_values=norm.padding))[None, None]
+    reference = sliding_window_inference(whole, window, 3, predict, overlap=overlap, mode="gaussian")[0, 0]
+    crop = tuple(slice(before, before + side) for (before, _), side in zip(amounts, shape, strict=True))
+    np.testing.assert_allclose(streamed, reference.numpy()[crop], rtol=1e-5, atol=1e-6)
+
+
+def test_validation_blends_as_prediction_streams(predict) -> None:
+    """Validation's probability of a normalised volume is prediction's, window for window."""
+    volume = np.random.default_rng(2).normal(100, 20, (30, 40, 20)).astype(np.float32)
+    norm = Normalisation.of(volume)
+    streamed = np.concatenate(
+        [p.copy() for _, p in streamed_probabilities(volume, norm, (16, 16, 16), 0.25, predict, 2)]
+    )
+    np.testing.assert_array_equal(blended_probability(norm(volume), (16, 16, 16), predict, 2), streamed)
+
+
 @pytest.mark.parametrize("shape", [(8, 8, 8), (5, 9, 7), (20, 13, 30)])
-def test_predict_probability_keeps_shape_and_alignment(shape: tuple[int, int, int]) -> None:
+def test_blended_probability_keeps_shape_and_alignment(shape: tuple[int, int, int]) -> None:
     """Volumes smaller or larger than the window come back the same size, with no shift from padding."""
     image = np.random.default_rng(0).normal(size=shape).astype(np.float32)
-    probability = predict_probability(_identity(), image, (8, 8, 8), torch.device("cpu"), batch_size=2)
-    assert tuple(probability.shape) == shape and probability.dtype == torch.float32
-    torch.testing.assert_close(probability, torch.sigmoid(torch.from_numpy(image)), rtol=1e-4, atol=1e-4)
+    for tta in (False, True):  # the identity is flip-invariant: TTA changes nothing
+        probability = blended_probability(image, (8, 8, 8), window_predictor(_identity(), CPU, tta=tta), 2)
+        assert probability.shape == shape and probability.dtype == np.float32
+        np.testing.assert_allclose(probability, 1 / (1 + np.exp(-image)), rtol=1e-4, atol=1e-4)
+
+
+def test_a_set_stop_ends_before_the_next_batch(predict) -> None:
+    volume = np.zeros((16, 32, 32), np.float32)
+    stop, reports = threading.Event(), []
+
+    def report(done: int, total: int) -> None:
+        reports.append(done)
+        stop.set()
+
+    with pytest.raises(Stopped, match="after 2 of 9 windows"):
+        list(
+            streamed_probabilities(
+                volume, Normalisation.of(volume), (16, 16, 16), 0.25, predict, 2, report, stop
+            )
+        )
+    assert reports == [2]
 
 
 class _RecordsAutotuning(nn.Module):
@@ -41,10 +111,20 @@ class _RecordsAutotuning(nn.Module):
         return x
 
 
-def test_inference_runs_without_cudnn_autotuning_and_restores_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Training turns autotuning on; inference's changing shapes would each be timed afresh."""
+def test_validation_runs_without_cudnn_autotuning_and_restores_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Training turns autotuning on; validation's shapes would each be timed afresh."""
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", True)
     model = _RecordsAutotuning()
-    predict_probability(model, np.zeros((12, 8, 8), np.float32), (8, 8, 8), torch.device("cpu"), batch_size=1)
+    blended_probability(np.zeros((12, 8, 8), np.float32), (8, 8, 8), window_predictor(model, CPU), 1)
     assert model.autotuning_seen == [False, False]
     assert torch.backends.cudnn.benchmark is True
+
+
+def test_normalisation_equals_trainings_on_small_volumes_and_samples_large_ones(monkeypatch) -> None:
+    volume = np.random.default_rng(1).gamma(2.0, 50.0, (20, 30, 40)).astype(np.float32)
+    whole = Normalisation.of(volume)
+    np.testing.assert_allclose(whole(volume), normalise(volume), rtol=1e-5, atol=1e-5)
+    monkeypatch.setattr("voxseg.data.normalise.NORMALISATION_SAMPLE", 1000)
+    sampled = Normalisation.of(volume)  # a strided sample of ~1000 voxels: close, not equal
+    assert sampled != whole
+    assert abs(sampled.mean - whole.mean) < 0.1 * whole.std and abs(sampled.std / whole.std - 1) < 0.1

@@ -49,6 +49,11 @@ class Normalisation:
         std = float(clipped.std())
         return cls(low, high, float(clipped.mean()), std if std > 0 else 1.0)
 
+    @classmethod
+    def already_done(cls, image: np.ndarray) -> Normalisation:
+        """For a volume normalised already: changes nothing, pads with the volume's minimum."""
+        return cls(float(image.min()), float(image.max()), 0.0, 1.0)
+
     def __call__(self, block: np.ndarray) -> np.ndarray:
         out = block.astype(np.float32)
         self.apply_in_place(out)

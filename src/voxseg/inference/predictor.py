@@ -2,7 +2,7 @@
 
 Every input is checked, and every output name is checked for an existing file, before the model
 is loaded or anything is written. Each volume is then read window by window (`voxseg.io`,
-`streaming`), its mask (and probabilities) written plane by plane in the input's format with its
+`sliding`), its mask (and probabilities) written plane by plane in the input's format with its
 voxel size, and its instances labelled from the finished mask.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -105,8 +106,12 @@ def check_outputs(config: PredictConfig, images: list[Path]) -> None:
         raise DataError(f"--output: {existing[0]} already exists{more}; give --overwrite to replace")
 
 
-def predict_files(config: PredictConfig, progress: Progress | None = None) -> list[PredictionFiles]:
-    """Predict every input of a resolved config; return what was written for each."""
+def predict_files(
+    config: PredictConfig, progress: Progress | None = None, stop: threading.Event | None = None
+) -> list[PredictionFiles]:
+    """Predict every input of a resolved config; return what was written for each. Once `stop` is
+    set, `voxseg.errors.Stopped` is raised before the next batch of windows (the volume in progress
+    leaves no file; those finished are kept)."""
     from voxseg.data.checks import check_volume_values
     from voxseg.inference.segmenter import Predictor
     from voxseg.inference.trained import check_source, isotropic_side
@@ -126,10 +131,10 @@ def predict_files(config: PredictConfig, progress: Progress | None = None) -> li
     assert config.output is not None
     config.output.mkdir(parents=True, exist_ok=True)
     with predictor.windows() as predict:
-        return [_predict_one(config, image, predictor, predict, progress) for image in images]
+        return [_predict_one(config, image, predictor, predict, progress, stop) for image in images]
 
 
-def _predict_one(config, image: Path, predictor: Predictor, predict, progress) -> PredictionFiles:
+def _predict_one(config, image: Path, predictor: Predictor, predict, progress, stop) -> PredictionFiles:
     started = time.perf_counter()
     volume = open_volume(image, config.image_key, config.level)
     if not volume.lazy:
@@ -148,7 +153,7 @@ def _predict_one(config, image: Path, predictor: Predictor, predict, progress) -
             volume_writer(paths["mask"], volume.shape, np.uint8, config.overwrite, spacing) as mask,
             _maybe_writer(probability_path, volume.shape, config.overwrite, spacing) as probabilities,
         ):
-            for z, planes in predictor.probabilities(volume, spacing, predict, report):
+            for z, planes in predictor.probabilities(volume, spacing, predict, report, stop):
                 mask[z : z + planes.shape[0]] = planes >= predictor.threshold  # as the threshold was tuned
                 if probabilities is not None:
                     probabilities[z : z + planes.shape[0]] = planes

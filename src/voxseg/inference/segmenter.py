@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -21,9 +22,10 @@ import torch
 from voxseg.config import PredictConfig
 from voxseg.errors import DataError
 
-log = logging.getLogger("voxseg")
+if TYPE_CHECKING:
+    from voxseg.inference.sliding import Predict
 
-WindowPredict = Callable[[torch.Tensor], torch.Tensor]
+log = logging.getLogger("voxseg")
 
 
 @dataclass(frozen=True)
@@ -90,11 +92,11 @@ class Predictor:
         return self.trained.threshold
 
     @contextlib.contextmanager
-    def windows(self) -> Iterator[WindowPredict]:
+    def windows(self) -> Iterator[Predict]:
         """(B, 1, Z, Y, X) normalised windows -> probabilities, with the process-wide speed settings
         (threads that follow the machine's load, kernels) held only while the block runs."""
         from voxseg.accel import accelerated
-        from voxseg.inference.trained import window_predictor
+        from voxseg.inference.sliding import window_predictor
         from voxseg.runtime.precision import autocast
 
         config = self.config
@@ -110,19 +112,28 @@ class Predictor:
             yield between_batches
 
     def probabilities(
-        self, volume: Any, spacing: tuple[float, float, float] | None, predict: WindowPredict, report=None
+        self,
+        volume: Any,
+        spacing: tuple[float, float, float] | None,
+        predict: Predict,
+        report: Callable[[int, int], None] | None = None,
+        stop: threading.Event | None = None,
     ) -> Iterator[tuple[int, np.ndarray]]:
         """(z, planes) of the blended foreground probability of `volume` (an array or a volume file,
-        read window by window), in order: what `voxseg predict` streams into its writers."""
+        read window by window), in order: what `voxseg predict` streams into its writers. `report`
+        and `stop` are `streamed_probabilities`'."""
         from voxseg.data.normalise import Normalisation
-        from voxseg.inference.streaming import streamed_probabilities
+        from voxseg.inference.sliding import assembled, streamed_probabilities
 
         config, trained = self.config, self.trained
-        normalisation = Normalisation.of(volume)
-        if trained.isotropic is None:
-            yield from streamed_probabilities(
-                volume, normalisation, trained.window, config.overlap, predict, config.batch_size, report
+
+        def blended(image: Any, normalisation: Normalisation) -> Iterator[tuple[int, np.ndarray]]:
+            return streamed_probabilities(
+                image, normalisation, trained.window, config.overlap, predict, config.batch_size, report, stop
             )
+
+        if trained.isotropic is None:
+            yield from blended(volume, Normalisation.of(volume))
             return
         from voxseg.data.resample import back_to, to_isotropic
 
@@ -131,14 +142,9 @@ class Predictor:
                 f"the run trained on isotropic {trained.isotropic:g} µm voxels (--resample isotropic): "
                 "give the volume's voxel size (spacing=Z,Y,X)"
             )
-        image = to_isotropic(normalisation(np.asarray(volume[:])), spacing, trained.isotropic)
-        as_is = Normalisation(float(image.min()), float(image.max()), 0.0, 1.0)  # already normalised
-        probability = np.empty(image.shape, np.float32)
-        for z, planes in streamed_probabilities(
-            image, as_is, trained.window, config.overlap, predict, config.batch_size, report
-        ):
-            probability[z : z + planes.shape[0]] = planes
-        yield 0, back_to(probability, volume.shape)
+        image = to_isotropic(Normalisation.of(volume)(np.asarray(volume[:])), spacing, trained.isotropic)
+        planes = blended(image, Normalisation.already_done(image))
+        yield 0, back_to(assembled(planes, image.shape), volume.shape)
 
     def object_radius(self, spacing: tuple[float, float, float] | None) -> float | None:
         """The run's typical object radius in the units the watershed measures this volume in: µm when
@@ -153,21 +159,22 @@ class Predictor:
         image: Any,
         spacing: tuple[float, float, float] | None = None,
         progress: Callable[[int, int], None] | None = None,
+        stop: threading.Event | None = None,
     ) -> Segmentation:
         """Segment a Z×Y×X array (numpy, or anything indexed like one: a Zarr or dask array is read
         window by window); `spacing` is its voxel size in µm where known (default the `spacing` option);
-        `progress(windows done, windows in all)` is called after each batch of windows."""
+        `progress(windows done, windows in all)` is called after each batch of windows; once `stop` is
+        set, `voxseg.errors.Stopped` is raised before the next batch."""
         from voxseg.data.checks import check_image
+        from voxseg.inference.sliding import assembled
 
         if getattr(image, "ndim", None) != 3 or 0 in image.shape:
             raise DataError(f"need a non-empty Z×Y×X array, got shape {getattr(image, 'shape', None)}")
         if isinstance(image, np.ndarray):
             check_image("the array", image)
         spacing = spacing or self.config.spacing
-        probability = np.empty(image.shape, np.float32)
         with self.windows() as predict:
-            for z, planes in self.probabilities(image, spacing, predict, progress):
-                probability[z : z + planes.shape[0]] = planes
+            probability = assembled(self.probabilities(image, spacing, predict, progress, stop), image.shape)
         mask = (probability >= self.threshold).astype(np.uint8)
         labels = None
         if self.config.instances != "none":

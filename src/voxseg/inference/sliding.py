@@ -1,45 +1,206 @@
-"""Sliding-window inference (MONAI, Gaussian blending) on volumes padded as the model requires."""
+"""Sliding-window inference: MONAI's window grid and Gaussian blending, streamed along Z.
+
+One implementation serves validation during training (`blended_probability`, a volume in memory) and
+`voxseg predict` (`streamed_probabilities`, planes handed out as they become final), so the validation
+Dice and the threshold tuned on it are what prediction gets, by construction.
+
+MONAI's `sliding_window_inference` needs the whole input and output in memory (a 1024×1024×128
+uint16 stack is 0.5 GB as float32, twice that with its output). This streams the same computation:
+the windows are MONAI's own grid for the whole volume (`dense_patch_slices`, Gaussian importance
+map), taken one row of Z positions at a time; once no later window covers a Z plane, that plane's
+blended value is final and is handed out. The result is MONAI's up to float summation order (tested
+against it), and memory holds only the window in hand and the accumulators of a window's depth of planes.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import threading
+from collections.abc import Callable, Iterable, Iterator
+
 import numpy as np
 import torch
-from monai.inferers import sliding_window_inference
+from monai.data.utils import compute_importance_map, dense_patch_slices
 from torch import nn
 
 from voxseg.accel.cuda import heuristic_kernels
-from voxseg.data.volumes import pad_amounts
+from voxseg.data.normalise import Normalisation, Readable
+from voxseg.errors import Stopped
 
 #: overlap between neighbouring windows; with Gaussian weights, 0.25 hides seams at modest cost
 OVERLAP = 0.25
+#: normalised (B, 1, Z, Y, X) windows -> foreground probabilities, same shape
+Predict = Callable[[torch.Tensor], torch.Tensor]
+#: the 8 flips over Z, Y and X of test-time augmentation (nnU-Net's mirroring)
+TTA_FLIPS = ((), (2,), (3,), (4,), (2, 3), (2, 4), (3, 4), (2, 3, 4))
 
 
-@torch.no_grad()
-def predict_probability(
+def window_predictor(
     model: nn.Module,
-    image: np.ndarray,
-    window: tuple[int, int, int],
     device: torch.device,
-    batch_size: int = 1,
-) -> torch.Tensor:
-    """Foreground probability (Z, Y, X) on the CPU for a normalised volume of any size.
+    autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+    tta: bool = False,
+) -> Predict:
+    """The model as a `Predict`: windows moved to `device`, sigmoid in float32, with test-time
+    augmentation (the mean probability of the 8 flips) if asked."""
+    flips = TTA_FLIPS if tta else ((),)
 
-    The windows' probabilities are blended (Gaussian), as `voxseg predict` blends them, so the
-    validation Dice and the threshold tuned on it are what prediction gets. A volume smaller than
-    the window is padded with its minimum (as training patches are), so every window the model
-    sees has a size it accepts; the padding is cropped away afterwards.
+    @torch.no_grad()
+    def predict(tiles: torch.Tensor) -> torch.Tensor:
+        tiles = tiles.to(device)
+        total = None
+        with autocast():
+            for axes in flips:
+                logits = model(tiles.flip(axes) if axes else tiles).float()
+                probability = torch.sigmoid(logits.flip(axes) if axes else logits)
+                total = probability if total is None else total + probability
+        assert total is not None
+        return total / len(flips)
+
+    return predict
+
+
+def scan_interval(shape: tuple[int, ...], window: tuple[int, ...], overlap: float) -> tuple[int, ...]:
+    """The step between windows, by MONAI's rule (`sliding_window_inference`): a window as large as
+    the volume takes one step; otherwise `int(window × (1 − overlap))`, at least 1."""
+    return tuple(w if w == s else max(int(w * (1 - overlap)), 1) for s, w in zip(shape, window, strict=True))
+
+
+def streamed_probabilities(
+    volume: Readable,
+    normalisation: Normalisation,
+    window: tuple[int, int, int],
+    overlap: float,
+    predict: Predict,
+    batch_size: int,
+    on_windows: Callable[[int, int], None] | None = None,
+    stop: threading.Event | None = None,
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield (z, planes): the blended foreground probability of Z planes z.., in order, float32.
+
+    `volume` is read one window at a time. A volume smaller than the window is padded as
+    training pads (with its normalised minimum) and the padding is cut away. The blended sums live
+    in a ring of a window's depth of planes, reused as the windows move down.
+    `on_windows(done, total)` reports progress; once `stop` is set, `Stopped` is raised before the
+    next batch of windows.
     """
-    amounts = pad_amounts(image.shape, window)
-    padded = np.pad(image, amounts, mode="constant", constant_values=float(image.min()))
-    tensor = torch.from_numpy(np.ascontiguousarray(padded))[None, None].to(device)
-    with heuristic_kernels():
-        probability = sliding_window_inference(
-            tensor,
-            roi_size=window,
-            sw_batch_size=batch_size,
-            predictor=lambda windows: torch.sigmoid(model(windows).float()),
-            overlap=OVERLAP,
-            mode="gaussian",
+    shape = tuple(int(s) for s in volume.shape)
+    padded = tuple(max(s, w) for s, w in zip(shape, window, strict=True))
+    before = [(p - s) // 2 for p, s in zip(padded, shape, strict=True)]
+    rows: dict[int, list[tuple[slice, slice]]] = {}
+    for z, y, x in dense_patch_slices(padded, window, scan_interval(padded, window, overlap)):
+        rows.setdefault(int(z.start), []).append(
+            (slice(int(y.start), int(y.stop)), slice(int(x.start), int(x.stop)))
         )
-    crop = tuple(slice(before, before + side) for (before, _), side in zip(amounts, image.shape, strict=True))
-    return torch.as_tensor(probability)[0, 0][crop].float().cpu()
+    starts = sorted(rows)
+    total, done = sum(len(r) for r in rows.values()), 0
+    importance = compute_importance_map(window, mode="gaussian", sigma_scale=0.125).numpy().astype(np.float32)
+    # planes z.. stay open only while a window covers them: a window's depth of planes at a time
+    ring = _Ring(window[0], padded)
+    flushed = 0  # padded Z up to which the planes were handed out
+    for index, start in enumerate(starts):
+        zs = slice(start, start + window[0])
+        for batch_start in range(0, len(rows[start]), batch_size):
+            if stop is not None and stop.is_set():
+                raise Stopped(f"stopped after {done} of {total} windows")
+            batch = rows[start][batch_start : batch_start + batch_size]
+            tiles = torch.from_numpy(
+                np.stack([_read(volume, normalisation, (zs, ys, xs), before) for ys, xs in batch])[:, None]
+            )
+            probabilities = predict(tiles).float().cpu().numpy()[:, 0]
+            for (ys, xs), probability in zip(batch, probabilities, strict=True):
+                ring.add(start, ys, xs, probability * importance, importance)
+            done += len(batch)
+            if on_windows is not None:
+                on_windows(done, total)
+        final_until = starts[index + 1] if index + 1 < len(starts) else padded[0]
+        for z, planes in ring.take(flushed, final_until):
+            yield from _crop_planes(planes, z, shape, before)
+        flushed = final_until
+
+
+def assembled(planes: Iterable[tuple[int, np.ndarray]], shape: tuple[int, ...]) -> np.ndarray:
+    """The (z, planes) of `streamed_probabilities` as one float32 volume."""
+    volume = np.empty(shape, np.float32)
+    for z, part in planes:
+        volume[z : z + part.shape[0]] = part
+    return volume
+
+
+def blended_probability(
+    image: np.ndarray, window: tuple[int, int, int], predict: Predict, batch_size: int
+) -> np.ndarray:
+    """The foreground probability of an already normalised volume in memory, blended exactly as
+    `voxseg predict` blends it (its default overlap; padded with the volume's minimum). cuDNN picks
+    its kernels by heuristics meanwhile: validation's shapes are not training's."""
+    with heuristic_kernels():
+        planes = streamed_probabilities(
+            image, Normalisation.already_done(image), window, OVERLAP, predict, batch_size
+        )
+        return assembled(planes, image.shape)
+
+
+class _Ring:
+    """Weighted sums of probabilities for `depth` consecutive padded Z planes, stored modulo `depth`."""
+
+    def __init__(self, depth: int, padded: tuple[int, ...]) -> None:
+        self.depth = depth
+        self.values = np.zeros((depth, padded[1], padded[2]), np.float32)
+        self.weights = np.zeros_like(self.values)
+
+    def _parts(self, z0: int, z1: int) -> Iterator[tuple[int, slice, slice]]:
+        """(first Z, ring slice, slice of a z0..z1 array) for each unwrapped piece of planes z0..z1."""
+        z = z0
+        while z < z1:
+            at = z % self.depth
+            n = min(z1 - z, self.depth - at)
+            yield z, slice(at, at + n), slice(z - z0, z - z0 + n)
+            z += n
+
+    def add(self, z0: int, ys: slice, xs: slice, weighted: np.ndarray, weight: np.ndarray) -> None:
+        for _, ring, part in self._parts(z0, z0 + weighted.shape[0]):
+            self.values[ring, ys, xs] += weighted[part]
+            self.weights[ring, ys, xs] += weight[part]
+
+    def take(self, z0: int, z1: int) -> Iterator[tuple[int, np.ndarray]]:
+        """The blended planes z0..z1 (every window covering them added), divided in place: each is a
+        view of the ring, valid until the next one is asked for; then its slots are cleared."""
+        for z, ring, _ in self._parts(z0, z1):
+            planes = self.values[ring]
+            planes /= self.weights[ring]
+            yield z, planes
+            self.values[ring] = 0
+            self.weights[ring] = 0
+
+
+def _read(
+    volume: Readable, normalisation: Normalisation, window: tuple[slice, ...], before: list[int]
+) -> np.ndarray:
+    """One window of the padded volume, normalised (the padding with training's value).
+
+    Windows are read one by one, so only the window in hand is in memory, not a row of them.
+    """
+    out = np.full([s.stop - s.start for s in window], normalisation.padding, np.float32)
+    source, target = [], []
+    for axis, wanted in enumerate(window):
+        lo, hi = max(wanted.start - before[axis], 0), min(wanted.stop - before[axis], volume.shape[axis])
+        if hi <= lo:
+            return out
+        source.append(slice(lo, hi))
+        target.append(slice(lo + before[axis] - wanted.start, hi + before[axis] - wanted.start))
+    region = out[tuple(target)]
+    region[...] = volume[tuple(source)]
+    normalisation.apply_in_place(region)
+    return out
+
+
+def _crop_planes(
+    planes: np.ndarray, base: int, shape: tuple[int, ...], before: list[int]
+) -> Iterator[tuple[int, np.ndarray]]:
+    """The planes that belong to the volume, without padding, in volume coordinates."""
+    z0, z1 = max(base, before[0]), min(base + planes.shape[0], before[0] + shape[0])
+    if z1 > z0:
+        yield (
+            z0 - before[0],
+            planes[z0 - base : z1 - base, before[1] : before[1] + shape[1], before[2] : before[2] + shape[2]],
+        )

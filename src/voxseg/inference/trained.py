@@ -7,7 +7,6 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from voxseg.config import PredictConfig, TrainConfig
@@ -97,25 +96,3 @@ def _from_run_folder(run_dir: Path, asked_model: str | None) -> tuple[str, Path,
         raise DataError(f"{SOURCE}: {run_dir} holds no best.pth or last.pth")
     window = summary.get("patch_size") or train.patch_size
     return name, weights, parse_size(window, "--window"), summary
-
-
-def window_predictor(model: nn.Module, device: torch.device, autocast, tta: bool):
-    """(B, 1, Z, Y, X) normalised windows -> foreground probabilities, with flip TTA if asked.
-
-    With TTA the probabilities of the 8 flips over Z, Y and X are averaged (nnU-Net's mirroring).
-    """
-    flips = [(), (2,), (3,), (4,), (2, 3), (2, 4), (3, 4), (2, 3, 4)] if tta else [()]
-
-    @torch.no_grad()
-    def predict(tiles: torch.Tensor) -> torch.Tensor:
-        tiles = tiles.to(device)
-        total = None
-        with autocast():
-            for axes in flips:
-                logits = model(tiles.flip(axes) if axes else tiles).float()
-                probability = torch.sigmoid(logits.flip(axes) if axes else logits)
-                total = probability if total is None else total + probability
-        assert total is not None
-        return total / len(flips)
-
-    return predict

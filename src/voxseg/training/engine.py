@@ -22,7 +22,7 @@ import torch
 from voxseg.accel import Acceleration, accelerated
 from voxseg.data.labels import scored
 from voxseg.inference.metrics import CUT_POINTS, dice_by_threshold
-from voxseg.inference.sliding import predict_probability
+from voxseg.inference.sliding import blended_probability, window_predictor
 from voxseg.losses import build_loss
 from voxseg.models.registry import build_model
 from voxseg.runtime.files import save_state_dict
@@ -220,12 +220,12 @@ class Trainer:
         every threshold in CUT_POINTS (the run chooses its threshold on it)."""
         self.model.eval()
         preview, curves = None, [np.zeros(len(CUT_POINTS))]  # a rank may have no volume
+        predict = window_predictor(self.model, self.device, lambda: autocast(self.device, self.precision))
         for volume in self.parallel.shard(self.prepared.val_volumes):
-            with autocast(self.device, self.precision):
-                blended = predict_probability(
-                    self.model, volume.image, self.prepared.window, self.device, 2 * self.config.batch_size
-                )
-            curves.append(dice_by_threshold(*scored(probability := blended.numpy(), volume.label)))
+            probability = blended_probability(
+                volume.image, self.prepared.window, predict, 2 * self.config.batch_size
+            )
+            curves.append(dice_by_threshold(*scored(probability, volume.label)))
             preview = preview or ValidationPreview.of(volume, probability)
         self.model.train()
         count = np.float64(len(curves) - 1)

@@ -19,7 +19,7 @@ from voxseg.config import TrainConfig
 from voxseg.data.labels import scored
 from voxseg.errors import ConfigError
 from voxseg.inference.metrics import dice_by_threshold
-from voxseg.inference.sliding import predict_probability
+from voxseg.inference.sliding import blended_probability, window_predictor
 from voxseg.inference.trained import check_source
 from voxseg.models.weights import load_trained_network
 from voxseg.runtime.files import write_json
@@ -44,16 +44,12 @@ def tune_threshold(run_dir: Path) -> dict[str, Any]:
     config = prepared.config
     with accelerated(prepared.device, config.fast_kernels, False, config.threads) as acceleration:
         runner = acceleration.tune(model, mixed_precision=prepared.precision.dtype is not None)
+        predict = window_predictor(
+            runner, prepared.device, lambda: autocast(prepared.device, prepared.precision)
+        )
         for volume in prepared.val_volumes:
-            with autocast(prepared.device, prepared.precision):
-                probability = predict_probability(
-                    runner,
-                    volume.image,
-                    prepared.window,
-                    prepared.device,
-                    2 * int(prepared.config.batch_size),
-                )
-            curves.append(dice_by_threshold(*scored(probability.numpy(), volume.label)))
+            probability = blended_probability(volume.image, prepared.window, predict, 2 * config.batch_size)
+            curves.append(dice_by_threshold(*scored(probability, volume.label)))
     choice = choose_threshold(np.mean(curves, axis=0), prepared.val_objects)
     summary_path = run_dir / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
