@@ -10,7 +10,7 @@ import pytest
 from voxseg.cli import build_parser
 from voxseg.config import COMMAND_OPTIONS, TrainConfig, readme_tables
 from voxseg.errors import ConfigError
-from voxseg.napari.form import FIELDS
+from voxseg.napari.form import TRAIN_FORM
 from voxseg.options import Option, options_of, parse_value
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -58,7 +58,9 @@ def test_flags_and_yaml_build_the_same_config(tmp_path: Path) -> None:
 
 
 def test_the_form_shows_every_option() -> None:
-    assert {f.name for f in FIELDS} == {name for name, opt, _ in options_of(TrainConfig) if opt.in_form}
+    assert {f.name for f in TRAIN_FORM.fields} == {
+        name for name, opt, _ in options_of(TrainConfig) if opt.in_form
+    }
 
 
 def test_resolving_leaves_the_callers_config_alone() -> None:

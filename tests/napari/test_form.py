@@ -8,27 +8,19 @@ import tifffile
 
 from voxseg.config import TrainConfig
 from voxseg.errors import DataError
-from voxseg.napari.form import (
-    FIELDS,
-    config_from_values,
-    default_values,
-    display_values,
-    field_errors,
-    fields_of,
-    padding_summary,
-)
+from voxseg.napari.form import TRAIN_FORM, field_errors, fields_of, padding_summary
 from voxseg.napari.layer_data import safe_name, write_layer_dataset
 
 
 def test_every_field_shows_the_configs_default():
-    values = default_values()
-    config = config_from_values({**values, "images": "i", "labels": "l"}).resolved()
+    values = TRAIN_FORM.default_values()
+    config = TRAIN_FORM.config_from_values({**values, "images": "i", "labels": "l"}).resolved()
     defaults = TrainConfig(images="i", labels="l").resolved()
     assert config == defaults
 
 
 def test_several_bad_values_are_reported_at_once_with_the_cli_wording(tmp_path):
-    values = {**default_values(), "val_interval": 0, "lr": "fast", "batch_size": 0}
+    values = {**TRAIN_FORM.default_values(), "val_interval": 0, "lr": "fast", "batch_size": 0}
     errors = field_errors(values)
     assert errors["val_interval"] == "--val-interval: 0 is outside [1, inf]"
     assert errors["lr"] == "--lr: expected a number, got 'fast'"
@@ -37,13 +29,13 @@ def test_several_bad_values_are_reported_at_once_with_the_cli_wording(tmp_path):
 
 
 def test_rules_across_fields_land_on_the_field_they_name():
-    values = {**default_values(), "images": ".", "labels": ".", "epochs": 3, "warmup_epochs": 3}
+    values = {**TRAIN_FORM.default_values(), "images": ".", "labels": ".", "epochs": 3, "warmup_epochs": 3}
     assert field_errors(values)["warmup_epochs"].startswith("--warmup-epochs: 3 must be fewer")
 
 
 def test_folders_must_exist_and_pair(tmp_path, make_dataset):
     images, labels = make_dataset(tmp_path, n=2, size=8)
-    values = {**default_values(), "images": str(images), "labels": str(tmp_path / "missing")}
+    values = {**TRAIN_FORM.default_values(), "images": str(images), "labels": str(tmp_path / "missing")}
     assert field_errors(values) == {"labels": f"--labels: {tmp_path / 'missing'} does not exist"}
     (labels / "vol_00_label.tif").rename(labels / "other.tif")
     errors = field_errors({**values, "labels": str(labels)})
@@ -51,21 +43,21 @@ def test_folders_must_exist_and_pair(tmp_path, make_dataset):
 
 
 def test_layer_mode_needs_no_folders():
-    assert field_errors(default_values(), data_from_layers=True) == {}
+    assert field_errors(TRAIN_FORM.default_values(), data_from_layers=True) == {}
 
 
 def test_numbers_typed_as_text_are_saved_as_numbers():
     typed = {"lr": " 5e-4 ", "patch_size": "32,64,64", "workers": "2"}
-    config = config_from_values({**default_values(), **typed})
+    config = TRAIN_FORM.config_from_values({**TRAIN_FORM.default_values(), **typed})
     assert (config.lr, config.patch_size, config.workers) == (0.0005, (32, 64, 64), 2)
-    assert config_from_values({**default_values(), "run_name": "  "}).run_name is None
+    assert TRAIN_FORM.config_from_values({**TRAIN_FORM.default_values(), "run_name": "  "}).run_name is None
 
 
 def test_display_round_trip_of_a_loaded_config():
     config = TrainConfig(model="VNet", patch_size=(32, 64, 64), lr=2e-4, images="a", labels="b")
-    shown = display_values(config)
+    shown = TRAIN_FORM.display_values(config)
     assert shown["patch_size"] == "32,64,64" and shown["lr"] == "0.0002" and shown["workers"] == ""
-    back = config_from_values(shown).resolved()
+    back = TRAIN_FORM.config_from_values(shown).resolved()
     assert (back.model, back.patch_size, back.lr) == ("VNet", (32, 64, 64), 2e-4)
 
 
@@ -87,7 +79,7 @@ def test_fields_cover_every_cli_option_but_the_run_controls():
 
     train = build_parser()._subparsers._group_actions[0].choices["train"]
     options = {a.dest for a in train._actions if a.option_strings} - {"help", "config", "resume"}
-    assert options == {f.name for f in FIELDS}
+    assert options == {f.name for f in TRAIN_FORM.fields}
 
 
 def test_layers_are_written_as_a_pairable_dataset(tmp_path):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from typing import Any
+
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
 from qtpy.QtWidgets import QVBoxLayout, QWidget
@@ -32,3 +35,20 @@ class CurvesWidget(QWidget):
         self.curves.update(losses, dices, best)
         self.canvas.draw_idle()
         self.updates += 1
+
+
+def dock(viewer: Any, curves: CurvesWidget) -> CurvesWidget:
+    """Docked at the bottom of the viewer's window; a bare ViewerModel has none: shown on its own."""
+    window = getattr(viewer, "window", None)
+    if window is not None:
+        window.add_dock_widget(curves, name="voxseg training curves", area="bottom")
+    else:
+        curves.show()
+    return curves
+
+
+def undock(viewer: Any, curves: CurvesWidget) -> None:
+    window = getattr(viewer, "window", None)
+    if window is not None:
+        with contextlib.suppress(Exception):  # the user may have closed that dock already
+            window.remove_dock_widget(curves)

@@ -2,8 +2,8 @@
 
 The fields are generated from the option declarations (`voxseg.config`, `voxseg.options`): same
 names, defaults, help and checks as the command line, so the GUI cannot drift from the CLI.
-`ConfigForm` does this for any declared config (the Predict widget's form over PredictConfig);
-the module-level names below are the Train widget's form over TrainConfig.
+`ConfigForm` does this for any declared config: `TRAIN_FORM` over TrainConfig (with the data
+checks below), the Predict widget's over PredictConfig.
 """
 
 from __future__ import annotations
@@ -18,17 +18,12 @@ from voxseg.data.discovery import pair_files
 from voxseg.errors import ConfigError, VoxsegError
 from voxseg.models.registry import get_model_spec
 from voxseg.options import (
-    AUGMENTATION,
-    DATA,
-    TRAINING,
     is_auto,
     options_of,
     parse_size,
     parse_value,
     spelling,
 )
-
-SECTIONS = (DATA, AUGMENTATION, TRAINING)
 
 #: stands in for a required path while another field is checked on its own, or for one the widget hides
 PLACEHOLDER = "."
@@ -178,23 +173,11 @@ class ConfigForm:
         return None
 
 
+#: the Train widget's form
 TRAIN_FORM = ConfigForm(TrainConfig)
-FIELDS: tuple[Field, ...] = TRAIN_FORM.fields
-FIELDS_BY_NAME = TRAIN_FORM.by_name
-_OPTIONS = TRAIN_FORM.options
 #: stands in for the data folders when only one field is checked, or when layers are the data
 _PLACEHOLDER_DATA = {"images": PLACEHOLDER, "labels": PLACEHOLDER}
 _MUST_EXIST = ("images", "labels", "val_images", "val_labels", "weights")
-
-
-def default_values() -> dict[str, Any]:
-    """The config's own defaults, as the widget displays them."""
-    return TRAIN_FORM.default_values()
-
-
-def display_values(config: TrainConfig) -> dict[str, Any]:
-    """A config's values in widget form (paths and sizes as text, None as blank)."""
-    return TRAIN_FORM.display_values(config)
 
 
 def _size_text(value: Any) -> str:
@@ -206,16 +189,6 @@ def _size_text(value: Any) -> str:
     except ConfigError:
         return str(value)
     return str(sides[0]) if len(set(sides)) == 1 else ",".join(map(str, sides))
-
-
-def config_from_values(values: dict[str, Any]) -> TrainConfig:
-    """A TrainConfig from widget values. Values that parse become their number or size (so saved YAML
-    holds numbers), blank optional fields None; the rest stay as typed, for `resolved()` to name."""
-    return TRAIN_FORM.config_from_values(values)
-
-
-def _typed(name: str, value: Any) -> Any:
-    return TRAIN_FORM.typed(name, value)
 
 
 def field_errors(values: dict[str, Any], data_from_layers: bool = False) -> dict[str, str]:
@@ -240,16 +213,7 @@ def _check_pairing(images: Path, labels: Path, image_option: str, label_option: 
     try:
         pair_files(images, labels, image_option, label_option)
     except VoxsegError as exc:
-        errors.setdefault(_field_of(str(exc)) or image_option[2:].replace("-", "_"), str(exc))
-
-
-def _field_of(message: str) -> str | None:
-    """`--val-interval: ...` -> `val_interval`; None when the message names no known field."""
-    if not message.startswith("--"):
-        return None
-    option = message[2:].split(":", 1)[0].split(" ", 1)[0]
-    name = option.replace("-", "_")
-    return name if name in FIELDS_BY_NAME else None
+        errors.setdefault(TRAIN_FORM.field_of(str(exc)) or image_option[2:].replace("-", "_"), str(exc))
 
 
 def padding_summary(values: dict[str, Any]) -> str:
