@@ -218,3 +218,16 @@ def test_python_m_voxseg_bad_input_subprocess(tmp_path: Path) -> None:
     line = _assert_usage_error(proc.returncode, proc.stderr, results)
     assert "--images" in line and "does not exist" in line
     assert proc.stdout == ""
+
+
+def test_every_command_is_generated_from_its_declaration(capsys: pytest.CaptureFixture[str]) -> None:
+    """demo, info and weights fetch too: the help gives the demo's real number of epochs, and a bad
+    value is the same one error line and exit 2 as any other option."""
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["demo", "--help"])
+    assert "(default 12)" in " ".join(capsys.readouterr().out.split())
+    assert run_cli(["demo", "--epochs", "0"]) == 2
+    assert capsys.readouterr().err.strip() == "error: --epochs: '0' is outside [1, inf]"
+    assert run_cli(["weights", "fetch", "SegResNetDS"]) == 2
+    assert capsys.readouterr().err.startswith("error: MODEL: SegResNetDS has no published weights; choose one of")
+    assert run_cli(["info"]) == 2

@@ -9,6 +9,7 @@ import pytest
 
 from voxseg.data.discovery import pair_files
 from voxseg.data.volumes import load_volumes
+from voxseg.config import DemoConfig
 from voxseg.demo import PACKAGE, demo_config
 
 pytestmark = pytest.mark.skipif(
@@ -17,7 +18,7 @@ pytestmark = pytest.mark.skipif(
 
 
 def test_demo_dataset_is_four_valid_pairs(tmp_path: Path) -> None:
-    config = demo_config(tmp_path / "results", epochs=1, device="cpu", run_name="demo")
+    config = demo_config(DemoConfig(results=tmp_path / "results", epochs=1, device="cpu", run_name="demo"))
     assert config.images == tmp_path / "results" / "demo_data" / "images"
     assert config.epochs == 1 and config.run_name == "demo"
     pairs = pair_files(config.images, config.labels)

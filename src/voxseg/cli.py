@@ -11,12 +11,15 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from voxseg.config import (
     COMMAND_OPTIONS,
+    DemoConfig,
     EvaluateConfig,
     ExportConfig,
+    FetchConfig,
+    InfoConfig,
     PredictConfig,
     TrainConfig,
     TuneConfig,
@@ -36,39 +39,42 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_USAGE)
 
 
+#: command -> (its one-line help, its options' declaration, options only the command line has)
+COMMANDS: dict[str, tuple[str, type, dict]] = {
+    "train": ("train a model from image and label folders", TrainConfig, COMMAND_OPTIONS),
+    "predict": ("segment 3D volumes (TIFF, Zarr, HDF5) with a trained model", PredictConfig, {}),
+    "evaluate": ("score predictions against labels (Dice, IoU, instance F1)", EvaluateConfig, {}),
+    "tune-threshold": ("tune a finished run's threshold on its validation volumes", TuneConfig, {}),
+    "export": (
+        "write a run's network as TorchScript, ONNX or a BioImage Model Zoo package",
+        ExportConfig,
+        {},
+    ),
+    "info": ("what produced a run: its run card (run.json), readably", InfoConfig, {}),
+    "demo": ("train on the bundled nuclei dataset (nothing to supply)", DemoConfig, {}),
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
-        prog="voxseg", description="Train and apply 3D cell-segmentation networks on TIFF volumes."
+        prog="voxseg", description="Train and apply 3D cell-segmentation networks on microscopy volumes."
     )
     parser.add_argument("--version", action="version", version=f"voxseg {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    train_command = commands.add_parser("train", help="train a model from image and label folders")
-    add_arguments(train_command, TrainConfig, COMMAND_OPTIONS)
-    predict = commands.add_parser("predict", help="segment 3D TIFF volumes with a trained model")
-    add_arguments(predict, PredictConfig, {})
-    evaluate = commands.add_parser(
-        "evaluate", help="score predictions against labels (Dice, IoU, instance F1)"
-    )
-    add_arguments(evaluate, EvaluateConfig, {})
-    tune = commands.add_parser(
-        "tune-threshold", help="tune a finished run's threshold on its validation volumes"
-    )
-    add_arguments(tune, TuneConfig, {})
-    export = commands.add_parser("export", help="write a run's network as TorchScript or ONNX")
-    add_arguments(export, ExportConfig, {})
-    info = commands.add_parser("info", help="what produced a run: its run card (run.json), readably")
-    info.add_argument("run", metavar="RUN_DIR", type=Path, help="a voxseg run folder")
-    demo = commands.add_parser("demo", help="train on the bundled nuclei dataset (nothing to supply)")
-    demo.add_argument("--results", type=Path, default=Path("results"), help="default results")
-    demo.add_argument("--epochs", type=int, default=None, help="default: the demo's own setting")
-    demo.add_argument("--device", default="auto", help="default auto")
-    demo.add_argument("--run-name", default=None, help="default demo_<model>_<date>")
+    for name, (text, config_class, extra) in COMMANDS.items():
+        add_arguments(commands.add_parser(name, help=text, description=text), config_class, extra)
     weights = commands.add_parser("weights", help="list or pre-fetch napari-cellseg3d's published weights")
     weights_commands = weights.add_subparsers(dest="weights_command", required=True, parser_class=_Parser)
     weights_commands.add_parser("list", help="models with published weights, their source and cache state")
     fetch = weights_commands.add_parser("fetch", help="download a model's weights into the cache now")
-    fetch.add_argument("model", help="TRAILMAP_MS, SegResNet, VNet or SwinUNETR")
+    add_arguments(fetch, FetchConfig, {})
     return parser
+
+
+def _options(config_class: type, args: argparse.Namespace) -> Any:
+    """The command's checked options from the flags typed (the rest keep their defaults)."""
+    ignored = ("command", "weights_command")
+    return config_class.from_dict({k: v for k, v in vars(args).items() if k not in ignored}).resolved()
 
 
 def _weights_command(args: argparse.Namespace) -> int:
@@ -78,9 +84,10 @@ def _weights_command(args: argparse.Namespace) -> int:
     from voxseg.models.download import cache_dir, fetch_weights, weights_table
 
     if args.weights_command == "fetch":
+        model = _options(FetchConfig, args).model
         logging.basicConfig(level=logging.INFO, format="%(message)s")
-        path = fetch_weights(args.model)
-        print(f"voxseg: weights for {args.model} ready at {path}")
+        path = fetch_weights(model)
+        print(f"voxseg: weights for {model} ready at {path}")
         return EXIT_OK
     print(f"cache: {cache_dir()} (set VOXSEG_CACHE to move it; VOXSEG_WEIGHTS_URL to use a mirror)")
     for row in weights_table():
@@ -209,11 +216,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "export":
             return _export_command(args)
         if args.command == "info":
-            return _info_command(args.run)
+            return _info_command(_options(InfoConfig, args).run)
         if args.command == "demo":
             from voxseg.demo import demo_config
 
-            config = demo_config(args.results, epochs=args.epochs, device=args.device, run_name=args.run_name)
+            config = demo_config(_options(DemoConfig, args))
         else:
             config = config_from_args(args)
         return _run(config, getattr(args, "resume", None))

