@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from voxseg.config import DemoConfig
 from voxseg.data.discovery import pair_files
 from voxseg.data.volumes import load_volumes
-from voxseg.config import DemoConfig
 from voxseg.demo import PACKAGE, demo_config
 
 pytestmark = pytest.mark.skipif(
