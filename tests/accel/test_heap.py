@@ -1,4 +1,5 @@
-"""keep_freed_memory(): while training, a freed block is reused without faulting in fresh pages."""
+"""keep_freed_memory(): while training, a freed block is reused without faulting in fresh pages;
+release_fragments() hands the free pages back once (after a validation)."""
 
 from __future__ import annotations
 
@@ -34,8 +35,12 @@ with heap.keep_freed_memory() as kept:
     with heap.keep_freed_memory():  # a second training at the same time
         pass
     inside = page_faults_to_refill()  # still kept: the outer training runs on
+    heap.release_fragments()  # after a validation: the free pages go back, once
+    released = page_faults_to_refill()
+    again = page_faults_to_refill()  # and are kept again
 after = page_faults_to_refill()
-print(json.dumps({"kept": kept, "block": BLOCK, "inside": inside, "after": after}))
+print(json.dumps({"kept": kept, "block": BLOCK, "inside": inside, "released": released, "again": again,
+                  "after": after}))
 """
 
 
@@ -46,6 +51,7 @@ def test_freed_blocks_are_reused_inside_and_returned_after() -> None:
         pytest.skip(f"this glibc keeps blocks up to {faults['kept'] >> 20} MiB only")
     # relative, so that huge pages (a few faults per 96 MiB) do not decide it
     assert faults["after"] > 0 and faults["inside"] * 10 < faults["after"], faults
+    assert faults["again"] * 10 < faults["released"], faults
 
 
 def test_leaves_malloc_alone_when_the_user_set_its_thresholds(monkeypatch: pytest.MonkeyPatch) -> None:

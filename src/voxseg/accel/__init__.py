@@ -25,7 +25,7 @@ from torch import nn
 
 from voxseg.accel.bf16_guard import guard_small_bf16_convolutions
 from voxseg.accel.cuda import cudnn_autotuning, eager_fallback, uses_channels_last
-from voxseg.accel.heap import keep_freed_memory
+from voxseg.accel.heap import keep_freed_memory, release_fragments
 from voxseg.accel.onednn import use_onednn_convolutions
 from voxseg.accel.threads import ThreadGovernor, compute_threads
 from voxseg.accel.upsample import use_separable_upsampling
@@ -48,6 +48,11 @@ class Acceleration:
         """Called between training steps (and prediction batches): follow the machine's load."""
         if self.governor is not None:
             self.governor.tick()
+
+    @staticmethod
+    def after_validation() -> None:
+        """Called after each validation: the steps keep their freed memory, not what fragments it."""
+        release_fragments()
 
     def tune(self, model: nn.Module, mixed_precision: bool) -> nn.Module:
         """Make `model` fast here (same weights, same state-dict keys); return what runs the steps:

@@ -228,6 +228,7 @@ class Trainer:
             curves.append(dice_by_threshold(*scored(probability, volume.label)))
             preview = preview or ValidationPreview.of(volume, probability)
         self.model.train()
+        Acceleration.after_validation()  # its buffers freed: the heap's fragments go back
         count = np.float64(len(curves) - 1)
         curve, count = self.parallel.sum_arrays(np.sum(curves, axis=0), count)
         return preview, curve / count  # preview: on rank 0, which has volume 0
