@@ -221,10 +221,9 @@ class Trainer:
         self.model.eval()
         preview, curves = None, [np.zeros(len(CUT_POINTS))]  # a rank may have no volume
         predict = window_predictor(self.model, self.device, lambda: autocast(self.device, self.precision))
+        window, batch = self.prepared.window, 2 * self.config.batch_size
         for volume in self.parallel.shard(self.prepared.val_volumes):
-            probability = blended_probability(
-                volume.image, self.prepared.window, predict, 2 * self.config.batch_size
-            )
+            probability = blended_probability(volume.image, window, predict, batch)
             curves.append(dice_by_threshold(*scored(probability, volume.label)))
             preview = preview or ValidationPreview.of(volume, probability)
         self.model.train()
