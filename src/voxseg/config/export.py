@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import voxseg.config.shared as shared
 from voxseg.config.predict import MODEL
 from voxseg.options import DATA, Declared, option
 
@@ -13,15 +14,9 @@ from voxseg.options import DATA, Declared, option
 class ExportConfig(Declared):
     """`voxseg export`: a run's network as TorchScript or ONNX."""
 
-    run: Path | None = option(
-        None,
-        help="a voxseg run folder",
-        section=MODEL,
-        label="Run folder",
-        kind="folder",
-        metavar="RUN_DIR",
-        required=True,
-        positional=True,
+    run: Path | None = shared.run_folder(
+        "a voxseg run folder",
+        MODEL,
     )
     format: str = option(
         "onnx",

@@ -32,6 +32,20 @@ def parse_spacing(value: Any) -> tuple[float, float, float]:
     return (sides[0], sides[1], sides[2])
 
 
+def run_folder(help: str, section: str) -> Any:
+    """The run folder a command reads (`voxseg tune-threshold`, `export`, `info`): typed without a flag."""
+    return option(
+        None,
+        help=help,
+        section=section,
+        label="Run folder",
+        kind="folder",
+        metavar="RUN_DIR",
+        required=True,
+        positional=True,
+    )
+
+
 def image_key(what: str, section: str) -> Any:
     return option(
         None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import voxseg.config.shared as shared
 from voxseg.config.predict import MODEL
 from voxseg.errors import ConfigError
 from voxseg.models.registry import PUBLISHED_MODELS, resolve_model_name
@@ -24,15 +25,9 @@ def _published(name: str) -> str:
 class InfoConfig(Declared):
     """`voxseg info`: a run folder."""
 
-    run: Path | None = option(
-        None,
-        help="a voxseg run folder: what produced it (its run card, run.json), readably",
-        section=MODEL,
-        label="Run folder",
-        kind="folder",
-        metavar="RUN_DIR",
-        required=True,
-        positional=True,
+    run: Path | None = shared.run_folder(
+        "a voxseg run folder: what produced it (its run card, run.json), readably",
+        MODEL,
     )
 
 
