@@ -28,6 +28,8 @@ from voxseg.napari.output_layers import PROBABILITY_STYLE, is_output, own_layer,
 if TYPE_CHECKING:
     import napari
 
+    from voxseg.inference.segmenter import Segmentation
+
 #: options about files on disk: the widget reads a layer and makes layers instead
 FILE_OPTIONS = ("input", "output", "save_probabilities", "overwrite")
 PREDICT_FORM = ConfigForm(PredictConfig, exclude=FILE_OPTIONS)
@@ -38,12 +40,9 @@ PREDICTED = "prediction "
 
 @dataclass(frozen=True)
 class Prediction:
-    """The engine's outputs for one volume, read back into memory."""
+    """The Predictor's segmentation of the layer, and the seconds it took (the model's loading included)."""
 
-    probability: np.ndarray
-    mask: np.ndarray
-    labels: np.ndarray | None
-    objects: int | None
+    segmentation: Segmentation
     seconds: float
 
 
@@ -108,14 +107,8 @@ def predict_volume(
 
     started = time.perf_counter()
     predictor = Predictor.of(config.resolved(optional=("input", "output")))
-    result = predictor(volume, config.spacing, progress, stop)
-    return Prediction(
-        probability=result.probability,
-        mask=result.mask,
-        labels=result.labels,
-        objects=None if result.labels is None else int(result.labels.max()),
-        seconds=time.perf_counter() - started,
-    )
+    segmentation = predictor(volume, config.spacing, progress, stop)
+    return Prediction(segmentation, time.perf_counter() - started)
 
 
 class _ProgressRelay(QObject):
@@ -273,46 +266,23 @@ class PredictWidget(RunDock):
 
     def _show_prediction(self, prediction: Prediction) -> None:
         """Add (or replace) the output layers, placed like the image."""
-        name = self._placement["name"]
+        name, result = self._placement["name"], prediction.segmentation
         place = {"scale": self._placement["scale"], "translate": self._placement["translate"]}
+        outputs = [
+            (PROBABILITY, result.probability, PROBABILITY_STYLE),
+            (MASK, result.mask, {"opacity": 0.5}),
+        ]
+        if result.labels is not None:
+            outputs.append((LABELS, result.labels, {"opacity": 0.7}))
         names = []
         if self.viewer is not None:
-            shown = [
-                put_layer(
-                    self.viewer,
-                    f"{name} {PROBABILITY}",
-                    PREDICTED + PROBABILITY,
-                    prediction.probability,
-                    place,
-                    labels=False,
-                    **PROBABILITY_STYLE,
-                ),
-                put_layer(
-                    self.viewer,
-                    f"{name} {MASK}",
-                    PREDICTED + MASK,
-                    prediction.mask,
-                    place,
-                    labels=True,
-                    opacity=0.5,
-                ),
-            ]
-            if prediction.labels is not None:
-                shown.append(
-                    put_layer(
-                        self.viewer,
-                        f"{name} {LABELS}",
-                        PREDICTED + LABELS,
-                        prediction.labels,
-                        place,
-                        labels=True,
-                        opacity=0.7,
-                    )
+            for kind, data, style in outputs:
+                layer = put_layer(
+                    self.viewer, f"{name} {kind}", PREDICTED + kind, data, place, kind != PROBABILITY, **style
                 )
-            else:  # the last run's labels would no longer match the mask
-                stale = own_layer(self.viewer, f"{name} {LABELS}", PREDICTED + LABELS)
-                if stale is not None:
-                    self.viewer.layers.remove(stale)
-            names = [layer.name for layer in shown]
-        found = "" if prediction.objects is None else f", {prediction.objects} objects"
+                names.append(layer.name)
+            stale = own_layer(self.viewer, f"{name} {LABELS}", PREDICTED + LABELS)
+            if result.labels is None and stale is not None:  # would no longer match the mask
+                self.viewer.layers.remove(stale)
+        found = "" if result.labels is None else f", {int(result.labels.max())} objects"
         self.status.setText(f"Done in {prediction.seconds:.1f} s{found}: " + ", ".join(map(repr, names)))
