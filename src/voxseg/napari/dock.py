@@ -144,6 +144,13 @@ class RunDock(QWidget):
     def refresh_layer_choices(self, *_: Any) -> None:
         """List the viewer's layers in the widget's layer choices (none by default)."""
 
+    def chosen_layer(self, combo: QComboBox) -> Any:
+        """The viewer's layer named in `combo`; None when there is none of that name."""
+        name = combo.currentText()
+        if self.viewer is None or not name or name not in self.viewer.layers:
+            return None
+        return self.viewer.layers[name]
+
     # -- values and checks -----------------------------------------------------------------------
 
     def values(self) -> dict[str, Any]:

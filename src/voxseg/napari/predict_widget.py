@@ -172,16 +172,10 @@ class PredictWidget(RunDock):
             errors.update(problems)
         self.source_info.setText(about)
         self.source_info.setVisible(bool(about))
-        problem = layer_problem(self.selected_layer())
+        problem = layer_problem(self.chosen_layer(self.image_layer))
         if problem is not None:
             errors["image_layer"] = problem
         return errors
-
-    def selected_layer(self) -> Any:
-        name = self.image_layer.currentText()
-        if self.viewer is None or not name or name not in self.viewer.layers:
-            return None
-        return self.viewer.layers[name]
 
     def refresh_layer_choices(self, *_: Any) -> None:
         """Image layers, without the probability layers this widget made."""
@@ -202,7 +196,7 @@ class PredictWidget(RunDock):
         """Predict the chosen layer in a worker thread."""
         from napari.qt.threading import create_worker
 
-        layer = self.selected_layer()
+        layer = self.chosen_layer(self.image_layer)
         config = self._config_for(layer)
         self._placement = {
             "name": layer.name,

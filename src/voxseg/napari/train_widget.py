@@ -165,7 +165,7 @@ class TrainWidget(TrainingDisplay, RunDock):
 
     def _layer_errors(self) -> dict[str, str]:
         errors = {}
-        image, label = self._selected_layer(self.image_layer), self._selected_layer(self.label_layer)
+        image, label = self.chosen_layer(self.image_layer), self.chosen_layer(self.label_layer)
         if image is None:
             errors["image_layer"] = "choose the image layer to train on"
         if label is None:
@@ -191,11 +191,6 @@ class TrainWidget(TrainingDisplay, RunDock):
         fill_combo(self.image_layer, images)
         fill_combo(self.label_layer, labels + images)  # labels saved as plain TIFFs often open as images
         self._source_changed()
-
-    def _selected_layer(self, combo: QComboBox) -> Any:
-        if self.viewer is None or combo.currentText() not in self.viewer.layers:
-            return None
-        return self.viewer.layers[combo.currentText()]
 
     # -- settings files ------------------------------------------------------------------------
 
@@ -271,7 +266,7 @@ class TrainWidget(TrainingDisplay, RunDock):
             return TrainConfig.for_resume(self.resume_dir, overrides).resolved()
         config = TRAIN_FORM.config_from_values(self.values())
         if self.from_layers:
-            image, label = self._selected_layer(self.image_layer), self._selected_layer(self.label_layer)
+            image, label = self.chosen_layer(self.image_layer), self.chosen_layer(self.label_layer)
             images, labels = write_layer_dataset(
                 Path(config.results).expanduser(),
                 image.name,
