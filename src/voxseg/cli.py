@@ -124,7 +124,7 @@ def _run(config: TrainConfig, resume: Path | None) -> int:
 
 def _predict_command(args: argparse.Namespace) -> int:
     """Options are checked before torch is imported; then every volume is predicted in turn."""
-    config = PredictConfig.from_dict({k: v for k, v in vars(args).items() if k != "command"}).resolved()
+    config = _options(PredictConfig, args)
     from voxseg.inference.predictor import input_files
 
     input_files(config.input)  # a missing input is answered before the engine loads
@@ -146,8 +146,7 @@ def _predict_command(args: argparse.Namespace) -> int:
 def _evaluate_command(args: argparse.Namespace) -> int:
     from voxseg.inference.evaluate import evaluate, format_table, pair_predictions, write_json
 
-    values = {k: v for k, v in vars(args).items() if k != "command"}
-    config = EvaluateConfig.from_dict(values).resolved()
+    config = _options(EvaluateConfig, args)
     assert config.pred is not None and config.labels is not None
     pairs = pair_predictions(config.pred, config.labels, config.label_key)
     if config.json is not None and config.json.exists() and not config.overwrite:
@@ -160,7 +159,7 @@ def _evaluate_command(args: argparse.Namespace) -> int:
 
 
 def _tune_command(args: argparse.Namespace) -> int:
-    config = TuneConfig(run=args.run).resolved()
+    config = _options(TuneConfig, args)
     assert config.run is not None
     from voxseg.console import ConsoleReporter
     from voxseg.training.threshold import tune_threshold
@@ -174,7 +173,7 @@ def _tune_command(args: argparse.Namespace) -> int:
 
 
 def _export_command(args: argparse.Namespace) -> int:
-    config = ExportConfig.from_dict({k: v for k, v in vars(args).items() if k != "command"}).resolved()
+    config = _options(ExportConfig, args)
     assert config.run is not None and config.output is not None
     if config.format == "bioimageio":
         from voxseg.export.bioimageio import export_bioimageio
