@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -35,10 +36,33 @@ def test_run_card_tensorboard_and_info(tmp_path, make_dataset, fast_config, caps
     rows = (result.run_dir / "metrics.csv").read_text().splitlines()[1:]
     assert [s.value for s in dice] == pytest.approx([float(row.split(",")[2]) for row in rows], abs=1e-6)
     assert "validation/prediction" in accumulator.Tags()["images"]
+    thresholds = [s.value for s in accumulator.Scalars("threshold/validation")]
+    at_half = [s.value for s in accumulator.Scalars("dice/validation_at_0.5")]
+    summary = json.loads((result.run_dir / "summary.json").read_text())
+    assert len(thresholds) == len(at_half) == 2 and 0 < thresholds[-1] < 1
+    best = max(s.value for s in dice)  # the curve shows the Dice that picks best.pth
+    assert best == pytest.approx(summary["best_val_dice"], abs=1e-6)
+
+    (held_out,) = card["split"]["validation"]  # held out whole from the training folder
+    roles = {Path(i["path"]).name: i["role"] for i in card["inputs"]}
+    label = next(name for name in roles if name.startswith(Path(held_out).stem) and name != held_out)
+    assert roles.pop(held_out) == "validation image" and roles.pop(label) == "validation label"
+    assert set(roles.values()) == {"train image", "train label"}
 
     assert main(["info", str(result.run_dir)]) == 0
     out = capsys.readouterr().out
     assert "SegResNet" in out and sha256(first)[:16] in out and "completed" in out
+    assert f"best validation Dice {round(summary['best_val_dice'], 3):g} " in out  # not 17 digits
+
+
+def test_run_card_roles_when_blocks_of_one_volume_validate(tmp_path, make_dataset, fast_config) -> None:
+    images, labels = make_dataset(tmp_path / "data", n=1, size=32, cells=4)
+    result = voxseg.train(fast_config(images, labels, epochs=1), progress=False)
+    card = json.loads((result.run_dir / "run.json").read_text())
+    assert {i["role"] for i in card["inputs"]} == {
+        "train + validation blocks image",
+        "train + validation blocks label",
+    }
 
 
 def test_no_tensorboard(tmp_path, make_dataset, fast_config) -> None:

@@ -115,23 +115,34 @@ def describe(run_dir: Path) -> str:
     card = json.loads(path.read_text())
     options, result = card.get("options", {}), card.get("result", {})
     versions = ", ".join(f"{k} {v}" for k, v in card.get("versions", {}).items() if v)
+    voxels = card.get("voxel_size_um")
+    dice, threshold = _rounded(result.get("best_val_dice")), _rounded(result.get("threshold"))
     lines = [
         f"run       {Path(run_dir).resolve()}",
-        f"status    {result.get('status', 'running')}; best validation Dice {result.get('best_val_dice')} "
-        f"(epoch {result.get('best_epoch')}), threshold {result.get('threshold')}",
+        f"status    {result.get('status', 'running')}; best validation Dice {dice} "
+        f"(epoch {result.get('best_epoch')}), threshold {threshold}",
         f"model     {options.get('model')}, loss {options.get('loss')}, epochs {options.get('epochs')}, "
         f"patch {card.get('split', {}).get('window')}, batch {options.get('batch_size')}",
         f"device    {card.get('device', {}).get('name')} ({card.get('device', {}).get('model')}), "
         f"{card.get('parallel', {}).get('processes', 1)} process(es)",
-        f"voxels    {card.get('voxel_size_um') or 'unknown'} µm (Z, Y, X)",
+        f"voxels    {_voxels(voxels)}",
         f"versions  {versions}",
         f"command   {' '.join(card.get('command', []))}",
         f"train     {', '.join(card.get('split', {}).get('train', []))}",
         f"validate  {', '.join(card.get('split', {}).get('validation', []))}",
         "inputs",
         *(
-            f"  {i['sha256'][:16]}…  {i['role']:<16} {i['shape']}  {i['path']}"
+            f"  {i['sha256'][:16]}…  {i['role']:<31} {i['shape']}  {i['path']}"
             for i in card.get("inputs", [])
         ),
     ]
     return "\n".join(lines)
+
+
+def _rounded(value: Any) -> Any:
+    """Scores to three decimals: the card stores them exact, a reader wants 0.975, not 0.9750528052169076."""
+    return f"{value:.3f}".rstrip("0").rstrip(".") if isinstance(value, float) else value
+
+
+def _voxels(size: list[float] | None) -> str:
+    return " × ".join(f"{side:.4g}" for side in size) + " µm (Z, Y, X)" if size else "unknown"

@@ -147,18 +147,29 @@ def prepare_run(
         notes=notes,
         warnings=warnings,
         parallel=parallel,
-        files=[
-            (role, path)
-            for pairs, kind in ((checked.pairs, "train"), (checked.val_pairs or [], "validation"))
-            for pair in pairs
-            for role, path in ((f"{kind} image", pair.image), (f"{kind} label", pair.label))
-        ],
+        files=_input_files(checked, split),
         blocks_held_out=split.blocks_held_out,
         validation=split.description,
         val_objects=count_objects([volume.label for volume in val_volumes]),
         samples=samples,
         object_radius=object_radius,
     )
+
+
+def _input_files(checked: Preflight, split: Split) -> list[tuple[str, Path]]:
+    """(role, path) of every input file, in the role the split gave it: a volume of the training
+    folder held out whole validates; with blocks held out, every volume both trains and validates."""
+    held_out = {volume.name for volume in split.val} if checked.val_pairs is None else set()
+    if split.blocks_held_out:
+        kinds = [(pair, "train + validation blocks") for pair in checked.pairs]
+    else:
+        kinds = [(pair, "validation" if pair.name in held_out else "train") for pair in checked.pairs]
+    kinds += [(pair, "validation") for pair in checked.val_pairs or []]
+    return [
+        (role, path)
+        for pair, kind in kinds
+        for role, path in ((f"{kind} image", pair.image), (f"{kind} label", pair.label))
+    ]
 
 
 def _load_data(config: TrainConfig, checked: Preflight, notes: list[str]) -> tuple[Split, list[str]]:

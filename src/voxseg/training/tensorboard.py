@@ -1,10 +1,12 @@
 """TensorBoard event files in the run folder, written by a listener on the engine's events.
 
 `tensorboard --logdir RESULTS` compares runs. Scalars: the training loss per step and per epoch,
-the validation Dice, the learning rate, the data-wait share and the epoch time; at each validation
-the middle Z slice of the first validation volume, its labels and the prediction; the resolved
-options as text. Steps are epochs (and batches counted from the first epoch), so a resumed run
-continues the same curves in a new event file of the same folder.
+the validation Dice (`dice/validation`: at the threshold the checkpoint would predict with, the
+number that picks best.pth; beside it the Dice at 0.5 and that threshold), the learning rate, the
+data-wait share and the epoch time; at each validation the middle Z slice of the first validation
+volume, its labels and the prediction; the resolved options as text. Steps are epochs (and batches
+counted from the first epoch), so a resumed run continues the same curves in a new event file of
+the same folder.
 """
 
 from __future__ import annotations
@@ -43,6 +45,9 @@ class TensorBoardSink:
             self.writer.add_scalar("loss/train_step", event.loss, step)
         elif isinstance(event, ValidationEnd):
             self.writer.add_scalar("dice/validation", event.dice, event.epoch)
+            if event.choice is not None:
+                self.writer.add_scalar("dice/validation_at_0.5", event.choice.dice_at_half, event.epoch)
+                self.writer.add_scalar("threshold/validation", event.choice.threshold, event.epoch)
             if event.preview is not None:
                 middle = event.preview.image.shape[0] // 2
                 image = event.preview.image[middle]
