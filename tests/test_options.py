@@ -42,6 +42,36 @@ def test_every_option_is_a_flag_with_its_default_in_the_help() -> None:
     assert set(COMMAND_OPTIONS) <= set(helps)
 
 
+@pytest.mark.parametrize(
+    ("command", "required", "optional"),
+    [
+        ("train", ["--images DIR", "--labels DIR"], ["--val-images DIR"]),
+        ("predict", ["--input PATH", "--output DIR"], ["--model NAME"]),
+        ("evaluate", ["--pred DIR", "--labels DIR"], ["--json FILE"]),
+        ("export", ["--output PATH"], ["--format FORMAT"]),
+    ],
+)
+def test_the_usage_line_marks_required_options(command: str, required: list, optional: list, capsys) -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([command, "--help"])
+    out = capsys.readouterr().out
+    usage = " ".join(out.split("\n\n")[0].split())  # the usage line, unwrapped
+    for shown in required:
+        assert f" {shown}" in usage and f"[{shown}" not in usage, (shown, usage)
+    for shown in optional:
+        assert f"[{shown}" in usage, (shown, usage)
+    assert "(required" in out
+
+
+def test_a_no_flag_says_it_turns_off_what_its_help_describes(capsys) -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--help"])
+    helps = " ".join(capsys.readouterr().out.split())
+    for flag in ("--no-augment", "--no-compile", "--no-fast-kernels", "--no-tensorboard"):
+        assert f"{flag} turn off (on by default): " in helps, flag
+    assert "turns it off" not in helps
+
+
 def test_flags_and_yaml_build_the_same_config(tmp_path: Path) -> None:
     path = tmp_path / "run.yaml"
     path.write_text("images: a\nlabels: b\npatch-size: 16,32,32\nno_such: 1\naugment: false\n")
@@ -89,7 +119,22 @@ def test_parse_value_normalises(opt: Option, value: object, expected: object) ->
     [
         (Option("h", "S", "L", kind="int", low=1), "2.5", "--x: expected an integer, got '2.5'"),
         (Option("h", "S", "L", kind="int", low=1), "1e3", "--x: expected an integer, got '1e3'"),
-        (Option("h", "S", "L", kind="int", low=1), 0, "--x: 0 is outside [1, inf]"),
+        (Option("h", "S", "L", kind="int", low=1), 0, "--x: got 0, but it must be at least 1"),
+        (
+            Option("h", "S", "L", kind="float", low=0, high=0.9),
+            "1",
+            "--x: got 1, but it must be between 0 and 0.9",
+        ),
+        (
+            Option("h", "S", "L", kind="float", low=0, open_low=True),
+            -1,
+            "--x: got -1, but it must be above 0",
+        ),
+        (
+            Option("h", "S", "L", kind="float", low=0, high=1, open_high=True),
+            1,
+            "--x: got 1, but it must be at least 0 and below 1",
+        ),
         (Option("h", "S", "L", kind="float", low=0, open_low=True), "nan", "--x: expected a finite number"),
         (Option("h", "S", "L", kind="bool"), "yes", "--x: expected true or false, got 'yes'"),
         (Option("h", "S", "L", kind="choice", choices=("a", "b")), "c", "--x: 'c' is not one of a, b"),

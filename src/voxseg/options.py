@@ -10,7 +10,9 @@ No torch here: the command line answers a typo before any heavy import.
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
+import functools
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -239,12 +241,17 @@ def _number(where: str, opt: Option, value: Any) -> int | float:
     too_low = low is not None and (number <= low if opt.open_low else number < low)
     too_high = high is not None and (number >= high if opt.open_high else number > high)
     if too_low or too_high:
-        span = (
-            f"{'(' if opt.open_low else '['}{low if low is not None else '-inf'}, "
-            f"{high if high is not None else 'inf'}{')' if opt.open_high else ']'}"
-        )
-        raise ConfigError(f"{where}: {value!r} is outside {span}")
+        raise ConfigError(f"{where}: got {value}, but it must be {_bounds(opt)}")
     return number
+
+
+def _bounds(opt: Option) -> str:
+    """An option's range in words: "at least 1", "between 0 and 0.9", "above 0"."""
+    low = None if opt.low is None else (f"above {opt.low:g}" if opt.open_low else f"at least {opt.low:g}")
+    high = None if opt.high is None else (f"below {opt.high:g}" if opt.open_high else f"at most {opt.high:g}")
+    if low and high and not (opt.open_low or opt.open_high):
+        return f"between {opt.low:g} and {opt.high:g}"
+    return " and ".join(part for part in (low, high) if part)
 
 
 def default_text(opt: Option, default: Any) -> str:
@@ -274,32 +281,61 @@ def add_arguments(parser: argparse.ArgumentParser, config_class: type, extra: di
     stay; values arrive as text and are checked by `parse_value`, with the same messages as YAML.
     """
     groups: dict[str, Any] = {}
+    required: set[str] = set()
     for name, opt, default in [(n, o, None) for n, o in extra.items()] + list(options_of(config_class)):
         group = parser
         if opt.section:
             group = groups.setdefault(opt.section, parser.add_argument_group(opt.section.lower()))
-        text = _terminal_help(opt, default, command_only=name in extra)
+        text = _terminal_help(opt, default, command_only=name in extra, config_file="config" in extra)
         if opt.positional:
-            group.add_argument(name, metavar=opt.metavar, help=text)
+            action = group.add_argument(name, metavar=opt.metavar, help=text)
         elif opt.kind == "bool":
-            action = "store_false" if default is True else "store_true"
+            store = "store_false" if default is True else "store_true"
             spelled = typed_flag(name, opt, default)
-            group.add_argument(spelled, dest=name, action=action, default=argparse.SUPPRESS, help=text)
-        elif opt.kind == "paths":
-            spelled = flag(name)
-            group.add_argument(
-                spelled, dest=name, metavar=opt.metavar, nargs="+", default=argparse.SUPPRESS, help=text
+            action = group.add_argument(
+                spelled, dest=name, action=store, default=argparse.SUPPRESS, help=text
             )
         else:
-            spelled = flag(name)
-            group.add_argument(spelled, dest=name, metavar=opt.metavar, default=argparse.SUPPRESS, help=text)
+            many = {"nargs": "+"} if opt.kind == "paths" else {}
+            action = group.add_argument(
+                flag(name), dest=name, metavar=opt.metavar, default=argparse.SUPPRESS, help=text, **many
+            )
+        if opt.required:
+            required.add(action.dest)
+    parser.formatter_class = functools.partial(_UsageShowsRequired, required=frozenset(required))
 
 
-def _terminal_help(opt: Option, default: Any, command_only: bool) -> str:
+class _UsageShowsRequired(argparse.HelpFormatter):
+    """The usage line writes a required option as `--images DIR`, not `[--images DIR]`: argparse
+    itself does not require them, because a `--config` file or `--resume` may give them instead."""
+
+    def __init__(self, prog: str, required: frozenset[str] = frozenset()) -> None:
+        super().__init__(prog)
+        self.required = required
+
+    def add_usage(self, usage: str | None, actions: Any, groups: Any, prefix: str | None = None) -> None:
+        super().add_usage(usage, [self._shown(action) for action in actions], groups, prefix)
+
+    def _shown(self, action: argparse.Action) -> argparse.Action:
+        if action.dest not in self.required or not action.option_strings:
+            return action
+        shown = copy.copy(action)
+        shown.required = True
+        return shown
+
+
+def flag_help(opt: Option, default: Any) -> str:
+    """What a flag does, as typed: `--no-augment` turns off what its help describes."""
+    return f"turn off (on by default): {opt.help}" if opt.kind == "bool" and default is True else opt.help
+
+
+def _terminal_help(opt: Option, default: Any, command_only: bool, config_file: bool) -> str:
     """The help as `--help` shows it: no Markdown, and the default where it says something."""
-    text = opt.help.replace("`", "")
+    text = flag_help(opt, default).replace("`", "")
     shown = default_text(opt, default).replace("`", "")
-    if not (command_only or opt.required or opt.kind == "bool" or shown == "—"):
+    if opt.required:
+        text += " (required" + (", here or in the --config file)" if config_file else ")")
+    elif not (command_only or opt.kind == "bool" or shown == "—"):
         text += f" (default {shown})"
     return text.replace("%", "%%")  # argparse formats help strings with %
 
@@ -315,5 +351,5 @@ def markdown_table(config_class: type, extra: dict[str, Option]) -> str:
         shown = default_text(opt, default)
         if shown not in ("required", "on", "off", "—") and opt.default_text is None:
             shown = f"`{shown}`"
-        rows.append(f"| `{spelled}` | {shown} | {opt.help} |")
+        rows.append(f"| `{spelled}` | {shown} | {flag_help(opt, default)} |")
     return "\n".join(rows) + "\n"

@@ -128,7 +128,10 @@ def test_a_bad_value_is_shown_as_typed_and_refuses_start(viewer_and_widget, tmp_
     error = widget.error_labels["overlap"]
     with pytest.raises(VoxsegError) as cli:  # what `voxseg predict --overlap 1` says
         PredictConfig(source=run_dir, input=("x",), output="o", overlap="1").resolved()
-    assert not error.isHidden() and error.text() == str(cli.value) == "--overlap: '1' is outside [0.0, 0.9]"
+    assert (
+        not error.isHidden()
+        and error.text() == str(cli.value) == "--overlap: got 1, but it must be between 0 and 0.9"
+    )
     assert widget.start() is False and not widget.running
     assert widget.status.text() == f"Cannot start: {cli.value}"
     widget.set_values({"overlap": "0.5"})

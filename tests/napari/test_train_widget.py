@@ -146,7 +146,7 @@ def test_bad_value_blocks_start_with_a_visible_message(widget, tmp_path, make_da
     images, labels = make_dataset(tmp_path / "data", n=2, size=16)
     fill(widget, images=str(images), labels=str(labels), results=str(tmp_path / "results"), val_interval=0)
     error = widget.error_labels["val_interval"]
-    assert not error.isHidden() and error.text() == "--val-interval: 0 is outside [1, inf]"
+    assert not error.isHidden() and error.text() == "--val-interval: got 0, but it must be at least 1"
     assert widget.start() is False
     assert not widget.running
     assert "Cannot start: --val-interval" in widget.status.text()

@@ -150,11 +150,12 @@ class PredictConfig(Declared):
     )
     min_relative_size: float = option(
         DEBRIS_FRACTION,
-        help="also drop objects smaller than this share of a typical object, the voxel-weighted median "
-        "(debris: specks of noise and slivers of a nucleus's rim; objects the volume's edge cuts are kept; "
-        "0 keeps them all)",
+        help="also drop objects smaller than F times the volume of a typical object in the same volume "
+        "(the voxel-weighted median): 0.1 drops whatever is under a tenth of a typical nucleus, i.e. "
+        "debris such as specks of noise and slivers of a nucleus's rim. Objects the volume's edge cuts "
+        "are kept; 0 keeps every object",
         section=INSTANCES,
-        label="Minimum relative size",
+        label="Minimum size, share of a typical object",
         kind="float",
         metavar="F",
         low=0.0,

@@ -144,7 +144,7 @@ def fast_kernels(section: str, resumable: bool = False) -> Any:
     return option(
         True,
         help="voxseg's hand-written CPU kernels (oneDNN convolutions, separable upsampling; same results "
-        "up to float rounding); `--no-fast-kernels` runs PyTorch's own",
+        "up to float rounding) instead of PyTorch's own",
         section=section,
         label="Fast kernels",
         kind="bool",

@@ -95,7 +95,7 @@ class TrainConfig(TrainData):
     augment: bool = option(
         True,
         help="augmentation as nnU-Net's: flips, rotations, zoom, elastic deformation; noise, blur, "
-        "brightness, contrast, low resolution and gamma (`--no-augment` turns it off)",
+        "brightness, contrast, low resolution and gamma",
         section=AUGMENTATION,
         label="Augmentation",
         kind="bool",
@@ -227,7 +227,7 @@ class TrainConfig(TrainData):
     compile: bool = option(
         True,
         help="`torch.compile` the model on CUDA (never on the CPU, where compiling costs more than it "
-        "saves); `--no-compile` turns it off",
+        "saves)",
         section=TRAINING,
         label="torch.compile (CUDA)",
         kind="bool",
@@ -246,7 +246,7 @@ class TrainConfig(TrainData):
     tensorboard: bool = option(
         True,
         help="write TensorBoard event files to `<run>/tensorboard` (`tensorboard --logdir RESULTS` "
-        "compares runs); `--no-tensorboard` turns it off",
+        "compares runs)",
         section=TRAINING,
         label="TensorBoard",
         kind="bool",
