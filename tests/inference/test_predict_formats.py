@@ -66,6 +66,26 @@ def test_zarr_and_hdf5_inputs_give_the_tiff_masks_in_their_own_format(trained, t
     assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []  # no temporary left
 
 
+def test_a_channel_of_a_hyperstack_predicts_as_that_channel_alone(trained, tmp_path, capsys) -> None:
+    run_dir, images, _ = trained
+    image = tifffile.imread(images / "vol_00.tif")
+    stack = tmp_path / "in" / "vol_00.tif"
+    stack.parent.mkdir()
+    dimmed = (image // 3).astype(image.dtype)  # a second stain, so that the channel matters
+    tifffile.imwrite(stack, np.stack([dimmed, image], axis=1), imagej=True, metadata={"axes": "ZCYX"})
+    argv = ["predict", run_dir, "--input", stack, "--output", tmp_path / "out"]
+    assert run_cli(argv) == 2
+    assert "2 channels on axis 1" in capsys.readouterr().err and not (tmp_path / "out").exists()
+    assert run_cli([*argv, "--channel", "1"]) == 0
+    assert (
+        run_cli(["predict", run_dir, "--input", images / "vol_00.tif", "--output", tmp_path / "plain"]) == 0
+    )
+    np.testing.assert_array_equal(
+        tifffile.imread(tmp_path / "out" / "vol_00_mask.tif"),
+        tifffile.imread(tmp_path / "plain" / "vol_00_mask.tif"),
+    )
+
+
 def test_output_format_and_level(trained, tmp_path) -> None:
     run_dir, images, _ = trained
     image = tifffile.imread(images / "vol_00.tif")

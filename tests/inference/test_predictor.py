@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pytest
 import tifffile
+import torch
 from conftest import run_cli, train_small_run
 
 import voxseg
@@ -66,8 +67,10 @@ def test_existing_outputs_are_refused_and_left_alone(trained, tmp_path, capsys) 
         ("missing-run", "RUN_DIR_OR_WEIGHTS"),
         ("missing-input", "--input"),
         ("2d-image", "not a 3D volume"),
-        ("weights-without-model", "--model"),
-        ("weights-that-do-not-fit", "does not fit VNet"),
+        ("weights-without-model", "say which network it is: --model SegResNet (the file fits SegResNet)"),
+        ("weights-that-do-not-fit", "holds SegResNet weights, not VNet's: give --model SegResNet"),
+        ("foreign-weights-without-model", "--model NAME, one of SegResNetDS, SegResNet, VNet"),
+        ("results-folder", "is a results folder, not a run; give one of its runs: "),
         ("bad-overlap", "--overlap"),
     ],
 )
@@ -76,6 +79,8 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(trained, tmp_path, caps
     out = tmp_path / "out"
     flat = tmp_path / "flat.tif"
     tifffile.imwrite(flat, np.zeros((16, 16), np.float32))
+    foreign = tmp_path / "foreign.pth"
+    torch.save({"conv.weight": torch.zeros(2, 1, 3, 3, 3)}, foreign)
     argv = {
         "missing-run": ["predict", tmp_path / "nope", "--input", images, "--output", out],
         "missing-input": ["predict", run_dir, "--input", tmp_path / "nope.tif", "--output", out],
@@ -91,12 +96,16 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(trained, tmp_path, caps
             "--output",
             out,
         ],
+        "foreign-weights-without-model": ["predict", foreign, "--input", images, "--output", out],
+        "results-folder": ["predict", run_dir.parent, "--input", images, "--output", out],
         "bad-overlap": ["predict", run_dir, "--input", images, "--output", out, "--overlap", "1"],
     }[case]
     assert run_cli(argv) == 2
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and err.startswith("error:") and expected in err, err
     assert not out.exists()
+    if case == "results-folder":
+        assert f"e.g. {run_dir}" in err
 
 
 def test_a_weights_file_with_its_model_and_test_time_augmentation(trained, tmp_path) -> None:

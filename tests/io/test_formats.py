@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import pickle
 from collections.abc import Callable
@@ -325,7 +326,74 @@ def test_ome_zarr_with_two_channels(tmp_path: Path) -> None:
     path = _ome_zarr(
         tmp_path / "v.ome.zarr", [_data(shape=(2, *SHAPE))], [{"name": "c"}, *_space("zyx")], [[1] * 4]
     )
-    _raises_naming(path, "c = 2")
+    _raises_naming(path, "2 channels on axis 0", "--channel N (0 to 1)")
+
+
+# --- channels -------------------------------------------------------------------------------------
+
+ZCYX = (5, 2, 6, 7)
+
+
+def _hyperstack(path: Path, data: np.ndarray) -> Path:
+    tifffile.imwrite(path, data, imagej=True, metadata={"axes": "ZCYX"})  # what Fiji saves
+    return path
+
+
+def _ome_channels(path: Path, data: np.ndarray) -> Path:
+    axes = [_space("z")[0], {"name": "c", "type": "channel"}, *_space("yx")]
+    return _ome_zarr(path, [data], axes, [[1.0] * 4])
+
+
+def _ilastik(path: Path, data: np.ndarray) -> Path:
+    with h5py.File(path, "w") as handle:
+        dataset = handle.create_dataset("exported_data", data=data)
+        axes = [{"key": key, "typeFlags": 0} for key in "zcyx"]
+        dataset.attrs["axistags"] = json.dumps({"axes": axes})
+    return path
+
+
+def _unnamed_hdf5(path: Path, data: np.ndarray) -> Path:
+    with h5py.File(path, "w") as handle:
+        handle.create_dataset("raw", data=data)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("name", "write"),
+    [
+        ("v.tif", _hyperstack),
+        ("v.ome.zarr", _ome_channels),
+        ("v.h5", _ilastik),
+        ("unnamed.h5", _unnamed_hdf5),  # no axis names: the shortest axis before Y and X
+    ],
+)
+def test_a_multichannel_image_names_its_channels_and_reads_the_one_asked(
+    tmp_path: Path, name: str, write: Callable[[Path, np.ndarray], Path]
+) -> None:
+    data = _data(np.uint16, ZCYX)
+    path = write(tmp_path / name, data)
+    message = _raises_naming(path, "2 channels on axis 1", "give --channel N (0 to 1)")
+    assert "(51" not in message
+    for channel in (0, 1):
+        volume = open_volume(path, channel=channel)
+        assert volume.shape == (5, 6, 7)
+        np.testing.assert_array_equal(volume[:], data[:, channel])
+        np.testing.assert_array_equal(volume[1:3, 2:, :4], data[1:3, channel, 2:, :4])
+        np.testing.assert_array_equal(volume[4], data[4, channel])
+    with pytest.raises(DataError, match=r"--channel 2: .* has 2 channels \(0 to 1\)"):
+        open_volume(path, channel=2)
+
+
+def test_a_single_channel_file_ignores_channel(tmp_path: Path) -> None:
+    data = _data()
+    path = _write_tiff(tmp_path / "v.tif", data)
+    np.testing.assert_array_equal(open_volume(path, channel=1)[:], data)
+
+
+def test_time_points_are_refused_naming_the_axis(tmp_path: Path) -> None:
+    path = tmp_path / "movie.tif"
+    tifffile.imwrite(path, _data(np.uint16, (3, 5, 6, 7)), imagej=True, metadata={"axes": "TZYX"})
+    _raises_naming(path, "T = 3", "one Z×Y×X volume per file")
 
 
 @pytest.mark.parametrize("name", ["garbage.tif", "garbage.h5"])

@@ -171,6 +171,6 @@ def test_a_missing_or_unfit_source_shows_the_cli_message(viewer_and_widget, qtbo
     assert widget.start()
     wait_for_end(qtbot, widget)
     assert widget.last_error is not None and widget.last_error.startswith("error: ")
-    assert "does not fit VNet" in widget.status.text()
+    assert "not VNet's: give --model SegResNet" in widget.status.text()
     assert widget.start_button.text() == "Start" and widget.start_button.isEnabled()
     assert [layer.name for layer in viewer.layers] == ["img"]

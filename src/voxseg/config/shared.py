@@ -82,6 +82,20 @@ def level(section: str) -> Any:
     )
 
 
+def channel(section: str) -> Any:
+    return option(
+        None,
+        help="the channel to read from images with several (an ImageJ hyperstack's C, an OME-Zarr "
+        "channel axis, ilastik's c), counted from 0; images with one channel need none",
+        section=section,
+        label="Channel",
+        kind="int",
+        metavar="N",
+        low=0,
+        optional=True,
+    )
+
+
 def spacing(what: str, section: str) -> Any:
     return option(
         None,

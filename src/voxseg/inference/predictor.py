@@ -119,7 +119,7 @@ def predict_files(
     images = input_files(config.input)
     isotropic = isotropic_side(check_source(config.source, config.model)[3])
     for image in images:  # before the model loads: headers, then the values of float volumes
-        volume = open_volume(image, config.image_key, config.level)
+        volume = open_volume(image, config.image_key, config.level, config.channel)
         if isotropic is not None and (config.spacing or volume.voxel_size) is None:
             raise DataError(
                 f"{image}: has no voxel size in its metadata, and the run trained on isotropic "
@@ -136,7 +136,7 @@ def predict_files(
 
 def _predict_one(config, image: Path, predictor: Predictor, predict, progress, stop) -> PredictionFiles:
     started = time.perf_counter()
-    volume = open_volume(image, config.image_key, config.level)
+    volume = open_volume(image, config.image_key, config.level, config.channel)
     if not volume.lazy:
         log.info("%s: read whole (compressed or tiled TIFF: it cannot be mapped from disk)", image.name)
     spacing = config.spacing or volume.voxel_size

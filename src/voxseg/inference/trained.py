@@ -10,7 +10,7 @@ from pathlib import Path
 from torch import nn
 
 from voxseg.config import PredictConfig, TrainConfig
-from voxseg.errors import ConfigError, DataError
+from voxseg.errors import ConfigError, DataError, shorten_list
 from voxseg.models.registry import get_model_spec
 from voxseg.models.weights import load_trained_network
 from voxseg.options import parse_size
@@ -76,15 +76,42 @@ def check_source(source: Path, model: str | None) -> tuple[str, Path, tuple[int,
     if not source.is_file():
         raise DataError(f"{SOURCE}: {source} does not exist")
     if model is None:
-        raise ConfigError(f"--model: {source} is a weights file; say which network it is (--model NAME)")
+        raise ConfigError(f"--model: {source} is a weights file; say which network it is: {_which(source)}")
     return model, source, DEFAULT_WINDOW, {}
+
+
+def _which(weights: Path) -> str:
+    """The --model that fits a weights file, else the names to choose from."""
+    from voxseg.models.registry import MODEL_NAMES
+    from voxseg.models.weights import models_fitting, read_state_dict
+
+    try:
+        fits = models_fitting(read_state_dict(weights, SOURCE))
+    except DataError:
+        fits = []
+    if fits:
+        return f"--model {fits[0]} (the file fits {' and '.join(fits)})"
+    return f"--model NAME, one of {', '.join(MODEL_NAMES)}"
 
 
 def _from_run_folder(run_dir: Path, asked_model: str | None) -> tuple[str, Path, tuple[int, int, int], dict]:
     """Model name, weights (best.pth, else last.pth), window and summary of a voxseg run folder."""
     saved = run_dir / "config.yaml"
     if not saved.is_file():
-        raise DataError(f"{SOURCE}: {run_dir} is not a voxseg run folder (no config.yaml)")
+        runs = sorted(
+            (folder for folder in run_dir.iterdir() if (folder / "config.yaml").is_file()),
+            key=lambda folder: folder.stat().st_mtime,
+        )
+        if runs:
+            raise DataError(
+                f"{SOURCE}: {run_dir} is a results folder, not a run; give one of its runs: "
+                f"{shorten_list([folder.name for folder in reversed(runs)], 5)} (newest first), "
+                f"e.g. {runs[-1]}"
+            )
+        raise DataError(
+            f"{SOURCE}: {run_dir} is not a voxseg run folder (no config.yaml); give a run folder "
+            "(it holds config.yaml and best.pth), or a weights file with --model"
+        )
     train = TrainConfig.from_yaml(saved)
     summary_path = run_dir / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}

@@ -80,9 +80,10 @@ def is_volume(path: Path) -> bool:
     return path.is_dir() if kind == "zarr" else path.is_file()
 
 
-def open_volume(path: Path, key: str | None = None, level: int = 0) -> VolumeFile:
+def open_volume(path: Path, key: str | None = None, level: int = 0, channel: int | None = None) -> VolumeFile:
     """Open `path` for region reads; `key` names the dataset in an HDF5 file or Zarr group, `level`
-    the multiscale level of an OME-Zarr image (0 = full resolution). Raises DataError naming the file."""
+    the multiscale level of an OME-Zarr image (0 = full resolution), `channel` the channel of a
+    multichannel image (files with one channel ignore it). Raises DataError naming the file."""
     path = Path(path)
     kind = family(path)
     if kind == "tiff":
@@ -90,17 +91,17 @@ def open_volume(path: Path, key: str | None = None, level: int = 0) -> VolumeFil
 
         if level:
             raise DataError(f"{path}: has no multiscale level {level} (levels are read from OME-Zarr)")
-        return TiffVolume(path)
+        return TiffVolume(path, channel)
     if kind == "zarr":
         from voxseg.io.zarr_volume import ZarrVolume
 
-        return ZarrVolume(path, key, level)
+        return ZarrVolume(path, key, level, channel)
     if kind == "hdf5":
         from voxseg.io.hdf5_volume import Hdf5Volume
 
         if level:
             raise DataError(f"{path}: has no multiscale level {level} (levels are read from OME-Zarr)")
-        return Hdf5Volume(path, key)
+        return Hdf5Volume(path, key, channel)
     raise DataError(f"{path}: not a volume voxseg reads ({DESCRIPTION})")
 
 

@@ -7,6 +7,7 @@ Z, Y, X order. h5py reads only the chunks (or, for contiguous datasets, the byte
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from voxseg.errors import DataError
-from voxseg.io.stored import Spacing, as_spacing, check_pixel_type, read_region, spatial_axes
+from voxseg.io.stored import Spacing, as_spacing, check_pixel_type, layout, read_region
 
 
 class Hdf5Volume:
@@ -23,7 +24,7 @@ class Hdf5Volume:
 
     lazy = True
 
-    def __init__(self, path: Path, key: str | None = None) -> None:
+    def __init__(self, path: Path, key: str | None = None, channel: int | None = None) -> None:
         import h5py
 
         self.path = Path(path)
@@ -32,13 +33,13 @@ class Hdf5Volume:
         except Exception as exc:  # h5py raises OSError with HDF5's message for what is no HDF5 file
             raise DataError(f"{path}: cannot read as HDF5 ({type(exc).__name__}: {exc})") from None
         try:
-            self._describe(handle, key)
+            self._describe(handle, key, channel)
         except BaseException:
             handle.close()
             raise
         self._file, self._pid = handle, os.getpid()
 
-    def _describe(self, handle: Any, key: str | None) -> None:
+    def _describe(self, handle: Any, key: str | None, channel: int | None) -> None:
         """The dataset's key, shape, axes, pixel type and voxel size; DataError naming the file."""
         datasets = _datasets(handle)
         if key:
@@ -59,7 +60,8 @@ class Hdf5Volume:
             self.key = volumes[0]
         dataset = datasets[self.key]
         shape = tuple(int(s) for s in dataset.shape)
-        self.axes = spatial_axes(self.path, shape)
+        self.layout = layout(self.path, shape, _axis_names(dataset), channel)
+        self.axes = self.layout.axes
         self.dtype = np.dtype(dataset.dtype)
         check_pixel_type(self.path, self.dtype)
         self.shape: tuple[int, int, int] = tuple(shape[a] for a in self.axes)  # type: ignore[assignment]
@@ -89,7 +91,15 @@ class Hdf5Volume:
         return {**self.__dict__, "_file": None, "_pid": None}
 
     def __getitem__(self, key: Any) -> np.ndarray:
-        return read_region(self.path, self._dataset(), key, self.axes)
+        return read_region(self.path, self._dataset(), key, self.layout)
+
+
+def _axis_names(dataset: Any) -> list[str] | None:
+    """The axes ilastik names in its `axistags` attribute (JSON), e.g. z, y, x, c; None without them."""
+    try:
+        return [axis["key"] for axis in json.loads(dataset.attrs["axistags"])["axes"]]
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def _datasets(handle: Any) -> dict[str, Any]:

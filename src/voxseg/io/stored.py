@@ -6,6 +6,8 @@ right reader. Kept apart from `formats` so the readers never import the module t
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,14 +18,71 @@ from voxseg.errors import DataError
 Spacing = tuple[float, float, float]
 
 
-def spatial_axes(path: Path, shape: tuple[int, ...]) -> tuple[int, ...]:
-    """The positions of Z, Y and X in an array of `shape`: all axes of a 3D array, or the three axes
-    longer than 1 of a larger one (a 1-channel or 1-time-point hyperstack)."""
-    if len(shape) > 3 and sum(side > 1 for side in shape) == 3:
-        return tuple(axis for axis, side in enumerate(shape) if side > 1)
-    if len(shape) != 3:
-        raise DataError(f"{path}: not a 3D volume (shape {tuple(shape)}); voxseg needs Z×Y×X volumes")
-    return (0, 1, 2)
+@dataclass(frozen=True)
+class Layout:
+    """Where Z, Y and X sit in a stored array, and the index every other axis is read at (0 for an
+    axis of length 1; the chosen channel on a channel axis)."""
+
+    axes: tuple[int, int, int]
+    fixed: tuple[tuple[int, int], ...] = ()
+
+    def index(self, ndim: int) -> list[Any]:
+        index: list[Any] = [0] * ndim
+        for axis, at in self.fixed:
+            index[axis] = at
+        return index
+
+
+_SPATIAL = ("z", "y", "x")
+_CHANNEL = ("c", "s", "channel")  # tifffile: C channel, S samples (RGB); NGFF: type or name "c"
+
+
+def layout(
+    path: Path, shape: tuple[int, ...], names: Sequence[str] | None = None, channel: int | None = None
+) -> Layout:
+    """How to read a Z×Y×X volume from an array of `shape`: all axes of a 3D array; of a larger one,
+    the axes its metadata `names` Z, Y and X (tifffile's `ZCYX`, OME-Zarr's axes), else the three axes
+    longer than 1. One more axis longer than 1 is a channel axis (named C, or the shortest before Y
+    and X), read at `channel`; without it, DataError says how many channels there are and how to pick."""
+    shape = tuple(int(side) for side in shape)
+    if len(shape) < 3:
+        raise DataError(f"{path}: not a 3D volume (shape {shape}); voxseg needs Z×Y×X volumes")
+    named = [str(name).lower() for name in names] if names is not None and len(names) == len(shape) else None
+    if len(shape) == 3 and (named is None or not all(axis in named for axis in _SPATIAL)):
+        return Layout((0, 1, 2))
+    if named is not None and all(axis in named for axis in _SPATIAL):
+        spatial = [named.index(axis) for axis in _SPATIAL]
+        channels = [a for a, name in enumerate(named) if name in _CHANNEL and shape[a] > 1]
+        described = f"axes {''.join(name[0] for name in named).upper()}, shape {shape}"
+    else:
+        long = [a for a, side in enumerate(shape) if side > 1]
+        if len(long) == 3:
+            return Layout(tuple(long), ())  # type: ignore[arg-type]
+        if len(long) != 4:
+            raise DataError(f"{path}: not a 3D volume (shape {shape}); voxseg needs Z×Y×X volumes")
+        channels = [min(long[:-2], key=lambda a: shape[a])]  # Y and X come last
+        spatial = [a for a in long if a not in channels]
+        described = f"shape {shape}"
+    others = [a for a in range(len(shape)) if a not in spatial and a not in channels and shape[a] > 1]
+    if others:
+        listed = ", ".join(f"{named[a].upper() if named else a} = {shape[a]}" for a in others)
+        raise DataError(
+            f"{path}: has {listed} ({described}) besides Z, Y, X and channels; voxseg reads one Z×Y×X "
+            "volume per file (save one time point per file)"
+        )
+    fixed = []
+    if channels:
+        (axis,) = channels
+        count = shape[axis]
+        if channel is None:
+            raise DataError(
+                f"{path}: {count} channels on axis {axis} ({described}); voxseg segments one: "
+                f"give --channel N (0 to {count - 1}), or split the channels in Fiji"
+            )
+        if not 0 <= channel < count:
+            raise DataError(f"--channel {channel}: {path} has {count} channels (0 to {count - 1})")
+        fixed.append((axis, channel))
+    return Layout(tuple(spatial), tuple(fixed))  # type: ignore[arg-type]
 
 
 def check_pixel_type(path: Path, dtype: np.dtype) -> None:
@@ -31,20 +90,20 @@ def check_pixel_type(path: Path, dtype: np.dtype) -> None:
         raise DataError(f"{path}: unsupported pixel type {dtype}")
 
 
-def read_region(path: Path, stored: Any, key: Any, axes: tuple[int, ...]) -> np.ndarray:
-    """The Z×Y×X region `key` (an int, a slice, or a tuple of them) of a stored array whose Z, Y and X
-    are at positions `axes` (in any order; other axes have length 1 and are taken at 0), in Z, Y, X
+def read_region(path: Path, stored: Any, key: Any, where: Layout) -> np.ndarray:
+    """The Z×Y×X region `key` (an int, a slice, or a tuple of them) of a stored array laid out as
+    `where` says (Z, Y and X in any order; other axes are read at their fixed index), in Z, Y, X
     order. A failing read (a corrupt chunk, a truncated file) raises DataError naming the file."""
     parts = key if isinstance(key, tuple) else (key,)
     parts = parts + (slice(None),) * (3 - len(parts))
-    index: list[Any] = [0] * len(stored.shape)
-    for axis, part in zip(axes, parts, strict=True):
+    index = where.index(len(stored.shape))
+    for axis, part in zip(where.axes, parts, strict=True):
         index[axis] = part
     try:
         region = np.asarray(stored[tuple(index)])
     except (OSError, RuntimeError, ValueError) as exc:  # zarr's codecs, h5py's filters
         raise DataError(f"{path}: cannot read {key!r} ({type(exc).__name__}: {exc})") from None
-    kept = [axis for axis, part in zip(axes, parts, strict=True) if isinstance(part, slice)]
+    kept = [axis for axis, part in zip(where.axes, parts, strict=True) if isinstance(part, slice)]
     stored_order = sorted(kept)  # the region's axes come in the stored order
     return region.transpose([stored_order.index(axis) for axis in kept])
 

@@ -16,7 +16,7 @@ import numpy as np
 import tifffile
 
 from voxseg.errors import DataError
-from voxseg.io.stored import Spacing, check_pixel_type, micrometres, spatial_axes
+from voxseg.io.stored import Spacing, check_pixel_type, layout, micrometres, read_region
 from voxseg.runtime.files import replacing
 
 
@@ -28,18 +28,20 @@ class TiffVolume:
     read in the process's resident memory. Other files are read whole once.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, channel: int | None = None) -> None:
         self.path = Path(path)
         try:
             with tifffile.TiffFile(self.path) as tif:
                 series = tif.series[0]
-                shape, self.offset = tuple(series.shape), series.dataoffset
+                self.stored_shape, self.offset = tuple(series.shape), series.dataoffset
+                axes = series.axes  # e.g. ZCYX for an ImageJ hyperstack
                 self.dtype = np.dtype(series.dtype)
                 # the bytes on disk: Fiji writes big-endian ("MM") TIFFs by default
                 self.stored = self.dtype.newbyteorder(tif.byteorder)
         except Exception as exc:  # tifffile raises many types for corrupt files
             raise DataError(f"{path}: cannot read as TIFF ({type(exc).__name__}: {exc})") from None
-        shape = tuple(shape[axis] for axis in spatial_axes(self.path, shape))
+        self.layout = layout(self.path, self.stored_shape, list(axes), channel)
+        shape = tuple(self.stored_shape[axis] for axis in self.layout.axes)
         check_pixel_type(self.path, self.dtype)
         self.shape: tuple[int, int, int] = (int(shape[0]), int(shape[1]), int(shape[2]))
         self.voxel_size = voxel_size(self.path)
@@ -76,14 +78,13 @@ class TiffVolume:
         return planes[0] if single else planes
 
     def _read(self, z0: int, z1: int, rest: tuple) -> np.ndarray:
+        region = (slice(z0, z1), *rest)
         if not self.mapped:
             if self._whole is None:
-                self._whole = tifffile.imread(self.path).reshape(self.shape)
-            return self._whole[(slice(z0, z1), *rest)]
-        plane_bytes = self.shape[1] * self.shape[2] * self.dtype.itemsize
-        start, shape = self.offset + z0 * plane_bytes, (z1 - z0, *self.shape[1:])
-        mapped = np.memmap(self.path, self.stored, "r", start, shape)
-        planes = np.array(mapped[(slice(None), *rest)], dtype=self.dtype)
+                self._whole = tifffile.imread(self.path).reshape(self.stored_shape)
+            return read_region(self.path, self._whole, region, self.layout)
+        mapped = np.memmap(self.path, self.stored, "r", self.offset, self.stored_shape)
+        planes = np.array(read_region(self.path, mapped, region, self.layout), dtype=self.dtype)
         del mapped
         return planes
 

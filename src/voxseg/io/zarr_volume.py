@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from voxseg.errors import DataError
-from voxseg.io.stored import Spacing, as_spacing, check_pixel_type, micrometres, read_region, spatial_axes
+from voxseg.io.stored import Layout, Spacing, as_spacing, check_pixel_type, layout, micrometres, read_region
 
 
 class ZarrVolume:
@@ -23,7 +23,9 @@ class ZarrVolume:
 
     lazy = True
 
-    def __init__(self, path: Path, key: str | None = None, level: int = 0) -> None:
+    def __init__(
+        self, path: Path, key: str | None = None, level: int = 0, channel: int | None = None
+    ) -> None:
         import zarr
 
         self.path = Path(path)
@@ -31,13 +33,13 @@ class ZarrVolume:
             root = zarr.open(str(self.path), mode="r")
         except Exception as exc:  # zarr raises several types for what is not a store
             raise DataError(f"{path}: cannot read as Zarr ({type(exc).__name__}: {exc})") from None
-        node, self.voxel_size, named_axes = _choose(self.path, root, key, level)
+        node, self.voxel_size, where = _choose(self.path, root, key, level, channel)
         self.member = node.path  # the array's path inside the store, reopened per process
         shape = tuple(int(s) for s in node.shape)
-        self.axes = named_axes if named_axes is not None else spatial_axes(self.path, shape)
+        self.layout = where if where is not None else layout(self.path, shape, None, channel)
         self.dtype = np.dtype(node.dtype)
         check_pixel_type(self.path, self.dtype)
-        self.shape: tuple[int, int, int] = tuple(shape[a] for a in self.axes)  # type: ignore[assignment]
+        self.shape: tuple[int, int, int] = tuple(shape[a] for a in self.layout.axes)  # type: ignore[assignment]
         self._array, self._pid = node, os.getpid()
 
     @property
@@ -61,11 +63,13 @@ class ZarrVolume:
         return {**self.__dict__, "_array": None, "_pid": None}
 
     def __getitem__(self, key: Any) -> np.ndarray:
-        return read_region(self.path, self._node(), key, self.axes)
+        return read_region(self.path, self._node(), key, self.layout)
 
 
-def _choose(path: Path, root: Any, key: str | None, level: int) -> tuple[Any, Spacing | None, tuple | None]:
-    """(the array, its voxel size, the positions of Z, Y, X when the metadata names them)."""
+def _choose(
+    path: Path, root: Any, key: str | None, level: int, channel: int | None
+) -> tuple[Any, Spacing | None, Layout | None]:
+    """(the array, its voxel size, its layout when the metadata names its axes)."""
     import zarr
 
     if key:
@@ -81,7 +85,7 @@ def _choose(path: Path, root: Any, key: str | None, level: int) -> tuple[Any, Sp
     multiscales = _multiscales(root.attrs)
     if multiscales:
         try:
-            return _ome_level(path, root, multiscales[0], level)
+            return _ome_level(path, root, multiscales[0], level, channel)
         except (AttributeError, IndexError, KeyError, TypeError, ValueError) as exc:
             raise DataError(f"{path}: malformed OME-Zarr metadata ({type(exc).__name__}: {exc})") from None
     if level:
@@ -115,8 +119,8 @@ def _multiscales(attrs: Any) -> list[dict[str, Any]]:
 
 
 def _ome_level(
-    path: Path, group: Any, multiscale: dict[str, Any], level: int
-) -> tuple[Any, Spacing | None, tuple[int, int, int]]:
+    path: Path, group: Any, multiscale: dict[str, Any], level: int, channel: int | None
+) -> tuple[Any, Spacing | None, Layout]:
     datasets = multiscale.get("datasets") or []
     if not 0 <= level < len(datasets):
         raise DataError(f"{path}: has no level {level}; its levels are 0 to {len(datasets) - 1}")
@@ -125,19 +129,16 @@ def _ome_level(
         raise DataError(f"{path}: level {level}'s array {dataset.get('path')!r} is missing")
     array = group[dataset["path"]]
     axes = multiscale.get("axes") or []
-    names = [str(a.get("name") if isinstance(a, dict) else a).lower() for a in axes]
+    names = [
+        "channel"
+        if isinstance(a, dict) and a.get("type") == "channel"
+        else str(a.get("name") if isinstance(a, dict) else a)
+        for a in axes
+    ]
     if len(names) != array.ndim:  # NGFF 0.3 and older name no axes: take the last three
         names, axes = [""] * (array.ndim - 3) + ["z", "y", "x"], []
-    spatial = [i for i, name in enumerate(names) if name in ("z", "y", "x")]
-    if len(spatial) != 3:
-        raise DataError(
-            f"{path}: a {len(spatial)}D image (axes {', '.join(names)}); voxseg needs Z×Y×X volumes"
-        )
-    extra = [(names[i], array.shape[i]) for i in range(array.ndim) if i not in spatial and array.shape[i] > 1]
-    if extra:
-        listed = ", ".join(f"{name} = {size}" for name, size in extra)
-        raise DataError(f"{path}: has {listed}; voxseg reads one channel and one time point")
-    order = tuple(spatial[[names[i] for i in spatial].index(axis)] for axis in "zyx")
+    where = layout(path, array.shape, names, channel)
+    order = where.axes
     scale = np.ones(array.ndim)
     for transforms in (dataset.get("coordinateTransformations"), multiscale.get("coordinateTransformations")):
         for transform in transforms or []:
@@ -148,10 +149,10 @@ def _ome_level(
     )
     sides = [scale[i] for i in order]
     if all(unit is None for unit in units) and all(side == 1 for side in sides):
-        return array, None, order  # a unitless identity scale says nothing about the voxel size
+        return array, None, where  # a unitless identity scale says nothing about the voxel size
     to_um = [micrometres(unit) for unit in units]  # NGFF allows a unit per axis
     spacing = None if None in to_um else as_spacing([s * u for s, u in zip(sides, to_um, strict=True)])
-    return array, spacing, order
+    return array, spacing, where
 
 
 class ZarrWriter:

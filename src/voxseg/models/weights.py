@@ -85,7 +85,30 @@ def check_compatible(
     if shapes:
         problems.append(f"{len(shapes)} shape mismatch(es): {shorten_list(shapes, _LISTED)}")
     if problems:
+        fits = models_fitting(state)
+        if fits:
+            which, fix = " or ".join(fits), f"give --model {fits[0]}"
+            raise DataError(f"{option}: {path} holds {which} weights, not {model_name}'s: {fix}")
         raise DataError(f"{option}: {path} does not fit {model_name}: " + "; ".join(problems))
+
+
+def models_fitting(state: dict[str, torch.Tensor]) -> list[str]:
+    """The registered networks whose every parameter name and shape `state` matches: what a weights
+    file is, when its model was not said or was said wrong (building each takes about 0.1 s)."""
+    from voxseg.models.registry import MODEL_NAMES, build_model, voxel_size_of_weights
+
+    fitting = []
+    for name in MODEL_NAMES:
+        adapted = adapt_state_dict(name, state)
+        try:
+            expected = build_model(name, voxel_size_of_weights(name, adapted)).state_dict()
+        except Exception:  # a state that makes no sense for this model's shape rules
+            continue
+        if expected.keys() == adapted.keys() and all(
+            expected[key].shape == adapted[key].shape for key in expected
+        ):
+            fitting.append(name)
+    return fitting
 
 
 def load_trained_network(model_name: str, path: Path, option: str = "--weights") -> tuple[nn.Module, str]:
