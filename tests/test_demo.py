@@ -26,4 +26,5 @@ def test_demo_dataset_is_four_valid_pairs(tmp_path: Path) -> None:
     volumes, warnings, _ = load_volumes(pairs)
     assert warnings == []
     assert all(v.shape == (60, 128, 128) and v.label.any() for v in volumes)
+    assert all(v.voxel_size == pytest.approx((0.29, 0.26, 0.26)) for v in volumes)  # cells3d's, published
     config.resolved()

@@ -341,7 +341,16 @@ def test_whole_volumes_with_pad_pow2_logs_the_padding(
     assert "padding: 12×20×14 padded to 16×32×16 (SegResNet needs sides divisible by 8" in log
     assert "power of two (--pad-pow2)" in log
     train_volume = result.summary["train_volumes"][0]
-    assert f"padding: {train_volume} 12×20×14 padded to 16×32×16" in log
+    assert f"padding: {train_volume} 12×20×14 padded to 16×32×16\n" in log
+
+
+def test_a_patch_larger_than_a_volume_says_which_patch_needs_no_padding(
+    make_dataset: Dataset, fast_config: Config, tmp_path: Path
+) -> None:
+    images, labels = make_dataset(tmp_path / "data", n=2, size=(12, 20, 24), cells=2)
+    result = voxseg.train(fast_config(images, labels, patch_size=(16, 16, 16)), progress=False)
+    log = _log(result.run_dir)
+    assert "12×20×24 padded to 16×20×24 (--patch-size 8,16,16 would need none)" in log
 
 
 def test_patch_padding_is_logged(make_dataset: Dataset, fast_config: Config, tmp_path: Path) -> None:

@@ -129,9 +129,10 @@ def prepare_run(
     for volume in train_volumes:
         grown = pad_volume(volume, window)
         if grown is not volume:
-            notes.append(
-                f"padding: {volume.name} {format_size(volume.shape)} padded to {format_size(grown.shape)}"
-            )
+            sizes = f"{format_size(volume.shape)} padded to {format_size(grown.shape)}"
+            if not config.whole_volumes:
+                sizes += f" ({_fitting_patch(spec, volume.shape, window)} would need none)"
+            notes.append(f"padding: {volume.name} {sizes}")
         padded.append(grown)
     initial_state = None if resume_dir is not None else _initial_weights(config, notes)
     return PreparedRun(
@@ -154,6 +155,12 @@ def prepare_run(
         samples=samples,
         object_radius=object_radius,
     )
+
+
+def _fitting_patch(spec: ModelSpec, shape: tuple[int, int, int], window: tuple[int, int, int]) -> str:
+    """The patch the user could give instead: each side cut down to the volume's, by the model's rule."""
+    fitting = largest_valid_patch(spec, shape)
+    return "--patch-size " + ",".join(str(min(a, b)) for a, b in zip(fitting, window, strict=True))
 
 
 def _input_files(checked: Preflight, split: Split) -> list[tuple[str, Path]]:
