@@ -15,7 +15,8 @@ process):
 * 1 thread: 2.72 / 2.65, 40% slower alone.
 
 So the team is sized to the cores other processes leave free, measured between training steps from
-the system's CPU time (`/proc/stat`) minus this process's own: on 2 cores beside one busy process,
+the system's CPU time (psutil: `/proc/stat` on Linux, the same counters on macOS and Windows) minus
+this process's own: on 2 cores beside one busy process,
 one thread, which then runs undisturbed; back to all cores when the other process stops. No library
 does this (PyTorch and OpenMP size the team once); `--threads N` fixes the count instead. The
 thread count is process-wide, so it is restored when the run ends (napari hosts other plugins).
@@ -25,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 from collections.abc import Iterator
 from time import perf_counter, process_time
 
@@ -39,21 +39,26 @@ INTERVAL = 0.5
 TAKEN = 0.6
 
 
+#: psutil's CPU time fields that are not work: idle and waiting for I/O; the guest fields are
+#: already counted in user time on Linux
+_NOT_BUSY = ("idle", "iowait", "guest", "guest_nice")
+
+
 def _system_busy_seconds() -> float | None:
     """CPU seconds all processes have used since boot (user, system, interrupts, and time a virtual
-    machine's host took: `steal`); None where /proc/stat does not exist."""
+    machine's host took: `steal`); None where psutil cannot read them."""
+    import psutil
+
     try:
-        with open("/proc/stat") as stat:
-            fields = stat.readline().split()
-    except OSError:
+        times = psutil.cpu_times()
+    except (OSError, RuntimeError):
         return None
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[1:9])
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+    return sum(getattr(times, name) for name in times._fields if name not in _NOT_BUSY)
 
 
 class ThreadGovernor:
-    """Sizes PyTorch's thread team between steps: `tick()` is cheap (one small file read at most
-    every `INTERVAL` seconds)."""
+    """Sizes PyTorch's thread team between steps: `tick()` is cheap (one read of the CPU counters
+    at most every `INTERVAL` seconds)."""
 
     def __init__(self, most: int) -> None:
         self.most = most

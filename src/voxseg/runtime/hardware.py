@@ -14,15 +14,14 @@ def cpu_cores() -> int:
 
 
 def available_memory_bytes() -> int | None:
-    """MemAvailable from /proc/meminfo (Linux); None elsewhere."""
+    """Memory that new allocations can take without swapping (Linux's MemAvailable; psutil's estimate
+    elsewhere); None where psutil cannot tell."""
+    import psutil
+
     try:
-        with open("/proc/meminfo") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
+        return int(psutil.virtual_memory().available)
+    except (OSError, RuntimeError, AttributeError):
         return None
-    return None
 
 
 def resolve_device(name: str) -> torch.device:
