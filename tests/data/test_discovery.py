@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tifffile
 
-from voxseg.data.discovery import list_volumes, pair_files
-from voxseg.errors import DataError
+from voxseg.config import TrainConfig
+from voxseg.data.discovery import label_name_pattern, list_volumes, pair_files
+from voxseg.errors import ConfigError, DataError
 
 
 def _touch_tiffs(folder: Path, names: list[str]) -> Path:
@@ -157,3 +159,76 @@ def test_two_images_with_one_name_are_refused(tmp_path: Path) -> None:
         path.write_bytes(b"")
     with pytest.raises(DataError, match="a.h5 and a.tif .* are both named a"):
         pair_files(images, labels)
+
+
+# -- --label-name: labels named otherwise than the images ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("pattern", "names"),
+    [
+        ("mask_{name}", ["MASK_a.tif", "mask_a_b.tif"]),
+        ("{name}_gt", ["a_gt.tiff", "a_b_gt.tif"]),
+        ("{name}-seg.tif", ["a-seg.h5", "a_b-seg.tif"]),
+        ("{name}", ["a.tif", "a_b.tif"]),
+    ],
+)
+def test_a_label_name_pattern_pairs_prefixes_and_suffixes(
+    tmp_path: Path, pattern: str, names: list[str]
+) -> None:
+    """`{name}` is the image's name; case and the extension do not matter."""
+    images = _touch_tiffs(tmp_path / "images", ["a.tif", "a_b.tif"])
+    labels = _touch_tiffs(tmp_path / "labels", names)
+    pairs = pair_files(images, labels, label_name=label_name_pattern(pattern))
+    assert [(p.image.name, p.label.name) for p in pairs] == [("a.tif", names[0]), ("a_b.tif", names[1])]
+
+
+def test_a_label_name_pattern_replaces_the_automatic_suffixes(tmp_path: Path) -> None:
+    images = _touch_tiffs(tmp_path / "images", ["a.tif"])
+    labels = _touch_tiffs(tmp_path / "labels", ["a_label.tif"])
+    with pytest.raises(DataError, match=r"label names must be mask_\{name\} \(--label-name\)"):
+        pair_files(images, labels, label_name="mask_{name}")
+
+
+def test_a_label_name_pattern_in_one_folder_with_the_images(tmp_path: Path) -> None:
+    folder = _touch_tiffs(tmp_path / "data", ["a.tif", "mask_a.tif", "b.tif", "mask_b.tif"])
+    pairs = pair_files(folder, folder, label_name="mask_{name}")
+    assert [(p.image.name, p.label.name) for p in pairs] == [("a.tif", "mask_a.tif"), ("b.tif", "mask_b.tif")]
+
+
+def test_the_pairing_error_points_to_label_name_and_guesses_the_pattern(tmp_path: Path) -> None:
+    """mask_X.tif for X.tif: the one-line error says which option pairs them, and with what."""
+    images = _touch_tiffs(tmp_path / "images", ["vol_1.tif", "vol_2.tif"])
+    labels = _touch_tiffs(tmp_path / "labels", ["mask_vol_1.tif", "mask_vol_2.tif"])
+    with pytest.raises(DataError) as info:
+        pair_files(images, labels)
+    message = str(info.value)
+    assert "\n" not in message and "for other names give --label-name" in message
+    assert message.endswith("these look like --label-name 'mask_{name}')")
+    assert len(pair_files(images, labels, label_name="mask_{name}")) == 2
+
+
+def test_no_pattern_is_guessed_from_names_that_only_look_alike(tmp_path: Path) -> None:
+    """`vol_1` is not the name in `vol_10_seg`: no suggestion rather than a wrong one."""
+    images = _touch_tiffs(tmp_path / "images", ["vol_1.tif"])
+    labels = _touch_tiffs(tmp_path / "labels", ["vol_10_seg.tif"])
+    with pytest.raises(DataError) as info:
+        pair_files(images, labels)
+    assert "look like" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "problem"),
+    [
+        ("mask_", "must hold {name} once"),
+        ("{name}_{name}", "must hold {name} once"),
+        ("masks/{name}", "names a folder"),
+        ("{name}_{id}", "braces other than {name}"),
+    ],
+)
+def test_bad_label_name_patterns_are_refused_when_the_options_are_checked(pattern: str, problem: str) -> None:
+    with pytest.raises(ConfigError, match=f"--label-name: .*{re.escape(problem)}"):
+        TrainConfig(images=Path("i"), labels=Path("l"), label_name=pattern).resolved()
+    assert TrainConfig(
+        images=Path("i"), labels=Path("l"), label_name="mask_{name}.ome.tif"
+    ).resolved().label_name == ("mask_{name}")

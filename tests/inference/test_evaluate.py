@@ -1,4 +1,5 @@
-"""`voxseg evaluate`'s engine: pairing predictions with ground truth, scores per volume and overall, JSON."""
+"""`voxseg evaluate`'s engine: scores per volume and overall, the table, JSON, and the command on a
+subset of the ground truths (pairing itself: test_pairing.py)."""
 
 from __future__ import annotations
 
@@ -8,18 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
-from conftest import synthetic_volume
+from conftest import run_cli, synthetic_volume
 
 from voxseg.errors import DataError
-from voxseg.inference.evaluate import (
-    F1_MEAN_KEY,
-    INSTANCE_KEYS,
-    EvalPair,
-    evaluate,
-    format_table,
-    pair_predictions,
-    write_json,
-)
+from voxseg.inference.evaluate import F1_MEAN_KEY, INSTANCE_KEYS, evaluate, format_table, write_json
+from voxseg.inference.pairing import pair_predictions
 
 SHAPE = (12, 16, 16)
 
@@ -50,72 +44,6 @@ def _dataset(tmp_path: Path) -> tuple[Path, Path]:
     _write(pred, "vol_01_mask.tif", (_truth(1) > 0).astype(np.uint8) * 255)
     _write(pred, "vol_02_mask.tif", (_truth(2) > 0).astype(np.uint8))
     return pred, gt
-
-
-# -------------------------------------------------------------------------------------------- pairing
-
-
-def test_pairs_by_name(tmp_path: Path) -> None:
-    pred, gt = _dataset(tmp_path)
-    pairs = pair_predictions(pred, gt)
-    assert [p.name for p in pairs] == ["vol_00", "vol_01", "vol_02"]
-    assert pairs[0] == EvalPair(
-        "vol_00", gt / "vol_00_label.tif", pred / "vol_00_mask.tif", pred / "vol_00_labels.tif"
-    )
-    assert pairs[2].labels is None and not pairs[2].has_instances and pairs[0].has_instances
-
-
-@pytest.mark.parametrize("truth_name", ["Cell.tif", "cell_gt.tiff", "cell-labels.TIF", "cell_mask.tif"])
-def test_ground_truth_names_follow_training_rules(tmp_path: Path, truth_name: str) -> None:
-    """Bare names and every label suffix pair, ignoring case and .tif/.tiff."""
-    _write(tmp_path / "gt", truth_name, _truth(0))
-    _write(tmp_path / "pred", "cell_labels.tiff", _truth(0))
-    (pair,) = pair_predictions(tmp_path / "pred", tmp_path / "gt")
-    assert pair.truth.name == truth_name and pair.labels is not None and pair.mask is None
-
-
-def test_unpaired_names_are_listed_in_one_line(tmp_path: Path) -> None:
-    _write(tmp_path / "gt", "a.tif", _truth(0))
-    _write(tmp_path / "gt", "b_label.tif", _truth(0))
-    _write(tmp_path / "pred", "a_mask.tif", _truth(0))
-    _write(tmp_path / "pred", "c_labels.tif", _truth(0))
-    with pytest.raises(DataError) as caught:
-        pair_predictions(tmp_path / "pred", tmp_path / "gt")
-    message = str(caught.value)
-    assert "\n" not in message
-    assert f"ground truths without a prediction in {tmp_path / 'pred'}: b_label.tif" in message
-    assert f"predictions without a ground truth in {tmp_path / 'gt'}: c_labels.tif" in message
-
-
-def test_files_that_are_not_predictions_are_named(tmp_path: Path) -> None:
-    _write(tmp_path / "gt", "a.tif", _truth(0))
-    _write(tmp_path / "pred", "a_mask.tif", _truth(0))
-    _write(tmp_path / "pred", "a.tif", _truth(0))
-    _write(tmp_path / "pred", "b_prob.tif", _truth(0))
-    with pytest.raises(DataError, match=r"not predictions .*: a\.tif") as caught:
-        pair_predictions(tmp_path / "pred", tmp_path / "gt")
-    assert "probabilities without a _mask or _labels file" in str(caught.value)
-
-
-def test_two_ground_truths_for_one_prediction(tmp_path: Path) -> None:
-    _write(tmp_path / "gt", "a.tif", _truth(0))
-    _write(tmp_path / "gt", "a_gt.tif", _truth(0))
-    _write(tmp_path / "pred", "a_mask.tif", _truth(0))
-    with pytest.raises(DataError, match="a.tif and a_gt.tif .* both match the prediction a"):
-        pair_predictions(tmp_path / "pred", tmp_path / "gt")
-
-
-def test_missing_folders_name_the_option(tmp_path: Path) -> None:
-    pred, gt = _dataset(tmp_path)
-    with pytest.raises(DataError, match="--pred: folder .*nowhere does not exist"):
-        pair_predictions(tmp_path / "nowhere", gt)
-    with pytest.raises(DataError, match="--labels: folder .*nowhere does not exist"):
-        pair_predictions(pred, tmp_path / "nowhere")
-    (tmp_path / "empty").mkdir()
-    with pytest.raises(DataError, match=r"--labels: no volumes \(.tif/.tiff, .zarr or .h5/.hdf5\)"):
-        pair_predictions(pred, tmp_path / "empty")
-    with pytest.raises(DataError, match="same folder"):
-        pair_predictions(pred, pred)
 
 
 # ------------------------------------------------------------------------------------------- scoring
@@ -149,7 +77,7 @@ def test_scores_per_volume_and_overall(tmp_path: Path) -> None:
     assert overall["f1@0.5"] == pytest.approx(10 / 11)
     assert overall[F1_MEAN_KEY] == pytest.approx(10 / 11)
     assert result["thresholds"][0] == 0.5 and len(result["thresholds"]) == 10
-    assert result["warnings"] == []
+    assert result["warnings"] == [] and result["skipped"] == {"ground_truths": [], "predictions": []}
 
 
 def test_mean_and_voxel_weighted_dice_differ(tmp_path: Path) -> None:
@@ -262,3 +190,39 @@ def test_json_round_trip_and_overwrite(tmp_path: Path) -> None:
         write_json(tmp_path / "missing" / "scores.json", result)
     with pytest.raises(DataError, match="is a folder"):
         write_json(tmp_path, result, overwrite=True)
+
+
+# ---------------------------------------------------------------------------- a subset, from the CLI
+
+
+def test_a_subset_is_scored_and_the_skipped_files_are_listed(tmp_path: Path, capsys) -> None:
+    """Predictions of one volume against a labels folder of three: exit 0, the skipped ground truths
+    named on the console and in the JSON; `--strict` refuses the same folders."""
+    pred, gt = _dataset(tmp_path)
+    for path in pred.glob("vol_0[12]_*"):
+        path.unlink()
+    scores = tmp_path / "scores.json"
+    assert run_cli(["evaluate", "--pred", pred, "--labels", gt, "--json", scores]) == 0
+    out = capsys.readouterr().out
+    assert "skipped 2 ground truth(s) without a prediction (--strict refuses them): " in out
+    assert "vol_01_label.tif, vol_02_label.tif" in out
+    result = json.loads(scores.read_text())
+    assert result["overall"]["volumes"] == 1
+    assert result["skipped"] == {
+        "ground_truths": [str(gt / "vol_01_label.tif"), str(gt / "vol_02_label.tif")],
+        "predictions": [],
+    }
+    assert run_cli(["evaluate", "--pred", pred, "--labels", gt, "--strict"]) == 2
+    assert "(--strict): vol_01_label.tif, vol_02_label.tif" in capsys.readouterr().err
+
+
+def test_label_names_from_the_command_line(tmp_path: Path, capsys) -> None:
+    gt, pred = tmp_path / "gt", tmp_path / "pred"
+    _write(gt, "mask_a.tif", _truth(0))
+    _write(pred, "a_labels.tif", _truth(0))
+    assert run_cli(["evaluate", "--pred", pred, "--labels", gt]) == 2
+    assert "--label-name 'mask_{name}'" in capsys.readouterr().err
+    assert run_cli(["evaluate", "--pred", pred, "--labels", gt, "--label-name", "mask_{name}"]) == 0
+    assert "skipped" not in capsys.readouterr().out
+    assert run_cli(["evaluate", "--pred", pred, "--labels", gt, "--label-name", "mask_"]) == 2
+    assert "error: --label-name: 'mask_' must hold {name} once" in capsys.readouterr().err

@@ -285,17 +285,35 @@ def test_object_table_values() -> None:
     first, second = rows
     assert first["id"] == 1 and first["voxels"] == 24
     assert first["volume_um3"] == pytest.approx(24 * 0.25)
-    assert (first["centroid_z"], first["centroid_y"], first["centroid_x"]) == pytest.approx((1.5, 3.0, 4.5))
-    bbox = [first[f"bbox_{corner}"] for corner in ("z0", "y0", "x0", "z1", "y1", "x1")]
-    assert bbox == [1, 2, 3, 3, 5, 7]  # the end is exclusive, as in a slice
+    assert [first[f"centroid_{axis}_px"] for axis in "zyx"] == pytest.approx([1.5, 3.0, 4.5])
+    assert [first[f"centroid_{axis}_um"] for axis in "zyx"] == pytest.approx([3.0, 1.5, 1.125])
+    bbox = [first[f"bbox_{axis}_{end}"] for axis in "zyx" for end in ("start", "stop")]
+    assert bbox == [1, 3, 2, 5, 3, 7]  # the stop is exclusive, as in a slice
+    box = tuple(slice(first[f"bbox_{axis}_start"], first[f"bbox_{axis}_stop"]) for axis in "zyx")
+    assert (labels[box] == 1).all() and (labels == 1).sum() == first["voxels"]
     assert first["mean_probability"] == pytest.approx(0.8)
     assert second["id"] == 7 and second["voxels"] == 8
     assert second["volume_um3"] == pytest.approx(8 * 0.25)
-    assert (second["centroid_z"], second["centroid_y"], second["centroid_x"]) == pytest.approx(
-        (6.5, 6.5, 10.0)
-    )
+    assert [second[f"centroid_{axis}_px"] for axis in "zyx"] == pytest.approx([6.5, 6.5, 10.0])
     assert second["mean_probability"] == pytest.approx(0.25)
     assert all(type(value) in (int, float) for row in rows for value in row.values())
+
+
+def test_object_table_values_carry_no_binary_noise() -> None:
+    """0.4 µm × 0.4 µm × 1 µm voxels: 7980 × 0.16000000000000003 is 1276.8000000000002 unrounded."""
+    labels = np.zeros((20, 21, 40), np.uint32)
+    labels[:19, :21, :20] = 1  # 7980 voxels
+    labels[0, 0, 30:33] = 2  # centroid x 31, or 12.4 µm; 31 * 0.4 is 12.400000000000002
+    labels[1, 1, 21:23] = 3  # centroid z 4/3, x 21 1/3: rounded to a thousandth of a voxel
+    labels[2, 1, 21] = 3
+    first, second, third = object_table(labels, spacing=(1.0, 0.4, 0.4))
+    assert 7980 * (0.4 * 0.4 * 1.0) != 1276.8 and first["volume_um3"] == 1276.8
+    assert second["centroid_x_um"] == 12.4 and second["centroid_x_px"] == 31.0
+    assert (third["centroid_z_px"], third["centroid_y_px"], third["centroid_x_px"]) == (1.333, 1.0, 21.333)
+    assert (third["centroid_z_um"], third["centroid_x_um"]) == (1.333, 8.5333)
+    tiny = object_table(labels, spacing=(0.01, 0.002, 0.002))[1]  # finer voxels keep their digits
+    assert tiny["volume_um3"] == pytest.approx(3 * 4e-8) and tiny["volume_um3"] > 0
+    assert tiny["centroid_x_um"] == 0.062
 
 
 def test_object_table_without_spacing_or_probability() -> None:
@@ -303,6 +321,7 @@ def test_object_table_without_spacing_or_probability() -> None:
     rows = object_table(labels)
     assert [row["voxels"] for row in rows] == [24, 8]
     assert all(row["volume_um3"] is None and row["mean_probability"] is None for row in rows)
+    assert all(row[f"centroid_{axis}_um"] is None for row in rows for axis in "zyx")
     assert object_table(np.zeros((3, 3, 3), np.uint32)) == []
     with pytest.raises(ValueError, match="probability shape"):
         object_table(labels, probability=np.ones((2, 2, 2)))

@@ -4,6 +4,8 @@ the same masks as from TIFF, keys and levels, and runs trained on isotropic voxe
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 
 import h5py
@@ -84,6 +86,24 @@ def test_a_channel_of_a_hyperstack_predicts_as_that_channel_alone(trained, tmp_p
         tifffile.imread(tmp_path / "out" / "vol_00_mask.tif"),
         tifffile.imread(tmp_path / "plain" / "vol_00_mask.tif"),
     )
+
+
+@pytest.mark.parametrize("output_format", ["tiff", "zarr", "hdf5"])
+def test_every_output_is_readable_by_others_under_the_usual_umask(trained, tmp_path, output_format) -> None:
+    run_dir, images, _ = trained
+    out = tmp_path / "out"
+    previous = os.umask(0o022)
+    try:
+        argv = ["predict", run_dir, "--input", images / "vol_00.tif", "--output", out]
+        argv += ["--output-format", output_format, "--instances", "watershed", "--save-probabilities"]
+        assert run_cli(argv) == 0
+    finally:
+        os.umask(previous)
+    written = [out, *out.rglob("*")]
+    assert len(written) > 4
+    private = [p.name for p in written if not p.stat().st_mode & stat.S_IROTH]
+    closed = [p.name for p in written if p.is_dir() and not p.stat().st_mode & stat.S_IXOTH]
+    assert private == [] and closed == []
 
 
 def test_output_format_and_level(trained, tmp_path) -> None:

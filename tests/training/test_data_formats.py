@@ -52,6 +52,38 @@ def test_tiff_zarr_and_hdf5_train_the_same(tmp_path: Path, fast_config) -> None:
     assert results["tif"] == results["zarr"] == results["h5"]
 
 
+def test_a_channel_of_hyperstacks_trains_as_that_channel_alone(tmp_path: Path, fast_config) -> None:
+    """Fiji's 2-channel stacks with --channel 1 give the same run as the channel saved alone."""
+    images, labels = write_dataset(tmp_path / "tif", n=3, size=24)
+    stacks = tmp_path / "stacks"
+    stacks.mkdir()
+    for tif in images.glob("*.tif"):
+        image = tifffile.imread(tif)
+        both = np.stack([image[::-1].copy(), image], axis=1)  # another stain first
+        tifffile.imwrite(stacks / tif.name, both, imagej=True, metadata={"axes": "ZCYX"})
+    with pytest.raises(DataError, match="2 channels on axis 1 .*give --channel N"):
+        voxseg.train(fast_config(stacks, labels, run_name="none", epochs=1), progress=False)
+    runs = {}
+    for name, folder, channel in (("alone", images, None), ("stacked", stacks, 1)):
+        config = fast_config(folder, labels, run_name=name, epochs=2, samples_per_image=2, channel=channel)
+        summary = voxseg.train(config, progress=False).summary
+        runs[name] = (summary["best_val_dice"], summary["patches_seen"])
+    assert runs["alone"] == runs["stacked"]
+
+
+def test_labels_named_otherwise_pair_by_the_pattern_the_error_suggests(
+    tmp_path: Path, fast_args, capsys: pytest.CaptureFixture[str]
+) -> None:
+    images, labels = write_dataset(tmp_path / "d", n=3, size=16)
+    for label in labels.glob("*.tif"):
+        label.rename(labels / f"mask_{label.name.replace('_label', '')}")  # vol_00.tif -> mask_vol_00.tif
+    results = tmp_path / "results"
+    assert run_cli([*fast_args(images, labels, results), "--epochs", "1"]) == 2
+    assert "--label-name 'mask_{name}'" in capsys.readouterr().err and not results.exists()
+    argv = [*fast_args(images, labels, results), "--epochs", "1", "--label-name", "mask_{name}"]
+    assert run_cli(argv) == 0
+
+
 def test_a_folder_may_mix_formats(tmp_path: Path, fast_config) -> None:
     images, labels = write_dataset(tmp_path / "tif", n=3, size=24)
     zarr_images, _ = _copy_as(images, labels, tmp_path, "zarr")

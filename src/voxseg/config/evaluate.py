@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import voxseg.config.shared as shared
-from voxseg.options import DATA, Declared, option
+from voxseg.config.train_data import TrainData
+from voxseg.options import DATA, Declared, declared_as, option
 
 
 @dataclass
@@ -25,14 +26,29 @@ class EvaluateConfig(Declared):
     )
     labels: Path | None = option(
         None,
-        help="folder of true labels, named like the images (TIFF, Zarr or HDF5)",
+        help="folder of true labels, named like the images (TIFF, Zarr or HDF5; other names: `--label-name`)",
         section=DATA,
         label="Labels",
         kind="folder",
         metavar="DIR",
         required=True,
     )
+    label_name: str | None = declared_as(
+        TrainData,
+        "label_name",
+        None,
+        help="how the true labels are named, `{name}` standing for the prediction's name (its image's): "
+        "e.g. `mask_{name}`, `{name}_gt`, `{name}-seg` (without the extension: any format pairs)",
+    )
     label_key: str | None = shared.label_key(DATA)
+    strict: bool = option(
+        False,
+        help="refuse to score unless every ground truth has a prediction and every prediction a ground "
+        "truth (otherwise the unpaired ones are skipped and listed)",
+        section=DATA,
+        label="Strict pairing",
+        kind="bool",
+    )
     json: Path | None = option(
         None,
         help="also write the scores as JSON",

@@ -20,6 +20,12 @@ def _label_map(value: Any) -> str:
     return str(LabelMap.parse(str(value)))
 
 
+def _label_name(value: Any) -> str:
+    from voxseg.data.discovery import label_name_pattern
+
+    return label_name_pattern(value)
+
+
 def _run_name(name: Any) -> str:
     text = str(name)
     if text in (".", "..") or any(c in text for c in "/\\"):
@@ -44,8 +50,8 @@ class TrainData(Declared):
     labels: Path | None = option(
         None,
         help="folder of 3D labels, named like the images (optionally followed by `_label`, `_labels`, "
-        "`_mask`, `_masks`, `_gt` or `_seg`), in any of the image formats; every value > 0 is "
-        "foreground unless `--label-map` says otherwise",
+        "`_mask`, `_masks`, `_gt` or `_seg`; other names: `--label-name`), in any of the image formats; "
+        "every value > 0 is foreground unless `--label-map` says otherwise",
         section=DATA,
         label="Labels folder",
         kind="folder",
@@ -70,9 +76,22 @@ class TrainData(Declared):
         metavar="DIR",
         optional=True,
     )
+    label_name: str | None = option(
+        None,
+        help="how label files are named, `{name}` standing for the image's name: e.g. `mask_{name}`, "
+        "`{name}_gt`, `{name}-seg` (without the extension: any format pairs); for `--labels` and "
+        "`--val-labels`",
+        section=DATA,
+        label="Label names",
+        metavar="PATTERN",
+        optional=True,
+        parse=_label_name,
+        default_text="the image's name, optionally followed by a label suffix",
+    )
     image_key: str | None = shared.image_key("images", DATA)
     label_key: str | None = shared.label_key(DATA)
     level: int = shared.level(DATA)
+    channel: int | None = shared.channel(DATA)
     label_map: str | None = option(
         None,
         help="what label values mean, `VALUE:CLASS,...` with CLASS `background`, `foreground` or `ignore` "

@@ -29,6 +29,7 @@ class Reading:
     level: int = 0
     label_map: LabelMap = LabelMap()
     spacing: Spacing | None = None
+    channel: int | None = None  # of multichannel images (labels have one)
 
 
 def slabs(shape: tuple[int, ...]) -> Iterator[slice]:
@@ -36,8 +37,8 @@ def slabs(shape: tuple[int, ...]) -> Iterator[slice]:
     return (slice(z0, z1) for z0, z1 in z_slabs(shape, SLAB_VOXELS))
 
 
-def open_checked(path, key: str | None, level: int) -> VolumeFile:
-    volume = open_volume(path, key, level)
+def open_checked(path, key: str | None, level: int, channel: int | None = None) -> VolumeFile:
+    volume = open_volume(path, key, level, channel)
     if min(volume.shape) < 2:
         raise DataError(f"{path}: a side of shape {volume.shape} is shorter than 2 voxels")
     return volume
@@ -106,7 +107,7 @@ def counts(classes: np.ndarray) -> tuple[int, int]:
 
 def open_pair(pair: Pair, reading: Reading) -> tuple[VolumeFile, VolumeFile]:
     """Both files opened (headers only) with their shapes checked against each other."""
-    image = open_checked(pair.image, reading.image_key, reading.level)
+    image = open_checked(pair.image, reading.image_key, reading.level, reading.channel)
     label = open_checked(pair.label, reading.label_key, reading.level)
     if label.shape != image.shape:
         raise DataError(

@@ -2,9 +2,8 @@
 
 Predictions are the files `voxseg predict` writes: `<name>_mask.tif` (foreground mask) and/or
 `<name>_labels.tif` (instance labels), optionally `<name>_prob.tif` and `<name>_objects.csv`,
-which are not scored. Ground truths are named like training labels: `<name>.tif`, or `<name>`
-plus a label suffix (`<name>_label.tif`, `_labels`, `_mask`, `_gt`, ...; see
-`voxseg.data.discovery.LABEL_SUFFIXES`). Pairing is by name; any file left unpaired is an error.
+which are not scored. They are paired with ground truths by name (`voxseg.inference.pairing`);
+the files of either side without a partner are skipped, and listed in the result.
 
 Per volume:
 
@@ -30,8 +29,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +36,6 @@ import numpy as np
 from scipy import ndimage
 
 from voxseg.data.checks import check_image, check_label, read_volume
-from voxseg.data.discovery import LABEL_SUFFIXES, _label_keys, list_volumes
 from voxseg.errors import DataError, shorten_list
 from voxseg.inference.metrics import (
     THRESHOLDS,
@@ -51,15 +47,11 @@ from voxseg.inference.metrics import (
     iou_from_counts,
     overlap_counts,
 )
-from voxseg.inference.predictor import OUTPUT_SUFFIXES
-from voxseg.io.formats import stem
+from voxseg.inference.pairing import EvalPair, Pairing
 from voxseg.runtime.files import atomic_write
 
 log = logging.getLogger(__name__)
 
-#: what `voxseg predict` appends to a volume's name; only `mask` and `labels` are scored
-#: `<name>_<kind>` of predict's outputs: mask, labels, prob
-PRED_KINDS = tuple(suffix.removeprefix("_") for suffix in OUTPUT_SUFFIXES.values())
 F1_MEAN_KEY = "f1_mean_0.5:0.95"
 #: the instance keys of a volume and of the overall result (null without instance labels)
 INSTANCE_KEYS = (
@@ -77,112 +69,6 @@ INSTANCE_KEYS = (
 )
 _FOREGROUND_KEYS = ("foreground_both", "foreground_pred", "foreground_true")
 _MAX_LISTED = 10
-
-
-@dataclass(frozen=True)
-class EvalPair:
-    """A ground truth and the prediction files of the same volume (at least one of mask, labels)."""
-
-    name: str
-    truth: Path
-    mask: Path | None = None
-    labels: Path | None = None
-    truth_key: str | None = None  # the truth's dataset in an HDF5 file or Zarr group
-
-    def __post_init__(self) -> None:
-        if self.mask is None and self.labels is None:
-            raise ValueError(f"{self.name}: a prediction needs a mask or labels file")
-
-    @property
-    def has_instances(self) -> bool:
-        return self.labels is not None
-
-
-def _split_prediction(path: Path) -> tuple[str, str] | None:
-    """(`<name>`, kind) of `<name>_<kind>.tif` (or .zarr, .h5), or None for a file predict does not write."""
-    base, sep, kind = stem(path).rpartition("_")
-    if not sep or not base or kind.lower() not in PRED_KINDS:
-        return None
-    return base, kind.lower()
-
-
-def _listing(paths: Sequence[Path]) -> str:
-    return shorten_list([p.name for p in paths], _MAX_LISTED)
-
-
-def pair_predictions(pred_dir: Path, labels_dir: Path, label_key: str | None = None) -> list[EvalPair]:
-    """Pair every ground truth in `labels_dir` with its prediction in `pred_dir`, by name.
-
-    Names are compared case-insensitively, as `voxseg.data.discovery` does for training data. Raises
-    DataError (one line, naming the files and folders) for missing or empty folders, for files that
-    cannot be paired, and for names that match twice.
-    """
-    pred_dir, labels_dir = Path(pred_dir), Path(labels_dir)
-    predictions = list_volumes(pred_dir, "--pred")
-    truths = list_volumes(labels_dir, "--labels")
-    if pred_dir.resolve() == labels_dir.resolve():
-        raise DataError(f"--pred and --labels are the same folder {pred_dir}; keep predictions apart")
-
-    groups: dict[str, dict[str, Path]] = {}  # lower-case name -> kind -> file
-    names: dict[str, str] = {}  # lower-case name -> name as written
-    strangers = []
-    for path in predictions:
-        split = _split_prediction(path)
-        if split is None:
-            strangers.append(path)
-            continue
-        base, kind = split
-        group = groups.setdefault(base.lower(), {})
-        if kind in group:
-            raise DataError(
-                f"--pred: {group[kind].name} and {path.name} in {pred_dir} are the same prediction"
-            )
-        group[kind] = path
-        names.setdefault(base.lower(), base)
-    scorable = {key for key, group in groups.items() if "mask" in group or "labels" in group}
-    prob_only = sorted(
-        path for key, group in groups.items() if key not in scorable for path in group.values()
-    )
-
-    matched: dict[str, Path] = {}  # prediction name -> ground truth
-    unmatched_truths = []
-    for truth in truths:
-        key = next((k for k in _label_keys(truth) if k in scorable), None)
-        if key is None:
-            unmatched_truths.append(truth)
-        elif key in matched:
-            raise DataError(
-                f"--labels: {matched[key].name} and {truth.name} in {labels_dir} both match "
-                f"the prediction {names[key]} in {pred_dir}"
-            )
-        else:
-            matched[key] = truth
-    unmatched_predictions = sorted(p for key in scorable - matched.keys() for p in groups[key].values())
-
-    problems = []
-    if unmatched_truths:
-        problems.append(f"ground truths without a prediction in {pred_dir}: {_listing(unmatched_truths)}")
-    if unmatched_predictions:
-        problems.append(
-            f"predictions without a ground truth in {labels_dir}: {_listing(unmatched_predictions)}"
-        )
-    if prob_only:
-        problems.append(f"probabilities without a _mask or _labels file in {pred_dir}: {_listing(prob_only)}")
-    if strangers:
-        problems.append(
-            f"files in {pred_dir} that are not predictions (<name>_mask.tif or <name>_labels.tif): "
-            f"{_listing(strangers)}"
-        )
-    if problems:
-        suffixes = "/_".join(LABEL_SUFFIXES)
-        hint = f" (ground truth names are the image's name, optionally followed by _{suffixes})"
-        raise DataError("; ".join(problems) + hint)
-
-    pairs = [
-        EvalPair(names[key], truth, groups[key].get("mask"), groups[key].get("labels"), label_key)
-        for key, truth in matched.items()
-    ]
-    return sorted(pairs, key=lambda pair: pair.truth)
 
 
 def _read_same_shape(path: Path, truth_path: Path, shape: tuple[int, ...]) -> np.ndarray:
@@ -262,13 +148,16 @@ def _score_volume(pair: EvalPair) -> tuple[dict[str, Any], dict[float, Matching]
     return record, matchings, warnings
 
 
-def evaluate(pairs: Sequence[EvalPair]) -> dict[str, Any]:
+def evaluate(pairing: Pairing) -> dict[str, Any]:
     """Scores of every pair and overall, as a JSON-friendly dict (see the module docstring).
 
-    `{"thresholds": [...], "volumes": [{...}, ...], "overall": {...}, "warnings": [...]}`; a volume
-    without instance labels has `"instance_metrics": false` and null instance keys, and so has the
-    overall result when no volume has instance labels.
+    `{"thresholds": [...], "volumes": [{...}, ...], "overall": {...}, "skipped": {...},
+    "warnings": [...]}`; a volume without instance labels has `"instance_metrics": false` and null
+    instance keys, and so has the overall result when no volume has instance labels. `skipped`
+    lists the files not scored, `{"ground_truths": [...], "predictions": [...]}`, so a score is
+    never read as covering files it left out.
     """
+    pairs = pairing.pairs
     if not pairs:
         raise ValueError("no pairs to evaluate")
     volumes, per_volume_matchings, warnings = [], [], []
@@ -293,7 +182,17 @@ def evaluate(pairs: Sequence[EvalPair]) -> dict[str, Any]:
         "iou_pooled": iou_from_counts(both, n_pred, n_true),
         **_instance_fields(pooled),
     }
-    return {"thresholds": list(THRESHOLDS), "volumes": volumes, "overall": overall, "warnings": warnings}
+    skipped = {
+        "ground_truths": [str(path) for path in pairing.truths_without_prediction],
+        "predictions": [str(path) for path in pairing.predictions_without_truth],
+    }
+    return {
+        "thresholds": list(THRESHOLDS),
+        "volumes": volumes,
+        "overall": overall,
+        "skipped": skipped,
+        "warnings": warnings,
+    }
 
 
 def _cell(value: Any, width: int, digits: int = 3) -> str:
@@ -347,8 +246,23 @@ def format_table(result: dict[str, Any]) -> str:
             "no instance labels (<name>_labels.tif), so no instance scores, for: "
             + shorten_list(mask_only, _MAX_LISTED)
         )
+    notes += _skipped_notes(result.get("skipped", {}))
     notes += [f"warning: {w}" for w in result.get("warnings", [])]
     return "\n".join(lines + [""] + notes)
+
+
+def _skipped_notes(skipped: dict[str, list[str]]) -> list[str]:
+    """`skipped: ...` lines naming the files left out of the scores (`--strict` refuses them)."""
+    notes = []
+    for key, what in (
+        ("ground_truths", "ground truth(s) without a prediction"),
+        ("predictions", "prediction file(s) without a ground truth"),
+    ):
+        paths = skipped.get(key, [])
+        if paths:
+            names = shorten_list([Path(path).name for path in paths], _MAX_LISTED)
+            notes.append(f"skipped {len(paths)} {what} (--strict refuses them): {names}")
+    return notes
 
 
 def write_json(path: Path, result: dict[str, Any], overwrite: bool = False) -> None:

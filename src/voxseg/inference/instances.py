@@ -12,6 +12,7 @@ are indexed (Z, Y, X); `spacing` is the voxel size along (Z, Y, X), in µm where
 from __future__ import annotations
 
 import csv
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -50,22 +51,30 @@ def watershed_scale(object_radius: float | None) -> tuple[float, float]:
     return H * scale, SMOOTHING * scale
 
 
-#: columns of `object_table`, in CSV order
+#: columns of `object_table`, in CSV order. Units are in the names: `_px` in voxels (array
+#: indices), `_um` in µm (empty without a voxel size); the box is `[start, stop)` along each axis,
+#: as a Python slice (`labels[z_start:z_stop, y_start:y_stop, x_start:x_stop]` holds the object)
 COLUMNS = (
     "id",
     "voxels",
     "volume_um3",
-    "centroid_z",
-    "centroid_y",
-    "centroid_x",
-    "bbox_z0",
-    "bbox_y0",
-    "bbox_x0",
-    "bbox_z1",
-    "bbox_y1",
-    "bbox_x1",
+    "centroid_z_px",
+    "centroid_y_px",
+    "centroid_x_px",
+    "centroid_z_um",
+    "centroid_y_um",
+    "centroid_x_um",
+    "bbox_z_start",
+    "bbox_z_stop",
+    "bbox_y_start",
+    "bbox_y_stop",
+    "bbox_x_start",
+    "bbox_x_stop",
     "mean_probability",
 )
+AXES = "zyx"
+#: decimals of a mean probability (a float32 has about 7 significant digits)
+PROBABILITY_DECIMALS = 4
 
 
 def label_instances(
@@ -213,22 +222,13 @@ def _voxel_weighted_median(sizes: np.ndarray) -> float:
     return float(ordered[np.searchsorted(cumulative, cumulative[-1] / 2)])
 
 
-def object_table(
-    labels: np.ndarray,
-    probability: np.ndarray | None = None,
-    spacing: Sequence[float] | None = None,
-) -> list[dict[str, Any]]:
-    """One row per object of a (Z, Y, X) label image, keyed as `COLUMNS`, in the order of the ids.
-
-    Sizes and centroids are in voxels (centroids index the array); the bounding box is
-    [z0, z1) × [y0, y1) × [x0, x1), as a slice. `volume_um3` (voxels × the voxel volume) is None when
-    the spacing is unknown, and `mean_probability` None without a probability, so tables of
-    different volumes always have the same columns. Values are plain Python numbers (csv, json).
-    """
+def measure_objects(labels: np.ndarray, probability: np.ndarray | None = None) -> list[dict[str, Any]]:
+    """One row per object of a (Z, Y, X) label image, in the order of the ids: `id`, `voxels`,
+    `centroid_<axis>_px`, `bbox_<axis>_start`/`_stop` and `mean_probability` (None without a
+    probability), unrounded, so rows of the slabs of one volume can be merged (`slab_instances`)."""
     labels = np.asarray(labels)
     if labels.ndim != 3:
         raise ValueError(f"labels must be a (Z, Y, X) volume, got shape {labels.shape}")
-    voxel_volume = None if spacing is None else float(np.prod(_check_spacing(spacing, 3)))
     properties = ["label", "area", "centroid", "bbox"]
     intensity = None
     if probability is not None:
@@ -239,19 +239,54 @@ def object_table(
     table = regionprops_table(labels, intensity_image=intensity, properties=properties)
     rows = []
     for i, object_id in enumerate(table["label"]):
-        voxels = int(table["area"][i])
-        row: dict[str, Any] = {
-            "id": int(object_id),
-            "voxels": voxels,
-            "volume_um3": None if voxel_volume is None else voxels * voxel_volume,
-        }
-        for axis, name in enumerate("zyx"):
-            row[f"centroid_{name}"] = float(table[f"centroid-{axis}"][i])
-        for corner, names in enumerate(("z0", "y0", "x0", "z1", "y1", "x1")):
-            row[f"bbox_{names}"] = int(table[f"bbox-{corner}"][i])
+        row: dict[str, Any] = {"id": int(object_id), "voxels": int(table["area"][i])}
+        for axis, name in enumerate(AXES):
+            row[f"centroid_{name}_px"] = float(table[f"centroid-{axis}"][i])
+            row[f"bbox_{name}_start"] = int(table[f"bbox-{axis}"][i])
+            row[f"bbox_{name}_stop"] = int(table[f"bbox-{axis + 3}"][i])
         row["mean_probability"] = None if intensity is None else float(table["intensity_mean"][i])
         rows.append(row)
     return rows
+
+
+def _rounded(value: float, unit: float) -> float:
+    """`value` to the decimals that resolve a thousandth of `unit` (a voxel's side or volume): no
+    false precision, and no binary noise (1276.8, not 1276.8000000000002)."""
+    return round(value, max(0, 3 - math.floor(math.log10(unit))))
+
+
+def table_row(measured: dict[str, Any], spacing: Sequence[float] | None) -> dict[str, Any]:
+    """A row of `measure_objects` as the table has it: keyed as `COLUMNS`, with the µm values of a
+    known voxel size (positions from the centre of voxel 0), and every float rounded."""
+    row = {**measured, "volume_um3": None}
+    for name in AXES:
+        row[f"centroid_{name}_px"] = _rounded(measured[f"centroid_{name}_px"], 1.0)
+        row[f"centroid_{name}_um"] = None
+    if spacing is not None:
+        sides = _check_spacing(spacing, 3)
+        volume = math.prod(sides)
+        row["volume_um3"] = _rounded(measured["voxels"] * volume, volume)
+        for name, side in zip(AXES, sides, strict=True):
+            row[f"centroid_{name}_um"] = _rounded(measured[f"centroid_{name}_px"] * side, side)
+    if measured["mean_probability"] is not None:
+        row["mean_probability"] = round(measured["mean_probability"], PROBABILITY_DECIMALS)
+    return {key: row[key] for key in COLUMNS}
+
+
+def object_table(
+    labels: np.ndarray,
+    probability: np.ndarray | None = None,
+    spacing: Sequence[float] | None = None,
+) -> list[dict[str, Any]]:
+    """One row per object of a (Z, Y, X) label image, keyed as `COLUMNS`, in the order of the ids.
+
+    Centroids are in voxels (they index the array) and, with the voxel size `spacing`, in µm; the
+    bounding box is [z_start, z_stop) × [y_start, y_stop) × [x_start, x_stop), as a slice. The µm
+    values are None when the spacing is unknown, and `mean_probability` None without a probability,
+    so tables of different volumes always have the same columns. Values are plain Python numbers
+    (csv, json), rounded to a thousandth of a voxel (`table_row`).
+    """
+    return [table_row(row, spacing) for row in measure_objects(labels, probability)]
 
 
 def write_object_csv(path: str | os.PathLike[str], rows: Sequence[dict[str, Any]]) -> Path:

@@ -4,7 +4,7 @@ Each slab is labelled with a halo of planes on both sides (so the watershed sees
 the slab's edges whole), its own planes are kept, and objects that meet across a cut are joined
 (`stitch_tables`: exactly for connected components, by face overlap for watershed labels). Memory
 holds one slab with its halo; the labels are written slab by slab, and the object table is merged
-across slabs (voxels summed, centroids weighted, boxes joined).
+across slabs (voxels summed, centroids weighted, boxes joined), then rounded and given units.
 """
 
 from __future__ import annotations
@@ -16,10 +16,12 @@ from typing import Any
 import numpy as np
 
 from voxseg.inference.instances import (
+    AXES,
     drop_debris,
     label_instances,
-    object_table,
+    measure_objects,
     stitch_tables,
+    table_row,
     watershed_scale,
 )
 from voxseg.io.formats import VolumeFile, open_volume, z_slabs
@@ -124,9 +126,9 @@ def label_in_slabs(
                 out[z0:z1] = labels
                 cleaned[z0:z1] = labels > 0
                 slab_probability = None if probability is None else probability[z0:z1]
-                for row in object_table(labels, probability=slab_probability, spacing=spacing):
+                for row in measure_objects(labels, slab_probability):
                     _merge(rows, row, z0)
-    return [rows[key] for key in sorted(rows)]
+    return [table_row(rows[key], spacing) for key in sorted(rows)]
 
 
 def on_the_edge(ids: np.ndarray, first: bool, last: bool) -> np.ndarray:
@@ -138,26 +140,24 @@ def on_the_edge(ids: np.ndarray, first: bool, last: bool) -> np.ndarray:
 
 
 def _merge(rows: dict[int, dict[str, Any]], row: dict[str, Any], z0: int) -> None:
-    """Add one slab's row of an object to the volume's row of it (centroids and boxes in volume Z)."""
+    """Add one slab's row of an object (`measure_objects`) to the volume's row of it (centroids and
+    boxes in volume Z)."""
     row = {
         **row,
-        "centroid_z": row["centroid_z"] + z0,
-        "bbox_z0": row["bbox_z0"] + z0,
-        "bbox_z1": row["bbox_z1"] + z0,
+        "centroid_z_px": row["centroid_z_px"] + z0,
+        "bbox_z_start": row["bbox_z_start"] + z0,
+        "bbox_z_stop": row["bbox_z_stop"] + z0,
     }
     seen = rows.get(row["id"])
     if seen is None:
         rows[row["id"]] = row
         return
     n, m = seen["voxels"], row["voxels"]
-    for axis in "zyx":
-        seen[f"centroid_{axis}"] = (seen[f"centroid_{axis}"] * n + row[f"centroid_{axis}"] * m) / (n + m)
-    for corner in ("z0", "y0", "x0"):
-        seen[f"bbox_{corner}"] = min(seen[f"bbox_{corner}"], row[f"bbox_{corner}"])
-    for corner in ("z1", "y1", "x1"):
-        seen[f"bbox_{corner}"] = max(seen[f"bbox_{corner}"], row[f"bbox_{corner}"])
+    for axis in AXES:
+        key = f"centroid_{axis}_px"
+        seen[key] = (seen[key] * n + row[key] * m) / (n + m)
+        seen[f"bbox_{axis}_start"] = min(seen[f"bbox_{axis}_start"], row[f"bbox_{axis}_start"])
+        seen[f"bbox_{axis}_stop"] = max(seen[f"bbox_{axis}_stop"], row[f"bbox_{axis}_stop"])
     if seen["mean_probability"] is not None:
         seen["mean_probability"] = (seen["mean_probability"] * n + row["mean_probability"] * m) / (n + m)
-    if seen["volume_um3"] is not None:
-        seen["volume_um3"] += row["volume_um3"]
     seen["voxels"] = n + m

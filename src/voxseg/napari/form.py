@@ -202,16 +202,20 @@ def field_errors(values: dict[str, Any], data_from_layers: bool = False) -> dict
     if config is None or errors:
         return errors
     if not data_from_layers:
-        _check_pairing(config.images, config.labels, "--images", "--labels", errors)
+        _check_pairing(config.images, config.labels, "--images", "--labels", config.label_name, errors)
     if config.val_images is not None:
-        _check_pairing(config.val_images, config.val_labels, "--val-images", "--val-labels", errors)
+        _check_pairing(
+            config.val_images, config.val_labels, "--val-images", "--val-labels", config.label_name, errors
+        )
     return errors
 
 
-def _check_pairing(images: Path, labels: Path, image_option: str, label_option: str, errors: dict) -> None:
+def _check_pairing(
+    images: Path, labels: Path, image_option: str, label_option: str, label_name: str | None, errors: dict
+) -> None:
     """Listing and pairing file names is cheap; reading the volumes waits for Start."""
     try:
-        pair_files(images, labels, image_option, label_option)
+        pair_files(images, labels, image_option, label_option, label_name)
     except VoxsegError as exc:
         errors.setdefault(TRAIN_FORM.field_of(str(exc)) or image_option[2:].replace("-", "_"), str(exc))
 

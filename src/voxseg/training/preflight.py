@@ -30,10 +30,12 @@ def preflight(config: TrainConfig, resume_dir: Path | None = None) -> Preflight:
     if config.results.exists() and not config.results.is_dir():
         raise ConfigError(f"--results: {config.results} exists and is not a folder")
     run_dir = Path(resume_dir) if resume_dir is not None else choose_run_dir(config)
-    pairs = pair_files(config.images, config.labels)
+    pairs = pair_files(config.images, config.labels, label_name=config.label_name)
     val_pairs = None
     if config.val_images is not None:
-        val_pairs = pair_files(config.val_images, config.val_labels, "--val-images", "--val-labels")
+        val_pairs = pair_files(
+            config.val_images, config.val_labels, "--val-images", "--val-labels", config.label_name
+        )
     return Preflight(config, run_dir, pairs, val_pairs)
 
 

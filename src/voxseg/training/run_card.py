@@ -37,8 +37,9 @@ def sha256(path: Path) -> str:
 def _input(role: str, path: Path, reading: Any) -> dict[str, Any]:
     from voxseg.io.formats import open_volume
 
-    key = reading.label_key if role.endswith("label") else reading.image_key
-    volume = open_volume(path, key, reading.level)
+    label = role.endswith("label")
+    key = reading.label_key if label else reading.image_key
+    volume = open_volume(path, key, reading.level, None if label else reading.channel)
     size = volume.voxel_size
     return {
         "role": role,
