@@ -139,10 +139,14 @@ def test_a_bad_value_is_shown_as_typed_and_refuses_start(viewer_and_widget, tmp_
     viewer.add_image(np.zeros((8, 8), np.float32), name="flat")
     widget.image_layer.setCurrentText("flat")
     assert "not a 3D volume" in widget.error_labels["image_layer"].text()
+    viewer.add_image(np.zeros((4, 2, 8, 8), np.float32), name="two channels")
+    widget.image_layer.setCurrentText("two channels")
+    assert "has 4 axes (shape (4, 2, 8, 8)): split its channels" in widget.error_labels["image_layer"].text()
     viewer.layers["img"].name = "renamed"  # the list is made afresh when it opens
     widget.image_layer.showPopup()
     widget.image_layer.hidePopup()
-    assert [widget.image_layer.itemText(i) for i in range(widget.image_layer.count())] == ["renamed", "flat"]
+    names = [widget.image_layer.itemText(i) for i in range(widget.image_layer.count())]
+    assert names == ["renamed", "flat", "two channels"]
 
 
 def test_a_missing_or_unfit_source_shows_the_cli_message(viewer_and_widget, qtbot, tmp_path, run_dir):

@@ -18,13 +18,25 @@ def safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "layer"
 
 
+def not_a_volume(name: str, shape: tuple[int, ...], rgb: bool = False) -> str:
+    """Why a layer is no Z×Y×X volume, and what to do about it."""
+    if rgb:
+        return f"image layer {name!r} is an RGB image; voxseg segments one-channel 3D volumes"
+    if len(shape) > 3:
+        return (
+            f"image layer {name!r} has {len(shape)} axes (shape {shape}): split its channels or time points "
+            "into layers (right-click the layer: Split Stack) and choose one"
+        )
+    return f"image layer {name!r} is not a 3D volume (shape {shape}); voxseg segments Z×Y×X volumes"
+
+
 def layer_problems(
     image_name: str, image_shape: tuple[int, ...], label_name: str, label_shape: tuple[int, ...]
 ) -> dict[str, str]:
     """What makes an image layer and a labels layer unusable together: `image_layer`/`label_layer` ->
     message (the widget shows them as you choose; Start refuses them)."""
     if len(image_shape) != 3:
-        return {"image_layer": f"image layer {image_name!r} is not a 3D volume (shape {image_shape})"}
+        return {"image_layer": not_a_volume(image_name, tuple(image_shape))}
     if tuple(label_shape) != tuple(image_shape):
         return {
             "label_layer": f"labels layer {label_name!r}: shape {label_shape} does not match image layer "

@@ -23,6 +23,7 @@ from voxseg.config import PredictConfig
 from voxseg.errors import ConfigError, Stopped, VoxsegError
 from voxseg.napari.dock import LayerCombo, RunDock, fill_combo
 from voxseg.napari.form import ConfigForm
+from voxseg.napari.layer_data import not_a_volume
 from voxseg.napari.output_layers import PROBABILITY_STYLE, is_output, own_layer, put_layer
 
 if TYPE_CHECKING:
@@ -66,7 +67,7 @@ def layer_problem(layer: Any) -> str | None:
         return "choose the image layer to segment"
     shape = tuple(np.shape(layer_volume(layer)))
     if getattr(layer, "rgb", False) or len(shape) != 3:
-        return f"image layer {layer.name!r} is not a 3D volume (shape {shape})"
+        return not_a_volume(layer.name, shape, getattr(layer, "rgb", False))
     return None
 
 
