@@ -66,6 +66,13 @@ def test_shape_mismatch_names_the_label_file(tmp_path: Path) -> None:
     message = str(info.value)
     assert message.startswith(str(pair.label))
     assert "vol.tif" in message and "(8, 12, 9)" in message and "(8, 12, 10)" in message
+    assert "another order" not in message
+
+
+def test_a_label_saved_with_its_axes_in_another_order_says_so(tmp_path: Path) -> None:
+    pair = _pair(tmp_path, _image(), _label().transpose(2, 1, 0).copy())
+    with pytest.raises(DataError, match="the same sides in another order"):
+        load_pair(pair)
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
@@ -157,7 +164,7 @@ def test_singleton_axis_is_squeezed(tmp_path: Path) -> None:
 
 def test_multichannel_file_is_rejected(tmp_path: Path) -> None:
     path = _write(tmp_path / "two_channels.tif", _image((2, *SHAPE)))
-    with pytest.raises(DataError, match="two_channels.tif.*3D"):
+    with pytest.raises(DataError, match=r"two_channels.tif: 2 channels on axis 0 .*--channel N \(0 to 1\)"):
         read_volume(path)
 
 

@@ -3,6 +3,8 @@ volumes predict refuses (NaN, empty) with exit 2 and nothing written."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import tifffile
@@ -45,9 +47,16 @@ def test_the_predictor_loads_the_model_once(trained, monkeypatch) -> None:
     assert loads == [1] and first.labels is None
 
 
-@pytest.mark.parametrize("bad", [np.zeros((0, 8, 8), np.float32), np.zeros((8, 8), np.float32)])
-def test_the_predictor_refuses_an_array_that_is_no_volume(trained, bad) -> None:
-    with pytest.raises(DataError, match="Z×Y×X"):
+@pytest.mark.parametrize(
+    ("bad", "says"),
+    [
+        (np.zeros((0, 8, 8), np.float32), "Z×Y×X"),
+        (np.zeros((8, 8), np.float32), "Z×Y×X"),
+        (np.zeros((8, 2, 8, 8), np.float32), "pass one channel, e.g. image[:, 0]"),
+    ],
+)
+def test_the_predictor_refuses_an_array_that_is_no_volume(trained, bad, says) -> None:
+    with pytest.raises(DataError, match=re.escape(says)):
         voxseg.Predictor(trained[0])(bad)
 
 

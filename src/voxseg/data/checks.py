@@ -110,8 +110,12 @@ def open_pair(pair: Pair, reading: Reading) -> tuple[VolumeFile, VolumeFile]:
     image = open_checked(pair.image, reading.image_key, reading.level, reading.channel)
     label = open_checked(pair.label, reading.label_key, reading.level)
     if label.shape != image.shape:
+        hint = ""
+        if sorted(label.shape) == sorted(image.shape):
+            hint = " (the same sides in another order: the two files were saved with their axes differently)"
         raise DataError(
-            f"{pair.label}: shape {label.shape} does not match its image {pair.image.name} {image.shape}"
+            f"{pair.label}: shape {label.shape} does not match its image {pair.image.name} "
+            f"{image.shape}{hint}"
         )
     return image, label
 

@@ -169,7 +169,9 @@ class Predictor:
         from voxseg.inference.sliding import assembled
 
         if getattr(image, "ndim", None) != 3 or 0 in image.shape:
-            raise DataError(f"need a non-empty Z×Y×X array, got shape {getattr(image, 'shape', None)}")
+            shape = getattr(image, "shape", None)
+            hint = "; pass one channel, e.g. image[:, 0] of a Z×C×Y×X array" if len(shape or ()) == 4 else ""
+            raise DataError(f"need a non-empty Z×Y×X array, got shape {shape}{hint}")
         if isinstance(image, np.ndarray):
             check_image("the array", image)
         spacing = spacing or self.config.spacing
