@@ -333,8 +333,9 @@ def _terminal_help(opt: Option, default: Any, command_only: bool, config_file: b
     """The help as `--help` shows it: no Markdown, and the default where it says something."""
     text = flag_help(opt, default).replace("`", "")
     shown = default_text(opt, default).replace("`", "")
-    if opt.required and not opt.positional:  # argparse itself requires positionals
-        text += " (required" + (", here or in the --config file)" if config_file else ")")
+    if opt.required:
+        if not opt.positional:  # argparse itself requires positionals
+            text += " (required" + (", here or in the --config file)" if config_file else ")")
     elif not (command_only or opt.kind == "bool" or shown == "—"):
         text += f" (default {shown})"
     return text.replace("%", "%%")  # argparse formats help strings with %
