@@ -144,14 +144,17 @@ def _predict_command(args: argparse.Namespace) -> int:
 
 
 def _evaluate_command(args: argparse.Namespace) -> int:
-    from voxseg.inference.evaluate import evaluate, format_table, pair_predictions, write_json
+    from voxseg.inference.evaluate import evaluate, format_table, write_json
+    from voxseg.inference.pairing import pair_predictions
 
     config = _options(EvaluateConfig, args)
     assert config.pred is not None and config.labels is not None
-    pairs = pair_predictions(config.pred, config.labels, config.label_key)
+    pairing = pair_predictions(
+        config.pred, config.labels, config.label_key, label_name=config.label_name, strict=config.strict
+    )
     if config.json is not None and config.json.exists() and not config.overwrite:
         raise DataError(f"--json: {config.json} already exists; give --overwrite to replace it")
-    result = evaluate(pairs)
+    result = evaluate(pairing)
     print(format_table(result))
     if config.json is not None:
         write_json(config.json, result, overwrite=config.overwrite)
@@ -173,24 +176,36 @@ def _tune_command(args: argparse.Namespace) -> int:
 
 
 def _export_command(args: argparse.Namespace) -> int:
+    """Write the file, then say how to use it without voxseg (and, for a package, what it lacks)."""
     config = _options(ExportConfig, args)
     assert config.run is not None and config.output is not None
     if config.format == "bioimageio":
-        from voxseg.export.bioimageio import export_bioimageio
+        from voxseg.export.bioimageio import export_bioimageio, package_notes
 
-        path = export_bioimageio(config.run, config.output, config.weights, config.overwrite)
+        package = export_bioimageio(
+            config.run,
+            config.output,
+            config.weights,
+            config.overwrite,
+            authors=config.authors,
+            license=config.license,
+            cite=config.cite,
+        )
+        path = package.path
         print(
             f"voxseg: BioImage Model Zoo package written to {path} (check it with `bioimageio test {path}`)"
         )
+        print("\n".join(package_notes(package)))
         return EXIT_OK
-    from voxseg.export.formats import export
+    from voxseg.export.formats import export, how_to_use
 
     done = export(config.run, config.format, config.output, config.weights, config.overwrite)
-    shapes = " and ".join("×".join(map(str, shape)) for shape in done.checked_shapes)
+    shapes = ", ".join("×".join(map(str, shape)) for shape in done.checked_shapes)
     print(
         f"voxseg: {done.format} written to {done.path}; max |difference| to PyTorch "
         f"{done.max_abs_difference:.2e} on inputs {shapes}"
     )
+    print("\n".join(how_to_use(done)))
     return EXIT_OK
 
 

@@ -5,47 +5,78 @@ validates the description), so Fiji/deepImageJ, ilastik, QuPath and napari users
 without voxseg. voxseg's normalisation is said in the spec's terms: clip at the 1 and 99.8
 percentiles, then zero mean and unit variance over the volume (bioimageio.core takes the mean and
 deviation of the unclipped volume there: close, not equal); the output is the foreground
-probability (sigmoid). The weights are TorchScript and ONNX (when onnx is installed); the test
-input is the middle of a validation volume and the test output what the package's pipeline gives.
+probability (sigmoid). The weights are TorchScript and ONNX (when onnx is installed), the same
+files `voxseg export --format torchscript|onnx` writes (any side, voxseg's metadata inside); the
+description's `config.voxseg` holds that metadata too (threshold, normalisation, size rule, voxel
+size). The test input is the middle of a validation volume and the test output what the package's
+pipeline gives. Authors, licence and citation are the user's to give; where they are not given, the
+package is still written, with placeholders that `package_notes` names with the flags that fill them.
 """
 
 from __future__ import annotations
 
-import json
-import logging
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
+from voxseg.config.export import citation, entries
 from voxseg.data.normalise import CLIP_PERCENTILES
-from voxseg.errors import DataError
+from voxseg.errors import ConfigError, DataError
 from voxseg.version import __version__
 
-log = logging.getLogger("voxseg")
-
 AXES = ("z", "y", "x")
+PLACEHOLDER_AUTHOR = "voxseg user (replace with the authors' names)"
+PLACEHOLDER_LICENSE = "MIT"
+#: the library the networks come from: cited when the user names no citation
+MONAI = ("MONAI Consortium, MONAI: Medical Open Network for AI", "10.5281/zenodo.4323058")
 
 
-def export_bioimageio(run_dir: Path, output: Path, weights: str = "best", overwrite: bool = False) -> Path:
-    """Write the run's BioImage Model Zoo package (a zip) to `output`; return it."""
+@dataclass(frozen=True)
+class Package:
+    """The written package, and what the command line says about it."""
+
+    path: Path
+    #: the package pipeline's probabilities against voxseg's on the test input (see the module's doc)
+    max_abs_difference: float
+    threshold: float
+    #: (field, what was written, the flag that fills it in) for each field the user left out
+    placeholders: tuple[tuple[str, str, str], ...]
+
+
+def export_bioimageio(
+    run_dir: Path,
+    output: Path,
+    weights: str = "best",
+    overwrite: bool = False,
+    authors: str | None = None,
+    license: str | None = None,
+    cite: str | None = None,
+) -> Package:
+    """Write the run's BioImage Model Zoo package (a zip) to `output`. `authors` and `cite` are
+    `;`-separated (`Name; Name`, `TEXT DOI-or-URL; ...`), `license` an SPDX identifier."""
     if output.exists() and not overwrite:
         raise DataError(f"--output: {output} already exists; give --overwrite to replace it")
     from bioimageio.spec import save_bioimageio_package
     from bioimageio.spec.model import v0_5 as spec
 
-    from voxseg.export.formats import _onnx, _torchscript, run_model
+    from voxseg.export.formats import OPSET, any_side, metadata, run_model, write_onnx, write_torchscript
     from voxseg.models.registry import get_model_spec
 
-    name, model, window = run_model(run_dir, weights)
+    credits, placeholders = _credits(spec, authors, license, cite)
+    run = run_model(run_dir, weights)
+    name, model, meta = run.name, run.model, metadata(run_dir, run, weights)
     rule = get_model_spec(name)
+    exported = any_side(run)
     with tempfile.TemporaryDirectory(prefix="voxseg-bioimageio-") as scratch:
         folder = Path(scratch)
-        test_input = _test_input(run_dir, window)
+        test_input = _test_input(run_dir, run.window)
         np.save(folder / "test_input.npy", test_input)
         np.save(folder / "test_output.npy", _probability(model, test_input))
-        _torchscript(model, torch.from_numpy(test_input), folder / "weights.torchscript.pt")
+        write_torchscript(exported, torch.from_numpy(test_input), folder / "weights.torchscript.pt", meta)
         descriptions = {
             "torchscript": spec.TorchscriptWeightsDescr(
                 source=folder / "weights.torchscript.pt",
@@ -53,25 +84,22 @@ def export_bioimageio(run_dir: Path, output: Path, weights: str = "best", overwr
             )
         }
         try:
-            import onnx  # noqa: F401 (the exporter needs it)
-
-            _onnx(model, torch.from_numpy(test_input), folder / "weights.onnx")
-            descriptions["onnx"] = spec.OnnxWeightsDescr(
-                source=folder / "weights.onnx", opset_version=17, parent="torchscript"
-            )
+            import onnx  # noqa: F401 (without it, the package holds TorchScript weights only)
         except ImportError:
             pass
+        else:
+            write_onnx(exported, torch.from_numpy(test_input), folder / "weights.onnx", meta)
+            descriptions["onnx"] = spec.OnnxWeightsDescr(
+                source=folder / "weights.onnx", opset_version=OPSET, parent="torchscript"
+            )
         _cover(test_input, _probability(model, test_input), folder / "cover.png")
-        summary = (
-            json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").is_file() else {}
-        )
-        threshold = summary.get("threshold") or 0.5
+        threshold = meta["threshold"]
         # the voxel size the run trained on, as the axes' scale (the zoo's consumers show it)
-        voxel = summary.get("voxel_size_um")
+        voxel = meta["voxel_size_um"]
         physical = {
             a: ({"unit": "micrometer", "scale": voxel[i]} if voxel else {}) for i, a in enumerate(AXES)
         }
-        (folder / "README.md").write_text(_documentation(name, run_dir, summary, threshold))
+        (folder / "README.md").write_text(_documentation(run_dir, run.summary, meta, bool(placeholders)))
 
         def describe() -> spec.ModelDescr:
             """The description of the files in `folder` (built afresh: it hashes them)."""
@@ -105,7 +133,8 @@ def export_bioimageio(run_dir: Path, output: Path, weights: str = "best", overwr
             )
             outputs = spec.OutputTensorDescr(
                 id=spec.TensorId("foreground"),
-                description=f"foreground probability; voxseg's threshold for this model is {threshold:.2f}",
+                description=f"foreground probability; voxseg's threshold for this model is {threshold:.2f} "
+                "(foreground where the probability is above it)",
                 axes=[
                     spec.BatchAxis(),
                     spec.ChannelAxis(channel_names=[spec.Identifier("foreground")]),
@@ -127,20 +156,14 @@ def export_bioimageio(run_dir: Path, output: Path, weights: str = "best", overwr
             return spec.ModelDescr(
                 name=f"voxseg {name} {run_dir.name}",
                 description=f"3D foreground segmentation ({name}), trained with voxseg {__version__}",
-                authors=[spec.Author(name="voxseg user (replace with the authors' names)")],
-                cite=[
-                    spec.CiteEntry(
-                        text="MONAI Consortium, MONAI: Medical Open Network for AI",
-                        doi=spec.Doi("10.5281/zenodo.4323058"),
-                    )
-                ],
-                license=spec.LicenseId("MIT"),
+                **credits,
                 documentation=spec.FileDescr(source=folder / "README.md"),
                 covers=[spec.FileDescr(source=folder / "cover.png")],
                 inputs=[inputs],
                 outputs=[outputs],
                 weights=spec.WeightsDescr(**descriptions),
                 tags=["3d", "segmentation", "nuclei", "voxseg", name.lower()],
+                config=spec.Config(voxseg=meta),
             )
 
         # the test output is what the zoo's own pipeline makes of the test input: bioimageio.core
@@ -151,12 +174,58 @@ def export_bioimageio(run_dir: Path, output: Path, weights: str = "best", overwr
         np.save(folder / "test_output.npy", package_output)
         _sample(folder / "sample_output.tif", package_output)
         difference = float(np.abs(package_output - _probability(model, test_input)).max())
-        log.info("bioimageio package: its probabilities differ from voxseg's by at most %.4f", difference)
         output.parent.mkdir(parents=True, exist_ok=True)
         if output.exists():
             output.unlink()
         save_bioimageio_package(describe(), output_path=output)
-    return output
+    return Package(output, difference, threshold, tuple(placeholders))
+
+
+def package_notes(package: Package) -> list[str]:
+    """What the command line prints under the written package: how it differs from voxseg, the
+    threshold it leaves to its user, and each placeholder with the flag that replaces it."""
+    lines = [
+        f"  its pipeline's probabilities are within {package.max_abs_difference:.4f} of voxseg's on the "
+        "test input (the zoo z-scores with the unclipped volume's mean and deviation)",
+        f"  output: the foreground probability; threshold it at {package.threshold:.2f}, the run's "
+        "(in the output's description and config.voxseg)",
+    ]
+    if package.placeholders:
+        lines.append("  placeholders written; fill them in before sharing the package:")
+        lines += [f"    {field}: {written} (give {flag})" for field, written, flag in package.placeholders]
+    return lines
+
+
+def _credits(
+    spec: Any, authors: str | None, license: str | None, cite: str | None
+) -> tuple[dict[str, Any], list[tuple[str, str, str]]]:
+    """The description's authors, licence and citations, and a (field, written, flag) for each
+    placeholder written where the user gave none."""
+    placeholders = []
+    if not authors:
+        placeholders.append(("authors", f'"{PLACEHOLDER_AUTHOR}"', '--authors "Name; Name"'))
+    if not license:
+        placeholders.append(("licence", PLACEHOLDER_LICENSE, "--license SPDX_ID, e.g. CC-BY-4.0"))
+    if not cite:
+        placeholders.append(("citation", "MONAI's only", '--cite "TEXT DOI-or-URL"'))
+    try:
+        licence = spec.LicenseId(license or PLACEHOLDER_LICENSE)
+    except ValueError:
+        raise ConfigError(
+            f"--license: {license!r} is not an SPDX licence identifier (e.g. CC-BY-4.0, MIT, BSD-3-Clause)"
+        ) from None
+    cited = [citation(entry) for entry in entries(cite)] if cite else [(MONAI[0], MONAI[1], None)]
+    fields = {
+        "authors": [spec.Author(name=name) for name in entries(authors or PLACEHOLDER_AUTHOR)],
+        "license": licence,
+        "cite": [
+            spec.CiteEntry(
+                text=text, doi=spec.Doi(doi) if doi else None, url=spec.HttpUrl(url) if url else None
+            )
+            for text, doi, url in cited
+        ],
+    }
+    return fields, placeholders
 
 
 def _pipeline_output(package: Path) -> np.ndarray:
@@ -178,8 +247,8 @@ def _test_input(run_dir: Path, window: tuple[int, int, int]) -> np.ndarray:
 
     config = TrainConfig.from_yaml(run_dir / "config.yaml")
     folder, labels = config.val_images or config.images, config.val_labels or config.labels
-    image = pair_files(Path(folder), Path(labels))[-1].image
-    volume = read_whole(image, config.image_key, config.level).astype(np.float32)
+    image = pair_files(Path(folder), Path(labels), label_name=config.label_name)[-1].image
+    volume = read_whole(image, config.image_key, config.level, config.channel).astype(np.float32)
     padded = np.pad(
         volume, [(0, max(w - s, 0)) for s, w in zip(volume.shape, window, strict=True)], mode="reflect"
     )
@@ -218,17 +287,23 @@ def _cover(raw: np.ndarray, probability: np.ndarray, path: Path) -> None:
     figure.savefig(path)
 
 
-def _documentation(name: str, run_dir: Path, summary: dict, threshold: float) -> str:
-    return f"""# voxseg {name}
+def _documentation(run_dir: Path, summary: dict, meta: dict[str, Any], placeholders: bool) -> str:
+    threshold = meta["threshold"]
+    fill_in = (
+        "\n- Fill in the authors, the licence and the citation before sharing this model."
+        if placeholders
+        else ""
+    )
+    return f"""# voxseg {meta["model"]}
 
-Trained with [voxseg](https://github.com/) {__version__} (run `{run_dir.name}`).
+Trained with voxseg {__version__} (run `{run_dir.name}`).
 Validation Dice {summary.get("best_val_dice")} at the threshold below (epoch {summary.get("best_epoch")}).
 
 - Input: a 3D volume; it is clipped at its {CLIP_PERCENTILES[0]:g} and {CLIP_PERCENTILES[1]:g}
   percentiles and normalised to zero mean and unit variance, as in training.
 - Output: the foreground probability; voxseg thresholds it at {threshold:.2f}
-  ({summary.get("threshold_reason") or "tuned on validation"}).
-- Fill in the authors, the licence and the citation of the data before sharing this model.
+  ({meta["threshold_reason"] or "tuned on validation"}).
+- `config.voxseg` in the description holds the rest: size rule, training window, voxel size.{fill_in}
 
 ## Validation
 

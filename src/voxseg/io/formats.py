@@ -105,9 +105,9 @@ def open_volume(path: Path, key: str | None = None, level: int = 0, channel: int
     raise DataError(f"{path}: not a volume voxseg reads ({DESCRIPTION})")
 
 
-def read_whole(path: Path, key: str | None = None, level: int = 0) -> np.ndarray:
+def read_whole(path: Path, key: str | None = None, level: int = 0, channel: int | None = None) -> np.ndarray:
     """The whole volume in memory, as stored (its own pixel type)."""
-    volume = open_volume(path, key, level)
+    volume = open_volume(path, key, level, channel)
     return volume[:]
 
 
