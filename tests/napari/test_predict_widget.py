@@ -56,7 +56,8 @@ def test_the_widget_is_contributed_with_the_configs_defaults(make_napari_viewer)
     _, widget = viewer.window.add_plugin_dock_widget("voxseg", "Predict")
     assert isinstance(widget, PredictWidget)
     values = widget.values()
-    assert set(values).isdisjoint({"input", "output", "save_probabilities", "overwrite"})
+    files = {"input", "image_key", "level", "channel", "output", "output_format", "save_probabilities"}
+    assert set(values).isdisjoint(files | {"overwrite"})  # a layer in, layers out
     typed = PREDICT_FORM.config_from_values({**values, "source": "r", "input": "i", "output": "o"})
     assert typed.resolved() == PredictConfig(source="r", input=("i",), output="o").resolved()
     assert widget.inputs["overlap"].toolTip().startswith("share of a window that overlaps")

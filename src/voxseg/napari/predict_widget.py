@@ -32,7 +32,16 @@ if TYPE_CHECKING:
     from voxseg.inference.segmenter import Segmentation
 
 #: options about files on disk: the widget reads a layer and makes layers instead
-FILE_OPTIONS = ("input", "output", "save_probabilities", "overwrite")
+FILE_OPTIONS = (
+    "input",
+    "image_key",
+    "level",
+    "channel",
+    "output",
+    "output_format",
+    "save_probabilities",
+    "overwrite",
+)
 PREDICT_FORM = ConfigForm(PredictConfig, exclude=FILE_OPTIONS)
 PROBABILITY, MASK, LABELS = "probability", "mask", "labels"
 #: the owner of this widget's layers (see `output_layers`), followed by the output's kind
