@@ -49,6 +49,12 @@ def arguments() -> argparse.Namespace:
         help="clip: 1-99.8 percentiles to [0, 1]; patch: min-max of each patch, the "
         "N-cut on [0, 100] as napari-cellseg3d",
     )
+    parser.add_argument(
+        "--bright",
+        type=float,
+        default=0.0,
+        help="share of patches centred on a voxel among the brightest 2 percent",
+    )
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args()
 
@@ -130,14 +136,23 @@ def main() -> None:
     parameters = [*encoder.parameters(), *decoder.parameters()]
     optimiser = torch.optim.Adam(parameters, lr=a.lr)
     ncut, patch = SoftNCut(a), tuple(int(v) for v in a.patch.split(","))
+    brightest = [np.argwhere(image > np.percentile(image, 98)) for image in images]
     scaled = per_patch if a.scale == "patch" else (lambda t: t)
     to_ncut = 100.0 if a.scale == "patch" else 1.0
 
     def patches() -> torch.Tensor:
         batch = []
         for _ in range(a.batch):
-            image = images[rng.integers(len(images))]
-            start = [rng.integers(0, max(1, s - p + 1)) for s, p in zip(image.shape, patch, strict=True)]
+            index = rng.integers(len(images))
+            image = images[index]
+            if rng.random() < a.bright:
+                centre = brightest[index][rng.integers(len(brightest[index]))]
+                start = [
+                    int(np.clip(c - p // 2, 0, max(0, s - p)))
+                    for c, s, p in zip(centre, image.shape, patch, strict=True)
+                ]
+            else:
+                start = [rng.integers(0, max(1, s - p + 1)) for s, p in zip(image.shape, patch, strict=True)]
             crop = image[tuple(slice(b, b + p) for b, p in zip(start, patch, strict=True))]
             crop = np.pad(crop, [(0, p - s) for s, p in zip(crop.shape, patch, strict=True)], mode="reflect")
             for axis in (1, 2):
