@@ -14,13 +14,14 @@ same setting's `alone`. Run it on an otherwise idle machine.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from train_throughput import make_dataset  # benchmarks/ is on the path when a benchmark runs
 
 CORES = os.cpu_count() or 1
 SETTINGS: dict[str, tuple[list[str], dict[str, str]]] = {
@@ -29,17 +30,6 @@ SETTINGS: dict[str, tuple[list[str], dict[str, str]]] = {
     "passive": (["--threads", str(CORES)], {"OMP_WAIT_POLICY": "PASSIVE"}),
     "one": (["--threads", "1"], {}),
 }
-
-
-def _make_dataset(root: Path) -> tuple[Path, Path]:
-    """train_throughput.py's synthetic balls: four 64³ volumes."""
-    spec = importlib.util.spec_from_file_location(
-        "train_throughput", Path(__file__).with_name("train_throughput.py")
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.make_dataset(root, 4, 64, 0)
 
 
 def _start(data: tuple[Path, Path], results: Path, name: str, setting: str) -> subprocess.Popen:
@@ -69,7 +59,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
-        data = _make_dataset(root / "data")
+        data = make_dataset(root / "data", 4, 64, 0)  # four 64³ volumes of balls
         results = root / "results"
         for repeat in range(args.repeats):
             for setting in args.settings:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import importlib.util
 import json
 import subprocess
 import sys
@@ -24,6 +23,7 @@ import tempfile
 from pathlib import Path
 
 import psutil
+from train_throughput import make_dataset  # benchmarks/ is on the path when a benchmark runs
 
 CONDITIONS = ("alone", "busy", "one")
 
@@ -45,17 +45,6 @@ def _heap() -> dict[str, float]:
         return {}
     info = libc.mallinfo2()
     return {"heap_in_use_mb": (info.uordblks + info.hblkhd) / 1e6, "heap_free_mb": info.fordblks / 1e6}
-
-
-def _make_dataset(root: Path) -> tuple[Path, Path]:
-    """train_throughput.py's synthetic balls: four 64³ volumes."""
-    spec = importlib.util.spec_from_file_location(
-        "train_throughput", Path(__file__).with_name("train_throughput.py")
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.make_dataset(root, 4, 64, 0)
 
 
 def soak(
@@ -117,7 +106,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
-        data = _make_dataset(root / "data")
+        data = make_dataset(root / "data", 4, 64, 0)  # four 64³ volumes of balls
         for condition in args.conditions:  # each in its own process: one run's heap is not the next's
             if len(args.conditions) > 1:
                 command = [sys.executable, __file__, "--conditions", condition, "--epochs", str(args.epochs)]
