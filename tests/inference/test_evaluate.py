@@ -108,6 +108,10 @@ def test_shape_mismatch_names_both_files(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="does not match its ground truth") as caught:
         evaluate(pair_predictions(pred, gt))
     assert str(wrong) in str(caught.value) and str(truth) in str(caught.value)
+    assert "another order" not in str(caught.value)
+    _write(pred, "a_labels.tif", _truth(0).transpose(2, 1, 0).copy())
+    with pytest.raises(DataError, match="the same sides in another order"):
+        evaluate(pair_predictions(pred, gt))
 
 
 def test_2d_files_are_refused(tmp_path: Path) -> None:

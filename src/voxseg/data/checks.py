@@ -105,17 +105,21 @@ def counts(classes: np.ndarray) -> tuple[int, int]:
     )
 
 
+def axes_order_hint(shape: tuple[int, ...], other: tuple[int, ...]) -> str:
+    """What a shape mismatch may mean when both files hold the same sides."""
+    if sorted(shape) == sorted(other):
+        return " (the same sides in another order: the two files were saved with their axes differently)"
+    return ""
+
+
 def open_pair(pair: Pair, reading: Reading) -> tuple[VolumeFile, VolumeFile]:
     """Both files opened (headers only) with their shapes checked against each other."""
     image = open_checked(pair.image, reading.image_key, reading.level, reading.channel)
     label = open_checked(pair.label, reading.label_key, reading.level)
     if label.shape != image.shape:
-        hint = ""
-        if sorted(label.shape) == sorted(image.shape):
-            hint = " (the same sides in another order: the two files were saved with their axes differently)"
         raise DataError(
             f"{pair.label}: shape {label.shape} does not match its image {pair.image.name} "
-            f"{image.shape}{hint}"
+            f"{image.shape}{axes_order_hint(label.shape, image.shape)}"
         )
     return image, label
 

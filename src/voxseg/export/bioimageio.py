@@ -302,7 +302,7 @@ Validation Dice {summary.get("best_val_dice")} at the threshold below (epoch {su
 - Input: a 3D volume; it is clipped at its {CLIP_PERCENTILES[0]:g} and {CLIP_PERCENTILES[1]:g}
   percentiles and normalised to zero mean and unit variance, as in training.
 - Output: the foreground probability; voxseg thresholds it at {threshold:.2f}
-  ({meta["threshold_reason"] or "tuned on validation"}).
+  ({meta["threshold_reason"]}).
 - `config.voxseg` in the description holds the rest: size rule, training window, voxel size.{fill_in}
 
 ## Validation

@@ -108,11 +108,11 @@ def any_side(run: RunModel) -> AnySide:
 
 def metadata(run_dir: Path, run: RunModel, weights: str) -> dict[str, Any]:
     """What a pipeline without voxseg needs to use the network as `voxseg predict` does."""
-    from voxseg.inference.trained import DEFAULT_THRESHOLD
+    from voxseg.inference.trained import run_threshold
 
     spec = get_model_spec(run.name)
     summary = run.summary
-    tuned = summary.get("threshold") is not None
+    threshold, reason = run_threshold(summary)
     return {
         "version": __version__,
         "model": run.name,
@@ -122,8 +122,8 @@ def metadata(run_dir: Path, run: RunModel, weights: str) -> dict[str, Any]:
         "(ONNX: input `image`)",
         "output": "float32 (N, 1, Z, Y, X) logits; their sigmoid is the foreground probability "
         "(ONNX: output `logits`)",
-        "threshold": float(summary["threshold"]) if tuned else DEFAULT_THRESHOLD,
-        "threshold_reason": summary.get("threshold_reason") if tuned else "default: the run never validated",
+        "threshold": threshold,
+        "threshold_reason": reason,
         "normalisation": {
             "clip_percentiles": list(CLIP_PERCENTILES),
             "then": "subtract the clipped volume's mean, divide by its standard deviation",

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from voxseg.data.checks import check_image, check_label, read_volume
+from voxseg.data.checks import axes_order_hint, check_image, check_label, read_volume
 from voxseg.errors import DataError, shorten_list
 from voxseg.inference.metrics import (
     THRESHOLDS,
@@ -74,7 +74,10 @@ _MAX_LISTED = 10
 def _read_same_shape(path: Path, truth_path: Path, shape: tuple[int, ...]) -> np.ndarray:
     array = read_volume(path)
     if array.shape != shape:
-        raise DataError(f"{path}: shape {array.shape} does not match its ground truth {truth_path} {shape}")
+        raise DataError(
+            f"{path}: shape {array.shape} does not match its ground truth {truth_path} {shape}"
+            f"{axes_order_hint(array.shape, shape)}"
+        )
     return array
 
 

@@ -48,17 +48,22 @@ def load_trained_model(config: PredictConfig) -> TrainedModel:
     model.eval()
     if config.threshold is not None:
         threshold, origin = config.threshold, "--threshold"
-    elif run.get("threshold") is not None:
-        threshold = float(run["threshold"])
-        origin = f"the run's: {run.get('threshold_reason') or 'tuned on its validation volumes'}"
     else:
-        threshold, origin = DEFAULT_THRESHOLD, "default"
+        threshold, reason = run_threshold(run)
+        origin = f"the run's: {reason}" if run.get("threshold") is not None else "default"
     log.info("model %s: %s; window %s", name, described, "×".join(map(str, window)))
     voxel_size = tuple(run["voxel_size_um"]) if run.get("voxel_size_um") else None
     radius = run.get("object_radius")
     return TrainedModel(
         name, model, window, threshold, origin, weights, isotropic_side(run), radius, voxel_size
     )
+
+
+def run_threshold(summary: dict) -> tuple[float, str]:
+    """The threshold a run's summary gives predictions, and why: its tuned one, else the default."""
+    if summary.get("threshold") is None:
+        return DEFAULT_THRESHOLD, "default: the run never validated"
+    return float(summary["threshold"]), summary.get("threshold_reason") or "tuned on its validation volumes"
 
 
 def isotropic_side(run: dict) -> float | None:

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from voxseg.io.formats import describe_spacing
 from voxseg.runtime.files import write_json
 from voxseg.training.events import Event, RunEnd, RunStarted
 from voxseg.version import __version__
@@ -126,7 +127,7 @@ def describe(run_dir: Path) -> str:
         f"patch {card.get('split', {}).get('window')}, batch {options.get('batch_size')}",
         f"device    {card.get('device', {}).get('name')} ({card.get('device', {}).get('model')}), "
         f"{card.get('parallel', {}).get('processes', 1)} process(es)",
-        f"voxels    {_voxels(voxels)}",
+        f"voxels    {describe_spacing(tuple(voxels) if voxels else None)}",
         f"versions  {versions}",
         f"command   {' '.join(card.get('command', []))}",
         f"train     {', '.join(card.get('split', {}).get('train', []))}",
@@ -143,7 +144,3 @@ def describe(run_dir: Path) -> str:
 def _rounded(value: Any) -> Any:
     """Scores to three decimals: the card stores them exact, a reader wants 0.975, not 0.9750528052169076."""
     return f"{value:.3f}".rstrip("0").rstrip(".") if isinstance(value, float) else value
-
-
-def _voxels(size: list[float] | None) -> str:
-    return " × ".join(f"{side:.4g}" for side in size) + " µm (Z, Y, X)" if size else "unknown"
