@@ -66,7 +66,7 @@ def _stem(path: Path) -> str:
     return stem(path).lower()
 
 
-def _label_keys(path: Path, label_name: str | None = None) -> list[str]:
+def label_keys(path: Path, label_name: str | None = None) -> list[str]:
     """Image names this label file may belong to: the name it holds in `label_name`'s `{name}`, or
     without a pattern its own stem and its stem minus a label suffix."""
     name = _stem(path)
@@ -123,8 +123,9 @@ def naming_hint(label_name: str | None, names: Sequence[str] = (), labels: Seque
     return f" ({rule})"
 
 
-def _listing(paths: list[Path]) -> str:
-    return shorten_list([p.name for p in paths], _MAX_LISTED)
+def listing(paths: Sequence[Path], limit: int = _MAX_LISTED) -> str:
+    """File names for a one-line message: `a.tif, b.tif (and 7 more)`."""
+    return shorten_list([p.name for p in paths], limit)
 
 
 def pair_files(
@@ -145,7 +146,7 @@ def pair_files(
     labels = list_volumes(labels_dir, label_option)
     if Path(images_dir).resolve() == Path(labels_dir).resolve():
         stems = {_stem(p) for p in images}
-        labels = [p for p in images if any(k in stems and k != _stem(p) for k in _label_keys(p, label_name))]
+        labels = [p for p in images if any(k in stems and k != _stem(p) for k in label_keys(p, label_name))]
         images = [p for p in images if p not in labels]
         if not images:
             raise DataError(f"{image_option}: no images in {images_dir}, only label files")
@@ -160,7 +161,7 @@ def pair_files(
     matched: dict[Path, Path] = {}
     unmatched_labels = []
     for label in labels:
-        image = next((by_stem[k] for k in _label_keys(label, label_name) if k in by_stem), None)
+        image = next((by_stem[k] for k in label_keys(label, label_name) if k in by_stem), None)
         if image is None:
             unmatched_labels.append(label)
         elif image in matched:
@@ -172,9 +173,9 @@ def pair_files(
     unmatched_images = [p for p in images if p not in matched]
     problems = []
     if unmatched_images:
-        problems.append(f"images without a label in {labels_dir}: {_listing(unmatched_images)}")
+        problems.append(f"images without a label in {labels_dir}: {listing(unmatched_images)}")
     if unmatched_labels:
-        problems.append(f"labels without an image in {images_dir}: {_listing(unmatched_labels)}")
+        problems.append(f"labels without an image in {images_dir}: {listing(unmatched_labels)}")
     if problems:
         hint = naming_hint(label_name, [stem(p) for p in unmatched_images], unmatched_labels)
         raise DataError("; ".join(problems) + hint)

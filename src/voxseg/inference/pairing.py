@@ -13,14 +13,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from voxseg.data.discovery import _label_keys, list_volumes, naming_hint
-from voxseg.errors import DataError, shorten_list
+from voxseg.data.discovery import label_keys, list_volumes, listing, naming_hint
+from voxseg.errors import DataError
 from voxseg.inference.predictor import OUTPUT_SUFFIXES
 from voxseg.io.formats import stem
 
 #: `<name>_<kind>` of predict's outputs: mask, labels, prob; only `mask` and `labels` are scored
 PRED_KINDS = tuple(suffix.removeprefix("_") for suffix in OUTPUT_SUFFIXES.values())
-_MAX_LISTED = 10
 #: files of each side named when nothing pairs
 _MAX_SHOWN = 3
 
@@ -59,10 +58,6 @@ def _split_prediction(path: Path) -> tuple[str, str] | None:
     if not sep or not base or kind.lower() not in PRED_KINDS:
         return None
     return base, kind.lower()
-
-
-def _listing(paths: Sequence[Path], limit: int = _MAX_LISTED) -> str:
-    return shorten_list([p.name for p in paths], limit)
 
 
 def pair_predictions(
@@ -110,7 +105,7 @@ def pair_predictions(
     matched: dict[str, Path] = {}  # prediction name -> ground truth
     unmatched_truths = []
     for truth in truths:
-        key = next((k for k in _label_keys(truth, label_name) if k in scorable), None)
+        key = next((k for k in label_keys(truth, label_name) if k in scorable), None)
         if key is None:
             unmatched_truths.append(truth)
         elif key in matched:
@@ -126,28 +121,28 @@ def pair_predictions(
 
     problems = []
     if scorable and not matched:
-        shown_predictions = _listing(unmatched_predictions, _MAX_SHOWN)
+        shown_predictions = listing(unmatched_predictions, _MAX_SHOWN)
         problems.append(
             f"no prediction in {pred_dir} has a ground truth in {labels_dir}: predictions "
-            f"{shown_predictions} vs ground truths {_listing(unmatched_truths, _MAX_SHOWN)}"
+            f"{shown_predictions} vs ground truths {listing(unmatched_truths, _MAX_SHOWN)}"
         )
     elif strict:
         if unmatched_truths:
             problems.append(
-                f"ground truths without a prediction in {pred_dir} (--strict): {_listing(unmatched_truths)}"
+                f"ground truths without a prediction in {pred_dir} (--strict): {listing(unmatched_truths)}"
             )
         if unmatched_predictions:
             problems.append(
                 f"predictions without a ground truth in {labels_dir} (--strict): "
-                f"{_listing(unmatched_predictions)}"
+                f"{listing(unmatched_predictions)}"
             )
     unpaired = bool(problems)
     if prob_only:
-        problems.append(f"probabilities without a _mask or _labels file in {pred_dir}: {_listing(prob_only)}")
+        problems.append(f"probabilities without a _mask or _labels file in {pred_dir}: {listing(prob_only)}")
     if strangers:
         problems.append(
             f"files in {pred_dir} that are not predictions (<name>_mask.tif or <name>_labels.tif): "
-            f"{_listing(strangers)}"
+            f"{listing(strangers)}"
         )
     if problems:
         raise DataError("; ".join(problems) + (hint if unpaired else ""))
