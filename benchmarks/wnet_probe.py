@@ -55,6 +55,13 @@ def arguments() -> argparse.Namespace:
         default=0.0,
         help="share of patches centred on a voxel among the brightest 2 percent",
     )
+    parser.add_argument(
+        "--prior", type=float, default=0.0, help="start the last class at this share (0: plain)"
+    )
+    parser.add_argument(
+        "--warm", type=float, default=0.0, help="weight of a BCE to the N-cut's best threshold partition"
+    )
+    parser.add_argument("--warm-steps", type=int, default=0, help="steps the warm term lasts (0: all)")
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args()
 
@@ -123,6 +130,26 @@ def _overlap(t: torch.Tensor, offset: tuple[int, int, int]) -> tuple[torch.Tenso
     return t[tuple(here)], t[tuple(there)]
 
 
+def best_partition(image: np.ndarray, ncut: SoftNCut, samples: int = 16) -> np.ndarray:
+    """The threshold of the blurred image whose partition has the lowest N-cut on random patches."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(0)
+    blurred = ndimage.gaussian_filter(image, (0.5, 1, 1))
+    patch = tuple(min(p, s) for p, s in zip((32, 64, 64), image.shape, strict=True))
+    regions = []
+    for _ in range(samples):
+        start = [rng.integers(0, s - p + 1) for s, p in zip(image.shape, patch, strict=True)]
+        regions.append(tuple(slice(b, b + p) for b, p in zip(start, patch, strict=True)))
+    x = torch.stack([torch.from_numpy(image[r]) for r in regions])[:, None]
+    best = (np.inf, 0.0)
+    for q in np.linspace(0.5, 0.995, 100):
+        cut = np.quantile(blurred, q)
+        m = torch.stack([torch.from_numpy((blurred[r] > cut).astype(np.float32)) for r in regions])[:, None]
+        best = min(best, (float(ncut(torch.cat([1 - m, m], 1), x)), cut))
+    return (blurred > best[1]).astype(np.float32)
+
+
 def main() -> None:
     a = arguments()
     torch.manual_seed(a.seed)
@@ -133,9 +160,14 @@ def main() -> None:
     truths = [tifffile.imread(a.data / "labels" / n) > 0 for n in names]
     features = tuple(int(v) for v in a.features.split(","))
     encoder, decoder = BasicUNet(3, 1, a.classes, features), BasicUNet(3, a.classes, 1, features)
+    if a.prior:
+        last = [m for m in encoder.modules() if isinstance(m, torch.nn.Conv3d)][-1]
+        torch.nn.init.zeros_(last.bias)
+        last.bias.data[-1] = float(np.log(a.prior * (a.classes - 1) / (1 - a.prior)))
     parameters = [*encoder.parameters(), *decoder.parameters()]
     optimiser = torch.optim.Adam(parameters, lr=a.lr)
     ncut, patch = SoftNCut(a), tuple(int(v) for v in a.patch.split(","))
+    partitions = [best_partition(image, ncut) for image in images]
     brightest = [np.argwhere(image > np.percentile(image, 98)) for image in images]
     scaled = per_patch if a.scale == "patch" else (lambda t: t)
     to_ncut = 100.0 if a.scale == "patch" else 1.0
@@ -153,24 +185,34 @@ def main() -> None:
                 ]
             else:
                 start = [rng.integers(0, max(1, s - p + 1)) for s, p in zip(image.shape, patch, strict=True)]
-            crop = image[tuple(slice(b, b + p) for b, p in zip(start, patch, strict=True))]
-            crop = np.pad(crop, [(0, p - s) for s, p in zip(crop.shape, patch, strict=True)], mode="reflect")
-            for axis in (1, 2):
+            region = tuple(slice(b, b + p) for b, p in zip(start, patch, strict=True))
+            pair = np.stack([image[region], partitions[index][region]])
+            pair = np.pad(
+                pair,
+                [(0, 0)] + [(0, p - s) for s, p in zip(pair.shape[1:], patch, strict=True)],
+                mode="reflect",
+            )
+            for axis in (2, 3):
                 if rng.random() < 0.5:
-                    crop = np.flip(crop, axis)
-            batch.append(crop.copy())
-        return torch.from_numpy(np.stack(batch)[:, None])
+                    pair = np.flip(pair, axis)
+            batch.append(pair.copy())
+        both = torch.from_numpy(np.stack(batch))
+        return both[:, :1], both[:, 1:]
 
     started, history = time.perf_counter(), []
     for step in range(a.steps):
-        x = scaled(patches())
-        prob = torch.softmax(encoder(x), 1)
+        x, target = patches()
+        x = scaled(x)
+        logits = encoder(x)
+        prob = torch.softmax(logits, 1)
         cut, reconstruction = ncut(prob, x * to_ncut), F.mse_loss(decoder(prob), x)
         loss = cut + a.rec * reconstruction
+        if a.warm and (not a.warm_steps or step < a.warm_steps):
+            loss = loss + a.warm * F.binary_cross_entropy(prob[:, -1:].clamp(1e-6, 1 - 1e-6), target)
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
-        if step % 50 == 0:
+        if step % 25 == 0:
             history.append([step, round(cut.item(), 4), round(reconstruction.item(), 4)])
     seconds = time.perf_counter() - started
     encoder.eval()

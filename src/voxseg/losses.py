@@ -9,6 +9,7 @@ the same way from MONAI's terms (see ``_masked_loss_type``).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING
 
@@ -16,6 +17,7 @@ from voxseg.data.labels import IGNORED  # a voxel that is not annotated: no loss
 from voxseg.errors import ConfigError
 
 if TYPE_CHECKING:  # MONAI and torch are imported when a loss is built, not when a name is checked
+    import torch
     from torch import nn
 
 
@@ -143,3 +145,56 @@ def build_loss(name: str, ignore: bool = False) -> nn.Module:
     for targets that may also hold ``IGNORED``.
     """
     return LOSSES[resolve_loss_name(name)][0](ignore)
+
+
+@dataclass(frozen=True)
+class SelfSupervision:
+    """WNet3D's loss: weights of its three terms and the N-cut's neighbourhood (voxseg.ncut)."""
+
+    ncut_weight: float = 0.5
+    reconstruction_weight: float = 0.5
+    partition_weight: float = 1.0
+    radius: int = 2
+    sigma_i: float = 1.0
+    sigma_x: float = 4.0
+
+
+#: a training loss as the engine calls it: (network outputs, labels, the images they came from)
+Objective = Callable[["torch.Tensor", "torch.Tensor", "torch.Tensor"], "torch.Tensor"]
+
+
+def build_objective(
+    name: str, ignore: bool = False, self_supervision: SelfSupervision | None = None
+) -> Objective:
+    """The engine's loss: `name`'s on (logits, labels), or with `self_supervision` WNet3D's on
+    (class logits + reconstruction, the partition the volume gave itself, images)."""
+    if self_supervision is not None:
+        return _wnet_loss(self_supervision, build_loss("dice-ce", ignore=True))
+    loss = build_loss(name, ignore)
+    return lambda outputs, labels, _images: loss(outputs, labels)
+
+
+def _wnet_loss(terms: SelfSupervision, partition_loss: nn.Module) -> Objective:
+    import torch
+    import torch.nn.functional as F
+
+    from voxseg.models.wnet import foreground_logit
+    from voxseg.ncut import soft_ncut
+
+    def loss(outputs: torch.Tensor, labels: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+        """N-cut of the classes + reconstruction of the image + agreement of the last class (the
+        nucleus) with the partition the volume gave itself (voxseg.data.self_labels)."""
+        classes = outputs.shape[1] - 1
+        logits, reconstruction = outputs[:, :classes], outputs[:, classes:]
+        total = terms.partition_weight * partition_loss(
+            foreground_logit(logits, torch.tensor(classes - 1)), labels
+        )
+        if terms.ncut_weight:
+            probabilities = torch.softmax(logits, 1)
+            cut = soft_ncut(probabilities, images, terms.radius, terms.sigma_i, terms.sigma_x)
+            total = total + terms.ncut_weight * cut
+        if terms.reconstruction_weight:
+            total = total + terms.reconstruction_weight * F.mse_loss(reconstruction, images)
+        return total
+
+    return loss

@@ -23,6 +23,8 @@ from voxseg.errors import ConfigError
 
 #: the sections of the napari form and of `--help`, in the origin document's order
 DATA, AUGMENTATION, TRAINING = "Data", "Augmentation", "Training"
+#: WNet3D's own options (models trained on images alone)
+SELF_SUPERVISED = "Self-supervised (WNet3D)"
 #: patch and batch size may be "auto": chosen from measured memory (training/autosize.py)
 AUTO = "auto"
 _METADATA_KEY = "voxseg"

@@ -16,10 +16,18 @@ import voxseg.config.shared as shared
 from voxseg.config.train_data import TrainData
 from voxseg.errors import ConfigError
 from voxseg.losses import LOSS_NAMES, resolve_loss_name
-from voxseg.models.registry import MODEL_LEARNING_RATES, MODEL_NAMES, PUBLISHED_MODELS, resolve_model_name
+from voxseg.models.registry import (
+    MODEL_LEARNING_RATES,
+    MODEL_NAMES,
+    PUBLISHED_MODELS,
+    SELF_SUPERVISED_MODELS,
+    get_model_spec,
+    resolve_model_name,
+)
 from voxseg.options import (
     AUGMENTATION,
     AUTO,
+    SELF_SUPERVISED,
     TRAINING,
     Option,
     flag,
@@ -30,6 +38,7 @@ from voxseg.options import (
 
 if TYPE_CHECKING:
     from voxseg.data.checks import Reading
+    from voxseg.losses import SelfSupervision
 
 SCHEDULERS = ("none", "plateau", "cosine", "poly")
 
@@ -226,8 +235,7 @@ class TrainConfig(TrainData):
     precision: str = shared.precision(TRAINING, resumable=True)
     compile: bool = option(
         True,
-        help="`torch.compile` the model on CUDA (never on the CPU, where compiling costs more than it "
-        "saves)",
+        help="`torch.compile` the model on CUDA (never on the CPU, where compiling costs more than it saves)",
         section=TRAINING,
         label="torch.compile (CUDA)",
         kind="bool",
@@ -252,6 +260,76 @@ class TrainConfig(TrainData):
         kind="bool",
         resumable=True,
     )
+    # Self-supervised (WNet3D)
+    classes: int = option(
+        2,
+        help="WNet3D's K: classes its encoder divides the image into; the last is the nucleus",
+        section=SELF_SUPERVISED,
+        label="Classes (K)",
+        kind="int",
+        metavar="K",
+        low=2,
+        high=8,
+    )
+    ncut_weight: float = option(
+        0.5,
+        help="WNet3D: weight of the soft N-cut of the classes (napari-cellseg3d's 0.5)",
+        section=SELF_SUPERVISED,
+        label="N-cut weight",
+        kind="float",
+        metavar="W",
+        low=0.0,
+    )
+    reconstruction_weight: float = option(
+        0.5,
+        help="WNet3D: weight of the decoder's reconstruction of the image (mean squared error; "
+        "napari-cellseg3d's 0.5)",
+        section=SELF_SUPERVISED,
+        label="Reconstruction weight",
+        kind="float",
+        metavar="W",
+        low=0.0,
+    )
+    partition_weight: float = option(
+        1.0,
+        help="WNet3D: weight of the agreement (Dice + cross-entropy) of the nucleus class with the "
+        "partition each volume gives itself, the cut of the blurred image with the lowest N-cut",
+        section=SELF_SUPERVISED,
+        label="Partition weight",
+        kind="float",
+        metavar="W",
+        low=0.0,
+    )
+    ncut_radius: int = option(
+        2,
+        help="WNet3D: radius in voxels of the N-cut's neighbourhood",
+        section=SELF_SUPERVISED,
+        label="N-cut radius",
+        kind="int",
+        metavar="R",
+        low=1,
+        high=8,
+    )
+    ncut_sigma_i: float = option(
+        1.0,
+        help="WNet3D: the N-cut's intensity sigma, on each patch scaled to [0, 100] (napari-cellseg3d's 1)",
+        section=SELF_SUPERVISED,
+        label="N-cut intensity sigma",
+        kind="float",
+        metavar="S",
+        low=0.0,
+        open_low=True,
+    )
+    ncut_sigma_x: float = option(
+        4.0,
+        help="WNet3D: the N-cut's spatial sigma in voxels (napari-cellseg3d's 4)",
+        section=SELF_SUPERVISED,
+        label="N-cut spatial sigma",
+        kind="float",
+        metavar="S",
+        low=0.0,
+        open_low=True,
+    )
     # Keys a YAML file or a face passed that are no option: refused by resolved(), never ignored.
     _extra: dict = field(default_factory=dict, repr=False, compare=False)
 
@@ -266,12 +344,42 @@ class TrainConfig(TrainData):
                 f"--pretrained: napari-cellseg3d published no weights for {values['model']}; choose --model "
                 + " or ".join(PUBLISHED_MODELS)
             )
+        self_supervised = get_model_spec(values["model"]).self_supervised
+        if self_supervised and values["labels"] is not None:
+            raise ConfigError(
+                f"--labels: {values['model']} trains on images alone; leave --labels out (labels given as "
+                "--val-images/--val-labels only score the run)"
+            )
         if (values["val_images"] is None) != (values["val_labels"] is None):
             raise ConfigError("--val-images and --val-labels must be given together")
         if values["warmup_epochs"] >= values["epochs"]:
             raise ConfigError(
                 f"--warmup-epochs: {values['warmup_epochs']} must be fewer than --epochs {values['epochs']}"
             )
+
+    def check_labels_given(self) -> None:
+        """`--labels` is required unless the model trains on images alone (checked when a run starts,
+        not in `check`, so a form can check one field while the folders are still blank)."""
+        if self.labels is None and not get_model_spec(self.model).self_supervised:
+            raise ConfigError(
+                "--labels is required (or --model " + " or ".join(SELF_SUPERVISED_MODELS) + " to train on "
+                "images alone)"
+            )
+
+    def self_supervision(self) -> SelfSupervision | None:
+        """WNet3D's loss terms, or None for a model trained on labels."""
+        from voxseg.losses import SelfSupervision
+
+        if not get_model_spec(self.model).self_supervised:
+            return None
+        return SelfSupervision(
+            self.ncut_weight,
+            self.reconstruction_weight,
+            self.partition_weight,
+            self.ncut_radius,
+            self.ncut_sigma_i,
+            self.ncut_sigma_x,
+        )
 
     def reading(self) -> Reading:
         """How this run's files are read (keys, level, label classes, voxel size)."""

@@ -51,12 +51,13 @@ class TrainData(Declared):
         None,
         help="folder of 3D labels, named like the images (optionally followed by `_label`, `_labels`, "
         "`_mask`, `_masks`, `_gt` or `_seg`; other names: `--label-name`), in any of the image formats; "
-        "every value > 0 is foreground unless `--label-map` says otherwise",
+        "every value > 0 is foreground unless `--label-map` says otherwise; required, except for "
+        "`--model WNet3D`, which trains on images alone",
         section=DATA,
         label="Labels folder",
         kind="folder",
         metavar="DIR",
-        required=True,
+        optional=True,
     )
     val_images: Path | None = option(
         None,

@@ -22,10 +22,11 @@ _MAX_LISTED = 10
 
 @dataclass(frozen=True)
 class Pair:
-    """One training example: an image file and its label file."""
+    """One training example: an image file and its label file (None: the image trains alone, see
+    voxseg.data.self_labels)."""
 
     image: Path
-    label: Path
+    label: Path | None
 
     @property
     def name(self) -> str:

@@ -16,12 +16,14 @@ from voxseg.data.checks import (
     class_warnings,
     counts,
     label_classes,
+    open_checked,
     open_pair,
     scan_pair,
 )
 from voxseg.data.discovery import Pair
 from voxseg.data.labels import FOREGROUND, IGNORED
 from voxseg.data.normalise import Normalisation, normalise
+from voxseg.data.self_labels import ncut_partition
 from voxseg.io.formats import Spacing, VolumeFile, describe_spacing
 
 
@@ -140,16 +142,29 @@ def in_memory_bytes(volume: VolumeFile) -> int:
     return volume.size * (4 + 1 + volume.dtype.itemsize)
 
 
+#: the labels an image without any gives itself: (normalised image, voxel size) -> (classes, share)
+Partition = Callable[[np.ndarray, "Spacing | None"], tuple[np.ndarray, float]]
+
+
 def load_volumes(
-    pairs: list[Pair], reading: Reading | None = None, memory_budget: int | None = None
+    pairs: list[Pair],
+    reading: Reading | None = None,
+    memory_budget: int | None = None,
+    partition: Partition = ncut_partition,
 ) -> tuple[list[Volume], list[str], list[str]]:
     """Open, check and normalise every pair: (volumes, warnings, notes); the first bad file raises
     DataError naming it. Volumes are held in memory while they fit in `memory_budget` bytes (all of
-    them when None); the others stay on disk and are read patch by patch."""
+    them when None); the others stay on disk and are read patch by patch. An image without a label
+    is held in memory and labelled by `partition`."""
     reading = reading or Reading()
     volumes, warnings, notes = [], [], []
     held = 0
     for pair in pairs:
+        if pair.label is None:
+            volume, note = _self_labelled(pair, reading, partition)
+            volumes.append(volume)
+            notes.append(note)
+            continue
         image_file, label_file = open_pair(pair, reading)
         spacing = reading.spacing or image_file.voxel_size or label_file.voxel_size
         need = in_memory_bytes(image_file)
@@ -176,6 +191,19 @@ def load_volumes(
         described = describe_spacing(sizes.pop()) + (" (--spacing)" if reading.spacing else "")
     notes.append(f"voxel size: {described}")
     return volumes, warnings, notes
+
+
+def _self_labelled(pair: Pair, reading: Reading, partition: Partition) -> tuple[Volume, str]:
+    """An image alone, normalised, with the labels `partition` gives it; and a note saying their share."""
+    image_file = open_checked(pair.image, reading.image_key, reading.level, reading.channel)
+    spacing = reading.spacing or image_file.voxel_size
+    raw = image_file[:]
+    check_image(pair.image, raw)
+    image = normalise(raw)
+    del raw
+    label, share = partition(image, spacing)
+    note = f"labels: {pair.name} partitions itself, {100 * share:.1f} % foreground (lowest N-cut)"
+    return Volume(pair.name, image, label, voxel_size=spacing), note
 
 
 def pad_amounts(shape: tuple[int, ...], target: tuple[int, ...]) -> list[tuple[int, int]]:

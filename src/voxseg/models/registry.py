@@ -39,6 +39,8 @@ class ModelSpec:
     weights_archive: str | None = None
     #: the Adam learning rate `--lr auto` gives it
     lr: float = 1e-3
+    #: trained on images alone (`--labels` is not given; see voxseg.models.wnet)
+    self_supervised: bool = False
 
     def valid_side(self, side: int, pow2: bool = False) -> int:
         """Smallest side >= `side` this model accepts (a power of two as well when `pow2`)."""
@@ -113,6 +115,12 @@ def _swinunetr(_: VoxelSize | None = None) -> nn.Module:
     return SwinUNETR(in_channels=1, out_channels=1, feature_size=48, spatial_dims=3)
 
 
+def _wnet(voxel_size: VoxelSize | None = None, classes: int | None = None) -> nn.Module:
+    from voxseg.models.wnet import DEFAULT_CLASSES, WNet3D
+
+    return WNet3D(classes or DEFAULT_CLASSES, voxel_size)
+
+
 def _trailmap_ms(_: VoxelSize | None = None) -> nn.Module:
     from voxseg.models.trailmap import TrailmapMS
 
@@ -165,10 +173,21 @@ MODELS: dict[str, ModelSpec] = {
             "MONAI SwinUNETR (Hatamizadeh et al. 2022)",
             weights_archive="SwinUNetR_latest.tar.gz",
         ),
+        ModelSpec(
+            "WNet3D",
+            _wnet,
+            8,
+            8,
+            "self-supervised WNet3D (Xia & Kulis 2017; napari-cellseg3d 2024): trains on images alone",
+            lr=3e-3,
+            self_supervised=True,
+        ),
     )
 }
 
 MODEL_NAMES = tuple(MODELS)
+#: the models trained on images alone
+SELF_SUPERVISED_MODELS = tuple(name for name, spec in MODELS.items() if spec.self_supervised)
 
 
 def _models_by_learning_rate() -> dict[float, list[str]]:
@@ -218,10 +237,13 @@ def init_output_prior(model: nn.Module, prior: float = FOREGROUND_PRIOR) -> None
         nn.init.constant_(last.bias, math.log(prior / (1 - prior)))
 
 
-def build_model(name: str, voxel_size: VoxelSize | None = None) -> nn.Module:
-    """A freshly initialised network: 1 input channel, 1 output channel of logits. `voxel_size` shapes
-    the networks that follow it (SegResNetDS); the others ignore it."""
-    model = get_model_spec(name).build(voxel_size)
+def build_model(name: str, voxel_size: VoxelSize | None = None, classes: int | None = None) -> nn.Module:
+    """A freshly initialised network: 1 input channel, 1 output channel of logits (in eval mode).
+    `voxel_size` shapes the networks that follow it (SegResNetDS, WNet3D); `classes` is WNet3D's K."""
+    spec = get_model_spec(name)
+    if spec.self_supervised:  # its encoder starts from the partition it is taught, not from a prior
+        return spec.build(voxel_size, classes)  # type: ignore[call-arg]
+    model = spec.build(voxel_size)
     init_output_prior(model)
     return model
 
@@ -230,8 +252,10 @@ def voxel_size_of_weights(name: str, state: dict[str, torch.Tensor]) -> VoxelSiz
     """A voxel size that rebuilds the network `state` was trained as, read from its kernel shapes, so a
     weights file alone is enough to predict with it. Only SegResNetDS's shape depends on one: an axis
     whose first `n` downsampling kernels are 1 wide was `2**n` times coarser than the finest."""
-    if resolve_model_name(name) != "SegResNetDS":
+    if resolve_model_name(name) not in ("SegResNetDS", "WNet3D"):
         return None
+    if resolve_model_name(name) == "WNet3D":
+        state = {key.removeprefix("encoder."): value for key, value in state.items()}
     kept = [0, 0, 0]  # leading levels that kept each axis's resolution
     level = 0
     while (kernel := state.get(f"encoder.layers.{level}.downsample.weight")) is not None:
@@ -240,3 +264,14 @@ def voxel_size_of_weights(name: str, state: dict[str, torch.Tensor]) -> VoxelSiz
                 kept[axis] += 1
         level += 1
     return None if not any(kept) else (2.0 ** kept[0], 2.0 ** kept[1], 2.0 ** kept[2])
+
+
+def build_for_weights(name: str, state: dict[str, torch.Tensor]) -> nn.Module:
+    """A `name` network in the shape `state` was trained as: its voxel size (SegResNetDS, WNet3D) and
+    its number of classes (WNet3D) read from the tensors' shapes, so a weights file alone rebuilds it."""
+    classes = None
+    if get_model_spec(name).self_supervised:
+        from voxseg.models.wnet import classes_of_weights
+
+        classes = classes_of_weights(state)
+    return build_model(name, voxel_size_of_weights(name, state), classes)

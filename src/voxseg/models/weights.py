@@ -95,13 +95,13 @@ def check_compatible(
 def models_fitting(state: dict[str, torch.Tensor]) -> list[str]:
     """The registered networks whose every parameter name and shape `state` matches: what a weights
     file is, when its model was not said or was said wrong (building each takes about 0.1 s)."""
-    from voxseg.models.registry import MODEL_NAMES, build_model, voxel_size_of_weights
+    from voxseg.models.registry import MODEL_NAMES, build_for_weights
 
     fitting = []
     for name in MODEL_NAMES:
         adapted = adapt_state_dict(name, state)
         try:
-            expected = build_model(name, voxel_size_of_weights(name, adapted)).state_dict()
+            expected = build_for_weights(name, adapted).state_dict()
         except Exception:  # a state that makes no sense for this model's shape rules
             continue
         if expected.keys() == adapted.keys() and all(
@@ -114,10 +114,10 @@ def models_fitting(state: dict[str, torch.Tensor]) -> list[str]:
 def load_trained_network(model_name: str, path: Path, option: str = "--weights") -> tuple[nn.Module, str]:
     """A `model_name` network built in the shape `path`'s weights were trained as (see
     `voxel_size_of_weights`), with them loaded strictly; and a description for the log."""
-    from voxseg.models.registry import build_model, voxel_size_of_weights
+    from voxseg.models.registry import build_for_weights
 
     state = adapt_state_dict(model_name, read_state_dict(path, option))
-    model = build_model(model_name, voxel_size_of_weights(model_name, state))
+    model = build_for_weights(model_name, state)
     check_compatible(model, state, model_name, path, option)
     model.load_state_dict(state, strict=True)
     return model, f"{len(state)} tensors from {path}"

@@ -23,7 +23,7 @@ from voxseg.accel import Acceleration, accelerated
 from voxseg.data.labels import scored
 from voxseg.inference.metrics import CUT_POINTS, dice_by_threshold
 from voxseg.inference.sliding import blended_probability, window_predictor
-from voxseg.losses import build_loss
+from voxseg.losses import build_objective
 from voxseg.models.registry import build_model
 from voxseg.runtime.files import save_state_dict
 from voxseg.runtime.precision import autocast, make_grad_scaler
@@ -115,7 +115,7 @@ class Trainer:
         """Model, loss, optimizer, schedule and data, seeded; then the checkpoint's state on resume."""
         config, prepared = self.config, self.prepared
         seed_everything(config.seed)
-        self.model = build_model(config.model, prepared.model_voxel_size)
+        self.model = build_model(config.model, prepared.model_voxel_size, config.classes)
         if prepared.initial_state is not None:
             self.model.load_state_dict(prepared.initial_state)
         self.model.to(self.device)
@@ -124,7 +124,7 @@ class Trainer:
         tuned = acceleration.tune(self.model, mixed_precision=self.precision.dtype is not None)
         self.runner = self.parallel.wrap(tuned, self.device, config.sync_batchnorm)
         self.scaler = make_grad_scaler(self.device, self.precision)
-        self.loss_fn = build_loss(config.loss, ignore=prepared.sparse)
+        self.loss_fn = build_objective(config.loss, prepared.sparse, prepared.self_supervision)
         # Adam's fused kernel: one pass over all parameters instead of a dozen small operations per
         # tensor (SegResNet on 2 CPU cores: 5.5 -> 1.9 ms a step); the same update up to rounding.
         fused = self.device.type in ("cpu", "cuda")
@@ -205,8 +205,8 @@ class Trainer:
         """One optimisation step; returns the loss. A non-finite loss is returned before any update."""
         self.optimizer.zero_grad(set_to_none=True)
         with autocast(self.device, self.precision):
-            logits = self.runner(images)
-        loss = self.loss_fn(logits.float(), labels)  # the loss in float32 whatever the precision
+            outputs = self.runner(images)
+        loss = self.loss_fn(outputs.float(), labels, images)  # in float32 whatever the precision
         value = float(loss.detach())
         if self.parallel.any(not math.isfinite(value)):  # every rank skips the step (and then raises)
             return math.nan

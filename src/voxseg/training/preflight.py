@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from voxseg.config import TrainConfig
-from voxseg.data.discovery import Pair, pair_files
+from voxseg.data.discovery import Pair, list_volumes, pair_files
 from voxseg.errors import ConfigError
 from voxseg.runtime.files import numbered_path
 
@@ -29,8 +29,12 @@ def preflight(config: TrainConfig, resume_dir: Path | None = None) -> Preflight:
     config = config.resolved()
     if config.results.exists() and not config.results.is_dir():
         raise ConfigError(f"--results: {config.results} exists and is not a folder")
+    config.check_labels_given()
     run_dir = Path(resume_dir) if resume_dir is not None else choose_run_dir(config)
-    pairs = pair_files(config.images, config.labels, label_name=config.label_name)
+    if config.labels is None:  # trained on images alone: each volume will give itself a partition
+        pairs = [Pair(image, None) for image in list_volumes(config.images, "--images")]
+    else:
+        pairs = pair_files(config.images, config.labels, label_name=config.label_name)
     val_pairs = None
     if config.val_images is not None:
         val_pairs = pair_files(

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from voxseg.config import TrainConfig
-from voxseg.data.objects import typical_object_radius
+from voxseg.data.objects import MEASURED_FILES, object_radius, typical_object_radius
 from voxseg.data.resample import isotropic_side, resample_volume
+from voxseg.data.self_labels import ncut_partition
 from voxseg.data.split import Split, split_volumes
 from voxseg.data.volumes import Volume, load_volumes, pad_volume
 from voxseg.errors import ConfigError, DataError
 from voxseg.io.formats import Spacing, describe_spacing
+from voxseg.losses import SelfSupervision
 from voxseg.models.registry import ModelSpec, format_size, get_model_spec, voxel_size_of_weights
 from voxseg.models.weights import load_trained_network
 from voxseg.options import AUTO
@@ -71,6 +75,11 @@ class PreparedRun:
         return self.voxel_size
 
     @property
+    def self_supervision(self) -> SelfSupervision | None:
+        """WNet3D's loss terms; None for a model trained on labels."""
+        return self.config.self_supervision()
+
+    @property
     def sparse(self) -> bool:
         """Whether some training voxels are not annotated (the loss then leaves them out): label
         values the map ignores, or validation blocks held out of the training volumes."""
@@ -96,7 +105,10 @@ def prepare_run(
     notes: list[str] = []
 
     split, warnings = _load_data(config, checked, notes)
-    object_radius = typical_object_radius(checked.pairs, config.reading())
+    if config.labels is None:  # the partitions the volumes gave themselves hold the objects
+        object_radius = _partition_object_radius(split.train + split.val)
+    else:
+        object_radius = typical_object_radius(checked.pairs, config.reading())
     if object_radius is not None:
         unit = "voxels" if _shared_voxel_size(split.train) is None else "µm"
         notes.append(
@@ -176,6 +188,7 @@ def _input_files(checked: Preflight, split: Split) -> list[tuple[str, Path]]:
         (role, path)
         for pair, kind in kinds
         for role, path in ((f"{kind} image", pair.image), (f"{kind} label", pair.label))
+        if path is not None
     ]
 
 
@@ -183,10 +196,19 @@ def _load_data(config: TrainConfig, checked: Preflight, notes: list[str]) -> tup
     """Read and check every pair, resample if asked, split: (the split, warnings); validation volumes
     are read into memory (validation predicts them whole)."""
     reading = config.reading()
-    notes.append(f"data: {len(checked.pairs)} image/label pair(s) from {config.images} and {config.labels}")
+    if config.labels is None:
+        notes.append(f"data: {len(checked.pairs)} image(s) from {config.images}, no labels")
+    else:
+        notes.append(
+            f"data: {len(checked.pairs)} image/label pair(s) from {config.images} and {config.labels}"
+        )
     if not reading.label_map.is_default:
         notes.append(f"labels: {reading.label_map} (ignored voxels count in neither the loss nor the Dice)")
-    volumes, warnings, data_notes = load_volumes(checked.pairs, reading, memory_budget())
+    terms = config.self_supervision() or SelfSupervision()
+    partition = functools.partial(
+        ncut_partition, radius=terms.radius, sigma_i=terms.sigma_i, sigma_x=terms.sigma_x, seed=config.seed
+    )
+    volumes, warnings, data_notes = load_volumes(checked.pairs, reading, memory_budget(), partition)
     notes += data_notes
     val_volumes: list[Volume] = []
     if checked.val_pairs is not None:
@@ -211,6 +233,13 @@ def _load_data(config: TrainConfig, checked: Preflight, notes: list[str]) -> tup
     _refuse_all_empty(config, split.train, split.val)
     split = dataclasses.replace(split, val=[volume.in_memory() for volume in split.val])
     return split, warnings
+
+
+def _partition_object_radius(volumes: list[Volume]) -> float | None:
+    """The median radius of the objects in the partitions the volumes gave themselves."""
+    radii = [object_radius(v.label, v.label, v.voxel_size, instances=False) for v in volumes[:MEASURED_FILES]]
+    measured = [radius for radius in radii if radius is not None]
+    return float(np.median(measured)) if measured else None
 
 
 def _refuse_all_empty(config: TrainConfig, train: list[Volume], val: list[Volume]) -> None:
