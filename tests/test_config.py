@@ -57,13 +57,20 @@ def test_defaults_validate_and_normalise_types() -> None:
         ({"val_images": "val/images"}, "--val-images"),
         ({"val_labels": "val/labels"}, "--val-labels"),
         ({"images": None}, "--images"),
-        ({"labels": ""}, "--labels"),
+        ({"model": "WNet3D"}, "--labels"),  # trains on images alone: labels are refused
     ],
 )
 def test_bad_option_is_named(overrides: dict[str, Any], option: str) -> None:
     config = TrainConfig(**{"images": "data/images", "labels": "data/labels", **overrides})
     with pytest.raises(ConfigError, match=option.replace("-", r"\-")):
         config.resolved()
+
+
+def test_labels_are_required_when_a_run_starts_unless_the_model_trains_without() -> None:
+    config = TrainConfig(images="data/images", labels="").resolved()  # a form may still be blank
+    with pytest.raises(ConfigError, match="--labels is required"):
+        config.check_labels_given()
+    TrainConfig(images="data/images", model="WNet3D").resolved().check_labels_given()
 
 
 def test_unknown_yaml_key_is_named(tmp_path: Path) -> None:

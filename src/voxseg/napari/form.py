@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from voxseg.config import TrainConfig
-from voxseg.data.discovery import pair_files
+from voxseg.data.discovery import list_volumes, pair_files
 from voxseg.errors import ConfigError, VoxsegError
 from voxseg.models.registry import get_model_spec
 from voxseg.options import (
@@ -202,7 +202,14 @@ def field_errors(values: dict[str, Any], data_from_layers: bool = False) -> dict
     if config is None or errors:
         return errors
     if not data_from_layers:
-        _check_pairing(config.images, config.labels, "--images", "--labels", config.label_name, errors)
+        try:
+            config.check_labels_given()
+            if config.labels is None:  # trained on images alone
+                list_volumes(config.images, "--images")
+            else:
+                pair_files(config.images, config.labels, "--images", "--labels", config.label_name)
+        except VoxsegError as exc:
+            errors.setdefault(TRAIN_FORM.field_of(str(exc)) or "images", str(exc))
     if config.val_images is not None:
         _check_pairing(
             config.val_images, config.val_labels, "--val-images", "--val-labels", config.label_name, errors

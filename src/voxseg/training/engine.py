@@ -139,7 +139,7 @@ class Trainer:
             "model %s (%.2fM parameters), loss %s, Adam lr %g, %s, %s, device %s",
             config.model,
             sum(p.numel() for p in self.model.parameters()) / 1e6,
-            config.loss,
+            prepared.loss_description,
             config.lr,
             self.parallel.describe(config.batch_size),
             self.batches.describe(),

@@ -80,6 +80,23 @@ class PreparedRun:
         return self.config.self_supervision()
 
     @property
+    def validated_against(self) -> str:
+        """`labels`, or `partitions`: the ones the validation volumes gave themselves (no labels given)."""
+        labelled = self.config.labels is not None or self.config.val_labels is not None
+        return "labels" if labelled else "partitions"
+
+    @property
+    def loss_description(self) -> str:
+        """The loss as summary.json names it: the option's value, or WNet3D's terms and weights."""
+        terms = self.self_supervision
+        if terms is None:
+            return self.config.loss
+        return (
+            f"WNet3D: N-cut x{terms.ncut_weight:g} + reconstruction x{terms.reconstruction_weight:g} "
+            f"+ partition (Dice-CE) x{terms.partition_weight:g}"
+        )
+
+    @property
     def sparse(self) -> bool:
         """Whether some training voxels are not annotated (the loss then leaves them out): label
         values the map ignores, or validation blocks held out of the training volumes."""
@@ -119,7 +136,9 @@ def prepare_run(
     if config.lr == AUTO:
         config = dataclasses.replace(config, lr=spec.lr)
         notes.append(f"lr {spec.lr:g} (auto: {spec.name}'s)")
-    if config.loss == AUTO:
+    if config.loss == AUTO and spec.self_supervised:
+        notes.append("loss: WNet3D's N-cut, reconstruction and partition terms (--loss is not used)")
+    elif config.loss == AUTO:
         loss = "focal" if config.reading().label_map.has_ignored else "dice-ce"
         config = dataclasses.replace(config, loss=loss)
         notes.append(f"loss {loss} (auto: {'sparse' if loss == 'focal' else 'dense'} labels)")

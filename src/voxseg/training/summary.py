@@ -34,7 +34,12 @@ def run_summary(
         "epochs_planned": config.epochs,
         "stopped_early": progress.stopped_early,
         "model": config.model,
-        "loss": config.loss,
+        "loss": prepared.loss_description,
+        # what the validation Dice is measured against: labels, or (WNet3D without validation labels)
+        # the partitions the validation volumes gave themselves
+        "validated_against": prepared.validated_against,
+        # WNet3D: the class its foreground probability is (the one taught the partitions)
+        "foreground_class": config.classes - 1 if prepared.self_supervision else None,
         "device": str(prepared.device),
         "patch_size": list(prepared.window),
         # prediction resamples to the training voxels when the run did (--resample isotropic)
@@ -64,7 +69,9 @@ def best_dice_text(summary: dict[str, Any]) -> str:
         return "no validation yet"
     threshold = summary.get("threshold")
     at = "" if threshold is None else f" at threshold {threshold:.2f}"
-    return f"best validation Dice {best:.4f}{at} (epoch {summary['best_epoch']})"
+    own = summary.get("validated_against") == "partitions"
+    against = " against the volumes' own partitions" if own else ""
+    return f"best validation Dice {best:.4f}{against}{at} (epoch {summary['best_epoch']})"
 
 
 def threshold_text(summary: dict[str, Any]) -> str | None:
