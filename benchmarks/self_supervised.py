@@ -11,6 +11,10 @@ and the partition each volume gives itself (voxseg.data.self_labels: the cut of 
 the lowest soft N-cut), which WNet3D starts from. One JSON line per (set, seed), plus one per set for
 the baselines. Dice is pooled over the set's volumes (as acceptance 14 counts it), IoU too; F1 is the
 mean over volumes. The supervised figures to compare with are benchmarks/accuracy.py's.
+
+`--distill`: then the README's recipe: WNet3D's masks (`voxseg predict` without instances) are the
+labels of a supervised `voxseg train` with its defaults (SegResNetDS), which then predicts the same
+images with instances; a second JSON line per (set, seed) scores it the same way.
 """
 
 from __future__ import annotations
@@ -95,43 +99,52 @@ def baselines(name: str, folder: Path) -> dict:
     }
 
 
+VOXSEG = str(Path(sys.executable).with_name("voxseg"))
+
+
 def wnet(name: str, folder: Path, seed: int, args: argparse.Namespace) -> dict:
+    train = [VOXSEG, "train", "--model", "WNet3D", "--images", str(folder / "images")]
+    return trained_and_scored(name, folder, seed, "WNet3D", train + shlex.split(args.train_args))
+
+
+def distilled(name: str, folder: Path, seed: int) -> dict:
+    """SegResNetDS trained on WNet3D's masks of the same images (no label of the set is used)."""
+    masks = folder / f"wnet-masks{seed}"
+    _run([VOXSEG, "predict", str(folder / "r" / f"WNet3D{seed}"), "--input", str(folder / "images"),
+          "--output", str(masks)])  # fmt: skip
+    train = [VOXSEG, "train", "--images", str(folder / "images"), "--labels", str(masks)]
+    return trained_and_scored(name, folder, seed, "SegResNetDS on WNet3D's masks", train)
+
+
+def trained_and_scored(name: str, folder: Path, seed: int, what: str, train: list[str]) -> dict:
+    """Train, predict the set's images with watershed instances, score against the set's labels."""
     from voxseg.inference.metrics import match_instances
 
-    voxseg = str(Path(sys.executable).with_name("voxseg"))
-    train = [voxseg, "train", "--model", "WNet3D", "--images", str(folder / "images")]
-    train += [
-        "--results",
-        str(folder / "r"),
-        "--run-name",
-        f"m{seed}",
-        "--seed",
-        str(seed),
-        "--no-tensorboard",
-    ]
+    run = folder / "r" / f"{what.split()[0]}{seed}"
+    train = [*train, "--results", str(run.parent), "--run-name", run.name, "--seed", str(seed)]
     started = time.perf_counter()
-    _run(train + shlex.split(args.train_args))
+    _run([*train, "--no-tensorboard"])
     trained = time.perf_counter() - started
-    output = folder / f"p{seed}"
-    _run([voxseg, "predict", str(folder / "r" / f"m{seed}"), "--input", str(folder / "images"),
-          "--output", str(output), "--instances", "watershed"])  # fmt: skip
+    output = folder / f"p-{run.name}"
+    _run([VOXSEG, "predict", str(run), "--input", str(folder / "images"), "--output", str(output),
+          "--instances", "watershed"])  # fmt: skip
     masks, truths, f1s = [], [], []
     for image_path, label_path in _pairs(folder):
         truth = tifffile.imread(label_path)
         masks.append(tifffile.imread(output / f"{image_path.stem}_mask.tif") > 0)
         truths.append(truth > 0)
         f1s.append(match_instances(tifffile.imread(output / f"{image_path.stem}_labels.tif"), truth, 0.5).f1)
-    summary = json.loads((folder / "r" / f"m{seed}" / "summary.json").read_text())
+    summary = json.loads((run / "summary.json").read_text())
     return {
         "benchmark": "self_supervised",
         "set": name,
         "seed": seed,
-        "model": "WNet3D",
+        "model": what,
         **pooled(masks, truths),
         "f1": round(float(np.mean(f1s)), 4),
         "train_seconds": round(trained, 1),
         "patches_per_second": summary.get("patches_per_second"),
-        "train_args": args.train_args,
+        "train_args": " ".join(train[2:]),
     }
 
 
@@ -140,6 +153,7 @@ def main() -> None:
     parser.add_argument("--sets", nargs="+", default=list(SETS), choices=SETS)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     parser.add_argument("--train-args", default="", help="extra `voxseg train` options, one string")
+    parser.add_argument("--distill", action="store_true", help="also train SegResNetDS on WNet3D's masks")
     parser.add_argument("--keep", type=Path, help="keep each set, run and prediction: KEEP/<set>")
     args = parser.parse_args()
     for name in args.sets:

@@ -258,3 +258,37 @@ def test_resume_a_run_from_the_widget(widget, qtbot, tmp_path, make_dataset):
     )
     assert len((run / "metrics.csv").read_text().splitlines()) == 1 + 3
     assert sorted(p.name for p in results.iterdir()) == ["r"]  # continued in place, no new run folder
+
+
+def test_train_from_an_image_layer_without_labels(qtbot, tmp_path):
+    """"No labels": WNet3D is chosen and trains on the image layer alone; no labels folder is written."""
+    from napari.components import ViewerModel
+
+    viewer = ViewerModel()
+    widget = TrainWidget(viewer)
+    qtbot.addWidget(widget)
+    image, _ = synthetic_volume(24, seed=3, cells=4)
+    viewer.add_image(image, name="raw")
+    results = tmp_path / "results"
+    fill(widget, results=str(results), run_name="alone", epochs=1, loss="auto", samples_per_image=2)
+    widget.source.setCurrentText("image layer, no labels (self-supervised, WNet3D)")
+    assert widget.values()["model"] == "WNet3D" and not widget.label_layer.isEnabled()
+    widget.image_layer.setCurrentText("raw")
+    assert widget.revalidate() == {}
+    assert widget.start()
+    wait_for_end(qtbot, widget)
+
+    summary = json.loads((results / "alone" / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["model"] == "WNet3D"
+    assert summary["validated_against"] == "partitions"
+    assert not list((results / "layer-data").glob("*/labels"))
+    widget.source.setCurrentText("layers")  # back to labelled data: back to the default model
+    assert widget.values()["model"] == "SegResNetDS"
+
+
+def test_an_image_folder_without_labels_needs_no_labels_folder(widget, tmp_path, make_dataset):
+    images, labels = make_dataset(tmp_path / "data", n=2, size=16)
+    widget.set_values({"images": str(images), "labels": str(labels), "results": str(tmp_path / "r")})
+    widget.source.setCurrentText("image folder, no labels (self-supervised, WNet3D)")
+    assert "labels" not in widget.revalidate()  # the labels folder is left out, not refused
+    assert widget.values()["labels"] == ""

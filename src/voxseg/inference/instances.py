@@ -26,6 +26,7 @@ from skimage.measure import label, regionprops_table
 from skimage.morphology import h_maxima
 from skimage.segmentation import relabel_sequential, watershed
 
+from voxseg.data.objects import voxel_weighted_median
 from voxseg.runtime.files import atomic_write
 
 METHODS = ("connected", "watershed")
@@ -207,19 +208,12 @@ def drop_debris(sizes: np.ndarray, fraction: float, cut: np.ndarray | None = Non
     present = np.flatnonzero(sizes[1:]) + 1
     keep = np.zeros(len(sizes), dtype=bool)
     if len(present):
-        keep[present] = sizes[present] >= fraction * _voxel_weighted_median(sizes[present])
+        keep[present] = sizes[present] >= fraction * voxel_weighted_median(sizes[present])
         if cut is not None:
             keep[present] |= np.asarray(cut, dtype=bool)[present]
     table = np.zeros(len(sizes), dtype=np.int64)
     table[keep] = np.arange(1, int(keep.sum()) + 1)
     return table
-
-
-def _voxel_weighted_median(sizes: np.ndarray) -> float:
-    """The size of the object that the middle object voxel belongs to."""
-    ordered = np.sort(sizes)
-    cumulative = np.cumsum(ordered)
-    return float(ordered[np.searchsorted(cumulative, cumulative[-1] / 2)])
 
 
 def measure_objects(labels: np.ndarray, probability: np.ndarray | None = None) -> list[dict[str, Any]]:

@@ -49,27 +49,32 @@ def write_layer_dataset(
     results: Path,
     image_name: str,
     image: np.ndarray,
-    label_name: str,
-    label: np.ndarray,
+    label_name: str | None,
+    label: np.ndarray | None,
     scale: tuple[float, ...] = (1.0, 1.0, 1.0),
-) -> tuple[Path, Path]:
-    """Write `<results>/layer-data/<time>/{images,labels}/` and return both folders.
+) -> tuple[Path, Path | None]:
+    """Write `<results>/layer-data/<time>/{images,labels}/` and return both folders (no labels folder
+    when there is no label layer: WNet3D trains on the image alone).
 
     The volume and its labels are written as they are, with the image layer's scale as their voxel
     size (OME metadata) unless it is napari's default of 1; the usual checks (label values,
     foreground) then run on them exactly as on any folder. Nothing is overwritten: each Start gets a
     new folder.
     """
-    image, label = np.asarray(image), np.asarray(label)
-    problems = layer_problems(image_name, image.shape, label_name, label.shape)
+    image = np.asarray(image)
+    label = image if label is None else np.asarray(label)
+    problems = layer_problems(image_name, image.shape, label_name or image_name, label.shape)
     if problems:
         raise DataError(next(iter(problems.values())))
     root = numbered_path(Path(results) / "layer-data" / time.strftime("%Y%m%d-%H%M%S"))
-    images, labels = root / "images", root / "labels"
+    images = root / "images"
     images.mkdir(parents=True)
-    labels.mkdir()
     stem = safe_name(image_name)
     _write(images / f"{stem}.tif", image, scale)
+    if label_name is None:
+        return images, None
+    labels = root / "labels"
+    labels.mkdir()
     _write(labels / f"{stem}_label.tif", label, scale)
     return images, labels
 

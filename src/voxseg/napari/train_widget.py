@@ -28,6 +28,7 @@ from voxseg.config import RESUME_OVERRIDES, TrainConfig
 from voxseg.errors import ConfigError, VoxsegError
 from voxseg.napari.dock import LayerCombo, RunDock, fill_combo
 from voxseg.napari.form import TRAIN_FORM, Field, field_errors, padding_summary
+from voxseg.napari.inputs import input_value
 from voxseg.napari.layer_data import layer_problems, write_layer_dataset
 from voxseg.napari.training_display import TrainingDisplay
 from voxseg.options import AUGMENTATION, DATA
@@ -37,6 +38,10 @@ if TYPE_CHECKING:
     import napari
 
 FOLDERS, LAYERS = "folders", "layers"
+#: the data choices without labels: WNet3D trains on the images alone
+UNLABELLED_FOLDER = "image folder, no labels (self-supervised, WNet3D)"
+UNLABELLED_LAYER = "image layer, no labels (self-supervised, WNet3D)"
+SELF_SUPERVISED_MODEL = "WNet3D"
 
 
 class WorkerFailure(Exception):
@@ -98,8 +103,11 @@ class TrainWidget(TrainingDisplay, RunDock):
         box = QGroupBox("Data source")
         rows = QFormLayout(box)
         self.source = QComboBox()
-        self.source.addItems([FOLDERS, LAYERS])
-        self.source.setToolTip("train from folders of TIFFs, or from an image and a labels layer")
+        self.source.addItems([FOLDERS, LAYERS, UNLABELLED_FOLDER, UNLABELLED_LAYER])
+        self.source.setToolTip(
+            "train from folders of TIFFs, or from an image and a labels layer; without labels, WNet3D "
+            "trains on the images alone"
+        )
         self.source.currentTextChanged.connect(self._source_changed)
         rows.addRow("Data from", self.source)
         self.image_layer = LayerCombo(self.refresh_layer_choices)
@@ -145,7 +153,16 @@ class TrainWidget(TrainingDisplay, RunDock):
 
     @property
     def from_layers(self) -> bool:
-        return self.source.currentText() == LAYERS
+        return self.source.currentText() in (LAYERS, UNLABELLED_LAYER)
+
+    @property
+    def without_labels(self) -> bool:
+        return self.source.currentText() in (UNLABELLED_FOLDER, UNLABELLED_LAYER)
+
+    def values(self) -> dict[str, Any]:
+        """The form's values; without labels, the labels folder is left out whatever it holds."""
+        values = super().values()
+        return {**values, "labels": ""} if self.without_labels else values
 
     def problems(self, values: dict[str, Any]) -> dict[str, str]:
         if self.resume_dir is not None:  # the run's own settings apply; only the overrides are checked
@@ -168,6 +185,9 @@ class TrainWidget(TrainingDisplay, RunDock):
         image, label = self.chosen_layer(self.image_layer), self.chosen_layer(self.label_layer)
         if image is None:
             errors["image_layer"] = "choose the image layer to train on"
+        if self.without_labels:
+            shape = np.shape(image.data) if image is not None else ()
+            return errors or layer_problems(image.name, shape, image.name, shape)
         if label is None:
             errors["label_layer"] = "choose the labels layer that goes with it"
         if image is not None and label is not None:
@@ -175,10 +195,18 @@ class TrainWidget(TrainingDisplay, RunDock):
         return errors
 
     def _source_changed(self, *_: Any) -> None:
-        for widget in self.layer_rows:
-            widget.setEnabled(self.from_layers)
-        for row in self.folder_rows:
-            row.setEnabled(not self.from_layers)
+        image_layer, label_layer = self.layer_rows
+        images_row, labels_row = self.folder_rows
+        image_layer.setEnabled(self.from_layers)
+        label_layer.setEnabled(self.from_layers and not self.without_labels)
+        images_row.setEnabled(not self.from_layers)
+        labels_row.setEnabled(not self.from_layers and not self.without_labels)
+        model = self.inputs["model"]
+        if self.without_labels:  # the one model that trains without labels
+            self.set_values({"model": SELF_SUPERVISED_MODEL})
+        elif input_value(model) == SELF_SUPERVISED_MODEL:
+            self.set_values({"model": TrainConfig.model})
+        model.setEnabled(not self.without_labels)
         self.revalidate()
 
     def refresh_layer_choices(self, *_: Any) -> None:
@@ -266,16 +294,18 @@ class TrainWidget(TrainingDisplay, RunDock):
             return TrainConfig.for_resume(self.resume_dir, overrides).resolved()
         config = TRAIN_FORM.config_from_values(self.values())
         if self.from_layers:
-            image, label = self.chosen_layer(self.image_layer), self.chosen_layer(self.label_layer)
+            image = self.chosen_layer(self.image_layer)
+            label = None if self.without_labels else self.chosen_layer(self.label_layer)
             images, labels = write_layer_dataset(
                 Path(config.results).expanduser(),
                 image.name,
                 np.asarray(image.data),
-                label.name,
-                np.asarray(label.data),
+                None if label is None else label.name,
+                None if label is None else np.asarray(label.data),
                 tuple(image.scale),
             )
-            self.append_log(f"layers {image.name!r} and {label.name!r} saved to {images.parent}")
+            saved = f"layer {image.name!r}" if label is None else f"layers {image.name!r} and {label.name!r}"
+            self.append_log(f"{saved} saved to {images.parent}")
             config = dataclasses.replace(config, images=images, labels=labels)
         return config.resolved()
 

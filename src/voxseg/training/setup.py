@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from voxseg.config import TrainConfig
+from voxseg.config.predict import DEBRIS_FRACTION
 from voxseg.data.objects import MEASURED_FILES, object_radius, typical_object_radius
 from voxseg.data.resample import isotropic_side, resample_volume
 from voxseg.data.self_labels import ncut_partition
@@ -256,7 +257,10 @@ def _load_data(config: TrainConfig, checked: Preflight, notes: list[str]) -> tup
 
 def _partition_object_radius(volumes: list[Volume]) -> float | None:
     """The median radius of the objects in the partitions the volumes gave themselves."""
-    radii = [object_radius(v.label, v.label, v.voxel_size, instances=False) for v in volumes[:MEASURED_FILES]]
+    radii = [
+        object_radius(v.label, v.label, v.voxel_size, instances=False, debris=DEBRIS_FRACTION)
+        for v in volumes[:MEASURED_FILES]
+    ]
     measured = [radius for radius in radii if radius is not None]
     return float(np.median(measured)) if measured else None
 
