@@ -20,6 +20,7 @@ images with instances; a second JSON line per (set, seed) scores it the same way
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import shlex
 import shutil
@@ -163,16 +164,15 @@ def main() -> None:
                 continue
             print(json.dumps(baselines(name, folder)), flush=True)
             for seed in args.seeds:
-                try:
-                    record = wnet(name, folder, seed, args)
-                except Failed as failure:
-                    record = {
-                        "benchmark": "self_supervised",
-                        "set": name,
-                        "seed": seed,
-                        "error": str(failure),
-                    }
-                print(json.dumps(record), flush=True)
+                steps = [functools.partial(wnet, name, folder, seed, args)]
+                if args.distill:
+                    steps.append(functools.partial(distilled, name, folder, seed))
+                for step in steps:
+                    try:
+                        record = step()
+                    except Failed as failure:
+                        record = {"set": name, "seed": seed, "error": str(failure)}
+                    print(json.dumps(record), flush=True)
 
 
 if __name__ == "__main__":

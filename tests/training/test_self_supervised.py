@@ -44,13 +44,17 @@ def test_trains_on_images_alone_and_predicts(make_dataset: Dataset, tmp_path: Pa
         assert (run / name).is_file(), name
     summary = json.loads((run / "summary.json").read_text())
     assert summary["model"] == "WNet3D"
-    card = (run / "run.json").read_text() if (run / "run.json").exists() else ""
-    assert "label" not in card.lower() or "no labels" in card.lower() or "partition" in card.lower()
+    assert summary["validated_against"] == "partitions" and summary["foreground_class"] == 1
+    roles = [entry["role"] for entry in json.loads((run / "run.json").read_text())["inputs"]]
+    assert roles and all(role.endswith("image") for role in roles)  # no label file was an input
 
     output = tmp_path / "predicted"
     assert run_cli(["predict", run, "--input", images, "--output", output]) == 0
     mask = tifffile.imread(output / "vol_00_mask.tif")
     assert mask.shape == (24, 24, 24) and mask.any()
+    exported = tmp_path / "wnet.pt"  # the encoder's foreground logit, checked against PyTorch on export
+    assert run_cli(["export", run, "--format", "torchscript", "--output", exported]) == 0
+    assert exported.is_file()
 
 
 def test_validation_labels_score_the_run_but_never_train_it(make_dataset: Dataset, tmp_path: Path) -> None:

@@ -175,6 +175,8 @@ class TrainWidget(TrainingDisplay, RunDock):
                 errors["resume"] = str(exc)
         else:
             errors = field_errors(values, data_from_layers=self.from_layers)
+        if self.without_labels:  # the labels field is left out, whatever it (or a placeholder) holds
+            errors.pop("labels", None)
         if self.from_layers and self.resume_dir is None:
             errors.update(self._layer_errors())
         self.padding_label.setText(padding_summary(values))
