@@ -261,7 +261,7 @@ def test_resume_a_run_from_the_widget(widget, qtbot, tmp_path, make_dataset):
 
 
 def test_train_from_an_image_layer_without_labels(qtbot, tmp_path):
-    """"No labels": WNet3D is chosen and trains on the image layer alone; no labels folder is written."""
+    """ "No labels": WNet3D is chosen and trains on the image layer alone; no labels folder is written."""
     from napari.components import ViewerModel
 
     viewer = ViewerModel()
