@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import voxseg.config.self_supervised as wnet_options
 import voxseg.config.shared as shared
 from voxseg.config.train_data import TrainData
 from voxseg.errors import ConfigError
@@ -27,7 +28,6 @@ from voxseg.models.registry import (
 from voxseg.options import (
     AUGMENTATION,
     AUTO,
-    SELF_SUPERVISED,
     TRAINING,
     Option,
     flag,
@@ -260,76 +260,14 @@ class TrainConfig(TrainData):
         kind="bool",
         resumable=True,
     )
-    # Self-supervised (WNet3D)
-    classes: int = option(
-        2,
-        help="WNet3D's K: classes its encoder divides the image into; the last is the nucleus",
-        section=SELF_SUPERVISED,
-        label="Classes (K)",
-        kind="int",
-        metavar="K",
-        low=2,
-        high=8,
-    )
-    ncut_weight: float = option(
-        0.5,
-        help="WNet3D: weight of the soft N-cut of the classes (napari-cellseg3d's 0.5)",
-        section=SELF_SUPERVISED,
-        label="N-cut weight",
-        kind="float",
-        metavar="W",
-        low=0.0,
-    )
-    reconstruction_weight: float = option(
-        0.5,
-        help="WNet3D: weight of the decoder's reconstruction of the image (mean squared error; "
-        "napari-cellseg3d's 0.5)",
-        section=SELF_SUPERVISED,
-        label="Reconstruction weight",
-        kind="float",
-        metavar="W",
-        low=0.0,
-    )
-    partition_weight: float = option(
-        1.0,
-        help="WNet3D: weight of the agreement (Dice + cross-entropy) of the nucleus class with the "
-        "partition each volume gives itself, the cut of the blurred image with the lowest N-cut",
-        section=SELF_SUPERVISED,
-        label="Partition weight",
-        kind="float",
-        metavar="W",
-        low=0.0,
-    )
-    ncut_radius: int = option(
-        2,
-        help="WNet3D: radius in voxels of the N-cut's neighbourhood",
-        section=SELF_SUPERVISED,
-        label="N-cut radius",
-        kind="int",
-        metavar="R",
-        low=1,
-        high=8,
-    )
-    ncut_sigma_i: float = option(
-        1.0,
-        help="WNet3D: the N-cut's intensity sigma, on each patch scaled to [0, 100] (napari-cellseg3d's 1)",
-        section=SELF_SUPERVISED,
-        label="N-cut intensity sigma",
-        kind="float",
-        metavar="S",
-        low=0.0,
-        open_low=True,
-    )
-    ncut_sigma_x: float = option(
-        4.0,
-        help="WNet3D: the N-cut's spatial sigma in voxels (napari-cellseg3d's 4)",
-        section=SELF_SUPERVISED,
-        label="N-cut spatial sigma",
-        kind="float",
-        metavar="S",
-        low=0.0,
-        open_low=True,
-    )
+    # Self-supervised (WNet3D): declared in config/self_supervised.py
+    classes: int = wnet_options.classes()
+    ncut_weight: float = wnet_options.ncut_weight()
+    reconstruction_weight: float = wnet_options.reconstruction_weight()
+    partition_weight: float = wnet_options.partition_weight()
+    ncut_radius: int = wnet_options.ncut_radius()
+    ncut_sigma_i: float = wnet_options.ncut_sigma_i()
+    ncut_sigma_x: float = wnet_options.ncut_sigma_x()
     # Keys a YAML file or a face passed that are no option: refused by resolved(), never ignored.
     _extra: dict = field(default_factory=dict, repr=False, compare=False)
 
