@@ -45,7 +45,7 @@ def test_every_option_is_a_flag_with_its_default_in_the_help() -> None:
 @pytest.mark.parametrize(
     ("command", "required", "optional"),
     [
-        ("train", ["--images DIR"], ["--labels DIR", "--val-images DIR"]),
+        ("train", ["--images DIR", "--labels DIR"], ["--val-images DIR"]),
         ("predict", ["--input PATH", "--output DIR"], ["--model NAME"]),
         ("evaluate", ["--pred DIR", "--labels DIR"], ["--json FILE"]),
         ("export", ["--output PATH"], ["--format FORMAT"]),

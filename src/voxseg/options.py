@@ -51,6 +51,8 @@ class Option:
     open_high: bool = False
     optional: bool = False  # may be None (blank in the form)
     required: bool = False
+    #: required unless this holds (e.g. `--model WNet3D`): shown as required, checked where it applies
+    required_unless: str | None = None
     auto: bool = False  # also accepts "auto"
     default_text: str | None = None  # the README's default column, where the value alone says too little
     parse: Callable[[Any], Any] | None = None
@@ -262,6 +264,8 @@ def default_text(opt: Option, default: Any) -> str:
         return opt.default_text
     if opt.required:
         return "required"
+    if opt.required_unless:
+        return f"required unless {opt.required_unless}"
     if opt.kind == "bool":
         return "on" if default else "off"
     if default is None:
@@ -302,7 +306,7 @@ def add_arguments(parser: argparse.ArgumentParser, config_class: type, extra: di
             action = group.add_argument(
                 flag(name), dest=name, metavar=opt.metavar, default=argparse.SUPPRESS, help=text, **many
             )
-        if opt.required:
+        if opt.required or opt.required_unless:
             required.add(action.dest)
     parser.formatter_class = functools.partial(_UsageShowsRequired, required=frozenset(required))
 
@@ -338,6 +342,8 @@ def _terminal_help(opt: Option, default: Any, command_only: bool, config_file: b
     if opt.required:
         if not opt.positional:  # argparse itself requires positionals
             text += " (required" + (", here or in the --config file)" if config_file else ")")
+    elif opt.required_unless:
+        text += f" ({shown})"
     elif not (command_only or opt.kind == "bool" or shown == "—"):
         text += f" (default {shown})"
     return text.replace("%", "%%")  # argparse formats help strings with %

@@ -51,13 +51,14 @@ class TrainData(Declared):
         None,
         help="folder of 3D labels, named like the images (optionally followed by `_label`, `_labels`, "
         "`_mask`, `_masks`, `_gt` or `_seg`; other names: `--label-name`), in any of the image formats; "
-        "every value > 0 is foreground unless `--label-map` says otherwise; required, except for "
-        "`--model WNet3D`, which trains on images alone",
+        "every value > 0 is foreground unless `--label-map` says otherwise; `--model WNet3D` trains on "
+        "images alone, without them",
         section=DATA,
         label="Labels folder",
         kind="folder",
         metavar="DIR",
         optional=True,
+        required_unless="--model WNet3D",
     )
     val_images: Path | None = option(
         None,
