@@ -149,14 +149,15 @@ def build_loss(name: str, ignore: bool = False) -> nn.Module:
 
 @dataclass(frozen=True)
 class SelfSupervision:
-    """WNet3D's loss: weights of its three terms and the N-cut's neighbourhood (voxseg.ncut)."""
+    """WNet3D's loss: weights of its three terms and the N-cut's neighbourhood (voxseg.ncut); the
+    values come from the options (config/self_supervised.py), declared there once."""
 
-    ncut_weight: float = 0.5
-    reconstruction_weight: float = 0.5
-    partition_weight: float = 1.0
-    radius: int = 2
-    sigma_i: float = 1.0
-    sigma_x: float = 4.0
+    ncut_weight: float
+    reconstruction_weight: float
+    partition_weight: float
+    radius: int
+    sigma_i: float
+    sigma_x: float
 
 
 #: a training loss as the engine calls it: (network outputs, labels, the images they came from)

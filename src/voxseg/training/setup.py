@@ -224,10 +224,16 @@ def _load_data(config: TrainConfig, checked: Preflight, notes: list[str]) -> tup
         )
     if not reading.label_map.is_default:
         notes.append(f"labels: {reading.label_map} (ignored voxels count in neither the loss nor the Dice)")
-    terms = config.self_supervision() or SelfSupervision()
-    partition = functools.partial(
-        ncut_partition, radius=terms.radius, sigma_i=terms.sigma_i, sigma_x=terms.sigma_x, seed=config.seed
-    )
+    terms = config.self_supervision()  # None unless the images train alone (WNet3D)
+    partition = ncut_partition
+    if terms is not None:
+        partition = functools.partial(
+            ncut_partition,
+            radius=terms.radius,
+            sigma_i=terms.sigma_i,
+            sigma_x=terms.sigma_x,
+            seed=config.seed,
+        )
     volumes, warnings, data_notes = load_volumes(checked.pairs, reading, memory_budget(), partition)
     notes += data_notes
     val_volumes: list[Volume] = []
