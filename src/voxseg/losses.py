@@ -160,8 +160,46 @@ class SelfSupervision:
     sigma_x: float
 
 
-#: a training loss as the engine calls it: (network outputs, labels, the images they came from)
-Objective = Callable[["torch.Tensor", "torch.Tensor", "torch.Tensor"], "torch.Tensor"]
+class Objective:
+    """The engine's loss, called on (network outputs, labels, the images they came from).
+
+    `terms` holds the last call's parts of the loss by name, unweighted, for metrics.csv and the curves
+    (empty when the loss is one term)."""
+
+    def __init__(self, loss: Callable[..., torch.Tensor]) -> None:
+        self.loss = loss
+        self.terms: dict[str, float] = {}
+
+    def __call__(self, outputs: torch.Tensor, labels: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+        return self.loss(outputs, labels)
+
+
+class SelfSupervisedObjective(Objective):
+    """WNet3D's loss: the N-cut of its classes + the reconstruction of the image + the agreement of the
+    last class (the nucleus) with the partition the volume gave itself (voxseg.data.self_labels)."""
+
+    def __init__(self, weights: SelfSupervision) -> None:
+        super().__init__(build_loss("dice-ce", ignore=True))
+        self.weights = weights
+
+    def __call__(self, outputs: torch.Tensor, labels: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+        import torch
+        import torch.nn.functional as F
+
+        from voxseg.models.wnet import foreground_logit
+        from voxseg.ncut import soft_ncut
+
+        weights, classes = self.weights, outputs.shape[1] - 1
+        logits, reconstruction = outputs[:, :classes], outputs[:, classes:]
+        terms: dict[str, torch.Tensor] = {}  # only the weighted ones are computed
+        if weights.ncut_weight:
+            probabilities = torch.softmax(logits, 1)
+            terms["ncut"] = soft_ncut(probabilities, images, weights.radius, weights.sigma_i, weights.sigma_x)
+        if weights.reconstruction_weight:
+            terms["reconstruction"] = F.mse_loss(reconstruction, images)
+        terms["partition"] = self.loss(foreground_logit(logits, torch.tensor(classes - 1)), labels)
+        self.terms = {name: float(value.detach()) for name, value in terms.items()}
+        return sum(getattr(weights, f"{name}_weight") * value for name, value in terms.items())
 
 
 def build_objective(
@@ -170,32 +208,5 @@ def build_objective(
     """The engine's loss: `name`'s on (logits, labels), or with `self_supervision` WNet3D's on
     (class logits + reconstruction, the partition the volume gave itself, images)."""
     if self_supervision is not None:
-        return _wnet_loss(self_supervision, build_loss("dice-ce", ignore=True))
-    loss = build_loss(name, ignore)
-    return lambda outputs, labels, _images: loss(outputs, labels)
-
-
-def _wnet_loss(terms: SelfSupervision, partition_loss: nn.Module) -> Objective:
-    import torch
-    import torch.nn.functional as F
-
-    from voxseg.models.wnet import foreground_logit
-    from voxseg.ncut import soft_ncut
-
-    def loss(outputs: torch.Tensor, labels: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
-        """N-cut of the classes + reconstruction of the image + agreement of the last class (the
-        nucleus) with the partition the volume gave itself (voxseg.data.self_labels)."""
-        classes = outputs.shape[1] - 1
-        logits, reconstruction = outputs[:, :classes], outputs[:, classes:]
-        total = terms.partition_weight * partition_loss(
-            foreground_logit(logits, torch.tensor(classes - 1)), labels
-        )
-        if terms.ncut_weight:
-            probabilities = torch.softmax(logits, 1)
-            cut = soft_ncut(probabilities, images, terms.radius, terms.sigma_i, terms.sigma_x)
-            total = total + terms.ncut_weight * cut
-        if terms.reconstruction_weight:
-            total = total + terms.reconstruction_weight * F.mse_loss(reconstruction, images)
-        return total
-
-    return loss
+        return SelfSupervisedObjective(self_supervision)
+    return Objective(build_loss(name, ignore))

@@ -38,3 +38,22 @@ def test_a_weights_file_rebuilds_the_network_with_its_classes_and_voxel_size() -
 def test_one_class_is_refused() -> None:
     with pytest.raises(ValueError, match="at least 2 classes"):
         WNet3D(classes=1)
+
+
+@pytest.mark.parametrize("bright_class", [0, 2])
+def test_the_brightest_class_becomes_the_foreground_while_training(bright_class: int) -> None:
+    model = WNet3D(classes=3)
+    image = torch.zeros(1, 1, 8, 8, 8)
+    image[..., 2:6, 2:6, 2:6] = 5.0  # a bright cube in a dark volume
+
+    def encoder(volume: torch.Tensor) -> torch.Tensor:  # the bright voxels go to `bright_class`
+        logits = torch.zeros(1, 3, *volume.shape[2:])
+        logits[:, bright_class] = 10 * (volume[:, 0] > 1)
+        logits[:, 1] = 10 * (volume[:, 0] <= 1)
+        return logits
+
+    model.encoder.forward = encoder
+    model.train()
+    model(image)
+    assert int(model.foreground) == bright_class
+    assert int(model.state_dict()["foreground"]) == bright_class  # a weights file says so alone

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.skipif(not TORCHRUN.exists(), reason="torchrun is not i
 
 
 def _train(
-    data: tuple[Path, Path], results: Path, processes: int, batch: int, *extra: str
+    data: tuple[Path, Path | None], results: Path, processes: int, batch: int, *extra: str
 ) -> subprocess.CompletedProcess:
     images, labels = data
     common = [
@@ -29,8 +29,7 @@ def _train(
         "train",
         "--images",
         str(images),
-        "--labels",
-        str(labels),
+        *(["--labels", str(labels)] if labels is not None else []),
         "--results",
         str(results),
         "--patch-size",
@@ -110,6 +109,20 @@ def test_resume_under_torchrun_continues_the_same_run_folder(data, tmp_path: Pat
     assert [row["epoch"] for row in _rows(run_dir)] == ["1", "2"]
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "completed"
     assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["a"]
+
+
+def test_wnet3d_trains_under_torchrun_with_each_loss_term_averaged_over_the_ranks(
+    data, tmp_path: Path
+) -> None:
+    images, _ = data
+    options = ("--run-name", "w", "--epochs", "1", "--model", "WNet3D")
+    single = _train((images, None), tmp_path / "one", 1, 4, *options)
+    double = _train((images, None), tmp_path / "two", 2, 2, *options)
+    assert single.returncode == 0, single.stderr[-2000:]
+    assert double.returncode == 0, double.stderr[-2000:]
+    (one,), (two,) = _rows(tmp_path / "one" / "w"), _rows(tmp_path / "two" / "w")
+    for column in ("train_loss", "ncut_loss", "reconstruction_loss", "partition_loss"):
+        assert float(two[column]) == pytest.approx(float(one[column]), rel=1e-3), column
 
 
 def test_each_rank_takes_its_slice_of_every_global_batch() -> None:

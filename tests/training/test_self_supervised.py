@@ -30,7 +30,7 @@ SELF_SUPERVISED: dict[str, Any] = {
 
 
 def _config(images: Path, results: Path, **overrides: Any) -> TrainConfig:
-    return TrainConfig(images=images, results=results, run_name="w", **{**SELF_SUPERVISED, **overrides})
+    return TrainConfig(images=images, results=results, **{"run_name": "w", **SELF_SUPERVISED, **overrides})
 
 
 def test_trains_on_images_alone_and_predicts(make_dataset: Dataset, tmp_path: Path) -> None:
@@ -52,9 +52,46 @@ def test_trains_on_images_alone_and_predicts(make_dataset: Dataset, tmp_path: Pa
     assert run_cli(["predict", run, "--input", images, "--output", output]) == 0
     mask = tifffile.imread(output / "vol_00_mask.tif")
     assert mask.shape == (24, 24, 24) and mask.any()
+    volume = ["--input", images / "vol_00.tif", "--save-probabilities"]
+    for name, chosen in (("nucleus", "1"), ("background", "0")):
+        assert (
+            run_cli(["predict", run, *volume, "--output", tmp_path / name, "--foreground-class", chosen]) == 0
+        )
+    nucleus, background = (
+        tifffile.imread(tmp_path / name / "vol_00_prob.tif") for name in ("nucleus", "background")
+    )
+    np.testing.assert_allclose(nucleus + background, 1.0, atol=1e-5)  # K = 2: the other class is the rest
+    assert run_cli(["predict", run, *volume, "--output", tmp_path / "x", "--foreground-class", "2"]) == 2
     exported = tmp_path / "wnet.pt"  # the encoder's foreground logit, checked against PyTorch on export
     assert run_cli(["export", run, "--format", "torchscript", "--output", exported]) == 0
     assert exported.is_file()
+
+
+def test_the_loss_terms_are_recorded_and_a_resumed_run_trains_as_one(
+    make_dataset: Dataset, tmp_path: Path
+) -> None:
+    """metrics.csv, the log and the curves carry each term; extending a run equals training longer."""
+    images, _ = make_dataset(tmp_path / "data", n=2, size=24, cells=3)
+    short = voxseg.train(_config(images, tmp_path / "results", run_name="short", epochs=1), progress=False)
+    rows = (short.run_dir / "metrics.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    assert header[-3:] == ["ncut_loss", "reconstruction_loss", "partition_loss"]
+    ncut, reconstruction, partition = (float(value) for value in rows[1].split(",")[-3:])
+    assert 0 < ncut < 2 and reconstruction > 0 and partition > 0  # K = 2: the N-cut lies in [0, 2]
+    assert "N-cut " in (short.run_dir / "train.log").read_text()
+
+    longer = TrainConfig.from_yaml(short.run_dir / "config.yaml")
+    longer.epochs, longer.zip = 2, True
+    extended = voxseg.train(longer, progress=False, resume=short.run_dir)
+    assert extended.status == "completed" and extended.summary["epochs_completed"] == 2
+    assert (short.run_dir / "plots" / "training_curves.png").is_file()
+    assert (short.run_dir.with_name("short.zip")).is_file()
+    straight = voxseg.train(_config(images, tmp_path / "results", run_name="straight"), progress=False)
+    resumed_rows = (short.run_dir / "metrics.csv").read_text().splitlines()
+    straight_rows = (straight.run_dir / "metrics.csv").read_text().splitlines()
+    for resumed, uninterrupted in zip(resumed_rows[1:], straight_rows[1:], strict=True):
+        first, second = resumed.split(","), uninterrupted.split(",")
+        assert first[1] == second[1] and first[-3:] == second[-3:]  # the same losses, term by term
 
 
 def test_validation_labels_score_the_run_but_never_train_it(make_dataset: Dataset, tmp_path: Path) -> None:

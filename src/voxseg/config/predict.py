@@ -121,6 +121,19 @@ class PredictConfig(Declared):
         optional=True,
         default_text="the run's tuned threshold, else 0.5",
     )
+    foreground_class: int | None = option(
+        None,
+        help="a WNet3D run: the class whose probability is the foreground, counted from 0 (its run "
+        "writes the one it trained as the nucleus in summary.json); choosing another one predicts at "
+        "0.5 unless `--threshold` says otherwise, as the run's tuned threshold belongs to its own class",
+        section=PREDICTION,
+        label="Foreground class (WNet3D)",
+        kind="int",
+        metavar="K",
+        low=0,
+        optional=True,
+        default_text="the run's",
+    )
     tta: bool = option(
         False,
         help="test-time augmentation: average the probabilities of the 8 flips over Z, Y and X "

@@ -46,8 +46,11 @@ def load_trained_model(config: PredictConfig) -> TrainedModel:
     window = spec.valid_size(config.window or window)
     model, described = load_trained_network(name, weights, SOURCE)
     model.eval()
+    chosen = choose_foreground_class(model, name, config.foreground_class)
     if config.threshold is not None:
         threshold, origin = config.threshold, "--threshold"
+    elif chosen:
+        threshold, origin = DEFAULT_THRESHOLD, "default: the run's threshold is its own foreground class's"
     else:
         threshold, reason = run_threshold(run)
         origin = f"the run's: {reason}" if run.get("threshold") is not None else "default"
@@ -57,6 +60,28 @@ def load_trained_model(config: PredictConfig) -> TrainedModel:
     return TrainedModel(
         name, model, window, threshold, origin, weights, isotropic_side(run), radius, voxel_size
     )
+
+
+def choose_foreground_class(model: nn.Module, name: str, chosen: int | None) -> bool:
+    """Point a WNet3D network's output at class `chosen` (`--foreground-class`); whether that changed
+    the class its weights name. Other networks have one output and refuse the option."""
+    if chosen is None:
+        return False
+    trained = getattr(model, "foreground", None)
+    if trained is None:
+        raise ConfigError(
+            f"--foreground-class: a {name} network gives one foreground probability; only a WNet3D "
+            "run has classes to choose from"
+        )
+    if chosen >= model.classes:
+        raise ConfigError(
+            f"--foreground-class: {chosen} is not a class of this WNet3D run, which has {model.classes} "
+            f"(0 to {model.classes - 1}; it trained {int(trained)} as the nucleus)"
+        )
+    log.info("foreground: class %d (--foreground-class; the run's is %d)", chosen, int(trained))
+    changed = chosen != int(trained)
+    trained.fill_(chosen)
+    return changed
 
 
 def run_threshold(summary: dict) -> tuple[float, str]:

@@ -62,6 +62,11 @@ def adapt_state_dict(model_name: str, state: dict[str, torch.Tensor]) -> dict[st
         state = {k.removeprefix("module."): v for k, v in state.items()}
     if model_name == "SegResNet":  # napari-cellseg3d trained SegResNetVAE; the VAE branch is not used
         state = {k: v for k, v in state.items() if not k.startswith("vae_")}
+    if model_name == "WNet3D" and "foreground" in state and "class_brightness" not in state:
+        from voxseg.models.wnet import classes_of_weights
+
+        # saved before WNet3D kept its classes' running intensities: they serve training only
+        state = {**state, "class_brightness": torch.zeros(classes_of_weights(state))}
     return state
 
 

@@ -16,6 +16,8 @@ from torch import nn
 
 #: what a run uses unless told: two classes, nucleus and the rest
 DEFAULT_CLASSES = 2
+#: weight of each training batch in the classes' running mean intensities (BatchNorm's default momentum)
+BRIGHTNESS_MOMENTUM = 0.1
 
 
 def _unet(in_channels: int, out_channels: int, voxel_size: tuple[float, float, float] | None) -> nn.Module:
@@ -48,12 +50,27 @@ class WNet3D(nn.Module):
         self.decoder = _unet(classes, 1, voxel_size)
         # in the state dict, so a weights file alone says which class is the nucleus
         self.register_buffer("foreground", torch.tensor(classes - 1 if foreground is None else foreground))
+        # each class's mean image intensity, a running average over the training batches (as BatchNorm
+        # keeps its statistics): the brightest class is the nucleus
+        self.register_buffer("class_brightness", torch.zeros(classes))
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         logits = self.encoder(image)
-        if self.training:
-            return torch.cat([logits, self.decoder(torch.softmax(logits, 1))], 1)
-        return foreground_logit(logits, self.foreground)
+        if not self.training:
+            return foreground_logit(logits, self.foreground)
+        probabilities = torch.softmax(logits, 1)
+        with torch.no_grad():
+            self._track_brightness(probabilities, image)
+        return torch.cat([logits, self.decoder(probabilities)], 1)
+
+    def _track_brightness(self, probabilities: torch.Tensor, image: torch.Tensor) -> None:
+        """Update each class's mean intensity and make the brightest one the foreground. With the
+        partition term that is the class it teaches (K - 1, the bright side of its cut); with the
+        N-cut alone, which class takes the nuclei is chance, and this finds it."""
+        weights = probabilities.float().sum((0, 2, 3, 4)).clamp(min=1e-6)
+        means = (probabilities.float() * image.float()).sum((0, 2, 3, 4)) / weights
+        self.class_brightness.lerp_(means, BRIGHTNESS_MOMENTUM)
+        self.foreground.copy_(self.class_brightness.argmax())
 
 
 def foreground_logit(logits: torch.Tensor, foreground: torch.Tensor) -> torch.Tensor:

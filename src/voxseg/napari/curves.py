@@ -9,7 +9,7 @@ from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 
-from voxseg.training.plots import TrainingCurves
+from voxseg.training.plots import CurveHistory, TrainingCurves
 
 
 class CurvesWidget(QWidget):
@@ -26,13 +26,8 @@ class CurvesWidget(QWidget):
         self.curves = TrainingCurves(self.figure)
         self.updates = 0
 
-    def update_curves(
-        self,
-        losses: list[tuple[int, float]],
-        dices: list[tuple[int, float]],
-        best: tuple[int, float] | None,
-    ) -> None:
-        self.curves.update(losses, dices, best)
+    def update_curves(self, history: CurveHistory) -> None:
+        self.curves.update(history)
         self.canvas.draw_idle()
         self.updates += 1
 

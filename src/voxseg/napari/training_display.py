@@ -15,7 +15,7 @@ from qtpy.QtCore import QTimer
 from voxseg.napari.curves import CurvesWidget, dock, undock
 from voxseg.napari.output_layers import PROBABILITY_STYLE, put_layer
 from voxseg.training.events import BatchEnd, EpochEnd, Event, RunEnd, RunStarted, ValidationEnd
-from voxseg.training.sinks import CurveHistory
+from voxseg.training.plots import CurveHistory
 from voxseg.training.summary import best_dice_text
 
 #: plots appear once there are two Dice values to draw a line through (as the origin document says)
@@ -122,8 +122,7 @@ class TrainingDisplay:
     def _show_curves(self) -> None:
         if self.curves is None:
             self.curves = dock(self.viewer, CurvesWidget())
-        history = self.curve_history
-        self.curves.update_curves(history.losses, history.dices, history.best)
+        self.curves.update_curves(self.curve_history)
 
     def _show_preview(self, event: ValidationEnd) -> None:
         """The validation volume, its labels and the model's foreground probability (0-1), placed where

@@ -43,7 +43,7 @@ from voxseg.training.events import (
     ValidationPreview,
 )
 from voxseg.training.loader import TrainingBatches
-from voxseg.training.progress import RunProgress
+from voxseg.training.progress import EpochLosses, RunProgress
 from voxseg.training.schedule import LRSchedule
 from voxseg.training.setup import PreparedRun
 from voxseg.training.summary import run_summary
@@ -155,7 +155,7 @@ class Trainer:
         lr = self.schedule.start_epoch(epoch)
         self.model.train()
         started = time.perf_counter()
-        losses: list[float] = []
+        losses = EpochLosses()
         data_seconds = 0.0
         waiting_since = time.perf_counter()
         with contextlib.closing(self.batches.epoch(epoch)) as batches:
@@ -164,7 +164,7 @@ class Trainer:
                 value = self.parallel.mean(self.train_step(images, labels))
                 if not math.isfinite(value):  # checked before the step, so the weights stay usable
                     raise FloatingPointError(f"training loss became {value} at epoch {epoch}, batch {batch}")
-                losses.append(value)
+                losses.add(value, self.loss_fn.terms)
                 self.progress.patches_seen += images.shape[0] * self.parallel.world
                 yield self._emit(BatchEnd(epoch, batch, len(self.batches), value))
                 if self._stop_agreed():
@@ -191,9 +191,9 @@ class Trainer:
             self.schedule.validated(epoch, dice := choice.dice)  # what ranks best.pth too
             p = self.progress
             yield self._emit(ValidationEnd(epoch, dice, p.best_dice, p.best_epoch, improved, preview, choice))
-        seconds, loss = time.perf_counter() - started, float(np.mean(losses))
+        seconds, loss, terms = time.perf_counter() - started, losses.mean(), losses.term_means(self.parallel)
         yield self.epoch_end(
-            EpochEnd(epoch, self.config.epochs, loss, dice, lr, seconds, data_seconds, loop_seconds)
+            EpochEnd(epoch, self.config.epochs, loss, dice, lr, seconds, data_seconds, loop_seconds, terms)
         )
 
     def _stop_agreed(self) -> bool:

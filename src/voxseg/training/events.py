@@ -69,6 +69,7 @@ class EpochEnd:
     seconds: float
     data_seconds: float = 0.0  # of the training loop, time spent waiting for patches
     train_seconds: float = 0.0  # the training loop (data + compute), validation excluded
+    loss_terms: dict[str, float] = field(default_factory=dict)  # a loss of several terms: each one's mean
 
     @property
     def data_share(self) -> float:

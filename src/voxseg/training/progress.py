@@ -9,10 +9,15 @@ import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from voxseg.training.events import EpochEnd
 from voxseg.training.threshold_rule import ThresholdChoice, choose_threshold
+
+if TYPE_CHECKING:
+    from voxseg.training.distributed import Parallel
 
 log = logging.getLogger("voxseg")
 
@@ -72,3 +77,28 @@ class RunProgress:
         if values.get("stopped_early"):
             values["stopped_early"], values["validations_without_gain"] = False, 0
         return cls(**values)
+
+
+@dataclass
+class EpochLosses:
+    """An epoch's training losses: their mean, and the mean of each named term of a loss of several
+    (WNet3D's N-cut, reconstruction and partition), averaged over the ranks too."""
+
+    values: list[float] = field(default_factory=list)
+    terms: dict[str, list[float]] = field(default_factory=dict)
+
+    def add(self, value: float, terms: dict[str, float]) -> None:
+        self.values.append(value)
+        for name, term in terms.items():
+            self.terms.setdefault(name, []).append(term)
+
+    def mean(self) -> float:
+        return float(np.mean(self.values))
+
+    def term_means(self, parallel: Parallel) -> dict[str, float]:
+        """Each term's mean over the epoch and the ranks (every rank calls this, as it is collective)."""
+        if not self.terms:
+            return {}
+        means = np.array([np.mean(values) for values in self.terms.values()])
+        (total,) = parallel.sum_arrays(means)
+        return {name: float(value) / parallel.world for name, value in zip(self.terms, total, strict=True)}

@@ -3,16 +3,40 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from voxseg.runtime.files import write_json, write_text, zip_folder
 from voxseg.training.events import EpochEnd, Event, RunEnd, RunStarted, ValidationEnd
+from voxseg.training.plots import TERM_NAMES, CurveHistory
 from voxseg.training.summary import best_dice_text, threshold_text
 
 log = logging.getLogger("voxseg")
 
 METRICS_HEADER = "epoch,train_loss,val_dice,lr,epoch_seconds,train_seconds,data_seconds,data_share"
+
+
+def metrics_table(epochs: list[EpochEnd]) -> str:
+    """metrics.csv: one row per epoch; a loss of several terms adds a `<term>_loss` column for each."""
+    terms = list(dict.fromkeys(name for event in epochs for name in event.loss_terms))
+    rows = [",".join([METRICS_HEADER, *(f"{name}_loss" for name in terms)])]
+    for event in epochs:
+        val = "" if event.val_dice is None else f"{event.val_dice:.6f}"
+        row = (
+            f"{event.epoch},{event.train_loss:.6f},{val},{event.lr:.6g},{event.seconds:.3f},"
+            f"{event.train_seconds:.3f},{event.data_seconds:.3f},{event.data_share:.4f}"
+        )
+        term_values = (f"{event.loss_terms[name]:.6f}" if name in event.loss_terms else "" for name in terms)
+        rows.append(",".join([row, *term_values]))
+    return "\n".join(rows) + "\n"
+
+
+def _terms_text(terms: dict[str, float]) -> str:
+    """`(N-cut 0.1234, reconstruction (MSE) 0.0101, ...)` for the epoch's log line; empty for one term."""
+    if not terms:
+        return ""
+    return (
+        " (" + ", ".join(f"{TERM_NAMES.get(name, name)} {value:.4f}" for name, value in terms.items()) + ")"
+    )
 
 
 def log_event(event: Event) -> None:
@@ -26,10 +50,11 @@ def log_event(event: Event) -> None:
     elif isinstance(event, EpochEnd):
         dice = "" if event.val_dice is None else f"  val Dice {event.val_dice:.4f}"
         log.info(
-            "epoch %d/%d  loss %.4f%s  lr %.3g  %.1f s (data wait %.1f s, %.0f%% of training)",
+            "epoch %d/%d  loss %.4f%s%s  lr %.3g  %.1f s (data wait %.1f s, %.0f%% of training)",
             event.epoch,
             event.epochs,
             event.train_loss,
+            _terms_text(event.loss_terms),
             dice,
             event.lr,
             event.seconds,
@@ -51,73 +76,37 @@ def log_event(event: Event) -> None:
             log.info(tuned)
 
 
-@dataclass
-class CurveHistory:
-    """The training-loss and validation-Dice curves of a run, a resumed run's earlier epochs included:
-    what the saved plots and napari's live plot draw."""
-
-    losses: list[tuple[int, float]] = field(default_factory=list)
-    dices: list[tuple[int, float]] = field(default_factory=list)
-    best: tuple[int, float] | None = None
-
-    def add_epoch(self, event: EpochEnd) -> None:
-        """An epoch from a resumed run's history (its validation included)."""
-        self.losses.append((event.epoch, event.train_loss))
-        if event.val_dice is not None:
-            self.dices.append((event.epoch, event.val_dice))
-            if self.best is None or event.val_dice > self.best[1]:
-                self.best = (event.epoch, event.val_dice)
-
-    def __call__(self, event: Event) -> None:
-        if isinstance(event, RunStarted):
-            for past in event.history:
-                self.add_epoch(past)
-        elif isinstance(event, ValidationEnd):
-            self.dices.append((event.epoch, event.dice))
-            self.best = (event.best_epoch, event.best_dice)
-        elif isinstance(event, EpochEnd):
-            self.losses.append((event.epoch, event.train_loss))
-
-
 class RunRecorder:
     """Keeps the run folder current after every epoch, so a run cut short still documents itself."""
 
     def __init__(self, run_dir: Path, make_zip: bool = False) -> None:
         self.run_dir = Path(run_dir)
         self.make_zip = make_zip
-        self.rows: list[str] = []
+        self.epochs: list[EpochEnd] = []
         self.curves = CurveHistory()
 
     def __call__(self, event: Event) -> None:
         self.curves(event)
         if isinstance(event, RunStarted):
             write_json(self.run_dir / "summary.json", {"status": "running"})
-            for past in event.history:  # a resumed run continues the same table
-                self._add_row(past)
+            self.epochs.extend(event.history)  # a resumed run continues the same table
             self._write_metrics()
         elif isinstance(event, EpochEnd):
-            self._add_row(event)
+            self.epochs.append(event)
             self._write_metrics()
             if event.val_dice is not None and len(self.curves.dices) >= 2:
                 self._plot(self.run_dir / "plots" / f"curves_epoch_{event.epoch:04d}.png")
         elif isinstance(event, RunEnd):
             self._finish(event)
 
-    def _add_row(self, event: EpochEnd) -> None:
-        val = "" if event.val_dice is None else f"{event.val_dice:.6f}"
-        self.rows.append(
-            f"{event.epoch},{event.train_loss:.6f},{val},{event.lr:.6g},{event.seconds:.3f},"
-            f"{event.train_seconds:.3f},{event.data_seconds:.3f},{event.data_share:.4f}"
-        )
-
     def _write_metrics(self) -> None:
-        write_text(self.run_dir / "metrics.csv", "\n".join([METRICS_HEADER, *self.rows]) + "\n")
+        write_text(self.run_dir / "metrics.csv", metrics_table(self.epochs))
 
     def _plot(self, path: Path) -> None:
         from voxseg.training.plots import save_training_curves
 
         path.parent.mkdir(exist_ok=True)
-        save_training_curves(path, self.curves.losses, self.curves.dices, self.curves.best)
+        save_training_curves(path, self.curves)
 
     def _finish(self, event: RunEnd) -> None:
         if self.curves.losses:

@@ -38,8 +38,8 @@ def run_summary(
         # what the validation Dice is measured against: labels, or (WNet3D without validation labels)
         # the partitions the validation volumes gave themselves
         "validated_against": prepared.validated_against,
-        # WNet3D: the class its foreground probability is (the one taught the partitions)
-        "foreground_class": config.classes - 1 if prepared.self_supervision else None,
+        # WNet3D: the class whose probability is the foreground (the brightest), as best.pth says
+        "foreground_class": _foreground_class(prepared) if prepared.self_supervision else None,
         "device": str(prepared.device),
         "patch_size": list(prepared.window),
         # prediction resamples to the training voxels when the run did (--resample isotropic)
@@ -80,3 +80,15 @@ def threshold_text(summary: dict[str, Any]) -> str | None:
     if summary.get("threshold") is None:
         return None
     return f"threshold {summary['threshold']:.2f} ({summary.get('threshold_reason')}); voxseg predict uses it"
+
+
+def _foreground_class(prepared: PreparedRun) -> int | None:
+    """The class a WNet3D run's weights make the foreground: best.pth's, else last.pth's (a run
+    stopped before it validated); None before either exists."""
+    from voxseg.models.weights import read_state_dict
+
+    for name in ("best.pth", "last.pth"):
+        path = prepared.run_dir / name
+        if path.is_file():
+            return int(read_state_dict(path)["foreground"])
+    return None

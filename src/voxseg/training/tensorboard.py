@@ -1,6 +1,7 @@
 """TensorBoard event files in the run folder, written by a listener on the engine's events.
 
-`tensorboard --logdir RESULTS` compares runs. Scalars: the training loss per step and per epoch,
+`tensorboard --logdir RESULTS` compares runs. Scalars: the training loss per step and per epoch
+(and per epoch each term of a loss of several: WNet3D's `loss/train_ncut`, ...),
 the validation Dice (`dice/validation`: at the threshold the checkpoint would predict with, the
 number that picks best.pth; beside it the Dice at 0.5 and that threshold), the learning rate, the
 data-wait share and the epoch time; at each validation the middle Z slice of the first validation
@@ -71,6 +72,8 @@ class TensorBoardSink:
                 ("time/data_wait_share", event.data_share),
             ):
                 self.writer.add_scalar(tag, value, event.epoch)
+            for name, value in event.loss_terms.items():  # a loss of several terms: each one
+                self.writer.add_scalar(f"loss/train_{name}", value, event.epoch)
             self.writer.flush()
         elif isinstance(event, RunEnd):
             self.writer.close()
