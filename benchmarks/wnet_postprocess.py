@@ -14,8 +14,8 @@ cut at the run's threshold and split into instances by the run's own watershed (
 - `gaussian`: the probability blurred by a Gaussian of sigma 1 voxel (the cheapest edge-aware-free
   smoothing, a floor for the others);
 - `crf`: napari-cellseg3d 0.2.4's dense CRF (`code_models/crf.py`, pydensecrf, its CRFConfig defaults:
-  sa 10, sb 5, sg 1, w1 10, w2 5, 5 iterations) on the two classes (1 - p, p) and the image scaled to
-  [0, 1] as its inference feeds it; run in the peer environment (`../shared/peer/run_peer.sh` makes it),
+  sa 10, sb 5, sg 1, w1 10, w2 5, 5 iterations) on the two classes (1 - p, p) and the raw image, as
+  its inference worker passes them; run in the peer environment (`../shared/peer/run_peer.sh` makes it),
   as voxseg does not depend on pydensecrf. Skipped when that environment is missing.
 
 One JSON line per (set, seed, candidate): pooled Dice and IoU, mean F1, and the seconds the
@@ -62,8 +62,7 @@ def crf(probabilities: list[np.ndarray], images: list[np.ndarray], peer: Path) -
         stems = []
         for index, (p, image) in enumerate(zip(probabilities, images, strict=True)):
             stem = f"{scratch}/{index}"
-            span = float(image.max() - image.min()) or 1.0
-            np.save(stem + "_image.npy", ((image - image.min()) / span).astype(np.float32))
+            np.save(stem + "_image.npy", image.astype(np.float32))  # raw, as its inference worker passes it
             np.save(stem + "_prob.npy", p.astype(np.float32))
             stems.append(stem)
         subprocess.run([str(peer), "-c", CRF_SCRIPT, *stems], check=True, capture_output=True, text=True)
@@ -109,6 +108,8 @@ def measure(name: str, folder: Path, seed: int, args: argparse.Namespace) -> Non
     if args.peer_python.is_file():
         candidates["crf"] = lambda: crf(probabilities, images, args.peer_python)
     for candidate, refine in candidates.items():
+        if candidate not in args.candidates:
+            continue
         started = time.perf_counter()
         refined = refine()
         seconds = time.perf_counter() - started
@@ -122,6 +123,7 @@ def main() -> None:
     parser.add_argument("--sets", nargs="+", default=["qcanet", "synthetic", "cells3d"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--peer-python", type=Path, default=PEER_PYTHON)
+    parser.add_argument("--candidates", nargs="+", default=["none", "gaussian", "crf"])
     args = parser.parse_args()
     for name in args.sets:
         folder = args.keep / name

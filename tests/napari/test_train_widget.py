@@ -48,7 +48,7 @@ def wait_for_end(qtbot, widget: TrainWidget) -> None:
 def test_defaults_are_the_configs(widget):
     values = widget.values()
     assert values["model"] == "SegResNetDS"
-    assert values["epochs"] == 16 and values["val_interval"] == 1 and values["batch_size"] == "2"
+    assert values["epochs"] == "auto" and values["val_interval"] == 1 and values["batch_size"] == "2"
     assert values["patch_size"] == "auto" and values["samples_per_image"] == "auto"
     assert values["augment"] is True and values["results"] == "results"
 
@@ -193,7 +193,7 @@ def test_settings_round_trip_through_the_cli_yaml(widget, tmp_path):
     assert reloaded.patch_size == (32, 64, 64)
     widget.set_values({"model": "SegResNet", "epochs": 1})
     widget.load_settings(path)
-    assert widget.values()["model"] == "VNet" and widget.values()["epochs"] == 7
+    assert widget.values()["model"] == "VNet" and widget.values()["epochs"] == "7"
     assert widget.values()["patch_size"] == "32,64,64"
     assert "VNet needs sides divisible by 16" in widget.padding_label.text()
 

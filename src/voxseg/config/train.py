@@ -18,6 +18,7 @@ from voxseg.config.train_data import TrainData
 from voxseg.errors import ConfigError
 from voxseg.losses import LOSS_NAMES, resolve_loss_name
 from voxseg.models.registry import (
+    MODEL_EPOCHS,
     MODEL_LEARNING_RATES,
     MODEL_NAMES,
     PUBLISHED_MODELS,
@@ -158,15 +159,18 @@ class TrainConfig(TrainData):
         low=1,
         auto=True,
     )
-    epochs: int = option(
-        16,
-        help="epochs to train; with the automatic patches per epoch, 16 reach the plateau on one small "
-        "volume in about a minute on 2 CPU cores (QCANet); on more data an epoch is one pass over it",
+    epochs: int | str = option(
+        AUTO,
+        help="epochs to train; `auto`: the model's ("
+        + "; ".join(f"{epochs} for {', '.join(names)}" for epochs, names in MODEL_EPOCHS.items())
+        + "). With the automatic patches per epoch, 16 reach the plateau on one small volume in about a "
+        "minute on 2 CPU cores (QCANet); on more data an epoch is one pass over it",
         section=TRAINING,
         label="Epochs",
         kind="int",
         metavar="N",
         low=1,
+        auto=True,
         resumable=True,
     )
     val_interval: int = option(
@@ -290,6 +294,8 @@ class TrainConfig(TrainData):
             )
         if (values["val_images"] is None) != (values["val_labels"] is None):
             raise ConfigError("--val-images and --val-labels must be given together")
+        if values["epochs"] == AUTO:  # resolved here, so config.yaml and a resume see the number
+            values["epochs"] = get_model_spec(values["model"]).epochs
         if values["warmup_epochs"] >= values["epochs"]:
             raise ConfigError(
                 f"--warmup-epochs: {values['warmup_epochs']} must be fewer than --epochs {values['epochs']}"
