@@ -46,3 +46,8 @@ def test_objects_are_connected_components_of_the_foreground_class() -> None:
     label[5:7, 5:7, 5:7] = FOREGROUND
     label[0, 7, 0] = 2  # not annotated: no object
     assert count_objects([label, label]) == 4
+
+
+def test_a_partition_validates_the_checkpoint_but_never_tunes_the_cut() -> None:
+    choice = choose_threshold(_curve(0.3, 0.9), objects=MIN_OBJECTS * 10, partitions=True)
+    assert choice.threshold == 0.5 and "own partition" in choice.reason

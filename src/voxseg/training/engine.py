@@ -155,9 +155,7 @@ class Trainer:
         lr = self.schedule.start_epoch(epoch)
         self.model.train()
         started = time.perf_counter()
-        losses = EpochLosses()
-        data_seconds = 0.0
-        waiting_since = time.perf_counter()
+        losses, data_seconds, waiting_since = EpochLosses(), 0.0, time.perf_counter()
         with contextlib.closing(self.batches.epoch(epoch)) as batches:
             for batch, (images, labels) in enumerate(batches, start=1):
                 data_seconds += time.perf_counter() - waiting_since
@@ -184,8 +182,10 @@ class Trainer:
         dice = None
         if epoch % self.config.val_interval == 0 or epoch == self.config.epochs:
             preview, curve = self.validate()
-            patience, objects = self.config.early_stop_patience, self.prepared.val_objects
-            improved, choice = self.progress.record_validation(epoch, curve, patience, objects)
+            prepared = self.prepared
+            improved, choice = self.progress.record_validation(
+                epoch, curve, self.config.early_stop_patience, prepared.val_objects, prepared.partitions
+            )
             if improved and self.parallel.is_main:
                 save_state_dict(self.model.state_dict(), self.run_dir / "best.pth")
             self.schedule.validated(epoch, dice := choice.dice)  # what ranks best.pth too

@@ -38,16 +38,22 @@ class RunProgress:
     threshold_reason: str | None = None
 
     def record_validation(
-        self, epoch: int, curve: Sequence[float], patience: int, objects: int | None = None
+        self,
+        epoch: int,
+        curve: Sequence[float],
+        patience: int,
+        objects: int | None = None,
+        partitions: bool = False,
     ) -> tuple[bool, ThresholdChoice]:
         """Count a validation (`curve`: its Dice at each of CUT_POINTS; `objects`: how many the
-        validation holds): whether it is the best so far (then best.pth is due and its threshold is
-        kept), and the threshold it would predict with.
+        validation holds; `partitions`: it is the volumes' own partitions, not labels): whether it is
+        the best so far (then best.pth is due and its threshold is kept), and the threshold it would
+        predict with.
 
         Validations are ranked by their Dice at the threshold `voxseg predict` would use with them
         (`threshold_rule`), not at 0.5: a checkpoint whose probabilities are right but shifted is as
         good as one centred on 0.5 once its threshold is tuned, where the validation supports tuning."""
-        choice = choose_threshold(curve, objects)
+        choice = choose_threshold(curve, objects, partitions)
         improved = choice.dice > self.best_dice
         if improved:
             self.best_dice, self.best_epoch = choice.dice, epoch

@@ -87,6 +87,11 @@ class PreparedRun:
         return "labels" if labelled else "partitions"
 
     @property
+    def partitions(self) -> bool:
+        """Validation is the volumes' own partitions: it picks the checkpoint, not the threshold."""
+        return self.validated_against == "partitions"
+
+    @property
     def loss_description(self) -> str:
         """The loss as summary.json names it: the option's value, or WNet3D's terms and weights."""
         terms = self.self_supervision

@@ -50,7 +50,7 @@ def tune_threshold(run_dir: Path) -> dict[str, Any]:
         for volume in prepared.val_volumes:
             probability = blended_probability(volume.image, prepared.window, predict, 2 * config.batch_size)
             curves.append(dice_by_threshold(*scored(probability, volume.label)))
-    choice = choose_threshold(np.mean(curves, axis=0), prepared.val_objects)
+    choice = choose_threshold(np.mean(curves, axis=0), prepared.val_objects, prepared.partitions)
     summary_path = run_dir / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
     summary.update(

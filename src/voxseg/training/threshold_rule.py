@@ -42,15 +42,22 @@ def count_objects(labels: Sequence[np.ndarray]) -> int:
     return sum(int(ndimage.label(np.asarray(label) == FOREGROUND, structure)[1]) for label in labels)
 
 
-def choose_threshold(curve: Sequence[float], objects: int | None) -> ThresholdChoice:
+def choose_threshold(
+    curve: Sequence[float], objects: int | None, partitions: bool = False
+) -> ThresholdChoice:
     """The cut to predict with from a validation's Dice at each of CUT_POINTS; `objects`: how many
-    the validation holds (None: unknown, as for runs that predate the count)."""
+    the validation holds (None: unknown, as for runs that predate the count); `partitions`: the
+    validation is the volumes' own partitions (WNet3D without labels), not labels."""
     at_half = float(curve[CUT_POINTS.index(DEFAULT)])
     tuned, tuned_dice = best_threshold(curve)
     if tuned == DEFAULT:
         return ThresholdChoice(DEFAULT, at_half, at_half, "0.5 is the best cut on validation")
     found = f"the best cut on validation, {tuned:.2f}, gives Dice {tuned_dice:.4f} ({at_half:.4f} at 0.5)"
-    if objects is not None and objects < MIN_OBJECTS:
+    if partitions:
+        # measured on 5 WNet3D runs (docs/self_supervised.md): a cut tuned to agree with a partition
+        # copies the partition's blurred boundary; 0.5 scored 0.920 against the labels, tuned 0.910
+        why = "validation is the volume's own partition, whose boundary a tuned cut would only copy"
+    elif objects is not None and objects < MIN_OBJECTS:
         why = f"validation holds {objects} object(s), too few to tune on (at least {MIN_OBJECTS})"
     elif tuned in (CUT_POINTS[0], CUT_POINTS[-1]):
         why = "it is the edge of the grid, so the probabilities are off rather than the cut"
