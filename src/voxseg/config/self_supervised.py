@@ -12,7 +12,8 @@ from voxseg.options import SELF_SUPERVISED, option
 def classes() -> Any:
     return option(
         2,
-        help="WNet3D's K: classes its encoder divides the image into; the last is the nucleus",
+        help="WNet3D's K: classes its encoder divides the image into; the brightest is the nucleus (with "
+        "the partition term, the last: it teaches that one)",
         section=SELF_SUPERVISED,
         label="Classes (K)",
         kind="int",
