@@ -80,7 +80,7 @@ Orientationd("PLI") on tensors without an affine (swaps X and Y, flips all axes)
 
 `score` (voxseg's Python) scores each masks folder against labels named as the images (or
 `<stem>_label<ext>`, the synthetic set's naming): pooled Dice and IoU over every voxel of the set
-(`self_supervised.pooled`) and the mean over volumes of instance F1 at IoU 0.5
+(`self_supervised.scores`) and the mean over volumes of instance F1 at IoU 0.5
 (`voxseg.inference.metrics.match_instances`). The peer gives no instances: its objects are the
 connected components of each mask (scipy.ndimage.label, faces only); binary labels are split the
 same way. One JSON line per masks folder.
@@ -384,13 +384,11 @@ def _label_for(name: str, labels: Path) -> Path:
 def score(args: argparse.Namespace) -> None:
     from scipy import ndimage
 
-    from voxseg.inference.metrics import match_instances
-
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from self_supervised import pooled
+    from self_supervised import scores
 
     for folder in args.masks:
-        masks, truths, f1s, volumes = [], [], [], {}
+        masks, instances, truths, volumes = [], [], [], {}
         for path in _images(folder):
             mask = tifffile.imread(path) > 0
             truth = tifffile.imread(_label_for(path.name, args.labels))
@@ -398,19 +396,17 @@ def score(args: argparse.Namespace) -> None:
                 sys.exit(f"{path.name}: mask {mask.shape} but label {truth.shape}")
             if truth.max() <= 1:  # binary labels: their connected components are the objects
                 truth = ndimage.label(truth > 0)[0]
-            f1 = match_instances(ndimage.label(mask)[0], truth, 0.5).f1
             masks.append(mask)
-            truths.append(truth > 0)
-            f1s.append(f1)
-            volumes[path.name] = {**pooled([mask], [truth > 0]), "f1": round(float(f1), 4)}
+            instances.append(ndimage.label(mask)[0])
+            truths.append(truth)
+            volumes[path.name] = scores(masks[-1:], instances[-1:], truths[-1:])
         print(
             json.dumps(
                 {
                     "benchmark": "peer_wnet",
                     "masks": str(folder),
                     "labels": str(args.labels),
-                    **pooled(masks, truths),
-                    "f1": round(float(np.mean(f1s)), 4),
+                    **scores(masks, instances, truths),
                     "instances": "connected components of each mask (scipy.ndimage.label)",
                     "volumes": volumes,
                 }

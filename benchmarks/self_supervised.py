@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from accuracy import GONUCLEAR, QCANET, Failed, _balls, _run, _write  # noqa: E402
 
 SETS = ("synthetic", "qcanet", "gonuclear", "cells3d")
+Volumes = list[np.ndarray]
 
 
 def make_set(name: str, root: Path, seed: int) -> Path | None:
@@ -72,6 +73,15 @@ def pooled(masks: list[np.ndarray], truths: list[np.ndarray]) -> dict[str, float
         "dice": round(2 * both / max(1, predicted + true), 4),
         "iou": round(both / max(1, predicted + true - both), 4),
     }
+
+
+def scores(masks: Volumes, instances: Volumes, truths: Volumes) -> dict[str, float]:
+    """Pooled Dice and IoU of the masks, and the mean over volumes of the instances' F1 at IoU 0.5
+    against the truths' objects (the benchmarks of WNet3D all score this way)."""
+    from voxseg.inference.metrics import match_instances
+
+    f1s = [match_instances(found, truth, 0.5).f1 for found, truth in zip(instances, truths, strict=True)]
+    return {**pooled(masks, [truth > 0 for truth in truths]), "f1": round(float(np.mean(f1s)), 4)}
 
 
 def baselines(name: str, folder: Path) -> dict:
@@ -119,8 +129,6 @@ def distilled(name: str, folder: Path, seed: int) -> dict:
 
 def trained_and_scored(name: str, folder: Path, seed: int, what: str, train: list[str]) -> dict:
     """Train, predict the set's images with watershed instances, score against the set's labels."""
-    from voxseg.inference.metrics import match_instances
-
     run = folder / "r" / f"{what.split()[0]}{seed}"
     train = [*train, "--results", str(run.parent), "--run-name", run.name, "--seed", str(seed)]
     started = time.perf_counter()
@@ -129,20 +137,17 @@ def trained_and_scored(name: str, folder: Path, seed: int, what: str, train: lis
     output = folder / f"p-{run.name}"
     _run([VOXSEG, "predict", str(run), "--input", str(folder / "images"), "--output", str(output),
           "--instances", "watershed"])  # fmt: skip
-    masks, truths, f1s = [], [], []
-    for image_path, label_path in _pairs(folder):
-        truth = tifffile.imread(label_path)
-        masks.append(tifffile.imread(output / f"{image_path.stem}_mask.tif") > 0)
-        truths.append(truth > 0)
-        f1s.append(match_instances(tifffile.imread(output / f"{image_path.stem}_labels.tif"), truth, 0.5).f1)
+    pairs = _pairs(folder)
+    masks = [tifffile.imread(output / f"{image.stem}_mask.tif") > 0 for image, _ in pairs]
+    instances = [tifffile.imread(output / f"{image.stem}_labels.tif") for image, _ in pairs]
+    truths = [tifffile.imread(label) for _, label in pairs]
     summary = json.loads((run / "summary.json").read_text())
     return {
         "benchmark": "self_supervised",
         "set": name,
         "seed": seed,
         "model": what,
-        **pooled(masks, truths),
-        "f1": round(float(np.mean(f1s)), 4),
+        **scores(masks, instances, truths),
         "train_seconds": round(trained, 1),
         "patches_per_second": summary.get("patches_per_second"),
         "train_args": " ".join(train[2:]),

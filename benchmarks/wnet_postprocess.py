@@ -36,7 +36,7 @@ import numpy as np
 import tifffile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from self_supervised import _pairs, make_set, pooled, wnet  # noqa: E402
+from self_supervised import _pairs, make_set, scores, wnet  # noqa: E402
 
 PEER_PYTHON = Path("/tmp/voxseg-peer/venv/bin/python")
 
@@ -70,21 +70,17 @@ def crf(probabilities: list[np.ndarray], images: list[np.ndarray], peer: Path) -
 
 
 def scored(name: str, seed: int, candidate: str, predictor, refined, spacings, truths, seconds) -> dict:
-    from voxseg.inference.metrics import match_instances
-
-    masks, f1s = [], []
-    for probability, spacing, truth in zip(refined, spacings, truths, strict=True):
+    masks, instances = [], []
+    for probability, spacing in zip(refined, spacings, strict=True):
         mask = (probability >= predictor.threshold).astype(np.uint8)
-        labels = predictor._instances(mask, probability, spacing)
-        masks.append(labels > 0)
-        f1s.append(match_instances(labels, truth, 0.5).f1)
+        instances.append(predictor._instances(mask, probability, spacing))
+        masks.append(instances[-1] > 0)
     return {
         "benchmark": "wnet_postprocess",
         "set": name,
         "seed": seed,
         "candidate": candidate,
-        **pooled(masks, [t > 0 for t in truths]),
-        "f1": round(float(np.mean(f1s)), 4),
+        **scores(masks, instances, truths),
         "seconds": round(seconds, 2),
     }
 
