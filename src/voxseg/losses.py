@@ -191,7 +191,7 @@ class SelfSupervisedObjective(Objective):
 
         weights, classes = self.weights, outputs.shape[1] - 1
         logits, reconstruction = outputs[:, :classes], outputs[:, classes:]
-        terms: dict[str, torch.Tensor] = {}  # only the weighted ones are computed
+        terms: dict[str, torch.Tensor] = {}  # the N-cut and the reconstruction only when weighted
         if weights.ncut_weight:
             probabilities = torch.softmax(logits, 1)
             terms["ncut"] = soft_ncut(probabilities, images, weights.radius, weights.sigma_i, weights.sigma_x)
