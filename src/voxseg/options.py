@@ -59,6 +59,7 @@ class Option:
     resumable: bool = False  # may change when a run is resumed (everything else is the run's own)
     in_form: bool = True
     positional: bool = False  # typed without a flag (`voxseg predict RUN_DIR ...`)
+    spelled: str | None = None  # the flag as typed where the field's name cannot be it (`--from`)
 
 
 def option(default: Any, *, help: str, section: str, label: str, **details: Any) -> Any:
@@ -86,7 +87,9 @@ def options_of(config_class: type) -> Iterator[tuple[str, Option, Any]]:
 
 def spelling(name: str, opt: Option) -> str:
     """How messages name an option: its flag, or its metavar when it is typed without one."""
-    return (opt.metavar or name.upper()) if opt.positional else flag(name)
+    if opt.positional:
+        return opt.metavar or name.upper()
+    return opt.spelled or flag(name)
 
 
 def flag(name: str) -> str:
@@ -96,7 +99,7 @@ def flag(name: str) -> str:
 
 def typed_flag(name: str, opt: Option, default: Any) -> str:
     """The flag the user types: `--no-augment` for an option that is on by default."""
-    return flag("no_" + name) if opt.kind == "bool" and default is True else flag(name)
+    return flag("no_" + name) if opt.kind == "bool" and default is True else spelling(name, opt)
 
 
 C = TypeVar("C", bound="Declared")
@@ -304,7 +307,12 @@ def add_arguments(parser: argparse.ArgumentParser, config_class: type, extra: di
         else:
             many = {"nargs": "+"} if opt.kind == "paths" else {}
             action = group.add_argument(
-                flag(name), dest=name, metavar=opt.metavar, default=argparse.SUPPRESS, help=text, **many
+                spelling(name, opt),
+                dest=name,
+                metavar=opt.metavar,
+                default=argparse.SUPPRESS,
+                help=text,
+                **many,
             )
         if opt.required or opt.required_unless:
             required.add(action.dest)

@@ -9,7 +9,7 @@ import pytest
 
 import voxseg
 from voxseg.cli import main
-from voxseg.training.run_card import sha256
+from voxseg.runtime.files import sha256
 
 
 def test_run_card_tensorboard_and_info(tmp_path, make_dataset, fast_config, capsys) -> None:

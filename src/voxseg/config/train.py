@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import voxseg.config.finetune as finetune
 import voxseg.config.self_supervised as wnet_options
 import voxseg.config.shared as shared
 from voxseg.config.train_data import TrainData
@@ -34,6 +35,7 @@ from voxseg.options import (
     flag,
     option,
     options_of,
+    parse_value,
     typed_flag,
 )
 
@@ -279,6 +281,9 @@ class TrainConfig(TrainData):
         from voxseg.data.labels import LabelMap
 
         LabelMap.parse(values["label_map"], values["ignore_label"])
+        if values["from_run"] is not None:  # before `auto` is resolved: a fine-tune's differ
+            finetune.inherit(values, DEFAULTS, lambda name, value: parse_value(name, OPTIONS[name], value),
+                             lambda name: FLAGS[name])  # fmt: skip
         if values["pretrained"] and values["weights"] is not None:
             raise ConfigError("--pretrained and --weights exclude each other: choose one starting point")
         if values["pretrained"] and values["model"] not in PUBLISHED_MODELS:
@@ -353,6 +358,8 @@ class TrainConfig(TrainData):
 RESUME_OVERRIDES = tuple(name for name, opt, _ in options_of(TrainConfig) if opt.resumable)
 #: option name -> the flag as typed (`augment` -> `--no-augment`)
 FLAGS = {name: typed_flag(name, opt, default) for name, opt, default in options_of(TrainConfig)}
+OPTIONS = {name: opt for name, opt, _ in options_of(TrainConfig)}
+DEFAULTS = {name: default for name, _, default in options_of(TrainConfig)}
 
 #: `voxseg train` options that are not part of a run's configuration
 COMMAND_OPTIONS = {

@@ -182,3 +182,25 @@ class TrainData(Declared):
         metavar="FILE",
         optional=True,
     )
+    from_run: Path | None = option(
+        None,
+        help="fine-tune a finished run: its network (model, patch size as the window, resampling, loss) "
+        "from its best.pth, on these images and labels, e.g. planes corrected in napari (sparse labels, "
+        "`--label-map 0:ignore,1:background,2:foreground`); only the data and the schedule change, and "
+        "`auto` means the fine-tune's: 10 epochs at a tenth of the parent's learning rate. The run card "
+        "names the parent, and the run folder keeps the images and labels it trained on",
+        section=DATA,
+        label="Fine-tune from run",
+        kind="folder",
+        metavar="RUN_DIR",
+        optional=True,
+        spelled="--from",
+    )
+    keep_inputs: bool = option(
+        False,
+        help="copy the training images and labels into `<run>/inputs/` (always with `--from`; up to 4 GB), "
+        "so the run can be repeated after they move or, in napari, after the layers are gone",
+        section=DATA,
+        label="Keep the inputs",
+        kind="bool",
+    )

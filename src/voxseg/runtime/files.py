@@ -4,6 +4,7 @@ and never over an existing run or output (`numbered_path`). torch is imported on
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -97,3 +98,16 @@ def zip_folder(folder: Path) -> Path:
 
     atomic_write(target, write)
     return target
+
+
+def sha256(path: Path) -> str:
+    """Of a file's bytes; of a folder (a Zarr store), of every file's relative path and bytes in order."""
+    digest = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        if path.is_dir():
+            digest.update(file.relative_to(path).as_posix().encode() + b"\0")
+        with open(file, "rb") as handle:
+            while block := handle.read(1 << 20):
+                digest.update(block)
+    return digest.hexdigest()

@@ -8,31 +8,18 @@ starts and completed when it ends; `voxseg info RUN_DIR` prints it.
 
 from __future__ import annotations
 
-import hashlib
 import platform
 import sys
 from pathlib import Path
 from typing import Any
 
 from voxseg.io.formats import describe_spacing
-from voxseg.runtime.files import write_json
+from voxseg.runtime.files import sha256, write_json
 from voxseg.training.events import Event, RunEnd, RunStarted
+from voxseg.training.lineage import lineage
 from voxseg.version import __version__
 
 NAME = "run.json"
-
-
-def sha256(path: Path) -> str:
-    """Of a file's bytes; of a folder (a Zarr store), of every file's relative path and bytes in order."""
-    digest = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for file in files:
-        if path.is_dir():
-            digest.update(file.relative_to(path).as_posix().encode() + b"\0")
-        with open(file, "rb") as handle:
-            while block := handle.read(1 << 20):
-                digest.update(block)
-    return digest.hexdigest()
 
 
 def _input(role: str, path: Path, reading: Any) -> dict[str, Any]:
@@ -95,6 +82,13 @@ class RunCard:
             },
             "parallel": {"processes": prepared.parallel.world, "backend": prepared.parallel.backend},
         }
+        history = lineage(prepared)
+        if history:
+            self.card["lineage"] = history
+
+    def keep_inputs(self, folders: dict[str, str] | None) -> None:
+        """Record where the copies of the inputs are, by option (None: too large to copy)."""
+        self.card.setdefault("lineage", {})["inputs"] = folders
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, RunStarted):
@@ -137,8 +131,32 @@ def describe(run_dir: Path) -> str:
             f"  {i['sha256'][:16]}…  {i['role']:<31} {i['shape']}  {i['path']}"
             for i in card.get("inputs", [])
         ),
+        *_lineage_lines(card.get("lineage", {}), Path(run_dir)),
     ]
     return "\n".join(lines)
+
+
+def _lineage_lines(lineage: dict[str, Any], run_dir: Path) -> list[str]:
+    """The parent run, the planes each volume had annotated, and how to train the round again."""
+    lines = []
+    parent = lineage.get("parent")
+    if parent:
+        lines.append(
+            f"parent    {parent['run']} ({parent.get('model')}, best validation Dice "
+            f"{_rounded(parent.get('best_val_dice'))})"
+        )
+    for volume in lineage.get("annotated", []):
+        planes = "; ".join(f"{axis} {', '.join(map(str, found))}" for axis, found in volume["planes"].items())
+        lines.append(
+            f"reviewed  {volume['volume']}: {planes or 'no whole plane'} ({volume['voxels']:,} voxels)"
+        )
+    if lineage.get("inputs"):
+        run = run_dir.resolve()
+        kept = " ".join(
+            f"--{name.replace('_', '-')} {run / folder}" for name, folder in lineage["inputs"].items()
+        )
+        lines.append(f"again     voxseg train --config {run / 'config.yaml'} {kept} --run-name NEW")
+    return lines
 
 
 def _rounded(value: Any) -> Any:

@@ -14,6 +14,7 @@ from voxseg.training.checkpoint import load_checkpoint
 from voxseg.training.distributed import Parallel
 from voxseg.training.engine import Listener, Trainer
 from voxseg.training.events import Event
+from voxseg.training.lineage import keep_inputs
 from voxseg.training.run_card import RunCard
 from voxseg.training.setup import prepare_run
 from voxseg.training.sinks import RunRecorder, log_event
@@ -71,7 +72,10 @@ class TrainingSession:
             for warning in prepared.warnings:
                 log.warning(warning)
             recorder = RunRecorder(run_dir, make_zip=prepared.config.zip)
-            sinks: list[Listener] = [log_event, *self.listeners, RunCard(run_dir, prepared)]
+            card = RunCard(run_dir, prepared)
+            if checkpoint is None and (prepared.config.keep_inputs or prepared.config.from_run):
+                card.keep_inputs(keep_inputs(run_dir, prepared))
+            sinks: list[Listener] = [log_event, *self.listeners, card]
             if prepared.config.tensorboard:
                 sinks.append(TensorBoardSink(run_dir, prepared.config.to_yaml()))
             trainer = Trainer(prepared, [*sinks, recorder], self.stop_event, checkpoint)
