@@ -3,19 +3,17 @@
 The form is generated from PredictConfig (same labels, help, defaults and checks as `voxseg predict`).
 At Start the layer is predicted in memory by `voxseg.Predictor` (the command line's own core) in a
 napari worker thread; its results become layers placed like the image (same scale and translate),
-and a new run replaces them.
+and a new run replaces them. The mask is then under review, and a round of fine-tuning on the reviewed
+planes predicts it again (`review_controls`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import threading
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from qtpy.QtCore import QObject, Signal
 from qtpy.QtWidgets import QFormLayout, QGroupBox, QLabel, QVBoxLayout
 
@@ -23,13 +21,22 @@ from voxseg.config import PredictConfig
 from voxseg.errors import ConfigError, Stopped, VoxsegError
 from voxseg.napari.dock import LayerCombo, RunDock, fill_combo
 from voxseg.napari.form import ConfigForm
-from voxseg.napari.layer_data import not_a_volume
 from voxseg.napari.output_layers import PROBABILITY_STYLE, is_output, own_layer, put_layer
+from voxseg.napari.prediction import (
+    LABELS,
+    MASK,
+    PREDICTED,
+    PROBABILITY,
+    Prediction,
+    layer_problem,
+    layer_volume,
+    placement,
+    predict_volume,
+)
+from voxseg.napari.review_controls import ReviewControls
 
 if TYPE_CHECKING:
     import napari
-
-    from voxseg.inference.segmenter import Segmentation
 
 #: options about files on disk: the widget reads a layer and makes layers instead
 FILE_OPTIONS = (
@@ -43,17 +50,6 @@ FILE_OPTIONS = (
     "overwrite",
 )
 PREDICT_FORM = ConfigForm(PredictConfig, exclude=FILE_OPTIONS)
-PROBABILITY, MASK, LABELS = "probability", "mask", "labels"
-#: the owner of this widget's layers (see `output_layers`), followed by the output's kind
-PREDICTED = "prediction "
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """The Predictor's segmentation of the layer, and the seconds it took (the model's loading included)."""
-
-    segmentation: Segmentation
-    seconds: float
 
 
 @dataclass(frozen=True)
@@ -63,21 +59,6 @@ class Outcome:
     prediction: Prediction | None = None
     error: str | None = None
     stopped: bool = False
-
-
-def layer_volume(layer: Any) -> Any:
-    """The layer's data as predicted: its full-resolution level when it is multiscale."""
-    return layer.data[0] if getattr(layer, "multiscale", False) else layer.data
-
-
-def layer_problem(layer: Any) -> str | None:
-    """Why an image layer cannot be predicted (None when it can)."""
-    if layer is None:
-        return "choose the image layer to segment"
-    shape = tuple(np.shape(layer_volume(layer)))
-    if getattr(layer, "rgb", False) or len(shape) != 3:
-        return not_a_volume(layer.name, shape, getattr(layer, "rgb", False))
-    return None
 
 
 def inspect_source(values: dict[str, Any]) -> tuple[dict[str, str], str]:
@@ -103,22 +84,6 @@ def inspect_source(values: dict[str, Any]) -> tuple[dict[str, str], str]:
     threshold = summary.get("threshold")
     tuned = f"threshold {threshold:.2f} (tuned)" if threshold is not None else "threshold 0.5"
     return {}, f"{name}, {weights.name}, window {'×'.join(map(str, window))}, {tuned}"
-
-
-def predict_volume(
-    config: PredictConfig,
-    volume: Any,
-    progress: Callable[[int, int], None] | None = None,
-    stop: threading.Event | None = None,
-) -> Prediction:
-    """Predict a Z×Y×X array (numpy, dask…) in memory with `voxseg.Predictor`, `voxseg predict`'s
-    own core: the same window, normalisation, threshold and instances, and no file written."""
-    from voxseg.inference.segmenter import Predictor
-
-    started = time.perf_counter()
-    predictor = Predictor.of(config.resolved(optional=("input", "output")))
-    segmentation = predictor(volume, config.spacing, progress, stop)
-    return Prediction(segmentation, time.perf_counter() - started)
 
 
 class _ProgressRelay(QObject):
@@ -153,8 +118,10 @@ class PredictWidget(RunDock):
         self.done_windows = 0
         self._placement: dict[str, Any] = {}
         self.progress_relay = _ProgressRelay()
+        self.review_controls = ReviewControls(self, napari_viewer)
         super().__init__(napari_viewer, PREDICT_FORM)
         self.progress_relay.progress.connect(self._on_progress)
+        self.review_controls.update_buttons()
 
     def build(self, column: QVBoxLayout) -> None:
         box = QGroupBox("Image")
@@ -163,6 +130,7 @@ class PredictWidget(RunDock):
         self.image_layer.setToolTip("the 3D image layer to segment; the results are added as layers")
         self.image_layer.currentTextChanged.connect(self.revalidate)
         rows.addRow("Image layer", self.with_error("image_layer", self.image_layer))
+        rows.addRow("", self.review_controls.new_mask_button)
         column.addWidget(box)
         for section in self.form.sections:
             box, rows = self.section_box(section)
@@ -173,6 +141,7 @@ class PredictWidget(RunDock):
                 rows.addRow("", self.source_info)
             column.addWidget(box)
         self.add_run_controls(column)
+        column.addWidget(self.review_controls.panel)
 
     def problems(self, values: dict[str, Any]) -> dict[str, str]:
         errors, _ = PREDICT_FORM.check(values, fallback="source")
@@ -207,13 +176,8 @@ class PredictWidget(RunDock):
         from napari.qt.threading import create_worker
 
         layer = self.chosen_layer(self.image_layer)
-        config = self._config_for(layer)
-        self._placement = {
-            "name": layer.name,
-            "scale": tuple(layer.scale),
-            "translate": tuple(layer.translate),
-            "instances": config.instances != "none",
-        }
+        config = self.config_for(layer)
+        self._placement = placement(layer, config)
         self.last_outcome = None
         self.done_windows = 0
         worker = create_worker(
@@ -231,7 +195,7 @@ class PredictWidget(RunDock):
         self.start_worker(worker, f"Loading the model and predicting {layer.name!r}…")
         return True
 
-    def _config_for(self, layer: Any) -> PredictConfig:
+    def config_for(self, layer: Any) -> PredictConfig:
         """The form's config; a blank voxel size is the layer's scale (napari's voxel size), which the
         watershed and the object volumes use, as the command line uses a file's ImageJ metadata."""
         config = PREDICT_FORM.config_from_values(self.values())
@@ -260,7 +224,7 @@ class PredictWidget(RunDock):
             self.status.setText("Stopped: no layer was changed")
             self.append_log("stopped")
         elif outcome.prediction is not None:
-            self._show_prediction(outcome.prediction)
+            self.show_prediction(outcome.prediction, self._placement)
 
     def _on_finished(self) -> None:
         self.run_finished()
@@ -268,25 +232,35 @@ class PredictWidget(RunDock):
             self.progress.setRange(0, 1)
             self.progress.setValue(0)
 
-    def _show_prediction(self, prediction: Prediction) -> None:
-        """Add (or replace) the output layers, placed like the image."""
-        name, result = self._placement["name"], prediction.segmentation
-        place = {"scale": self._placement["scale"], "translate": self._placement["translate"]}
+    def start_worker(self, worker: Any, status: str) -> None:
+        super().start_worker(worker, status)
+        self.review_controls.update_buttons()
+
+    def run_finished(self) -> None:
+        super().run_finished()
+        self.review_controls.update_buttons()
+
+    def show_prediction(self, prediction: Prediction, placed: dict[str, Any]) -> None:
+        """Add (or replace) the output layers, placed like the image (`placement`); the mask is then
+        under review, its reviewed planes showing the user's truth."""
+        name, result = placed["name"], prediction.segmentation
+        place = {"scale": placed["scale"], "translate": placed["translate"]}
         outputs = [
             (PROBABILITY, result.probability, PROBABILITY_STYLE),
             (MASK, result.mask, {"opacity": 0.5}),
         ]
         if result.labels is not None:
             outputs.append((LABELS, result.labels, {"opacity": 0.7}))
-        names = []
+        made = {}
         if self.viewer is not None:
             for kind, data, style in outputs:
-                layer = put_layer(
+                made[kind] = put_layer(
                     self.viewer, f"{name} {kind}", PREDICTED + kind, data, place, kind != PROBABILITY, **style
                 )
-                names.append(layer.name)
             stale = own_layer(self.viewer, f"{name} {LABELS}", PREDICTED + LABELS)
             if result.labels is None and stale is not None:  # would no longer match the mask
                 self.viewer.layers.remove(stale)
+            self.review_controls.follow(made[MASK], name)
+        names = [layer.name for layer in made.values()]
         found = "" if result.labels is None else f", {int(result.labels.max())} objects"
         self.status.setText(f"Done in {prediction.seconds:.1f} s{found}: " + ", ".join(map(repr, names)))

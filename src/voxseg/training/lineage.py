@@ -28,6 +28,8 @@ log = logging.getLogger("voxseg")
 AXES = "ZYX"
 INPUTS = "inputs"
 MAX_KEPT_BYTES = 4 << 30
+#: label files larger than this (voxels) are not searched for reviewed planes
+MAX_PLANE_SCAN = 1 << 28
 
 
 def reviewed_planes(label: np.ndarray) -> dict[str, list[int]]:
@@ -43,22 +45,28 @@ def reviewed_planes(label: np.ndarray) -> dict[str, list[int]]:
 
 
 def lineage(prepared: PreparedRun) -> dict[str, Any]:
-    """run.json's `lineage`: the parent run (and its own parents), and what each volume had annotated."""
-    config = prepared.config
+    """run.json's `lineage`: the parent run (and its own parent), and what each label file annotates."""
     card: dict[str, Any] = {}
-    if config.from_run is not None:
-        card["parent"] = _parent(config.from_run)
-    if prepared.sparse:
+    if prepared.config.from_run is not None:
+        card["parent"] = _parent(prepared.config.from_run)
+    if prepared.config.reading().label_map.has_ignored:
         card["annotated"] = [
-            {
-                "volume": volume.name,
-                "voxels": int((np.asarray(volume.label) != IGNORED).sum()),
-                "planes": reviewed_planes(np.asarray(volume.label)),
-            }
-            for volume in prepared.train_volumes
-            if not volume.on_disk
+            _annotated(path, prepared) for role, path in prepared.files if role.endswith("label")
         ]
     return card
+
+
+def _annotated(path: Path, prepared: PreparedRun) -> dict[str, Any]:
+    """The voxels and whole planes a sparse label file annotates, read as the run read it (before
+    validation blocks were cut out of it, which would break its planes)."""
+    from voxseg.io.formats import open_volume
+
+    reading = prepared.config.reading()
+    stored = open_volume(path, reading.label_key, reading.level, None)
+    if stored.size > MAX_PLANE_SCAN:
+        return {"label": path.name, "voxels": None, "planes": {}}
+    classes = reading.label_map.classes(np.asarray(stored[:]), path)
+    return {"label": path.name, "voxels": int((classes != IGNORED).sum()), "planes": reviewed_planes(classes)}
 
 
 def _parent(run: Path) -> dict[str, Any]:

@@ -148,7 +148,7 @@ def _lineage_lines(lineage: dict[str, Any], run_dir: Path) -> list[str]:
     for volume in lineage.get("annotated", []):
         planes = "; ".join(f"{axis} {', '.join(map(str, found))}" for axis, found in volume["planes"].items())
         lines.append(
-            f"reviewed  {volume['volume']}: {planes or 'no whole plane'} ({volume['voxels']:,} voxels)"
+            f"reviewed  {volume['label']}: {planes or 'no whole plane'} ({volume['voxels'] or '?'} voxels)"
         )
     if lineage.get("inputs"):
         run = run_dir.resolve()
