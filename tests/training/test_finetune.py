@@ -54,6 +54,20 @@ def test_from_takes_the_parents_network_weights_and_the_finetune_schedule(parent
     assert again.model == config.model and again.weights == config.weights  # its config.yaml reloads
 
 
+def test_reviewed_planes_of_a_finetune_validate_themselves(parent, tmp_path):
+    """A few planes have none to spare for held-out blocks: they train and validate (the run says so);
+    dense labels keep the usual split, and --val-images are the user's."""
+    run, images, labels = parent
+    sparse = TrainConfig(images=images, labels=labels, label_map=SPARSE, from_run=run).resolved()
+    assert (sparse.val_images, sparse.val_labels) == (images, labels)
+    dense = TrainConfig(images=images, labels=labels, from_run=run).resolved()
+    assert dense.val_images is None
+    given = TrainConfig(
+        images=images, labels=labels, label_map=SPARSE, from_run=run, val_images=tmp_path, val_labels=tmp_path
+    ).resolved()
+    assert given.val_images == tmp_path
+
+
 @pytest.mark.parametrize(
     ("changed", "named"),
     [
@@ -101,7 +115,8 @@ def test_a_cli_finetune_on_reviewed_planes_records_its_lineage_and_keeps_its_inp
     )
     annotated = card["lineage"]["annotated"]
     assert annotated and all(v["planes"] == {"Z": [4, 12], "X": [7]} for v in annotated)
-    assert card["lineage"]["inputs"] == {"images": "inputs/images", "labels": "inputs/labels"}
+    kept = {"images": "inputs/images", "labels": "inputs/labels"}
+    assert card["lineage"]["inputs"] == {**kept, "val_images": kept["images"], "val_labels": kept["labels"]}
     kept = sorted(p.name for p in (child / "inputs" / "labels").iterdir())
     assert kept == sorted(p.name for p in sparse.iterdir())
     assert (child / "inputs" / "images").is_dir()

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from voxseg.data.labels import LabelMap
 from voxseg.errors import ConfigError
 from voxseg.models.registry import get_model_spec
 from voxseg.options import AUTO
@@ -82,6 +83,12 @@ def inherit(
     if values["pretrained"] or values["weights"] not in (None, weights):
         raise ConfigError(f"--from starts from {weights}; leave out --weights and --pretrained")
     values["weights"] = weights
+    if (
+        values["val_images"] is None
+        and LabelMap.parse(values["label_map"], values["ignore_label"]).has_ignored
+    ):
+        # a few reviewed planes have none to spare: they validate too (optimistic; the log says so)
+        values["val_images"], values["val_labels"] = values["images"], values["labels"]
     if values["epochs"] == AUTO:
         values["epochs"] = EPOCHS
     if values["lr"] == AUTO:

@@ -35,8 +35,12 @@ if TYPE_CHECKING:
 #: how the review's sparse labels are read (0 not reviewed, 1 background, 2 nucleus)
 SPARSE = "0:ignore,1:background,2:foreground"
 FOREGROUND = 2
-#: what the Dice of a round is measured on: one volume validates on blocks held out of its training
-VALIDATED_ON = "the reviewed voxels of blocks of the volume held out of training"
+#: what the Dice of a round is measured on: a fine-tune's reviewed planes validate too (there are
+#: too few to hold some out); a first model's are held out in blocks of the volume
+VALIDATED_ON = {
+    True: "the reviewed planes it trained on (optimistic)",
+    False: "reviewed voxels of blocks of the volume held out of training",
+}
 _ROUND = re.compile(r"^(?P<base>.+)-ft(?P<n>\d+)$")
 
 #: `progress(stage, done, total)`: stage "epoch" (epochs done of all) or "predicting" (windows)
@@ -60,13 +64,14 @@ class RoundResult:
     seconds: float = 0.0
     error: str | None = None
     best_val_dice: float | None = None
+    fine_tune: bool = True  # from a parent run (else a first model, from scratch)
 
     @property
     def validation(self) -> str:
         """`validation Dice 0.912 on ...`, or why there is none."""
         if self.best_val_dice is None:
             return "no validation Dice"
-        return f"validation Dice {self.best_val_dice:.3f} on {VALIDATED_ON}"
+        return f"validation Dice {self.best_val_dice:.3f} on {VALIDATED_ON[self.fine_tune]}"
 
 
 def child_name(parent: Path) -> str:
@@ -147,6 +152,7 @@ def run_round(
             seconds=time.perf_counter() - started,
             error=error,
             best_val_dice=None if trained is None else trained.best_val_dice,
+            fine_tune=parent is not None,
         )
 
     try:

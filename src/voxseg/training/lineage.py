@@ -109,6 +109,9 @@ def keep_inputs(run_dir: Path, prepared: PreparedRun) -> dict[str, str] | None:
         copied.parent.mkdir(parents=True, exist_ok=True)
         (shutil.copytree if path.is_dir() else shutil.copy2)(path, copied)
         kept[name] = f"{INPUTS}/{name}"
+    for name, same in (("val_images", "images"), ("val_labels", "labels")):
+        if folders[name] is not None and folders[name] == folders[same]:  # a fine-tune's planes validate too
+            kept[name] = kept[same]
     log.info("inputs: the images and labels copied into %s", run_dir / INPUTS)
     return kept
 
