@@ -46,7 +46,7 @@ def test_from_takes_the_parents_network_weights_and_the_finetune_schedule(parent
     config = TrainConfig(images=images, labels=labels, from_run=run, results=tmp_path).resolved()
     assert (config.model, config.patch_size, config.loss) == ("SegResNet", (16, 16, 16), "dice")
     assert config.weights == run / "best.pth"
-    assert config.epochs == finetune.EPOCHS
+    assert (config.epochs, config.samples_per_image) == (finetune.EPOCHS, finetune.SAMPLES_PER_EPOCH)
     assert config.lr == pytest.approx(3e-3 * finetune.LR_SHARE)
     chosen = TrainConfig(images=images, labels=labels, from_run=run, epochs=3, lr=1e-5).resolved()
     assert (chosen.epochs, chosen.lr) == (3, 1e-5)  # the schedule is the user's to change

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import voxseg.config.finetune as finetune
 import voxseg.config.shared as shared
 from voxseg.errors import ConfigError
 from voxseg.models.registry import PUBLISHED_MODELS
@@ -187,8 +188,9 @@ class TrainData(Declared):
         help="fine-tune a finished run: its network (model, patch size as the window, resampling, loss) "
         "from its best.pth, on these images and labels, e.g. planes corrected in napari (sparse labels, "
         "`--label-map 0:ignore,1:background,2:foreground`); only the data and the schedule change, and "
-        "`auto` means the fine-tune's: 10 epochs at a tenth of the parent's learning rate. The run card "
-        "names the parent, and the run folder keeps the images and labels it trained on",
+        f"`auto` means the fine-tune's: {finetune.EPOCHS} epochs of {finetune.SAMPLES_PER_EPOCH} patches at "
+        f"1/{round(1 / finetune.LR_SHARE)} of the parent's learning rate; sparse labels validate themselves. "
+        "The run card names the parent, and the run folder keeps the images and labels it trained on",
         section=DATA,
         label="Fine-tune from run",
         kind="folder",

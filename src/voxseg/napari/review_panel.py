@@ -25,6 +25,8 @@ HELP = (
     "Correct the mask with napari's label tools on any plane, or press Shift-R / the button when a plane "
     "is right; reviewed planes train the fine-tune."
 )
+#: pixels: about six entries, then it scrolls (an empty list would otherwise fill the dock)
+LIST_HEIGHT = 110
 HOW_TEXT = {"edited": "edited", "marked": "marked right"}
 
 
@@ -38,6 +40,7 @@ class ReviewPanel(QGroupBox):
         help_label.setWordWrap(True)
         self.mark_button = QPushButton("Plane is right (Shift-R)")
         self.plane_list = QListWidget()
+        self.plane_list.setMaximumHeight(LIST_HEIGHT)
         self.plane_list.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.go_button = QPushButton("Go to")
         self.unmark_button = QPushButton("Unmark")
