@@ -89,6 +89,10 @@ class ReviewControls:
             review.restore_truth()
             return
         self.close()
+        if self.viewer is not None:  # on top and active: the user's paint goes to it, and shows
+            layers = self.viewer.layers
+            layers.move(layers.index(mask), len(layers))
+            layers.selection.active = mask
         self.review, self.image_name = PlaneReview(self.viewer, mask), image_name
         self.review.changed.connect(self.update_buttons)
         self.panel.attach(self.review)
@@ -125,7 +129,6 @@ class ReviewControls:
             self.viewer, f"{layer.name} {MASK}", PREDICTED + MASK, empty, place, True, opacity=0.5
         )
         self.follow(mask, layer.name)
-        self.viewer.layers.selection.active = mask  # the user's paint goes to it
         dock.status.setStyleSheet("")
         dock.status.setText(f"Paint nuclei in {mask.name!r} on a few planes, then Fine-tune")
 

@@ -29,7 +29,7 @@ AXES = "ZYX"
 INPUTS = "inputs"
 MAX_KEPT_BYTES = 4 << 30
 #: label files larger than this (voxels) are not searched for reviewed planes
-MAX_PLANE_SCAN = 1 << 28
+MAX_PLANE_SCAN = 1 << 27
 
 
 def reviewed_planes(label: np.ndarray) -> dict[str, list[int]]:
