@@ -158,8 +158,14 @@ class Declared:
 
     @classmethod
     def from_dict(cls: type[C], data: dict[str, Any]) -> C:
-        """Build from a mapping (keys with `-` or `_`); unknown keys are kept for `resolved()` to name."""
-        data = {str(k).replace("-", "_"): v for k, v in data.items()}
+        """Build from a mapping (keys with `-` or `_`, or as the flag is spelled: `from` for `from_run`);
+        unknown keys are kept for `resolved()` to name."""
+        spelled = {
+            opt.spelled.lstrip("-").replace("-", "_"): n for n, opt, _ in options_of(cls) if opt.spelled
+        }
+        data = {
+            spelled.get(key, key): v for key, v in ((str(k).replace("-", "_"), v) for k, v in data.items())
+        }
         known = {name for name, _, _ in options_of(cls)}
         config = cls(**{k: v for k, v in data.items() if k in known})
         config._extra = {k: v for k, v in data.items() if k not in known}  # type: ignore[attr-defined]

@@ -50,6 +50,10 @@ def test_from_takes_the_parents_network_weights_and_the_finetune_schedule(parent
     assert config.lr == pytest.approx(3e-3 * finetune.LR_SHARE)
     chosen = TrainConfig(images=images, labels=labels, from_run=run, epochs=3, lr=1e-5).resolved()
     assert (chosen.epochs, chosen.lr) == (3, 1e-5)  # the schedule is the user's to change
+    assert (
+        TrainConfig.from_dict({"from": str(run), "images": images, "labels": labels}).resolved().from_run
+        == run
+    )
     again = TrainConfig(**{**config.to_dict(), "run_name": "again"}).resolved()
     assert again.model == config.model and again.weights == config.weights  # its config.yaml reloads
 
