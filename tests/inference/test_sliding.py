@@ -13,7 +13,7 @@ from torch import nn
 
 from voxseg.data.normalise import Normalisation, normalise
 from voxseg.errors import Stopped
-from voxseg.inference.sliding import blended_probability, streamed_probabilities, window_predictor
+from voxseg.inference.sliding import assembled, blended_probability, streamed_probabilities, window_predictor
 
 CPU = torch.device("cpu")
 
@@ -60,6 +60,38 @@ def test_streamed_equals_monai_on_the_whole_volume(predict, shape, window, overl
     reference = sliding_window_inference(whole, window, 3, predict, overlap=overlap, mode="gaussian")[0, 0]
     crop = tuple(slice(before, before + side) for (before, _), side in zip(amounts, shape, strict=True))
     np.testing.assert_allclose(streamed, reference.numpy()[crop], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("shape", "window", "overlap", "cuts"),
+    [
+        ((40, 50, 37), (16, 16, 16), 0.25, [0, 12, 13, 40]),  # cuts inside and on window rows
+        ((40, 50, 37), (16, 16, 16), 0.5, [0, 8, 24, 40]),
+        ((10, 70, 20), (16, 32, 32), 0.25, [0, 3, 10]),  # padded in Z: one row for every region
+        ((33, 33, 33), (8, 16, 16), 0.0, [0, 1, 32, 33]),  # one-plane regions, the last row irregular
+    ],
+)
+def test_regions_streamed_apart_equal_the_whole_volume_bit_for_bit(predict, shape, window, overlap, cuts):
+    """What lets processes share a volume, and a stopped prediction resume: each region takes the windows
+    of the volume's own grid that touch it, and its planes get the same sums in the same order."""
+    volume = np.random.default_rng(1).normal(100, 20, shape).astype(np.float32)
+    norm = Normalisation.of(volume)
+    whole = assembled(streamed_probabilities(volume, norm, window, overlap, predict, 3), shape)
+    counts: list[tuple[int, int]] = []
+    parts = []
+    for first, end in zip(cuts, cuts[1:], strict=False):
+        stream = streamed_probabilities(
+            volume, norm, window, overlap, predict, 3, lambda d, t: counts.append((d, t)), region=(first, end)
+        )
+        planes = [(z, p.copy()) for z, p in stream]  # each view is valid until the next is asked for
+        assert planes[0][0] == first and sum(len(p) for _, p in planes) == end - first
+        parts.extend(p for _, p in planes)
+    assert np.array_equal(np.concatenate(parts), whole)
+    total_whole = []
+    list(
+        streamed_probabilities(volume, norm, window, overlap, predict, 3, lambda d, t: total_whole.append(t))
+    )
+    assert max(t for _, t in counts) <= total_whole[-1]  # a region reads only the windows touching it
 
 
 def test_validation_blends_as_prediction_streams(predict) -> None:

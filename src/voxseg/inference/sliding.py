@@ -75,6 +75,7 @@ def streamed_probabilities(
     batch_size: int,
     on_windows: Callable[[int, int], None] | None = None,
     stop: threading.Event | None = None,
+    region: tuple[int, int] | None = None,
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Yield (z, planes): the blended foreground probability of Z planes z.., in order, float32.
 
@@ -83,6 +84,11 @@ def streamed_probabilities(
     in a ring of a window's depth of planes, reused as the windows move down.
     `on_windows(done, total)` reports progress; once `stop` is set, `Stopped` is raised before the
     next batch of windows.
+
+    `region` (first Z, end Z) yields only those planes, from the windows of the volume's own grid that
+    touch them: every plane gets the same additions in the same order as from the whole volume, so
+    regions streamed apart (by other processes, or after a restart) equal it bit for bit. A local grid
+    over the region and a margin would place the windows elsewhere and change the result.
     """
     shape = tuple(int(s) for s in volume.shape)
     padded = tuple(max(s, w) for s, w in zip(shape, window, strict=True))
@@ -92,13 +98,17 @@ def streamed_probabilities(
         rows.setdefault(int(z.start), []).append(
             (slice(int(y.start), int(y.stop)), slice(int(x.start), int(x.stop)))
         )
-    starts = sorted(rows)
-    total, done = sum(len(r) for r in rows.values()), 0
+    every = sorted(rows)
+    first, end = (0, shape[0]) if region is None else region
+    wanted = (first + before[0], end + before[0])  # in padded Z
+    starts = [z for z in every if z < wanted[1] and z + window[0] > wanted[0]]  # the windows touching it
+    following = dict(zip(every, [*every[1:], padded[0]], strict=True))  # planes before it are final
+    total, done = sum(len(rows[z]) for z in starts), 0
     importance = compute_importance_map(window, mode="gaussian", sigma_scale=0.125).numpy().astype(np.float32)
     # planes z.. stay open only while a window covers them: a window's depth of planes at a time
     ring = _Ring(window[0], padded)
-    flushed = 0  # padded Z up to which the planes were handed out
-    for index, start in enumerate(starts):
+    flushed = starts[0] if starts else 0  # padded Z up to which the planes were handed out
+    for start in starts:
         zs = slice(start, start + window[0])
         for batch_start in range(0, len(rows[start]), batch_size):
             if stop is not None and stop.is_set():
@@ -113,9 +123,11 @@ def streamed_probabilities(
             done += len(batch)
             if on_windows is not None:
                 on_windows(done, total)
-        final_until = starts[index + 1] if index + 1 < len(starts) else padded[0]
+        final_until = following[start]
         for z, planes in ring.take(flushed, final_until):
-            yield from _crop_planes(planes, z, shape, before)
+            inside = slice(max(z, wanted[0]) - z, min(z + len(planes), wanted[1]) - z)
+            if inside.stop > inside.start:  # planes of the region; the others were only cleared
+                yield from _crop_planes(planes[inside], z + inside.start, shape, before)
         flushed = final_until
 
 
