@@ -139,3 +139,19 @@ def train_small_run(root: Path) -> tuple[Path, Path, Path]:
     options = {**FAST, "epochs": 3, "samples_per_image": 4, "batch_size": 2, "lr": 3e-3, "precision": "fp32"}
     config = TrainConfig(images=images, labels=labels, results=root / "results", run_name="m", **options)
     return voxseg.train(config, progress=False).run_dir, images, labels
+
+
+#: how long a napari widget's worker may run in a test (a small training or prediction on 2 cores)
+RUN_TIMEOUT_MS = 120_000
+
+
+def wait_until_idle(qtbot: Any, widget: Any) -> None:
+    """Until a dock widget's worker thread has ended."""
+    qtbot.waitUntil(lambda: not widget.running, timeout=RUN_TIMEOUT_MS)
+
+
+def stop_if_running(qtbot: Any, widget: Any) -> None:
+    """A fixture's teardown: never leave a worker thread behind a failed test."""
+    if widget.running:
+        widget.stop()
+        wait_until_idle(qtbot, widget)

@@ -15,7 +15,7 @@ pytest.importorskip("pytestqt")
 
 import numpy as np  # noqa: E402
 import tifffile  # noqa: E402
-from conftest import synthetic_volume, train_small_run  # noqa: E402
+from conftest import stop_if_running, synthetic_volume, train_small_run, wait_until_idle  # noqa: E402
 from napari.utils.key_bindings import coerce_keybinding  # noqa: E402
 from qtpy.QtCore import Qt  # noqa: E402
 
@@ -23,9 +23,8 @@ from voxseg.napari.finetune import child_name  # noqa: E402
 from voxseg.napari.predict_widget import PredictWidget  # noqa: E402
 from voxseg.napari.review import REVIEW_KEY, Plane  # noqa: E402
 
-RUN_TIMEOUT_MS = 120_000
 SCALE, TRANSLATE = (2.0, 0.5, 0.5), (10.0, 0.0, 5.0)
-#: a round as short as a test allows (the default is the fine-tune's 10 epochs)
+#: a round as short as a test allows (the default is the fine-tune's schedule, `config.finetune`)
 QUICK = {"epochs": 1, "samples_per_image": 2, "workers": 0, "threads": 2}
 
 
@@ -48,13 +47,11 @@ def viewer_and_widget(qtbot):
     widget.review_controls.round_options = dict(QUICK)
     qtbot.addWidget(widget)
     yield viewer, widget
-    if widget.running:  # never leave a worker thread behind a failed test
-        widget.stop()
-        qtbot.waitUntil(lambda: not widget.running, timeout=RUN_TIMEOUT_MS)
+    stop_if_running(qtbot, widget)
 
 
 def wait_for_end(qtbot, widget: PredictWidget) -> None:
-    qtbot.waitUntil(lambda: not widget.running, timeout=RUN_TIMEOUT_MS)
+    wait_until_idle(qtbot, widget)
     assert widget.last_error is None, widget.last_error
 
 

@@ -13,14 +13,12 @@ napari = pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
 
 import numpy as np  # noqa: E402
-from conftest import synthetic_volume, train_small_run  # noqa: E402
+from conftest import stop_if_running, synthetic_volume, train_small_run, wait_until_idle  # noqa: E402
 
 import voxseg  # noqa: E402
 from voxseg.config import PredictConfig  # noqa: E402
 from voxseg.errors import VoxsegError  # noqa: E402
 from voxseg.napari.predict_widget import PREDICT_FORM, PredictWidget  # noqa: E402
-
-RUN_TIMEOUT_MS = 120_000
 
 
 @pytest.fixture(scope="module")
@@ -38,13 +36,11 @@ def viewer_and_widget(qtbot):
     widget = PredictWidget(viewer)
     qtbot.addWidget(widget)
     yield viewer, widget
-    if widget.running:  # never leave a worker thread behind a failed test
-        widget.stop()
-        qtbot.waitUntil(lambda: not widget.running, timeout=RUN_TIMEOUT_MS)
+    stop_if_running(qtbot, widget)
 
 
 def wait_for_end(qtbot, widget: PredictWidget) -> None:
-    qtbot.waitUntil(lambda: not widget.running, timeout=RUN_TIMEOUT_MS)
+    wait_until_idle(qtbot, widget)
 
 
 def test_the_widget_is_contributed_with_the_configs_defaults(make_napari_viewer):

@@ -13,12 +13,10 @@ pytest.importorskip("pytestqt")
 
 import tifffile  # noqa: E402
 import torch  # noqa: E402
-from conftest import FAST, synthetic_volume  # noqa: E402
+from conftest import FAST, RUN_TIMEOUT_MS, stop_if_running, synthetic_volume, wait_until_idle  # noqa: E402
 
 from voxseg.models.registry import build_model  # noqa: E402
 from voxseg.napari.train_widget import TrainWidget  # noqa: E402
-
-RUN_TIMEOUT_MS = 120_000
 
 
 def fill(widget: TrainWidget, **values) -> None:
@@ -35,13 +33,11 @@ def widget(make_napari_viewer, qtbot):
     _, train_widget = viewer.window.add_plugin_dock_widget("voxseg", "Train")
     assert isinstance(train_widget, TrainWidget)
     yield train_widget
-    if train_widget.running:  # never leave a worker thread behind a failed test
-        train_widget.stop()
-        qtbot.waitUntil(lambda: not train_widget.running, timeout=RUN_TIMEOUT_MS)
+    stop_if_running(qtbot, train_widget)
 
 
 def wait_for_end(qtbot, widget: TrainWidget) -> None:
-    qtbot.waitUntil(lambda: not widget.running, timeout=RUN_TIMEOUT_MS)
+    wait_until_idle(qtbot, widget)
     assert widget.last_error is None, widget.last_error
 
 
@@ -174,7 +170,7 @@ def test_engine_error_reaches_the_widget_and_the_button_returns(widget, qtbot, t
     tifffile.imwrite(labels / "a_label.tif", label[:8])
     fill(widget, images=str(images), labels=str(labels), results=str(tmp_path / "results"))
     assert widget.start()
-    qtbot.waitUntil(lambda: not widget.running, timeout=RUN_TIMEOUT_MS)
+    wait_until_idle(qtbot, widget)
     assert widget.last_error is not None and widget.last_error.startswith("error: ")
     assert "a_label.tif: shape (8, 16, 16) does not match" in widget.status.text()
     assert widget.start_button.text() == "Start"
@@ -227,7 +223,7 @@ def test_a_runtime_error_in_training_is_shown_and_the_button_returns(
     images, labels = make_dataset(tmp_path / "data", n=2, size=16)
     fill(widget, images=str(images), labels=str(labels), results=str(tmp_path / "results"), run_name="oom")
     assert widget.start()
-    qtbot.waitUntil(lambda: not widget.running, timeout=RUN_TIMEOUT_MS)
+    wait_until_idle(qtbot, widget)
     assert widget.last_error == "training failed: RuntimeError: CUDA out of memory (simulated)"
     assert widget.start_button.text() == "Start" and widget.start_button.isEnabled()
     summary = json.loads((tmp_path / "results" / "oom" / "summary.json").read_text())

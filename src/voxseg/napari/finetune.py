@@ -32,9 +32,9 @@ if TYPE_CHECKING:
     from voxseg.inference.segmenter import Segmentation
     from voxseg.training.events import Event
 
-#: how the review's sparse labels are read (0 not reviewed, 1 background, 2 nucleus)
-SPARSE = "0:ignore,1:background,2:foreground"
-FOREGROUND = 2
+#: the review's sparse labels: 0 not reviewed, then the class of a reviewed voxel; and how training reads them
+BACKGROUND, FOREGROUND = 1, 2
+SPARSE = f"0:ignore,{BACKGROUND}:background,{FOREGROUND}:foreground"
 #: what the Dice of a round is measured on: a fine-tune's reviewed planes validate too (there are
 #: too few to hold some out); a first model's are held out in blocks of the volume
 VALIDATED_ON = {

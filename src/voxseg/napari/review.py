@@ -18,6 +18,7 @@ from napari.utils.colormaps import DirectLabelColormap
 from napari.utils.key_bindings import USER_KEYMAP, coerce_keybinding
 from psygnal import Signal
 
+from voxseg.napari.finetune import BACKGROUND, FOREGROUND
 from voxseg.napari.output_layers import OWNER_KEY
 
 AXIS_NAMES = ("Z", "Y", "X")
@@ -207,11 +208,11 @@ class PlaneReview:
             self.changed.emit()
 
     def sparse_labels(self) -> np.ndarray:
-        """uint8 labels for a fine-tune, voxseg's `--label-map 0:ignore,1:background,2:foreground`:
-        0 off the reviewed planes, 1 where a reviewed plane is background, 2 where it is foreground."""
+        """uint8 labels for a fine-tune, read with `finetune.SPARSE`: 0 off the reviewed planes, then
+        `BACKGROUND` or `FOREGROUND` on them."""
         sparse = np.zeros(self.layer.data.shape, np.uint8)
         for plane in self._how:
-            sparse[plane.key] = np.where(np.asarray(self.layer.data[plane.key]) > 0, 2, 1)
+            sparse[plane.key] = np.where(np.asarray(self.layer.data[plane.key]) > 0, FOREGROUND, BACKGROUND)
         return sparse
 
     def reviewed_summary(self) -> dict[str, list[int]]:
