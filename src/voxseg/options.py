@@ -160,12 +160,9 @@ class Declared:
     def from_dict(cls: type[C], data: dict[str, Any]) -> C:
         """Build from a mapping (keys with `-` or `_`, or as the flag is spelled: `from` for `from_run`);
         unknown keys are kept for `resolved()` to name."""
-        spelled = {
-            opt.spelled.lstrip("-").replace("-", "_"): n for n, opt, _ in options_of(cls) if opt.spelled
-        }
-        data = {
-            spelled.get(key, key): v for key, v in ((str(k).replace("-", "_"), v) for k, v in data.items())
-        }
+        aliases = {o.spelled.lstrip("-").replace("-", "_"): n for n, o, _ in options_of(cls) if o.spelled}
+        keys = (str(k).replace("-", "_") for k in data)
+        data = {aliases.get(key, key): value for key, value in zip(keys, data.values(), strict=True)}
         known = {name for name, _, _ in options_of(cls)}
         config = cls(**{k: v for k, v in data.items() if k in known})
         config._extra = {k: v for k, v in data.items() if k not in known}  # type: ignore[attr-defined]
