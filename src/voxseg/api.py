@@ -10,7 +10,7 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from voxseg.config import PredictConfig, TrainConfig
-from voxseg.training.distributed import Parallel
+from voxseg.runtime.distributed import Parallel
 from voxseg.training.engine import Listener
 from voxseg.training.events import RunEnd
 from voxseg.training.session import TrainingSession
@@ -44,9 +44,10 @@ class TrainResult:
 
 
 @contextmanager
-def stop_on_sigint(session: TrainingSession) -> Iterator[None]:
-    """First Ctrl-C or SIGTERM (what SLURM sends before the time limit): stop after the batch in
-    progress, save, status `stopped`. A second Ctrl-C interrupts at once (the weights still saved)."""
+def stop_on_sigint(request_stop: Callable[[], None]) -> Iterator[None]:
+    """First Ctrl-C or SIGTERM (what SLURM sends before the time limit): `request_stop()`, so training
+    stops after the batch in progress, saves, status `stopped`, and prediction stops before the next
+    batch of windows, its finished blocks kept for `--resume`. A second Ctrl-C interrupts at once."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -54,7 +55,7 @@ def stop_on_sigint(session: TrainingSession) -> Iterator[None]:
     def handler(signum: int, frame: Any) -> None:
         name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
         log.warning("%s: stopping after the batch in progress (Ctrl-C again to interrupt now)", name)
-        session.request_stop()
+        request_stop()
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -78,12 +79,12 @@ def train(
     `listeners` are called with every event. Set `stop_event` (from another thread, a timer, a
     GUI) or press Ctrl-C to stop after the batch in progress. `progress` prints the log and a
     progress bar to the console. `resume` continues the run folder given (its checkpoint.pt) up to
-    `config.epochs`. `parallel` is this process's place under torchrun (`voxseg.training.distributed`).
+    `config.epochs`. `parallel` is this process's place under torchrun (`voxseg.runtime.distributed`).
     Bad input raises `voxseg.VoxsegError` before anything is created.
     """
     session = TrainingSession(config, listeners, stop_event, resume, parallel)
     end: RunEnd | None = None
-    with stop_on_sigint(session), _console(progress) as console:
+    with stop_on_sigint(session.request_stop), _console(progress) as console:
         for event in session.events():
             if console is not None:
                 console(event)
@@ -104,14 +105,15 @@ def _console(enabled: bool) -> Iterator[Listener | None]:
         yield reporter
 
 
-def predict_with_console(config: PredictConfig) -> list[PredictionFiles]:
+def predict_with_console(config: PredictConfig, parallel: Parallel | None = None) -> list[PredictionFiles]:
     """`voxseg predict`'s engine on a resolved config, with a progress bar over windows (per volume)
-    and the log on the console."""
+    and the log on the console (rank 0's alone under torchrun). Ctrl-C or SIGTERM stops before the
+    next batch of windows, keeping the finished blocks for `--resume` (`voxseg.errors.Stopped`)."""
     from tqdm import tqdm
 
-    from voxseg.console import ConsoleReporter
     from voxseg.inference.predictor import predict_files
 
+    parallel = parallel or Parallel()
     bars: dict[str, tqdm] = {}
 
     def progress(name: str, done: int, total: int) -> None:
@@ -122,11 +124,13 @@ def predict_with_console(config: PredictConfig) -> list[PredictionFiles]:
             bar = bars[name] = tqdm(
                 total=total, desc=name, unit="window", file=sys.stderr, leave=False, disable=None
             )
+        bar.total = max(bar.total, total)
         bar.update(done - bar.n)
 
-    with ConsoleReporter():
+    stop = threading.Event()
+    with stop_on_sigint(stop.set), _console(parallel.is_main):
         try:
-            return predict_files(config, progress)
+            return predict_files(config, progress if parallel.is_main else None, stop, parallel)
         finally:
             for bar in bars.values():
                 bar.close()

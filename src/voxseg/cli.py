@@ -112,7 +112,7 @@ def _run(config: TrainConfig, resume: Path | None) -> int:
 
     preflight(config, resume)  # options, folders and pairing, before torch is imported
     from voxseg.api import train
-    from voxseg.training.distributed import from_environment, process_group
+    from voxseg.runtime.distributed import from_environment, process_group
     from voxseg.training.summary import best_dice_text
 
     with process_group(from_environment()) as parallel:
@@ -123,14 +123,27 @@ def _run(config: TrainConfig, resume: Path | None) -> int:
 
 
 def _predict_command(args: argparse.Namespace) -> int:
-    """Options are checked before torch is imported; then every volume is predicted in turn."""
+    """Options are checked before torch is imported; then every volume is predicted in turn, under
+    torchrun by all the ranks together (rank 0 reporting)."""
     config = _options(PredictConfig, args)
     from voxseg.inference.predictor import input_files
 
     input_files(config.input)  # a missing input is answered before the engine loads
     from voxseg.api import predict_with_console
+    from voxseg.errors import Stopped
+    from voxseg.runtime.distributed import from_environment, process_group
 
-    results = predict_with_console(config)
+    with process_group(from_environment()) as parallel:
+        try:
+            results = predict_with_console(config, parallel)
+        except Stopped as stopped:
+            print(
+                f"voxseg: {stopped}; finished blocks are kept: the same command with --resume finishes",
+                file=sys.stderr,
+            )
+            return EXIT_STOPPED
+    if not parallel.is_main:
+        return EXIT_OK
     voxels = sum(r.voxels for r in results)
     seconds = sum(r.seconds for r in results)
     objects = [r.objects_found for r in results if r.objects_found is not None]

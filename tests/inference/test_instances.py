@@ -20,9 +20,9 @@ from voxseg.inference.instances import (
     drop_debris,
     label_instances,
     object_table,
-    stitch_tables,
     write_object_csv,
 )
+from voxseg.inference.stitching import stitch_tables
 
 
 def touching_nuclei(

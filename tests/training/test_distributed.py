@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from voxseg.data.sampling import EpochOrder
-from voxseg.training.distributed import Parallel, from_environment
+from voxseg.runtime.distributed import Parallel, from_environment
 
 TORCHRUN = Path(sys.executable).with_name("torchrun")
 pytestmark = pytest.mark.skipif(not TORCHRUN.exists(), reason="torchrun is not installed beside python")

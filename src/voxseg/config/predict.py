@@ -210,6 +210,16 @@ class PredictConfig(Declared):
         label="Overwrite outputs",
         kind="bool",
     )
+    resume: bool = option(
+        False,
+        help="finish a prediction that stopped (pre-empted, killed, Ctrl-C): its finished blocks, kept in "
+        "`DIR/.voxseg-partial-<name>/`, are checked and kept, and only the rest is computed, by any "
+        "number of processes; volumes already in place are skipped. The settings must be the ones it "
+        "started with",
+        section=DATA,
+        label="Resume a stopped prediction",
+        kind="bool",
+    )
     device: str = shared.device(PREDICTION)
     precision: str = shared.precision(PREDICTION)
     fast_kernels: bool = shared.fast_kernels(PREDICTION)
@@ -217,5 +227,9 @@ class PredictConfig(Declared):
     _extra: dict = field(default_factory=dict, repr=False, compare=False)
 
     def check(self, values: dict[str, Any]) -> None:
+        if values["resume"] and values["overwrite"]:
+            raise ConfigError(
+                "--resume keeps what a stopped prediction wrote and --overwrite discards it: give one"
+            )
         if values["max_size"] is not None and values["max_size"] < values["min_size"]:
             raise ConfigError(f"--max-size: {values['max_size']} is below --min-size {values['min_size']}")

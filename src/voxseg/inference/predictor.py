@@ -8,25 +8,19 @@ voxel size, and its instances labelled from the finished mask.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import tempfile
 import threading
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
-
-import numpy as np
 
 from voxseg.config import PredictConfig
 from voxseg.errors import ConfigError, DataError
 from voxseg.io.formats import DESCRIPTION, OUTPUT_SUFFIX, family, is_volume, open_volume, stem
-from voxseg.io.writers import volume_writer
 
 if TYPE_CHECKING:  # torch loads only when a model does
-    from voxseg.inference.segmenter import Predictor
+    from voxseg.runtime.distributed import Parallel
 
 log = logging.getLogger("voxseg")
 
@@ -107,15 +101,25 @@ def check_outputs(config: PredictConfig, images: list[Path]) -> None:
 
 
 def predict_files(
-    config: PredictConfig, progress: Progress | None = None, stop: threading.Event | None = None
+    config: PredictConfig,
+    progress: Progress | None = None,
+    stop: threading.Event | None = None,
+    parallel: Parallel | None = None,
 ) -> list[PredictionFiles]:
     """Predict every input of a resolved config; return what was written for each. Once `stop` is
     set, `voxseg.errors.Stopped` is raised before the next batch of windows (the volume in progress
-    leaves no file; those finished are kept)."""
+    keeps its finished blocks for `--resume`; the volumes finished are in place).
+
+    Under torchrun (`parallel`), the ranks share the work: each volume's blocks when there are fewer
+    volumes than ranks, else whole volumes, dealt largest first. Every rank returns the whole list.
+    """
     from voxseg.data.checks import check_volume_values
     from voxseg.inference.segmenter import Predictor
     from voxseg.inference.trained import check_source, isotropic_side
+    from voxseg.inference.volume_job import predict_volume
+    from voxseg.runtime.distributed import Parallel
 
+    parallel = parallel or Parallel()
     images = input_files(config.input)
     isotropic = isotropic_side(check_source(config.source, config.model)[3])
     for image in images:  # before the model loads: headers, then the values of float volumes
@@ -125,49 +129,102 @@ def predict_files(
                 f"{image}: has no voxel size in its metadata, and the run trained on isotropic "
                 f"{isotropic:g} µm voxels (--resample isotropic); give --spacing Z,Y,X"
             )
-        check_volume_values(volume)
-    check_outputs(config, images)
-    predictor = Predictor.of(config)
+        if parallel.is_main:
+            check_volume_values(volume)
+    todo = unfinished(config, images)
+    shared = parallel.active and len(todo) < parallel.world and isotropic is None
+    if shared:
+        check_shared_format(config, todo, parallel)
+    predictor = Predictor.of(replace(config, device=parallel.device_name(config.device)))
     assert config.output is not None
     config.output.mkdir(parents=True, exist_ok=True)
+    mine = (
+        [(image, parallel) for image in todo]
+        if shared
+        else [(image, Parallel()) for image in deal(todo, parallel)]
+    )
+    written: list[PredictionFiles] = []
     with predictor.windows() as predict:
-        return [_predict_one(config, image, predictor, predict, progress, stop) for image in images]
+        for image, group in mine:
+            paths = output_paths(config, image)
+            report = (lambda done, total, name=image.name: progress(name, done, total)) if progress else None
+            work, found = predict_volume(
+                config, image, paths, predictor, predict, group, report if parallel.is_main else None, stop
+            )
+            if group.is_main:
+                written.append(_written(image, paths, found, work.seconds))
+    every = [files for part in parallel.gather(written) for files in part]
+    return sorted(every, key=lambda files: images.index(files.image))
 
 
-def _predict_one(config, image: Path, predictor: Predictor, predict, progress, stop) -> PredictionFiles:
-    started = time.perf_counter()
-    volume = open_volume(image, config.image_key, config.level, config.channel)
-    if not volume.lazy:
-        log.info("%s: read whole (compressed or tiled TIFF: it cannot be mapped from disk)", image.name)
-    spacing = config.spacing or volume.voxel_size
-    paths = output_paths(config, image)
-    report = (lambda done, total: progress(image.name, done, total)) if progress else None
-    with contextlib.ExitStack() as scratch:
-        # instances use the probabilities (watershed seeds, mean probability per object): kept in a
-        # temporary file beside the outputs when they are not asked for
-        probability_path = paths.get("probabilities")
-        if probability_path is None and config.instances != "none":
-            folder = scratch.enter_context(tempfile.TemporaryDirectory(dir=config.output, prefix=".voxseg-"))
-            probability_path = Path(folder) / "probability.tif"
-        with (
-            volume_writer(paths["mask"], volume.shape, np.uint8, config.overwrite, spacing) as mask,
-            _maybe_writer(probability_path, volume.shape, config.overwrite, spacing) as probabilities,
-        ):
-            for z, planes in predictor.probabilities(volume, spacing, predict, report, stop):
-                mask[z : z + planes.shape[0]] = planes >= predictor.threshold  # as the threshold was tuned
-                if probabilities is not None:
-                    probabilities[z : z + planes.shape[0]] = planes
-        found = None
-        if config.instances != "none":
-            radius = predictor.object_radius(spacing)
-            found = _write_instances(config, paths, probability_path, spacing, radius)
-    seconds = time.perf_counter() - started
+def unfinished(config: PredictConfig, images: list[Path]) -> list[Path]:
+    """The inputs to predict: all of them, except under `--resume` those whose outputs are in place and
+    whose prediction left no journal. Existing outputs are refused (unless `--overwrite`), and so is a
+    stopped prediction's journal (unless `--resume` or `--overwrite`), before anything is written."""
+    from voxseg.inference.journal import Journal, refuse_unfinished
+
+    assert config.output is not None
+    todo = []
+    for image in images:
+        journal = Journal.of(config.output, stem(image))
+        outputs = output_paths(config, image).values()
+        if config.resume and not journal.started and all(p.exists() for p in outputs):
+            log.info("%s: predicted already (--resume)", image.name)
+            continue
+        if not (config.resume or config.overwrite):
+            refuse_unfinished(journal, image)
+        todo.append(image)
+    if not (config.overwrite or config.resume):
+        check_outputs(config, todo)
+    elif config.output.exists() and not config.output.is_dir():
+        raise ConfigError(f"--output: {config.output} exists and is not a folder")
+    return todo
+
+
+def check_shared_format(config: PredictConfig, images: list[Path], parallel: Parallel) -> None:
+    """Ranks sharing a volume write its chunks (Zarr) or planes (TIFF, on one machine) side by side;
+    HDF5 has one writer at a time, and a TIFF written from several machines is not safe on every
+    shared filesystem."""
+    assert config.output is not None
+    for image in images:
+        kind = family(output_paths(config, image)["mask"])
+        if kind == "hdf5" or (kind == "tiff" and not parallel.one_node):
+            where = "processes" if kind == "hdf5" else "machines"
+            raise ConfigError(
+                f"{image.name}: {parallel.world} {where} cannot write one {DESCRIPTION_OF[kind]} output "
+                f"together; give --output-format zarr (OME-Zarr), or at least {parallel.world} inputs "
+                "(each rank then predicts whole volumes)"
+            )
+
+
+#: the output formats by name, for messages
+DESCRIPTION_OF = {"tiff": "TIFF", "zarr": "OME-Zarr", "hdf5": "HDF5"}
+
+
+def deal(images: list[Path], parallel: Parallel) -> list[Path]:
+    """This rank's whole volumes: the largest first to the rank with the fewest voxels so far."""
+    load = [0] * parallel.world
+    mine = []
+    for image in sorted(images, key=lambda i: -_voxels(i)):
+        rank = load.index(min(load))
+        load[rank] += _voxels(image)
+        if rank == parallel.rank:
+            mine.append(image)
+    return mine
+
+
+def _voxels(image: Path) -> int:
+    return int(open_volume(image).size)
+
+
+def _written(image: Path, paths: dict[str, Path], found: int | None, seconds: float) -> PredictionFiles:
+    voxels = int(open_volume(paths["mask"]).size)
     log.info(
         "%s: %s voxels in %.1f s (%s voxels/s)%s",
         image.name,
-        f"{volume.size:,}",
+        f"{voxels:,}",
         seconds,
-        f"{volume.size / seconds:,.0f}",
+        f"{voxels / seconds:,.0f}",
         "" if found is None else f", {found} objects",
     )
     return PredictionFiles(
@@ -177,44 +234,6 @@ def _predict_one(config, image: Path, predictor: Predictor, predict, progress, s
         paths.get("objects"),
         paths.get("probabilities"),
         found,
-        int(volume.size),
+        voxels,
         seconds,
     )
-
-
-def _maybe_writer(path: Path | None, shape, overwrite: bool, spacing):
-    if path is None:
-        return contextlib.nullcontext()
-    return volume_writer(path, shape, np.float32, overwrite, spacing)
-
-
-def _write_instances(
-    config: PredictConfig, paths: dict[str, Path], probability: Path | None, spacing, object_radius
-) -> int:
-    """Label the finished mask slab by slab (bounded memory, ids stitched across slabs); list the objects."""
-    from voxseg.inference.instances import watershed_scale, write_object_csv
-    from voxseg.inference.slab_instances import label_in_slabs
-
-    if object_radius is not None:
-        h, smoothing = watershed_scale(object_radius)
-        log.info(
-            "instances: watershed scaled to the run's typical object radius %.3g %s (h %.3g, smoothing %.3g)",
-            object_radius,
-            "voxels" if spacing is None else "µm",
-            h,
-            smoothing,
-        )
-    rows = label_in_slabs(
-        paths["mask"],
-        paths["labels"],
-        config.instances,
-        probability,
-        spacing,
-        config.min_size,
-        config.max_size,
-        config.overwrite,
-        config.min_relative_size,
-        object_radius,
-    )
-    write_object_csv(paths["objects"], rows)  # checked before anything was written (check_outputs)
-    return len(rows)

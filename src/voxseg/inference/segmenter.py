@@ -23,6 +23,7 @@ from voxseg.config import PredictConfig
 from voxseg.errors import DataError
 
 if TYPE_CHECKING:
+    from voxseg.data.normalise import Normalisation
     from voxseg.inference.sliding import Predict
 
 log = logging.getLogger("voxseg")
@@ -118,22 +119,36 @@ class Predictor:
         predict: Predict,
         report: Callable[[int, int], None] | None = None,
         stop: threading.Event | None = None,
+        region: tuple[int, int] | None = None,
+        normalisation: Normalisation | None = None,
     ) -> Iterator[tuple[int, np.ndarray]]:
         """(z, planes) of the blended foreground probability of `volume` (an array or a volume file,
-        read window by window), in order: what `voxseg predict` streams into its writers. `report`
-        and `stop` are `streamed_probabilities`'."""
+        read window by window), in order: what `voxseg predict` streams into its writers. `report`,
+        `stop` and `region` (a Z range) are `streamed_probabilities`'; `normalisation` is the volume's
+        (computed here unless given: ranks sharing a volume share one)."""
         from voxseg.data.normalise import Normalisation
         from voxseg.inference.sliding import assembled, streamed_probabilities
 
         config, trained = self.config, self.trained
+        normalisation = normalisation or Normalisation.of(volume)
 
-        def blended(image: Any, normalisation: Normalisation) -> Iterator[tuple[int, np.ndarray]]:
+        def blended(
+            image: Any, normalisation: Normalisation, region=None
+        ) -> Iterator[tuple[int, np.ndarray]]:
             return streamed_probabilities(
-                image, normalisation, trained.window, config.overlap, predict, config.batch_size, report, stop
+                image,
+                normalisation,
+                trained.window,
+                config.overlap,
+                predict,
+                config.batch_size,
+                report,
+                stop,
+                region,
             )
 
         if trained.isotropic is None:
-            yield from blended(volume, Normalisation.of(volume))
+            yield from blended(volume, normalisation, region)
             return
         from voxseg.data.resample import back_to, to_isotropic
 
@@ -142,7 +157,9 @@ class Predictor:
                 f"the run trained on isotropic {trained.isotropic:g} µm voxels (--resample isotropic): "
                 "give the volume's voxel size (spacing=Z,Y,X)"
             )
-        image = to_isotropic(Normalisation.of(volume)(np.asarray(volume[:])), spacing, trained.isotropic)
+        if region not in (None, (0, volume.shape[0])):
+            raise ValueError("a run trained on isotropic voxels predicts whole volumes only")
+        image = to_isotropic(normalisation(np.asarray(volume[:])), spacing, trained.isotropic)
         planes = blended(image, Normalisation.already_done(image))
         yield 0, back_to(assembled(planes, image.shape), volume.shape)
 
@@ -186,8 +203,8 @@ class Predictor:
 
     def _instances(self, mask: np.ndarray, probability: np.ndarray, spacing) -> np.ndarray:
         """Instance labels of the whole mask, filtered as `voxseg predict` filters them."""
+        from voxseg.inference.block_instances import on_the_edge
         from voxseg.inference.instances import drop_debris, label_instances, watershed_scale
-        from voxseg.inference.slab_instances import on_the_edge
 
         config = self.config
         h, smoothing = watershed_scale(self.object_radius(spacing))

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from voxseg.errors import DataError
-from voxseg.io.stored import Spacing, as_spacing, check_pixel_type, layout, read_region
+from voxseg.io.stored import DEFAULT_CHUNKS, Spacing, as_spacing, check_pixel_type, layout, read_region
 
 
 class Hdf5Volume:
@@ -119,14 +119,32 @@ def _datasets(handle: Any) -> dict[str, Any]:
 class Hdf5Writer:
     """Writes Z ranges of a new HDF5 file's dataset "data", chunked, with `element_size_um`."""
 
-    def __init__(self, path: Path, shape: tuple[int, int, int], dtype: np.dtype, voxel_size: Spacing | None):
+    def __init__(
+        self,
+        path: Path,
+        shape: tuple[int, int, int],
+        dtype: np.dtype,
+        voxel_size: Spacing | None,
+        chunks: tuple[int, int, int] = DEFAULT_CHUNKS,
+    ):
         import h5py
 
         self.file = h5py.File(path, "w")
-        chunks = (min(shape[0], 32), min(shape[1], 256), min(shape[2], 256))
+        chunks = tuple(min(s, c) for s, c in zip(shape, chunks, strict=True))
         self.dataset = self.file.create_dataset("data", shape=shape, dtype=np.dtype(dtype), chunks=chunks)
         if voxel_size is not None:
             self.dataset.attrs["element_size_um"] = np.asarray(voxel_size, np.float64)
+
+    @classmethod
+    def existing(cls, path: Path) -> Hdf5Writer:
+        """A file this class created, opened to write more Z ranges (by one process: HDF5 has no
+        concurrent writers without MPI)."""
+        import h5py
+
+        writer = cls.__new__(cls)
+        writer.file = h5py.File(path, "r+")
+        writer.dataset = writer.file["data"]
+        return writer
 
     def __setitem__(self, key: slice, planes: np.ndarray) -> None:
         self.dataset[key] = planes

@@ -16,6 +16,8 @@ import numpy as np
 from voxseg.errors import DataError
 
 Spacing = tuple[float, float, float]
+#: the chunks (Z, Y, X) of a written Zarr or HDF5 volume unless told: 32 planes of 256 × 256
+DEFAULT_CHUNKS = (32, 256, 256)
 
 
 @dataclass(frozen=True)

@@ -136,7 +136,10 @@ def _ome_voxel_size(xml: str) -> tuple[float, float, float] | None:
 
 
 class PlanesWriter:
-    """Writes Z ranges of a new uncompressed TIFF; each write maps only its planes, then releases them."""
+    """Writes Z ranges of a new uncompressed TIFF; each write maps only its planes, then releases them.
+
+    Processes on one machine may write disjoint planes of the same file (`existing`): each maps only
+    its own bytes."""
 
     def __init__(
         self, path: Path, shape: tuple[int, int, int], dtype: np.dtype, voxel_size: Spacing | None = None
@@ -161,6 +164,16 @@ class PlanesWriter:
         )
         self.offset = created.offset
         del created
+
+    @classmethod
+    def existing(cls, path: Path) -> PlanesWriter:
+        """A file this class created, opened to write more Z ranges."""
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            writer = cls.__new__(cls)
+            writer.path, writer.shape, writer.dtype = Path(path), tuple(series.shape), np.dtype(series.dtype)
+            writer.offset = series.dataoffset
+        return writer
 
     def __setitem__(self, key: slice, planes: np.ndarray) -> None:
         z0, z1, _ = key.indices(self.shape[0])

@@ -67,6 +67,65 @@ def volume_writer(
     raise ValueError(f"{path}: no volume format has this suffix")
 
 
+def create_volume(
+    path: Path,
+    shape: tuple[int, int, int],
+    dtype: np.dtype,
+    voxel_size: Spacing | None,
+    chunks: tuple[int, int, int],
+) -> None:
+    """A new volume of zeros at `path` (in a folder of work in progress, renamed into place when
+    complete by `replace_path`), to be filled by Z ranges through `planes_of`."""
+    kind = family(path)
+    if kind == "tiff":
+        from voxseg.io.tiff import PlanesWriter
+
+        PlanesWriter(path, shape, dtype, voxel_size)
+    elif kind == "zarr":
+        from voxseg.io.zarr_volume import ZarrWriter
+
+        ZarrWriter(path, shape, dtype, voxel_size, chunks)
+    elif kind == "hdf5":
+        from voxseg.io.hdf5_volume import Hdf5Writer
+
+        Hdf5Writer(path, shape, dtype, voxel_size, chunks).close()
+    else:
+        raise ValueError(f"{path}: no volume format has this suffix")
+
+
+@contextmanager
+def planes_of(path: Path) -> Iterator[PlanesOut]:
+    """A volume `create_volume` made, open to write Z ranges for the block. Processes may each open
+    it and write their own rows of chunks (Zarr) or planes (TIFF, on one machine); HDF5 takes one
+    writer."""
+    kind = family(path)
+    if kind == "tiff":
+        from voxseg.io.tiff import PlanesWriter
+
+        yield PlanesWriter.existing(path)
+    elif kind == "zarr":
+        from voxseg.io.zarr_volume import ZarrWriter
+
+        yield ZarrWriter.existing(path)
+    else:
+        from voxseg.io.hdf5_volume import Hdf5Writer
+
+        writer = Hdf5Writer.existing(path)
+        try:
+            yield writer
+        finally:
+            writer.close()
+
+
+def replace_path(new: Path, target: Path) -> None:
+    """Move a finished volume (a file or a Zarr folder) into place, replacing `target` if present."""
+    if new.is_dir():
+        _replace_folder(new, target)
+    else:
+        make_public(new)
+        os.replace(new, target)
+
+
 def _replace_folder(new: Path, target: Path) -> None:
     """Rename `new` to `target`; an existing `target` is moved aside first and removed after."""
     make_public(new, folder=True)

@@ -15,7 +15,16 @@ from typing import Any
 import numpy as np
 
 from voxseg.errors import DataError
-from voxseg.io.stored import Layout, Spacing, as_spacing, check_pixel_type, layout, micrometres, read_region
+from voxseg.io.stored import (
+    DEFAULT_CHUNKS,
+    Layout,
+    Spacing,
+    as_spacing,
+    check_pixel_type,
+    layout,
+    micrometres,
+    read_region,
+)
 
 
 class ZarrVolume:
@@ -157,14 +166,25 @@ def _ome_level(
 
 class ZarrWriter:
     """Writes Z ranges of a new OME-Zarr image (one level, NGFF 0.4, Zarr format 2: what napari,
-    Fiji's readers and zarr 2 and 3 all open)."""
+    Fiji's readers and zarr 2 and 3 all open).
 
-    def __init__(self, path: Path, shape: tuple[int, int, int], dtype: np.dtype, voxel_size: Spacing | None):
+    Zarr format 2 without sharding stores each chunk in its own file, written atomically (a
+    temporary file renamed), so processes that write disjoint rows of chunks need no lock; the
+    metadata is written once, by whoever creates the image (`existing` opens it without)."""
+
+    def __init__(
+        self,
+        path: Path,
+        shape: tuple[int, int, int],
+        dtype: np.dtype,
+        voxel_size: Spacing | None,
+        chunks: tuple[int, int, int] = DEFAULT_CHUNKS,
+    ):
         import zarr
 
         group = zarr.open_group(str(path), mode="w", zarr_format=2)
         unit = {"unit": "micrometer"} if voxel_size is not None else {}  # no unit: the size is unknown
-        chunks = (min(shape[0], 32), min(shape[1], 256), min(shape[2], 256))
+        chunks = tuple(min(s, c) for s, c in zip(shape, chunks, strict=True))
         self.array = group.create_array("0", shape=shape, dtype=np.dtype(dtype), chunks=chunks, fill_value=0)
         group.attrs["multiscales"] = [
             {
@@ -180,6 +200,15 @@ class ZarrWriter:
                 ],
             }
         ]
+
+    @classmethod
+    def existing(cls, path: Path) -> ZarrWriter:
+        """An image this class created, opened to write more Z ranges."""
+        import zarr
+
+        writer = cls.__new__(cls)
+        writer.array = zarr.open_array(str(path), path="0", mode="r+")
+        return writer
 
     def __setitem__(self, key: slice, planes: np.ndarray) -> None:
         self.array[key] = planes

@@ -21,8 +21,8 @@ from voxseg.config import TrainConfig
 from voxseg.data.sampling import EpochOrder, PatchDataset, PatchSampler
 from voxseg.data.transforms import Augmentation
 from voxseg.data.volumes import Volume
+from voxseg.runtime.distributed import Parallel
 from voxseg.runtime.hardware import available_memory_bytes, cpu_cores
-from voxseg.training.distributed import Parallel
 from voxseg.training.events import EpochEnd
 
 log = logging.getLogger("voxseg")

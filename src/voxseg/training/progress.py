@@ -17,7 +17,7 @@ from voxseg.training.events import EpochEnd
 from voxseg.training.threshold_rule import ThresholdChoice, choose_threshold
 
 if TYPE_CHECKING:
-    from voxseg.training.distributed import Parallel
+    from voxseg.runtime.distributed import Parallel
 
 log = logging.getLogger("voxseg")
 

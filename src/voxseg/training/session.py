@@ -9,9 +9,9 @@ from pathlib import Path
 
 from voxseg.config import TrainConfig
 from voxseg.errors import ConfigError
+from voxseg.runtime.distributed import Parallel
 from voxseg.runtime.files import write_text
 from voxseg.training.checkpoint import load_checkpoint
-from voxseg.training.distributed import Parallel
 from voxseg.training.engine import Listener, Trainer
 from voxseg.training.events import Event
 from voxseg.training.lineage import keep_inputs

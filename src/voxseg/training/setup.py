@@ -24,6 +24,7 @@ from voxseg.losses import SelfSupervision
 from voxseg.models.registry import ModelSpec, format_size, get_model_spec, voxel_size_of_weights
 from voxseg.models.weights import load_trained_network
 from voxseg.options import AUTO
+from voxseg.runtime.distributed import Parallel
 from voxseg.runtime.hardware import available_memory_bytes, resolve_device
 from voxseg.runtime.precision import Precision, resolve_precision
 from voxseg.training.autosize import MAX_AUTO_SIDE, choose_sizes, largest_valid_patch
@@ -34,7 +35,6 @@ from voxseg.training.budget import (
     patches_per_volume,
     shaped_patch,
 )
-from voxseg.training.distributed import Parallel
 from voxseg.training.preflight import Preflight, preflight
 from voxseg.training.threshold_rule import count_objects
 

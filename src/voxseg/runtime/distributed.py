@@ -1,15 +1,14 @@
-"""Data-parallel training on PyTorch's own engine: torchrun starts the processes, `torch.distributed`
-connects them, DistributedDataParallel averages the gradients.
+"""The job's processes under torchrun: this process's place (`Parallel`), the process group, and the
+few agreements training and prediction make between ranks.
 
-`Parallel` is what the engine asks of it, and a single process is the world of one: every method
-then does nothing, so the engine reads the same either way.
-- Each rank draws its slice of every global batch (`EpochOrder`), so a step of W ranks with batch B
-  sees the patches of a single-process step with batch B×W, seeded per epoch as before.
-- Validation is sharded: each rank segments every W-th validation volume, and the Dice sums are
-  added across ranks, so all ranks get the same mean (the LR plateau and early stop agree) for a
-  W-th of the time each.
-- A stop (Ctrl-C, SIGTERM from SLURM, the API) is agreed after every batch, so all ranks stop at
-  the same step; only rank 0 writes the run folder.
+torchrun starts the processes and `torch.distributed` connects them; a single process is the world
+of one, where every method does nothing, so training and prediction read the same either way.
+- Training (`voxseg.training`): each rank draws its slice of every global batch (`EpochOrder`), so a
+  step of W ranks with batch B sees the patches of a single-process step with batch B×W;
+  DistributedDataParallel averages the gradients; validation is sharded and its Dice sums added, so
+  all ranks agree on the LR plateau and early stop; a stop is agreed after every batch.
+- Prediction (`voxseg.inference.distributed`): the ranks share a volume's blocks, wait for each
+  other between phases (`barrier`) and gather what rank 0 writes once (`gather`).
 - Collectives time out (`TIMEOUT`) and a rank that dies breaks its peers' collectives, so a failed
   job ends with an error instead of hanging; torchrun then stops the rest and exits non-zero.
 """
@@ -44,6 +43,12 @@ class Parallel:
     world: int = 1
     local_rank: int = 0
     backend: str | None = None
+    local_world: int = 1  # the ranks on this node
+
+    @property
+    def one_node(self) -> bool:
+        """Whether every rank runs on this machine (they then share its page cache and files)."""
+        return self.local_world == self.world
 
     @property
     def is_main(self) -> bool:
@@ -54,7 +59,7 @@ class Parallel:
         return self.world > 1
 
     def device_name(self, asked: str) -> str:
-        """Under torchrun each rank trains on its own GPU (LOCAL_RANK); otherwise the device asked."""
+        """Under torchrun each rank runs on its own GPU (LOCAL_RANK); otherwise on the device asked."""
         if self.active and asked in ("auto", "cuda") and torch.cuda.is_available():
             return f"cuda:{self.local_rank}"
         return asked
@@ -115,6 +120,19 @@ class Parallel:
             start += size
         return out
 
+    def barrier(self) -> None:
+        """Wait until every rank is here (a phase's outputs are then complete for all)."""
+        if self.active:
+            torch.distributed.barrier()
+
+    def gather(self, value: T) -> list[T]:
+        """Every rank's `value`, in rank order, on every rank."""
+        if not self.active:
+            return [value]
+        box: list[Any] = [None] * self.world
+        torch.distributed.all_gather_object(box, value)
+        return box
+
     def from_main(self, value: T) -> T:
         """Rank 0's `value` on every rank (e.g. the run folder's name)."""
         if not self.active:
@@ -130,6 +148,7 @@ def from_environment() -> Parallel:
     if world <= 1:
         return Parallel()
     rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world))
     # NCCL for the GPUs' gradients, gloo for the small CPU tensors of the agreements (loss, stop,
     # validation sums) and for CPU-only jobs
     backend = (
@@ -137,7 +156,7 @@ def from_environment() -> Parallel:
         if torch.cuda.is_available() and torch.distributed.is_nccl_available()
         else "gloo"
     )
-    return Parallel(rank, world, local, backend)
+    return Parallel(rank, world, local, backend, local_world)
 
 
 @contextmanager

@@ -1,0 +1,146 @@
+"""The record of a volume's prediction in progress, so that a stopped job (pre-empted, killed, a
+laptop that slept) continues where it stopped (`voxseg predict --resume`).
+
+Everything of a volume is written in a hidden folder beside the outputs, `.voxseg-partial-<name>/`,
+and moved into place only when complete. It holds `plan.json` (what is being computed, with a
+fingerprint of every setting that changes the result, and the normalisation, so a resumed job
+computes the same bytes) and one small record per finished block, each written atomically by the
+rank that did the work (no file is shared, so no lock). A record holds the CRC-32 of every array it
+wrote, computed on the bytes as written; `--resume` reads the block back and redoes any block whose
+bytes differ (a write cut short by a kill).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from voxseg.errors import ConfigError, DataError
+from voxseg.io.formats import open_volume
+from voxseg.runtime.files import atomic_write, write_text
+
+PREFIX = ".voxseg-partial-"
+VERSION = 1
+
+
+def crc(planes: np.ndarray, running: int = 0) -> int:
+    """CRC-32 of an array's bytes in C order, continuing `running` (blocks arrive piece by piece)."""
+    return zlib.crc32(np.ascontiguousarray(planes), running)
+
+
+@dataclass(frozen=True)
+class WorkArrays:
+    """The arrays of a prediction in progress, by their file names in its partial folder."""
+
+    mask: str  # the final mask
+    thresholded: str  # the probability at the threshold: the final mask itself without instances
+    probability: str | None  # saved, or kept for the instances (watershed seeds, mean probability)
+    local: str | None = None  # the instances' ids per slab
+    labels: str | None = None
+
+    @property
+    def streamed(self) -> list[str]:
+        """What the windows' pass writes."""
+        return [self.thresholded] + ([self.probability] if self.probability else [])
+
+
+@dataclass(frozen=True)
+class Journal:
+    """The partial folder of one volume's prediction."""
+
+    folder: Path
+
+    @classmethod
+    def of(cls, output: Path, name: str) -> Journal:
+        return cls(output / f"{PREFIX}{name}")
+
+    def __truediv__(self, name: str) -> Path:
+        return self.folder / name
+
+    @property
+    def started(self) -> bool:
+        return (self.folder / "plan.json").exists()
+
+    def plan(self) -> dict[str, Any]:
+        return json.loads((self.folder / "plan.json").read_text())
+
+    def begin(self, plan: dict[str, Any]) -> None:
+        """A new partial folder with its plan (an old one is removed first)."""
+        self.remove()
+        for kind in ("units", "local", "rows"):
+            (self.folder / kind).mkdir(parents=True)
+        write_text(self.folder / "plan.json", json.dumps({"version": VERSION, **plan}, indent=1))
+
+    def check_same(self, fingerprint: dict[str, Any]) -> None:
+        """Refuse to resume a prediction made with other settings: its blocks would not fit."""
+        recorded = self.plan().get("fingerprint", {})
+        differ = sorted(k for k in {*recorded, *fingerprint} if recorded.get(k) != fingerprint.get(k))
+        if differ:
+            raise ConfigError(
+                f"--resume: {self.folder} was started with other settings ({', '.join(differ)} differ); "
+                "give the same ones, or --overwrite to start again"
+            )
+
+    def record(
+        self, kind: str, index: int, record: dict[str, Any], arrays: dict[str, np.ndarray] | None = None
+    ):
+        """Block `index` of phase `kind` is done: its record (and arrays, e.g. counts of ids)."""
+        if arrays:
+            self.save_arrays(f"{kind}/{index:05d}.npz", arrays)
+        write_text(self.folder / kind / f"{index:05d}.json", json.dumps(record))
+
+    def save_arrays(self, name: str, arrays: dict[str, np.ndarray]) -> None:
+        atomic_write(self.folder / name, lambda tmp: _save_npz(tmp, arrays))
+
+    def records(self, kind: str) -> dict[int, dict[str, Any]]:
+        return {int(p.stem): json.loads(p.read_text()) for p in sorted((self.folder / kind).glob("*.json"))}
+
+    def arrays(self, kind: str, index: int) -> dict[str, np.ndarray]:
+        with np.load(self.folder / kind / f"{index:05d}.npz") as saved:
+            return {name: saved[name] for name in saved.files}
+
+    def verified(self, kind: str) -> dict[int, dict[str, Any]]:
+        """The records of `kind` whose blocks read back with the bytes recorded; the others are
+        forgotten, so their blocks are done again."""
+        good = {}
+        for index, record in self.records(kind).items():
+            z0, z1 = record["z"]
+            try:
+                same = all(
+                    crc(open_volume(self.folder / name)[z0:z1]) == value
+                    for name, value in record["crc"].items()
+                )
+            except DataError:
+                same = False
+            if same:
+                good[index] = record
+            else:
+                (self.folder / kind / f"{index:05d}.json").unlink(missing_ok=True)
+        return good
+
+    def describe(self) -> str:
+        done, total = len(self.records("units")), len(self.plan().get("units", []))
+        return f"stopped after {done} of {total} blocks"
+
+    def remove(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    with open(path, "wb") as handle:
+        np.savez(handle, **arrays)
+
+
+def refuse_unfinished(journal: Journal, image: Path) -> None:
+    """Without --resume or --overwrite, an unfinished prediction is neither continued nor lost."""
+    if journal.started:
+        raise DataError(
+            f"a previous prediction of {image} {journal.describe()} ({journal.folder}); "
+            "--resume finishes it, --overwrite starts again"
+        )

@@ -1,0 +1,266 @@
+"""One volume predicted block by block, by one process or shared by the ranks of a torchrun job, and
+resumable: the work of `voxseg predict` for each input.
+
+Rank 0 opens the journal (a new plan, or the plan of a stopped job, checked against the settings),
+computes the volume's normalisation once and creates the output arrays. Each rank then streams the
+windows of its share of the pending units (`inference.blocks`) from the volume's global window grid,
+so its planes are bit for bit one process's, and writes their mask (and probability) chunk rows,
+recording each finished unit. The instances follow (`block_instances`), then rank 0 moves the
+outputs into place and removes the journal.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from voxseg.config import PredictConfig
+from voxseg.inference.blocks import VolumePlan, regions, share
+from voxseg.inference.journal import Journal, WorkArrays, crc
+from voxseg.io.formats import OUTPUT_SUFFIX, family, open_volume, stem
+from voxseg.io.writers import create_volume, planes_of, replace_path
+from voxseg.runtime.files import sha256
+
+if TYPE_CHECKING:
+    from voxseg.inference.segmenter import Predictor
+    from voxseg.inference.sliding import Predict
+    from voxseg.runtime.distributed import Parallel
+
+log = logging.getLogger("voxseg")
+
+
+@dataclass(frozen=True)
+class VolumeWork:
+    """What this rank did for one volume (the job's summary adds them up)."""
+
+    units: int
+    windows: int
+    seconds: float
+
+
+def predict_volume(
+    config: PredictConfig,
+    image: Path,
+    paths: dict[str, Path],
+    predictor: Predictor,
+    predict: Predict,
+    parallel: Parallel,
+    report: Callable[[int, int], None] | None,
+    stop: threading.Event | None,
+) -> tuple[VolumeWork, int | None]:
+    """Predict `image` into `paths` (`output_paths`) with the ranks of `parallel`; return this rank's
+    work and, on rank 0, the number of objects found (None without instances)."""
+    started = time.perf_counter()
+    volume = open_volume(image, config.image_key, config.level, config.channel)
+    spacing = config.spacing or volume.voxel_size
+    plan = VolumePlan.of(volume.shape)
+    journal = Journal.of(config.output, stem(image))
+    work = work_arrays(config, paths)
+    outcome = (
+        _prepare(config, image, volume, predictor, plan, journal, work, spacing) if parallel.is_main else None
+    )
+    pending, normalisation, done = _outcome(parallel.from_main(outcome))
+    mine = share(pending, parallel.rank, parallel.world)
+    windows = _stream(
+        config,
+        volume,
+        spacing,
+        predictor,
+        predict,
+        plan,
+        journal,
+        work,
+        normalisation,
+        mine,
+        parallel.rank,
+        report,
+        stop,
+    )
+    parallel.barrier()
+    found = None
+    if config.instances != "none":
+        from voxseg.inference.block_instances import InstanceOptions, label_slabs
+        from voxseg.inference.instances import table_row, write_object_csv
+
+        options = InstanceOptions(
+            config.instances,
+            config.min_size,
+            config.max_size,
+            config.min_relative_size,
+            spacing,
+            predictor.object_radius(spacing),
+        )
+        rows = label_slabs(options, plan, journal, work, parallel, stop)
+        if parallel.is_main:
+            write_object_csv(paths["objects"], [table_row(row, spacing) for row in rows])
+            found = len(rows)
+    if parallel.is_main:
+        _finish(journal, work, paths)
+    parallel.barrier()
+    return VolumeWork(len(mine), windows, time.perf_counter() - started), found
+
+
+def work_arrays(config: PredictConfig, paths: dict[str, Path]) -> WorkArrays:
+    """The partial folder's arrays for these outputs (named as the outputs they become)."""
+    suffix = OUTPUT_SUFFIX[family(paths["mask"])]  # type: ignore[index]
+    instances = config.instances != "none"
+    probability = paths["probabilities"].name if "probabilities" in paths else None
+    if instances and probability is None:
+        probability = f"probability{suffix}"
+    return WorkArrays(
+        mask=paths["mask"].name,
+        thresholded=f"thresholded{suffix}" if instances else paths["mask"].name,
+        probability=probability,
+        local=f"local{suffix}" if instances else None,
+        labels=paths["labels"].name if instances else None,
+    )
+
+
+def fingerprint(config: PredictConfig, image: Path, volume: Any, predictor: Predictor, spacing, plan) -> dict:
+    """Every setting a block's bytes depend on (not the number of ranks, threads or the batch size)."""
+    trained = predictor.trained
+    return {
+        "input": str(image.resolve()),
+        "shape": list(volume.shape),
+        "dtype": str(volume.dtype),
+        "image_key": config.image_key,
+        "level": config.level,
+        "channel": config.channel,
+        "weights": sha256(trained.weights),
+        "window": list(trained.window),
+        "threshold": predictor.threshold,
+        "foreground_class": config.foreground_class,
+        "overlap": config.overlap,
+        "tta": config.tta,
+        "precision": predictor.precision.name,
+        "device": predictor.device.type,
+        "instances": config.instances,
+        "min_size": config.min_size,
+        "max_size": config.max_size,
+        "min_relative_size": config.min_relative_size,
+        "spacing": None if spacing is None else list(spacing),
+        "save_probabilities": config.save_probabilities,
+        "unit_planes": plan.unit_planes,
+        "slab_units": plan.slab_units,
+    }
+
+
+def _prepare(config, image, volume, predictor, plan, journal, work, spacing) -> tuple[str, Any]:
+    """Rank 0: ("ok", (pending units, normalisation, units done)) or ("error", the exception), so
+    every rank raises what rank 0 met instead of waiting for it."""
+    try:
+        return "ok", _open_journal(config, image, volume, predictor, plan, journal, work, spacing)
+    except Exception as exc:
+        return "error", exc
+
+
+def _outcome(outcome: tuple[str, Any]) -> tuple[list[int], tuple[float, ...], int]:
+    kind, value = outcome
+    if kind == "error":
+        raise value
+    return value
+
+
+def _open_journal(config, image, volume, predictor, plan, journal, work, spacing):
+    from voxseg.data.normalise import Normalisation
+
+    marks = fingerprint(config, image, volume, predictor, spacing, plan)
+    if journal.started and config.resume:
+        journal.check_same(marks)
+        normalisation = tuple(journal.plan()["normalisation"])
+        done = journal.verified("units")
+        log.info("%s: resuming, %d of %d units done and verified", image.name, len(done), len(plan.units))
+    else:
+        normalisation = dataclasses.astuple(Normalisation.of(volume))
+        journal.begin({"fingerprint": marks, "normalisation": normalisation, "units": plan.units})
+        for name in work.streamed:
+            dtype = np.float32 if name == work.probability else np.uint8
+            create_volume(journal / name, plan.shape, dtype, spacing, plan.chunks)
+        if work.local is not None:
+            create_volume(journal / work.local, plan.shape, np.uint32, spacing, plan.chunks)
+        done = {}
+    pending = [i for i in range(len(plan.units)) if i not in done]
+    return pending, normalisation, len(done)
+
+
+def _stream(
+    config, volume, spacing, predictor, predict, plan, journal, work, normalisation, mine, rank, report, stop
+) -> int:
+    """Stream this rank's units, write them, record each one finished; return the windows computed."""
+    from voxseg.data.normalise import Normalisation
+
+    counted = {"before": 0, "now": 0}
+
+    def windows_done(done: int, total: int) -> None:
+        counted["now"] = done
+        if report is not None:
+            report(counted["before"] + done, counted["before"] + total)
+
+    with ExitStack() as stack:
+        outputs = {name: stack.enter_context(planes_of(journal / name)) for name in work.streamed}
+        for z0, z1 in regions([plan.units[i] for i in mine]):
+            recorder = _UnitRecorder(plan, journal, [i for i in mine if z0 <= plan.units[i][0] < z1], rank)
+            stream = predictor.probabilities(
+                volume, spacing, predict, windows_done, stop, (z0, z1), Normalisation(*normalisation)
+            )
+            for z, planes in stream:
+                values = {work.thresholded: (planes >= predictor.threshold).view(np.uint8)}
+                if work.probability:
+                    values[work.probability] = planes
+                for name, planes_out in values.items():
+                    outputs[name][z : z + planes.shape[0]] = planes_out
+                recorder.add(z, values)
+            counted["before"] += counted["now"]
+            counted["now"] = 0
+    return counted["before"]
+
+
+class _UnitRecorder:
+    """Records each unit of a region once its last plane is written, with the CRC of every array's
+    bytes, accumulated as its planes arrive (no read-back)."""
+
+    def __init__(self, plan: VolumePlan, journal: Journal, units: list[int], rank: int) -> None:
+        self.plan, self.journal, self.rank = plan, journal, rank
+        self.open: dict[int, dict[str, int]] = {i: {} for i in units}
+
+    def add(self, z: int, values: dict[str, np.ndarray]) -> None:
+        n = next(iter(values.values())).shape[0]
+        for i in list(self.open):
+            u0, u1 = self.plan.units[i]
+            a, b = max(u0, z), min(u1, z + n)
+            if b <= a:
+                continue
+            sums = self.open[i]
+            for name, planes in values.items():
+                sums[name] = crc(planes[a - z : b - z], sums.get(name, 0))
+            if b == u1:
+                self.journal.record("units", i, {"z": [u0, u1], "crc": self.open.pop(i), "rank": self.rank})
+
+
+def _finish(journal: Journal, work: WorkArrays, paths: dict[str, Path]) -> None:
+    """Rank 0: the finished outputs moved into place; the journal removed."""
+    for kind in ("mask", "labels", "probabilities"):
+        if kind in paths:
+            replace_path(journal / paths[kind].name, paths[kind])
+    journal.remove()
+
+
+def describe_work(rank: int, work: list[VolumeWork], seconds: float) -> str:
+    """One rank's line in the job's summary."""
+    units, windows = sum(w.units for w in work), sum(w.windows for w in work)
+    line = f"rank {rank}: {units} units, {windows} windows in {seconds:.1f} s"
+    try:
+        import resource  # not on Windows
+    except ImportError:
+        return line
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    return f"{line}, peak memory {peak:,.0f} MB"
