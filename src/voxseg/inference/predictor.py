@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -20,6 +21,7 @@ from voxseg.errors import ConfigError, DataError
 from voxseg.io.formats import DESCRIPTION, OUTPUT_SUFFIX, family, is_volume, open_volume, stem
 
 if TYPE_CHECKING:  # torch loads only when a model does
+    from voxseg.inference.volume_job import VolumeWork
     from voxseg.runtime.distributed import Parallel
 
 log = logging.getLogger("voxseg")
@@ -116,7 +118,7 @@ def predict_files(
     from voxseg.data.checks import check_volume_values
     from voxseg.inference.segmenter import Predictor
     from voxseg.inference.trained import check_source, isotropic_side
-    from voxseg.inference.volume_job import predict_volume
+    from voxseg.inference.volume_job import describe_work, predict_volume
     from voxseg.runtime.distributed import Parallel
 
     parallel = parallel or Parallel()
@@ -141,9 +143,11 @@ def predict_files(
     mine = (
         [(image, parallel) for image in todo]
         if shared
-        else [(image, Parallel()) for image in deal(todo, parallel)]
+        else [(image, Parallel()) for image in deal(config, todo, parallel)]
     )
     written: list[PredictionFiles] = []
+    done: list[VolumeWork] = []
+    started = time.perf_counter()
     with predictor.windows() as predict:
         for image, group in mine:
             paths = output_paths(config, image)
@@ -151,8 +155,13 @@ def predict_files(
             work, found = predict_volume(
                 config, image, paths, predictor, predict, group, report if parallel.is_main else None, stop
             )
+            done.append(work)
             if group.is_main:
-                written.append(_written(image, paths, found, work.seconds))
+                written.append(_written(image, paths, found, work))
+    ranks = parallel.gather(describe_work(parallel.rank, done, time.perf_counter() - started))
+    if parallel.active and parallel.is_main:
+        for line in ranks:
+            log.info(line)
     every = [files for part in parallel.gather(written) for files in part]
     return sorted(every, key=lambda files: images.index(files.image))
 
@@ -201,24 +210,23 @@ def check_shared_format(config: PredictConfig, images: list[Path], parallel: Par
 DESCRIPTION_OF = {"tiff": "TIFF", "zarr": "OME-Zarr", "hdf5": "HDF5"}
 
 
-def deal(images: list[Path], parallel: Parallel) -> list[Path]:
+def deal(config: PredictConfig, images: list[Path], parallel: Parallel) -> list[Path]:
     """This rank's whole volumes: the largest first to the rank with the fewest voxels so far."""
+    sizes = {
+        image: open_volume(image, config.image_key, config.level, config.channel).size for image in images
+    }
     load = [0] * parallel.world
     mine = []
-    for image in sorted(images, key=lambda i: -_voxels(i)):
+    for image in sorted(images, key=lambda i: -sizes[i]):
         rank = load.index(min(load))
-        load[rank] += _voxels(image)
+        load[rank] += sizes[image]
         if rank == parallel.rank:
             mine.append(image)
     return mine
 
 
-def _voxels(image: Path) -> int:
-    return int(open_volume(image).size)
-
-
-def _written(image: Path, paths: dict[str, Path], found: int | None, seconds: float) -> PredictionFiles:
-    voxels = int(open_volume(paths["mask"]).size)
+def _written(image: Path, paths: dict[str, Path], found: int | None, work: VolumeWork) -> PredictionFiles:
+    voxels, seconds = work.voxels, work.seconds
     log.info(
         "%s: %s voxels in %.1f s (%s voxels/s)%s",
         image.name,

@@ -45,6 +45,7 @@ class VolumeWork:
     units: int
     windows: int
     seconds: float
+    voxels: int
 
 
 def predict_volume(
@@ -106,7 +107,7 @@ def predict_volume(
     if parallel.is_main:
         _finish(journal, work, paths)
     parallel.barrier()
-    return VolumeWork(len(mine), windows, time.perf_counter() - started), found
+    return VolumeWork(len(mine), windows, time.perf_counter() - started, int(volume.size)), found
 
 
 def work_arrays(config: PredictConfig, paths: dict[str, Path]) -> WorkArrays:
