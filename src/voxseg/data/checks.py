@@ -54,14 +54,14 @@ def check_image(path, image: np.ndarray) -> None:
         raise DataError(f"{path}: contains NaN or Inf values")
 
 
-def check_volume_values(volume: VolumeFile) -> None:
+def check_volume_values(volume: VolumeFile, rank: int = 0, world: int = 1) -> None:
     """Refuse a volume a model cannot be applied to: a side of length 0, or NaN/Inf values (read in
-    slabs of bounded size; integer volumes hold neither)."""
+    slabs of bounded size; integer volumes hold neither). Ranks of a job read every `world`-th slab."""
     if 0 in volume.shape:
         raise DataError(f"{volume.path}: is empty (shape {tuple(volume.shape)})")
     if not np.issubdtype(volume.dtype, np.floating):
         return
-    for z0, z1 in z_slabs(volume.shape, SLAB_VOXELS):
+    for z0, z1 in z_slabs(volume.shape, SLAB_VOXELS)[rank::world]:
         if not np.isfinite(volume[z0:z1]).all():
             raise DataError(f"{volume.path}: contains NaN or Inf values (planes {z0}-{z1 - 1})")
 

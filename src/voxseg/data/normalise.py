@@ -4,6 +4,7 @@ a bounded sample, so a volume larger than memory is never read whole for them.""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -25,6 +26,23 @@ class Readable(Protocol):
     def __getitem__(self, key: Any) -> np.ndarray: ...
 
 
+def sample_stride(volume: Readable) -> int:
+    """Every voxel of a small volume is the sample; beyond `NORMALISATION_SAMPLE` voxels, a grid with
+    this stride along each axis."""
+    stride = 1
+    while volume.size / stride**3 > NORMALISATION_SAMPLE:
+        stride += 1
+    return stride
+
+
+def sample_planes(volume: Readable, planes: Sequence[int], stride: int) -> np.ndarray:
+    """The sample's voxels of `planes` (some of `range(0, Z, stride)`; ranks sharing a volume read a
+    part each), stacked; each plane copied, so its strided view does not keep the whole plane alive."""
+    if not len(planes):
+        return np.zeros((0, -(-volume.shape[1] // stride), -(-volume.shape[2] // stride)), np.float32)
+    return np.stack([np.asarray(volume[z])[::stride, ::stride].copy() for z in planes])
+
+
 @dataclass(frozen=True)
 class Normalisation:
     """Percentile clip, then z-score, with statistics from a bounded sample."""
@@ -38,12 +56,13 @@ class Normalisation:
     def of(cls, volume: Readable) -> Normalisation:
         """Statistics of `volume`, from every voxel when small or on a strided grid (plane by plane,
         so a large volume is never held whole)."""
-        stride = 1
-        while volume.size / stride**3 > NORMALISATION_SAMPLE:
-            stride += 1
-        # copied, so a plane's strided view does not keep the whole plane alive
-        planes = [np.asarray(volume[z])[::stride, ::stride].copy() for z in range(0, volume.shape[0], stride)]
-        sample = np.stack(planes).astype(np.float32, copy=False)
+        stride = sample_stride(volume)
+        return cls.of_sample(sample_planes(volume, range(0, volume.shape[0], stride), stride))
+
+    @classmethod
+    def of_sample(cls, sample: np.ndarray) -> Normalisation:
+        """Statistics of a sample (`sample_planes`; ranks sharing a volume each read a part)."""
+        sample = sample.astype(np.float32, copy=False)
         low, high = (float(v) for v in np.percentile(sample, CLIP_PERCENTILES))
         clipped = np.clip(sample, low, high)
         std = float(clipped.std())

@@ -77,6 +77,10 @@ class Journal:
             (self.folder / kind).mkdir(parents=True)
         write_text(self.folder / "plan.json", json.dumps({"version": VERSION, **plan}, indent=1))
 
+    def note(self, **items: Any) -> None:
+        """Add to the plan what is known only once the work started (the normalisation)."""
+        write_text(self.folder / "plan.json", json.dumps({**self.plan(), **items}, indent=1))
+
     def check_same(self, fingerprint: dict[str, Any]) -> None:
         """Refuse to resume a prediction made with other settings: its blocks would not fit."""
         recorded = self.plan().get("fingerprint", {})

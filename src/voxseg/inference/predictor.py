@@ -131,8 +131,7 @@ def predict_files(
                 f"{image}: has no voxel size in its metadata, and the run trained on isotropic "
                 f"{isotropic:g} µm voxels (--resample isotropic); give --spacing Z,Y,X"
             )
-        if parallel.is_main:
-            check_volume_values(volume)
+        check_volume_values(volume, parallel.rank, parallel.world)
     todo = unfinished(config, images)
     shared = parallel.active and len(todo) < parallel.world and isotropic is None
     if shared:
@@ -228,11 +227,13 @@ def deal(config: PredictConfig, images: list[Path], parallel: Parallel) -> list[
 def _written(image: Path, paths: dict[str, Path], found: int | None, work: VolumeWork) -> PredictionFiles:
     voxels, seconds = work.voxels, work.seconds
     log.info(
-        "%s: %s voxels in %.1f s (%s voxels/s)%s",
+        "%s: %s voxels in %.1f s (%s voxels/s; windows %.1f s, instances %.1f s)%s",
         image.name,
         f"{voxels:,}",
         seconds,
         f"{voxels / seconds:,.0f}",
+        work.window_seconds,
+        work.instance_seconds,
         "" if found is None else f", {found} objects",
     )
     return PredictionFiles(

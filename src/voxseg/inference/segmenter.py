@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -121,10 +121,11 @@ class Predictor:
         stop: threading.Event | None = None,
         region: tuple[int, int] | None = None,
         normalisation: Normalisation | None = None,
+        computed: Mapping[tuple[int, int], np.ndarray] | None = None,
     ) -> Iterator[tuple[int, np.ndarray]]:
         """(z, planes) of the blended foreground probability of `volume` (an array or a volume file,
         read window by window), in order: what `voxseg predict` streams into its writers. `report`,
-        `stop` and `region` (a Z range) are `streamed_probabilities`'; `normalisation` is the volume's
+        `stop`, `region` (a Z range) and `computed` are `streamed_probabilities`'; `normalisation` is the volume's
         (computed here unless given: ranks sharing a volume share one)."""
         from voxseg.data.normalise import Normalisation
         from voxseg.inference.sliding import assembled, streamed_probabilities

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -66,6 +66,53 @@ def scan_interval(shape: tuple[int, ...], window: tuple[int, ...], overlap: floa
     return tuple(w if w == s else max(int(w * (1 - overlap)), 1) for s, w in zip(shape, window, strict=True))
 
 
+def window_rows(
+    shape: tuple[int, ...], window: tuple[int, int, int], overlap: float
+) -> tuple[tuple[int, ...], list[int], dict[int, list[tuple[slice, slice]]]]:
+    """(padded shape, padding before each axis, the windows of MONAI's grid by their padded Z start,
+    each as its Y and X slices in grid order)."""
+    padded = tuple(max(s, w) for s, w in zip(shape, window, strict=True))
+    before = [(p - s) // 2 for p, s in zip(padded, shape, strict=True)]
+    rows: dict[int, list[tuple[slice, slice]]] = {}
+    for z, y, x in dense_patch_slices(padded, window, scan_interval(padded, window, overlap)):
+        rows.setdefault(int(z.start), []).append(
+            (slice(int(y.start), int(y.stop)), slice(int(x.start), int(x.stop)))
+        )
+    return padded, before, dict(sorted(rows.items()))
+
+
+def rows_touching(
+    shape: tuple[int, ...], window: tuple[int, int, int], overlap: float, region: tuple[int, int]
+) -> list[int]:
+    """The padded Z starts of the grid's rows whose windows touch planes region[0]..region[1]."""
+    _, before, rows = window_rows(shape, window, overlap)
+    first, end = region[0] + before[0], region[1] + before[0]
+    return [z for z in rows if z < end and z + window[0] > first]
+
+
+def window_outputs(
+    volume: Readable,
+    normalisation: Normalisation,
+    window: tuple[int, int, int],
+    overlap: float,
+    predict: Predict,
+    batch_size: int,
+    wanted: list[tuple[int, int]],
+) -> dict[tuple[int, int], np.ndarray]:
+    """The model's probabilities of some windows of the grid, by (row start, index in the row): a row
+    that two ranks' regions need is computed once, in parts, and its parts are exchanged."""
+    _, before, rows = window_rows(tuple(int(s) for s in volume.shape), window, overlap)
+    outputs = {}
+    for batch_start in range(0, len(wanted), batch_size):
+        batch = wanted[batch_start : batch_start + batch_size]
+        tiles = [
+            _read(volume, normalisation, (slice(z, z + window[0]), *rows[z][i]), before) for z, i in batch
+        ]
+        probabilities = predict(torch.from_numpy(np.stack(tiles)[:, None])).float().cpu().numpy()[:, 0]
+        outputs.update(zip(batch, probabilities, strict=True))
+    return outputs
+
+
 def streamed_probabilities(
     volume: Readable,
     normalisation: Normalisation,
@@ -76,6 +123,7 @@ def streamed_probabilities(
     on_windows: Callable[[int, int], None] | None = None,
     stop: threading.Event | None = None,
     region: tuple[int, int] | None = None,
+    computed: Mapping[tuple[int, int], np.ndarray] | None = None,
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Yield (z, planes): the blended foreground probability of Z planes z.., in order, float32.
 
@@ -88,21 +136,17 @@ def streamed_probabilities(
     `region` (first Z, end Z) yields only those planes, from the windows of the volume's own grid that
     touch them: every plane gets the same additions in the same order as from the whole volume, so
     regions streamed apart (by other processes, or after a restart) equal it bit for bit. A local grid
-    over the region and a margin would place the windows elsewhere and change the result.
+    over the region and a margin would place the windows elsewhere and change the result. Windows in
+    `computed` (`window_outputs`) are taken from there instead of the model.
     """
     shape = tuple(int(s) for s in volume.shape)
-    padded = tuple(max(s, w) for s, w in zip(shape, window, strict=True))
-    before = [(p - s) // 2 for p, s in zip(padded, shape, strict=True)]
-    rows: dict[int, list[tuple[slice, slice]]] = {}
-    for z, y, x in dense_patch_slices(padded, window, scan_interval(padded, window, overlap)):
-        rows.setdefault(int(z.start), []).append(
-            (slice(int(y.start), int(y.stop)), slice(int(x.start), int(x.stop)))
-        )
-    every = sorted(rows)
+    padded, before, rows = window_rows(shape, window, overlap)
+    every = list(rows)
     first, end = (0, shape[0]) if region is None else region
     wanted = (first + before[0], end + before[0])  # in padded Z
-    starts = [z for z in every if z < wanted[1] and z + window[0] > wanted[0]]  # the windows touching it
+    starts = rows_touching(shape, window, overlap, (first, end))
     following = dict(zip(every, [*every[1:], padded[0]], strict=True))  # planes before it are final
+    computed = computed or {}
     total, done = sum(len(rows[z]) for z in starts), 0
     importance = compute_importance_map(window, mode="gaussian", sigma_scale=0.125).numpy().astype(np.float32)
     # planes z.. stay open only while a window covers them: a window's depth of planes at a time
@@ -114,10 +158,12 @@ def streamed_probabilities(
             if stop is not None and stop.is_set():
                 raise Stopped(f"stopped after {done} of {total} windows")
             batch = rows[start][batch_start : batch_start + batch_size]
-            tiles = torch.from_numpy(
-                np.stack([_read(volume, normalisation, (zs, ys, xs), before) for ys, xs in batch])[:, None]
-            )
-            probabilities = predict(tiles).float().cpu().numpy()[:, 0]
+            indices = range(batch_start, batch_start + len(batch))
+            if all((start, i) in computed for i in indices):
+                probabilities = np.stack([computed[start, i] for i in indices])
+            else:
+                tiles = np.stack([_read(volume, normalisation, (zs, ys, xs), before) for ys, xs in batch])
+                probabilities = predict(torch.from_numpy(tiles[:, None])).float().cpu().numpy()[:, 0]
             for (ys, xs), probability in zip(batch, probabilities, strict=True):
                 ring.add(start, ys, xs, probability * importance, importance)
             done += len(batch)

@@ -46,6 +46,8 @@ class VolumeWork:
     windows: int
     seconds: float
     voxels: int
+    window_seconds: float  # streaming this rank's units
+    instance_seconds: float  # the instances' phases, waits included
 
 
 def predict_volume(
@@ -69,9 +71,16 @@ def predict_volume(
     outcome = (
         _prepare(config, image, volume, predictor, plan, journal, work, spacing) if parallel.is_main else None
     )
-    pending, normalisation, done = _outcome(parallel.from_main(outcome))
+    pending, normalisation = _outcome(parallel.from_main(outcome))
+    if normalisation is None:
+        normalisation = _normalisation(volume, parallel)
+        if parallel.is_main:
+            journal.note(normalisation=normalisation)
     mine = share(pending, parallel.rank, parallel.world)
-    windows = _stream(
+    streaming = time.perf_counter()
+    predict, windows = _counted(predict)
+    computed = _shared_rows(config, volume, predictor, predict, plan, pending, normalisation, parallel)
+    _stream(
         config,
         volume,
         spacing,
@@ -85,7 +94,9 @@ def predict_volume(
         parallel.rank,
         report,
         stop,
+        computed,
     )
+    streamed = time.perf_counter()
     parallel.barrier()
     found = None
     if config.instances != "none":
@@ -104,10 +115,14 @@ def predict_volume(
         if parallel.is_main:
             write_object_csv(paths["objects"], [table_row(row, spacing) for row in rows])
             found = len(rows)
+    labelled = time.perf_counter()
     if parallel.is_main:
         _finish(journal, work, paths)
     parallel.barrier()
-    return VolumeWork(len(mine), windows, time.perf_counter() - started, int(volume.size)), found
+    seconds = time.perf_counter() - started
+    return VolumeWork(
+        len(mine), windows[0], seconds, volume.size, streamed - streaming, labelled - streamed
+    ), found
 
 
 def work_arrays(config: PredictConfig, paths: dict[str, Path]) -> WorkArrays:
@@ -164,7 +179,7 @@ def _prepare(config, image, volume, predictor, plan, journal, work, spacing) -> 
         return "error", exc
 
 
-def _outcome(outcome: tuple[str, Any]) -> tuple[list[int], tuple[float, ...], int]:
+def _outcome(outcome: tuple[str, Any]) -> tuple[list[int], tuple[float, ...] | None]:
     kind, value = outcome
     if kind == "error":
         raise value
@@ -172,31 +187,80 @@ def _outcome(outcome: tuple[str, Any]) -> tuple[list[int], tuple[float, ...], in
 
 
 def _open_journal(config, image, volume, predictor, plan, journal, work, spacing):
-    from voxseg.data.normalise import Normalisation
-
+    """(the units to compute, the normalisation when a stopped job recorded it)."""
     marks = fingerprint(config, image, volume, predictor, spacing, plan)
     if journal.started and config.resume:
         journal.check_same(marks)
-        normalisation = tuple(journal.plan()["normalisation"])
         done = journal.verified("units")
         log.info("%s: resuming, %d of %d units done and verified", image.name, len(done), len(plan.units))
-    else:
-        normalisation = dataclasses.astuple(Normalisation.of(volume))
-        journal.begin({"fingerprint": marks, "normalisation": normalisation, "units": plan.units})
-        for name in work.streamed:
-            dtype = np.float32 if name == work.probability else np.uint8
-            create_volume(journal / name, plan.shape, dtype, spacing, plan.chunks)
-        if work.local is not None:
-            create_volume(journal / work.local, plan.shape, np.uint32, spacing, plan.chunks)
-        done = {}
-    pending = [i for i in range(len(plan.units)) if i not in done]
-    return pending, normalisation, len(done)
+        normalisation = journal.plan().get("normalisation")
+        return [i for i in range(len(plan.units)) if i not in done], normalisation and tuple(normalisation)
+    journal.begin({"fingerprint": marks, "units": plan.units})
+    for name in work.streamed:
+        dtype = np.float32 if name == work.probability else np.uint8
+        create_volume(journal / name, plan.shape, dtype, spacing, plan.chunks)
+    if work.local is not None:
+        create_volume(journal / work.local, plan.shape, np.uint32, spacing, plan.chunks)
+    return list(range(len(plan.units))), None
+
+
+def _normalisation(volume: Any, parallel: Parallel) -> tuple[float, ...]:
+    """The volume's normalisation, its sample read by all ranks in parts: one process's statistics."""
+    from voxseg.data.normalise import Normalisation, sample_planes, sample_stride
+
+    stride = sample_stride(volume)
+    planes = share(list(range(0, volume.shape[0], stride)), parallel.rank, parallel.world)
+    sample = np.concatenate(parallel.gather(sample_planes(volume, planes, stride)))
+    return dataclasses.astuple(Normalisation.of_sample(sample))
+
+
+def _shared_rows(config, volume, predictor, predict, plan, pending, normalisation, parallel) -> dict:
+    """The windows of the grid's rows that several ranks' shares touch, computed once: each such row
+    in parts by the ranks that need it, then exchanged: {(row, index): probability}. One process
+    shares nothing."""
+    if not parallel.active:
+        return {}
+    from voxseg.data.normalise import Normalisation
+    from voxseg.inference.sliding import rows_touching, window_outputs, window_rows
+
+    window, overlap = predictor.trained.window, config.overlap
+    needs: dict[int, list[int]] = {}
+    for rank in range(parallel.world):
+        touched = set()
+        for region in regions([plan.units[i] for i in share(pending, rank, parallel.world)]):
+            touched.update(rows_touching(volume.shape, window, overlap, region))
+        for row in touched:
+            needs.setdefault(row, []).append(rank)
+    rows = window_rows(volume.shape, window, overlap)[2]
+    mine: list[tuple[int, int]] = []
+    for row, ranks in sorted(needs.items()):
+        if len(ranks) > 1 and parallel.rank in ranks:
+            k, n = ranks.index(parallel.rank), len(rows[row])
+            mine += [(row, i) for i in range(k * n // len(ranks), (k + 1) * n // len(ranks))]
+    outputs = window_outputs(
+        volume, Normalisation(*normalisation), window, overlap, predict, config.batch_size, mine
+    )
+    every = parallel.gather(outputs)
+    return {key: value for part in every for key, value in part.items() if parallel.rank in needs[key[0]]}
 
 
 def _stream(
-    config, volume, spacing, predictor, predict, plan, journal, work, normalisation, mine, rank, report, stop
-) -> int:
-    """Stream this rank's units, write them, record each one finished; return the windows computed."""
+    config,
+    volume,
+    spacing,
+    predictor,
+    predict,
+    plan,
+    journal,
+    work,
+    normalisation,
+    mine,
+    rank,
+    report,
+    stop,
+    computed,
+) -> None:
+    """Stream this rank's units, write them, record each one finished."""
     from voxseg.data.normalise import Normalisation
 
     counted = {"before": 0, "now": 0}
@@ -211,7 +275,14 @@ def _stream(
         for z0, z1 in regions([plan.units[i] for i in mine]):
             recorder = _UnitRecorder(plan, journal, [i for i in mine if z0 <= plan.units[i][0] < z1], rank)
             stream = predictor.probabilities(
-                volume, spacing, predict, windows_done, stop, (z0, z1), Normalisation(*normalisation)
+                volume,
+                spacing,
+                predict,
+                windows_done,
+                stop,
+                (z0, z1),
+                Normalisation(*normalisation),
+                computed,
             )
             for z, planes in stream:
                 values = {work.thresholded: (planes >= predictor.threshold).view(np.uint8)}
@@ -222,7 +293,17 @@ def _stream(
                 recorder.add(z, values)
             counted["before"] += counted["now"]
             counted["now"] = 0
-    return counted["before"]
+
+
+def _counted(predict: Predict) -> tuple[Predict, list[int]]:
+    """`predict`, counting the windows it computes (in the list's one item)."""
+    windows = [0]
+
+    def counting(tiles):
+        windows[0] += len(tiles)
+        return predict(tiles)
+
+    return counting, windows
 
 
 class _UnitRecorder:
@@ -258,7 +339,11 @@ def _finish(journal: Journal, work: WorkArrays, paths: dict[str, Path]) -> None:
 def describe_work(rank: int, work: list[VolumeWork], seconds: float) -> str:
     """One rank's line in the job's summary."""
     units, windows = sum(w.units for w in work), sum(w.windows for w in work)
-    line = f"rank {rank}: {units} units, {windows} windows in {seconds:.1f} s"
+    streaming, instances = sum(w.window_seconds for w in work), sum(w.instance_seconds for w in work)
+    line = (
+        f"rank {rank}: {units} units, {windows} windows in {streaming:.1f} s, instances {instances:.1f} s, "
+        f"{seconds:.1f} s in all"
+    )
     try:
         import resource  # not on Windows
     except ImportError:
