@@ -125,8 +125,8 @@ class Predictor:
     ) -> Iterator[tuple[int, np.ndarray]]:
         """(z, planes) of the blended foreground probability of `volume` (an array or a volume file,
         read window by window), in order: what `voxseg predict` streams into its writers. `report`,
-        `stop`, `region` (a Z range) and `computed` are `streamed_probabilities`'; `normalisation` is the volume's
-        (computed here unless given: ranks sharing a volume share one)."""
+        `stop`, `region` (a Z range) and `computed` are `streamed_probabilities`'; `normalisation` is
+        the volume's (computed here unless given: ranks sharing a volume share one)."""
         from voxseg.data.normalise import Normalisation
         from voxseg.inference.sliding import assembled, streamed_probabilities
 
@@ -146,6 +146,7 @@ class Predictor:
                 report,
                 stop,
                 region,
+                computed,
             )
 
         if trained.isotropic is None:
