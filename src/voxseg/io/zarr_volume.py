@@ -64,6 +64,12 @@ class ZarrVolume:
         return self._array
 
     @property
+    def plane_block(self) -> int:
+        """Planes stored together (the chunks' depth): reading one plane costs reading them all."""
+        chunks = getattr(self._node(), "chunks", None)
+        return int(chunks[self.layout.axes[0]]) if chunks else 1
+
+    @property
     def stored_array(self) -> Any:
         """The array as stored (all its axes), for viewers that read it lazily themselves."""
         return self._node()
