@@ -84,7 +84,9 @@ def test_two_ranks_on_one_machine_share_a_tiff_output(trained, volume, tmp_path)
     _same(one, two, ".tif")
 
 
-def test_an_hdf5_output_shared_by_two_ranks_is_refused_before_the_model_loads(trained, volume, tmp_path) -> None:
+def test_an_hdf5_output_shared_by_two_ranks_is_refused_before_the_model_loads(
+    trained, volume, tmp_path
+) -> None:
     done = _predict(trained, volume, tmp_path / "out", 2, "--output-format", "hdf5")
     assert done.returncode != 0
     assert "2 processes cannot write one HDF5 output together; give --output-format zarr" in done.stderr

@@ -118,6 +118,5 @@ def test_a_tiff_volume_resumes_too(trained, tmp_path) -> None:
         _windows(_config(trained, tmp_path / "vol.tif", tmp_path / "out"), stop_after=whole // 2)
     _windows(_config(trained, tmp_path / "vol.tif", tmp_path / "out", resume=True))
     for kind in ("mask", "labels", "prob"):
-        np.testing.assert_array_equal(
-            tifffile.imread(tmp_path / "whole" / f"vol_{kind}.tif"), tifffile.imread(tmp_path / "out" / f"vol_{kind}.tif")
-        )
+        whole, resumed = (tifffile.imread(tmp_path / run / f"vol_{kind}.tif") for run in ("whole", "out"))
+        np.testing.assert_array_equal(whole, resumed)
