@@ -38,7 +38,7 @@ def volume(tmp_path_factory) -> Path:
 
 def _predict(trained: Path, volume: Path, output: Path, ranks: int, *extra: str, wait: bool = True):
     command = ["-m", "voxseg", "predict", str(trained), "--input", str(volume), "--output", str(output)]
-    command += ["--instances", "connected", "--save-probabilities", *extra]
+    command += ["--instances", "watershed", "--save-probabilities", *extra]
     if ranks > 1:
         command = [str(TORCHRUN), "--standalone", "--nproc-per-node", str(ranks), *command]
     else:

@@ -132,7 +132,7 @@ def predict_files(
                 f"{isotropic:g} µm voxels (--resample isotropic); give --spacing Z,Y,X"
             )
         check_volume_values(volume, parallel.rank, parallel.world)
-    todo = unfinished(config, images)
+    todo = parallel.decided_by_main(lambda: unfinished(config, images))
     shared = parallel.active and len(todo) < parallel.world and isotropic is None
     if shared:
         check_shared_format(config, todo, parallel)

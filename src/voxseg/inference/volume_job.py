@@ -68,10 +68,9 @@ def predict_volume(
     plan = VolumePlan.of(volume.shape)
     journal = Journal.of(config.output, stem(image))
     work = work_arrays(config, paths)
-    outcome = (
-        _prepare(config, image, volume, predictor, plan, journal, work, spacing) if parallel.is_main else None
+    pending, normalisation = parallel.decided_by_main(
+        lambda: _open_journal(config, image, volume, predictor, plan, journal, work, spacing)
     )
-    pending, normalisation = _outcome(parallel.from_main(outcome))
     if normalisation is None:
         normalisation = _normalisation(volume, parallel)
         if parallel.is_main:
@@ -168,22 +167,6 @@ def fingerprint(config: PredictConfig, image: Path, volume: Any, predictor: Pred
         "unit_planes": plan.unit_planes,
         "slab_units": plan.slab_units,
     }
-
-
-def _prepare(config, image, volume, predictor, plan, journal, work, spacing) -> tuple[str, Any]:
-    """Rank 0: ("ok", (pending units, normalisation, units done)) or ("error", the exception), so
-    every rank raises what rank 0 met instead of waiting for it."""
-    try:
-        return "ok", _open_journal(config, image, volume, predictor, plan, journal, work, spacing)
-    except Exception as exc:
-        return "error", exc
-
-
-def _outcome(outcome: tuple[str, Any]) -> tuple[list[int], tuple[float, ...] | None]:
-    kind, value = outcome
-    if kind == "error":
-        raise value
-    return value
 
 
 def _open_journal(config, image, volume, predictor, plan, journal, work, spacing):

@@ -18,7 +18,7 @@ from __future__ import annotations
 import datetime
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -132,6 +132,22 @@ class Parallel:
         box: list[Any] = [None] * self.world
         torch.distributed.all_gather_object(box, value)
         return box
+
+    def decided_by_main(self, decide: Callable[[], T]) -> T:
+        """`decide()` run by rank 0 alone (checks, then the first writes), its value given to every
+        rank, or the error it raised raised on every rank, so none waits for an answer that never comes."""
+        if not self.active:
+            return decide()
+        outcome: tuple[T | None, BaseException | None] = (None, None)
+        if self.is_main:
+            try:
+                outcome = (decide(), None)
+            except Exception as error:
+                outcome = (None, error)
+        value, error = self.from_main(outcome)
+        if error is not None:
+            raise error
+        return value  # type: ignore[return-value]
 
     def from_main(self, value: T) -> T:
         """Rank 0's `value` on every rank (e.g. the run folder's name)."""
