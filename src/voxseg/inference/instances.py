@@ -92,7 +92,7 @@ def label_instances(
     `"connected"`: connected components with full (26-) connectivity. A thresholded nucleus often
     has rim voxels joined to it only by an edge or a corner; 6-connectivity would chip those off as
     separate specks, while merging touching nuclei happens either way and is what `"watershed"` is
-    for. (`stitch_tables` uses the same connectivity by default, so slabs rejoin exactly.)
+    for. (`stitching.stitch_tables` uses the same connectivity by default, so slabs rejoin exactly.)
 
     `"watershed"`: seeds are the h-maxima (peaks at least `h` high) of the Euclidean distance to the
     background, measured with `sampling=spacing` so anisotropic voxels (e.g. Z steps 2-4× the XY
@@ -217,7 +217,7 @@ def drop_debris(sizes: np.ndarray, fraction: float, cut: np.ndarray | None = Non
 def measure_objects(labels: np.ndarray, probability: np.ndarray | None = None) -> list[dict[str, Any]]:
     """One row per object of a (Z, Y, X) label image, in the order of the ids: `id`, `voxels`,
     `centroid_<axis>_px`, `bbox_<axis>_start`/`_stop` and `mean_probability` (None without a
-    probability), unrounded, so rows of the slabs of one volume can be merged (`slab_instances`)."""
+    probability), unrounded, so rows of the slabs of one volume can be merged (`block_instances`)."""
     labels = np.asarray(labels)
     if labels.ndim != 3:
         raise ValueError(f"labels must be a (Z, Y, X) volume, got shape {labels.shape}")
