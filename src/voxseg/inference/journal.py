@@ -73,7 +73,7 @@ class Journal:
     def begin(self, plan: dict[str, Any]) -> None:
         """A new partial folder with its plan (an old one is removed first)."""
         self.remove()
-        for kind in ("units", "local", "rows"):
+        for kind in ("units", "progress", "windows", "local", "rows"):
             (self.folder / kind).mkdir(parents=True)
         write_text(self.folder / "plan.json", json.dumps({"version": VERSION, **plan}, indent=1))
 
@@ -101,6 +101,28 @@ class Journal:
 
     def save_arrays(self, name: str, arrays: dict[str, np.ndarray]) -> None:
         atomic_write(self.folder / name, lambda tmp: _save_npz(tmp, arrays))
+
+    def forget(self, kind: str, index: int) -> None:
+        """Block `index`'s record of `kind` is obsolete (a finished unit's progress)."""
+        for suffix in (".json", ".npz"):
+            (self.folder / kind / f"{index:05d}{suffix}").unlink(missing_ok=True)
+
+    def save_windows(self, outputs: dict[tuple[int, int], np.ndarray]) -> None:
+        """Windows of the grid computed for a row that several ranks need, kept for a resumed job."""
+        rows: dict[int, dict[str, np.ndarray]] = {}
+        for (row, index), probability in outputs.items():
+            rows.setdefault(row, {})[str(index)] = probability
+        for row, arrays in rows.items():
+            self.save_arrays(f"windows/{row:05d}-{min(map(int, arrays)):05d}.npz", arrays)
+
+    def saved_windows(self, rows: set[int]) -> dict[tuple[int, int], np.ndarray]:
+        found = {}
+        for path in sorted((self.folder / "windows").glob("*.npz")):
+            row = int(path.stem.split("-")[0])
+            if row in rows:
+                with np.load(path) as saved:
+                    found.update({(row, int(index)): saved[index] for index in saved.files})
+        return found
 
     def records(self, kind: str) -> dict[int, dict[str, Any]]:
         return {int(p.stem): json.loads(p.read_text()) for p in sorted((self.folder / kind).glob("*.json"))}
