@@ -13,7 +13,13 @@ from torch import nn
 
 from voxseg.data.normalise import Normalisation, normalise
 from voxseg.errors import Stopped
-from voxseg.inference.sliding import assembled, blended_probability, streamed_probabilities, window_predictor
+from voxseg.inference.sliding import (
+    RingState,
+    assembled,
+    blended_probability,
+    streamed_probabilities,
+    window_predictor,
+)
 
 CPU = torch.device("cpu")
 
@@ -92,6 +98,40 @@ def test_regions_streamed_apart_equal_the_whole_volume_bit_for_bit(predict, shap
         streamed_probabilities(volume, norm, window, overlap, predict, 3, lambda d, t: total_whole.append(t))
     )
     assert max(t for _, t in counts) <= total_whole[-1]  # a region reads only the windows touching it
+
+
+@pytest.mark.parametrize("stop_after_row", [0, 1, 3])
+def test_a_stream_continues_from_its_state_after_a_row_bit_for_bit(predict, stop_after_row: int) -> None:
+    """What lets a stopped prediction continue without redoing a row: the state after a row (the next
+    row's start and the partial sums of the planes not yet final) restarts the stream."""
+    shape, window = (40, 20, 24), (8, 8, 8)
+    volume = np.random.default_rng(3).normal(100, 20, shape).astype(np.float32)
+    norm = Normalisation.of(volume)
+    whole = assembled(streamed_probabilities(volume, norm, window, 0.25, predict, 3), shape)
+    states: list[RingState] = []
+    first = [
+        (z, p.copy())
+        for z, p in streamed_probabilities(volume, norm, window, 0.25, predict, 3, on_row=states.append)
+    ]
+    state = states[stop_after_row]
+    done = [p for z, p in first if z < state.final]
+    windows: list[int] = []
+    rest = streamed_probabilities(
+        volume,
+        norm,
+        window,
+        0.25,
+        predict,
+        3,
+        lambda d, t: windows.append(t),
+        region=(state.final, shape[0]),
+        resume_from=state,
+    )
+    continued = [p.copy() for _, p in rest]
+    assert np.array_equal(np.concatenate(done + continued), whole)
+    assert (
+        windows[-1] == (len(states) - stop_after_row - 1) * 9
+    )  # only the rows after the state: 3×3 windows each
 
 
 def test_validation_blends_as_prediction_streams(predict) -> None:

@@ -24,7 +24,7 @@ from voxseg.errors import DataError
 
 if TYPE_CHECKING:
     from voxseg.data.normalise import Normalisation
-    from voxseg.inference.sliding import Predict
+    from voxseg.inference.sliding import Predict, RingState
 
 log = logging.getLogger("voxseg")
 
@@ -122,11 +122,14 @@ class Predictor:
         region: tuple[int, int] | None = None,
         normalisation: Normalisation | None = None,
         computed: Mapping[tuple[int, int], np.ndarray] | None = None,
+        resume_from: RingState | None = None,
+        on_row: Callable[[RingState], None] | None = None,
     ) -> Iterator[tuple[int, np.ndarray]]:
         """(z, planes) of the blended foreground probability of `volume` (an array or a volume file,
         read window by window), in order: what `voxseg predict` streams into its writers. `report`,
-        `stop`, `region` (a Z range) and `computed` are `streamed_probabilities`'; `normalisation` is
-        the volume's (computed here unless given: ranks sharing a volume share one)."""
+        `stop`, `region` (a Z range), `computed`, `resume_from` and `on_row` are
+        `streamed_probabilities`'; `normalisation` is the volume's (computed here unless given: ranks
+        sharing a volume share one)."""
         from voxseg.data.normalise import Normalisation
         from voxseg.inference.sliding import assembled, streamed_probabilities
 
@@ -147,6 +150,8 @@ class Predictor:
                 stop,
                 region,
                 computed,
+                resume_from,
+                on_row,
             )
 
         if trained.isotropic is None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -124,6 +125,8 @@ def streamed_probabilities(
     stop: threading.Event | None = None,
     region: tuple[int, int] | None = None,
     computed: Mapping[tuple[int, int], np.ndarray] | None = None,
+    resume_from: RingState | None = None,
+    on_row: Callable[[RingState], None] | None = None,
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Yield (z, planes): the blended foreground probability of Z planes z.., in order, float32.
 
@@ -138,6 +141,10 @@ def streamed_probabilities(
     regions streamed apart (by other processes, or after a restart) equal it bit for bit. A local grid
     over the region and a margin would place the windows elsewhere and change the result. Windows in
     `computed` (`window_outputs`) are taken from there instead of the model.
+
+    After each row of windows, `on_row` gets the stream's state (`RingState`): where the next row
+    starts and the sums the rows so far added to the planes not yet final. A stream given that state
+    as `resume_from` continues with the next row and yields, bit for bit, what the first would have.
     """
     shape = tuple(int(s) for s in volume.shape)
     padded, before, rows = window_rows(shape, window, overlap)
@@ -152,6 +159,11 @@ def streamed_probabilities(
     # planes z.. stay open only while a window covers them: a window's depth of planes at a time
     ring = _Ring(window[0], padded)
     flushed = starts[0] if starts else 0  # padded Z up to which the planes were handed out
+    if resume_from is not None:
+        starts = [z for z in starts if z >= resume_from.next_row]
+        total = sum(len(rows[z]) for z in starts)
+        flushed = resume_from.next_row
+        ring.load(flushed, resume_from.values, resume_from.weights)
     for start in starts:
         zs = slice(start, start + window[0])
         for batch_start in range(0, len(rows[start]), batch_size):
@@ -175,6 +187,10 @@ def streamed_probabilities(
             if inside.stop > inside.start:  # planes of the region; the others were only cleared
                 yield from _crop_planes(planes[inside], z + inside.start, shape, before)
         flushed = final_until
+        if on_row is not None:
+            values, weights = ring.partial(final_until, max(final_until, start + window[0]))
+            final = min(max(final_until - before[0], 0), shape[0])
+            on_row(RingState(final_until, final, values, weights))
 
 
 def assembled(planes: Iterable[tuple[int, np.ndarray]], shape: tuple[int, ...]) -> np.ndarray:
@@ -198,6 +214,18 @@ def blended_probability(
         return assembled(planes, image.shape)
 
 
+@dataclass(frozen=True)
+class RingState:
+    """A stream stopped after a row: the padded Z of the next row, the volume's Z up to which the
+    planes are final, and the weighted sums (and weights) of the padded planes from `next_row` on that
+    earlier rows added to."""
+
+    next_row: int
+    final: int
+    values: np.ndarray
+    weights: np.ndarray
+
+
 class _Ring:
     """Weighted sums of probabilities for `depth` consecutive padded Z planes, stored modulo `depth`."""
 
@@ -219,6 +247,20 @@ class _Ring:
         for _, ring, part in self._parts(z0, z0 + weighted.shape[0]):
             self.values[ring, ys, xs] += weighted[part]
             self.weights[ring, ys, xs] += weight[part]
+
+    def partial(self, z0: int, z1: int) -> tuple[np.ndarray, np.ndarray]:
+        """Copies of the sums and weights of planes z0..z1."""
+        parts = list(self._parts(z0, z1))
+        empty = np.zeros((0, *self.values.shape[1:]), np.float32)
+        values = np.concatenate([empty, *(self.values[ring] for _, ring, _ in parts)])
+        weights = np.concatenate([empty, *(self.weights[ring] for _, ring, _ in parts)])
+        return values, weights
+
+    def load(self, z0: int, values: np.ndarray, weights: np.ndarray) -> None:
+        """Planes z0.. as `partial` gave them (into a new ring)."""
+        for _, ring, part in self._parts(z0, z0 + len(values)):
+            self.values[ring] = values[part]
+            self.weights[ring] = weights[part]
 
     def take(self, z0: int, z1: int) -> Iterator[tuple[int, np.ndarray]]:
         """The blended planes z0..z1 (every window covering them added), divided in place: each is a

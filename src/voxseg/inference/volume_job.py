@@ -24,8 +24,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from voxseg.config import PredictConfig
-from voxseg.inference.blocks import VolumePlan, regions, share
+from voxseg.inference.blocks import VolumePlan, share
 from voxseg.inference.journal import Journal, WorkArrays, crc
+from voxseg.inference.shares import Grid, Restart, balanced_shares, shared_windows, stream_regions
 from voxseg.io.formats import OUTPUT_SUFFIX, family, open_volume, stem
 from voxseg.io.writers import create_volume, planes_of, replace_path
 from voxseg.runtime.files import sha256
@@ -68,33 +69,30 @@ def predict_volume(
     plan = VolumePlan.of(volume.shape)
     journal = Journal.of(config.output, stem(image))
     work = work_arrays(config, paths)
-    pending, normalisation = parallel.decided_by_main(
+    pending, restarts, normalisation = parallel.decided_by_main(
         lambda: _open_journal(config, image, volume, predictor, plan, journal, work, spacing)
     )
     if normalisation is None:
         normalisation = _normalisation(volume, parallel)
         if parallel.is_main:
             journal.note(normalisation=normalisation)
-    mine = share(pending, parallel.rank, parallel.world)
     streaming = time.perf_counter()
     predict, windows = _counted(predict)
-    computed = _shared_rows(config, volume, predictor, predict, plan, pending, normalisation, parallel)
-    _stream(
-        config,
-        volume,
-        spacing,
-        predictor,
-        predict,
-        plan,
-        journal,
-        work,
-        normalisation,
-        mine,
+    stream = _Stream(config, volume, spacing, predictor, predict, plan, journal, work, normalisation)
+    shares = balanced_shares(plan.units, pending, restarts, stream.grid, parallel.world)
+    mine = shares[parallel.rank]
+    computed = shared_windows(
+        shares,
+        plan.units,
+        restarts,
+        stream.grid,
+        stream.windows_in,
         parallel.rank,
-        report,
-        stop,
-        computed,
+        stream.compute,
+        parallel.gather,
+        journal,
     )
+    stream.run(mine, restarts, computed, parallel.rank, report, stop)
     streamed = time.perf_counter()
     parallel.barrier()
     found = None
@@ -170,21 +168,34 @@ def fingerprint(config: PredictConfig, image: Path, volume: Any, predictor: Pred
 
 
 def _open_journal(config, image, volume, predictor, plan, journal, work, spacing):
-    """(the units to compute, the normalisation when a stopped job recorded it)."""
+    """(the units to compute, where stopped streams can continue, the normalisation when a stopped
+    job recorded it)."""
     marks = fingerprint(config, image, volume, predictor, spacing, plan)
     if journal.started and config.resume:
         journal.check_same(marks)
         done = journal.verified("units")
-        log.info("%s: resuming, %d of %d units done and verified", image.name, len(done), len(plan.units))
+        pending = [i for i in range(len(plan.units)) if i not in done]
+        restarts = {
+            i: Restart(i, record["z"][1], record["next_row"], record["crc"])
+            for i, record in journal.verified("progress").items()
+            if i in pending
+        }
+        log.info(
+            "%s: resuming, %d of %d units done and verified, %d continued where they stopped",
+            image.name,
+            len(done),
+            len(plan.units),
+            len(restarts),
+        )
         normalisation = journal.plan().get("normalisation")
-        return [i for i in range(len(plan.units)) if i not in done], normalisation and tuple(normalisation)
+        return pending, restarts, normalisation and tuple(normalisation)
     journal.begin({"fingerprint": marks, "units": plan.units})
     for name in work.streamed:
         dtype = np.float32 if name == work.probability else np.uint8
         create_volume(journal / name, plan.shape, dtype, spacing, plan.chunks)
     if work.local is not None:
         create_volume(journal / work.local, plan.shape, np.uint32, spacing, plan.chunks)
-    return list(range(len(plan.units))), None
+    return list(range(len(plan.units))), {}, None
 
 
 def _normalisation(volume: Any, parallel: Parallel) -> tuple[float, ...]:
@@ -197,85 +208,85 @@ def _normalisation(volume: Any, parallel: Parallel) -> tuple[float, ...]:
     return dataclasses.astuple(Normalisation.of_sample(sample))
 
 
-def _shared_rows(config, volume, predictor, predict, plan, pending, normalisation, parallel) -> dict:
-    """The windows of the grid's rows that several ranks' shares touch, computed once: each such row
-    in parts by the ranks that need it, then exchanged: {(row, index): probability}. One process
-    shares nothing."""
-    if not parallel.active:
-        return {}
-    from voxseg.data.normalise import Normalisation
-    from voxseg.inference.sliding import rows_touching, window_outputs, window_rows
+class _Stream:
+    """This rank's windows of one volume: its regions streamed, written and recorded unit by unit,
+    with a checkpoint after every row of windows."""
 
-    window, overlap = predictor.trained.window, config.overlap
-    needs: dict[int, list[int]] = {}
-    for rank in range(parallel.world):
-        touched = set()
-        for region in regions([plan.units[i] for i in share(pending, rank, parallel.world)]):
-            touched.update(rows_touching(volume.shape, window, overlap, region))
-        for row in touched:
-            needs.setdefault(row, []).append(rank)
-    rows = window_rows(volume.shape, window, overlap)[2]
-    mine: list[tuple[int, int]] = []
-    for row, ranks in sorted(needs.items()):
-        if len(ranks) > 1 and parallel.rank in ranks:
-            k, n = ranks.index(parallel.rank), len(rows[row])
-            mine += [(row, i) for i in range(k * n // len(ranks), (k + 1) * n // len(ranks))]
-    outputs = window_outputs(
-        volume, Normalisation(*normalisation), window, overlap, predict, config.batch_size, mine
-    )
-    every = parallel.gather(outputs)
-    return {key: value for part in every for key, value in part.items() if parallel.rank in needs[key[0]]}
+    def __init__(self, config, volume, spacing, predictor, predict, plan, journal, work, normalisation):
+        from voxseg.data.normalise import Normalisation
+        from voxseg.inference.sliding import window_rows
 
+        self.config, self.volume, self.spacing, self.predictor, self.predict = (
+            config,
+            volume,
+            spacing,
+            predictor,
+            predict,
+        )
+        self.plan, self.journal, self.work = plan, journal, work
+        self.normalisation = Normalisation(*normalisation)
+        window = predictor.trained.window
+        _, before, self.rows = window_rows(tuple(volume.shape), window, config.overlap)
+        self.grid = Grid(list(self.rows), window[0], before[0])
 
-def _stream(
-    config,
-    volume,
-    spacing,
-    predictor,
-    predict,
-    plan,
-    journal,
-    work,
-    normalisation,
-    mine,
-    rank,
-    report,
-    stop,
-    computed,
-) -> None:
-    """Stream this rank's units, write them, record each one finished."""
-    from voxseg.data.normalise import Normalisation
+    def windows_in(self, row: int) -> int:
+        return len(self.rows[row])
 
-    counted = {"before": 0, "now": 0}
+    def compute(self, wanted: list[tuple[int, int]]) -> dict[tuple[int, int], np.ndarray]:
+        from voxseg.inference.sliding import window_outputs
 
-    def windows_done(done: int, total: int) -> None:
-        counted["now"] = done
-        if report is not None:
-            report(counted["before"] + done, counted["before"] + total)
+        trained, config = self.predictor.trained, self.config
+        return window_outputs(
+            self.volume,
+            self.normalisation,
+            trained.window,
+            config.overlap,
+            self.predict,
+            config.batch_size,
+            wanted,
+        )
 
-    with ExitStack() as stack:
-        outputs = {name: stack.enter_context(planes_of(journal / name)) for name in work.streamed}
-        for z0, z1 in regions([plan.units[i] for i in mine]):
-            recorder = _UnitRecorder(plan, journal, [i for i in mine if z0 <= plan.units[i][0] < z1], rank)
-            stream = predictor.probabilities(
-                volume,
-                spacing,
-                predict,
-                windows_done,
-                stop,
-                (z0, z1),
-                Normalisation(*normalisation),
-                computed,
-            )
-            for z, planes in stream:
-                values = {work.thresholded: (planes >= predictor.threshold).view(np.uint8)}
-                if work.probability:
-                    values[work.probability] = planes
-                for name, planes_out in values.items():
-                    outputs[name][z : z + planes.shape[0]] = planes_out
-                recorder.add(z, values)
-            counted["before"] += counted["now"]
-            counted["now"] = 0
+    def run(self, mine, restarts, computed, rank, report, stop) -> None:
+        from voxseg.inference.sliding import RingState
+
+        counted = {"before": 0, "now": 0}
+
+        def windows_done(done: int, total: int) -> None:
+            counted["now"] = done
+            if report is not None:
+                report(counted["before"] + done, counted["before"] + total)
+
+        work, journal, threshold = self.work, self.journal, self.predictor.threshold
+        with ExitStack() as stack:
+            outputs = {name: stack.enter_context(planes_of(journal / name)) for name in work.streamed}
+            for (z0, z1), units, restart in stream_regions(self.plan.units, mine, restarts):
+                recorder = _UnitRecorder(self.plan, journal, units, rank, restart)
+                resume_from = None
+                if restart is not None:
+                    ring = journal.arrays("progress", restart.unit)
+                    resume_from = RingState(restart.next_row, restart.final, ring["values"], ring["weights"])
+                    z0 = restart.final
+                stream = self.predictor.probabilities(
+                    self.volume,
+                    self.spacing,
+                    self.predict,
+                    windows_done,
+                    stop,
+                    (z0, z1),
+                    self.normalisation,
+                    computed,
+                    resume_from,
+                    lambda state, end=z1, recorder=recorder: recorder.checkpoint(state, end),
+                )
+                for z, planes in stream:
+                    values = {work.thresholded: (planes >= threshold).view(np.uint8)}
+                    if work.probability:
+                        values[work.probability] = planes
+                    for name, planes_out in values.items():
+                        outputs[name][z : z + planes.shape[0]] = planes_out
+                    recorder.add(z, values)
+                counted["before"] += counted["now"]
+                counted["now"] = 0
 
 
 def _counted(predict: Predict) -> tuple[Predict, list[int]]:
@@ -291,11 +302,14 @@ def _counted(predict: Predict) -> tuple[Predict, list[int]]:
 
 class _UnitRecorder:
     """Records each unit of a region once its last plane is written, with the CRC of every array's
-    bytes, accumulated as its planes arrive (no read-back)."""
+    bytes, accumulated as its planes arrive (no read-back); after each row of windows, the stream's
+    state, so that a stopped job continues from there (`Restart`)."""
 
-    def __init__(self, plan: VolumePlan, journal: Journal, units: list[int], rank: int) -> None:
+    def __init__(self, plan: VolumePlan, journal: Journal, units: list[int], rank: int, restart) -> None:
         self.plan, self.journal, self.rank = plan, journal, rank
         self.open: dict[int, dict[str, int]] = {i: {} for i in units}
+        if restart is not None:
+            self.open[restart.unit] = dict(restart.crc)
 
     def add(self, z: int, values: dict[str, np.ndarray]) -> None:
         n = next(iter(values.values())).shape[0]
@@ -309,6 +323,19 @@ class _UnitRecorder:
                 sums[name] = crc(planes[a - z : b - z], sums.get(name, 0))
             if b == u1:
                 self.journal.record("units", i, {"z": [u0, u1], "crc": self.open.pop(i), "rank": self.rank})
+                self.journal.forget("progress", i)
+
+    def checkpoint(self, state, end: int) -> None:
+        """The stream's state after a row, filed under the unit its next plane belongs to."""
+        if state.final >= end:
+            return
+        unit = next(i for i in self.open if self.plan.units[i][0] <= state.final < self.plan.units[i][1])
+        record = {
+            "z": [self.plan.units[unit][0], state.final],
+            "next_row": state.next_row,
+            "crc": self.open[unit],
+        }
+        self.journal.record("progress", unit, record, {"values": state.values, "weights": state.weights})
 
 
 def _finish(journal: Journal, work: WorkArrays, paths: dict[str, Path]) -> None:
