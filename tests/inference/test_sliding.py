@@ -129,9 +129,8 @@ def test_a_stream_continues_from_its_state_after_a_row_bit_for_bit(predict, stop
     )
     continued = [p.copy() for _, p in rest]
     assert np.array_equal(np.concatenate(done + continued), whole)
-    assert (
-        windows[-1] == (len(states) - stop_after_row - 1) * 9
-    )  # only the rows after the state: 3×3 windows each
+    rows_after = len(states) - stop_after_row - 1
+    assert windows[-1] == rows_after * 12  # only the rows after the state, 3 × 4 windows each
 
 
 def test_validation_blends_as_prediction_streams(predict) -> None:
