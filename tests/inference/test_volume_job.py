@@ -78,7 +78,7 @@ def test_a_stopped_prediction_resumes_to_the_uninterrupted_result(trained, volum
     with pytest.raises(DataError, match=r"stopped after \d of 6 blocks.*--resume finishes it"):
         _windows(_config(trained, volume, tmp_path / "out"))
     rest = _windows(_config(trained, volume, tmp_path / "out", resume=True))
-    assert rest < whole
+    assert rest <= whole - whole // 2 + 9  # at most the row in flight (3 × 3 windows) is redone
     _same_outputs(tmp_path / "whole", tmp_path / "out")
     assert not journal.folder.exists()
     assert _windows(_config(trained, volume, tmp_path / "out", resume=True)) == 0  # finished: skipped
