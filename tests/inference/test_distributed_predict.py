@@ -86,6 +86,43 @@ def test_two_ranks_on_one_machine_share_a_tiff_output(trained, volume, one_proce
         )
 
 
+def test_two_ranks_deal_two_volumes_whole_so_hdf5_is_allowed(trained, volume, one_process, tmp_path) -> None:
+    import h5py
+
+    image, _ = synthetic_volume((40, 32, 32), cells=6, seed=6)
+    second = tmp_path / "in" / "small.zarr"
+    zarr.open_array(str(second), mode="w", shape=image.shape, dtype=image.dtype)[:] = image
+    command = [
+        str(TORCHRUN),
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "voxseg",
+        "predict",
+        str(trained),
+    ]
+    command += [
+        "--input",
+        str(volume),
+        str(second),
+        "--output",
+        str(tmp_path / "out"),
+        "--output-format",
+        "hdf5",
+    ]
+    command += ["--instances", "watershed", "--save-probabilities"]
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "predicted 2 volume(s)" in done.stdout
+    assert sorted(int(n) for n in re.findall(r"rank \d: (\d+) units", done.stderr)) == [2, 3]  # a volume each
+    for kind in ("mask", "labels", "prob"):
+        with h5py.File(tmp_path / "out" / f"vol_{kind}.h5") as written:
+            np.testing.assert_array_equal(written["data"][...], _read(one_process / f"vol_{kind}.zarr"))
+
+
 def test_an_hdf5_output_shared_by_two_ranks_is_refused_before_the_model_loads(
     trained, volume, tmp_path
 ) -> None:

@@ -48,6 +48,7 @@ FILE_OPTIONS = (
     "output_format",
     "save_probabilities",
     "overwrite",
+    "resume",
 )
 PREDICT_FORM = ConfigForm(PredictConfig, exclude=FILE_OPTIONS)
 
