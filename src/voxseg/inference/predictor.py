@@ -115,6 +115,7 @@ def predict_files(
     Under torchrun (`parallel`), the ranks share the work: each volume's blocks when there are fewer
     volumes than ranks, else whole volumes, dealt largest first. Every rank returns the whole list.
     """
+    from voxseg.accel.cuda import heuristic_kernels
     from voxseg.data.checks import check_volume_values
     from voxseg.inference.segmenter import Predictor
     from voxseg.inference.trained import check_source, isotropic_side
@@ -147,7 +148,9 @@ def predict_files(
     written: list[PredictionFiles] = []
     done: list[VolumeWork] = []
     started = time.perf_counter()
-    with predictor.windows() as predict:
+    # cuDNN's kernels chosen by heuristics, not timed per process: every rank, and a resumed job, then
+    # computes a window with the same kernels, so their blocks are one process's bit for bit
+    with predictor.windows() as predict, heuristic_kernels():
         for image, group in mine:
             paths = output_paths(config, image)
             report = (lambda done, total, name=image.name: progress(name, done, total)) if progress else None

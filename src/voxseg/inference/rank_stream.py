@@ -1,0 +1,161 @@
+"""One rank's windows of a volume: its regions streamed from the volume's window grid, their planes
+thresholded and written, each unit recorded in the journal once its last plane is written, and the
+stream's state saved after rows, so a stopped job continues from there."""
+
+from __future__ import annotations
+
+import time
+from contextlib import ExitStack
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from voxseg.inference.blocks import VolumePlan
+from voxseg.inference.journal import Journal, crc
+from voxseg.inference.shares import Grid, stream_regions
+from voxseg.io.writers import planes_of
+
+if TYPE_CHECKING:
+    from voxseg.inference.sliding import Predict
+
+#: the share of a stream's time that saving its state after rows may take
+CHECKPOINT_SHARE = 0.1
+
+
+class RankStream:
+    """This rank's windows of one volume: its regions streamed, written and recorded unit by unit,
+    with a checkpoint after every row of windows."""
+
+    def __init__(self, config, volume, spacing, predictor, predict, plan, journal, work, normalisation):
+        from voxseg.data.normalise import Normalisation
+        from voxseg.inference.sliding import window_rows
+
+        self.config, self.volume, self.spacing, self.predictor, self.predict = (
+            config,
+            volume,
+            spacing,
+            predictor,
+            predict,
+        )
+        self.plan, self.journal, self.work = plan, journal, work
+        self.normalisation = Normalisation(*normalisation)
+        window = predictor.trained.window
+        _, before, self.rows = window_rows(tuple(volume.shape), window, config.overlap)
+        self.grid = Grid(list(self.rows), window[0], before[0])
+
+    def windows_in(self, row: int) -> int:
+        return len(self.rows[row])
+
+    def compute(self, wanted: list[tuple[int, int]]) -> dict[tuple[int, int], np.ndarray]:
+        from voxseg.inference.sliding import window_outputs
+
+        trained, config = self.predictor.trained, self.config
+        return window_outputs(
+            self.volume,
+            self.normalisation,
+            trained.window,
+            config.overlap,
+            self.predict,
+            config.batch_size,
+            wanted,
+        )
+
+    def run(self, mine, restarts, computed, rank, report, stop) -> None:
+        from voxseg.inference.sliding import RingState
+
+        counted = {"before": 0, "now": 0}
+
+        def windows_done(done: int, total: int) -> None:
+            counted["now"] = done
+            if report is not None:
+                report(counted["before"] + done, counted["before"] + total)
+
+        work, journal, threshold = self.work, self.journal, self.predictor.threshold
+        with ExitStack() as stack:
+            outputs = {name: stack.enter_context(planes_of(journal / name)) for name in work.streamed}
+            for (z0, z1), units, restart in stream_regions(self.plan.units, mine, restarts):
+                recorder = _UnitRecorder(self.plan, journal, units, rank, restart)
+                resume_from = None
+                if restart is not None:
+                    ring = journal.arrays("progress", restart.unit)
+                    resume_from = RingState(restart.next_row, restart.final, ring["values"], ring["weights"])
+                    z0 = restart.final
+                stream = self.predictor.probabilities(
+                    self.volume,
+                    self.spacing,
+                    self.predict,
+                    windows_done,
+                    stop,
+                    (z0, z1),
+                    self.normalisation,
+                    computed,
+                    resume_from,
+                    lambda state, end=z1, recorder=recorder: recorder.checkpoint(state, end),
+                )
+                for z, planes in stream:
+                    values = {work.thresholded: (planes >= threshold).view(np.uint8)}
+                    if work.probability:
+                        values[work.probability] = planes
+                    for name, planes_out in values.items():
+                        outputs[name][z : z + planes.shape[0]] = planes_out
+                    recorder.add(z, values)
+                counted["before"] += counted["now"]
+                counted["now"] = 0
+
+
+def counted(predict: Predict) -> tuple[Predict, list[int]]:
+    """`predict`, counting the windows it computes (in the list's one item)."""
+    windows = [0]
+
+    def counting(tiles):
+        windows[0] += len(tiles)
+        return predict(tiles)
+
+    return counting, windows
+
+
+class _UnitRecorder:
+    """Records each unit of a region once its last plane is written, with the CRC of every array's
+    bytes, accumulated as its planes arrive (no read-back); after each row of windows, the stream's
+    state, so that a stopped job continues from there (`Restart`)."""
+
+    def __init__(self, plan: VolumePlan, journal: Journal, units: list[int], rank: int, restart) -> None:
+        self.plan, self.journal, self.rank = plan, journal, rank
+        self.open: dict[int, dict[str, int]] = {i: {} for i in units}
+        self.saved_at, self.save_seconds = float("-inf"), 0.0
+        if restart is not None:
+            self.open[restart.unit] = dict(restart.crc)
+
+    def add(self, z: int, values: dict[str, np.ndarray]) -> None:
+        n = next(iter(values.values())).shape[0]
+        for i in list(self.open):
+            u0, u1 = self.plan.units[i]
+            a, b = max(u0, z), min(u1, z + n)
+            if b <= a:
+                continue
+            sums = self.open[i]
+            for name, planes in values.items():
+                sums[name] = crc(planes[a - z : b - z], sums.get(name, 0))
+            if b == u1:
+                self.journal.record("units", i, {"z": [u0, u1], "crc": self.open.pop(i), "rank": self.rank})
+                self.journal.forget("progress", i)
+
+    def checkpoint(self, state, end: int) -> None:
+        """The stream's state after a row, filed under the unit its next plane belongs to.
+
+        It holds the planes not yet final, twice (sums and weights): 16 MB for a 512² plane and a
+        window 32 deep (~20 ms here), 13 GB for a 10k² plane and 64. So a stream saves one only once
+        `CHECKPOINT_SHARE`'s inverse times the last save's duration has passed: saving costs at most
+        that share of the time, and a stop loses at most a row or that much more."""
+        started = time.perf_counter()
+        if state.final >= end or started - self.saved_at < self.save_seconds / CHECKPOINT_SHARE:
+            return
+        unit = next(i for i in self.open if self.plan.units[i][0] <= state.final < self.plan.units[i][1])
+        record = {
+            "z": [self.plan.units[unit][0], state.final],
+            "next_row": state.next_row,
+            "crc": self.open[unit],
+        }
+        self.journal.record("progress", unit, record, {"values": state.values, "weights": state.weights})
+        self.saved_at = time.perf_counter()
+        self.save_seconds = self.saved_at - started
