@@ -100,6 +100,13 @@ def test_regions_streamed_apart_equal_the_whole_volume_bit_for_bit(predict, shap
     assert max(t for _, t in counts) <= total_whole[-1]  # a region reads only the windows touching it
 
 
+def _copied(state: RingState) -> RingState:
+    """A stream's state kept past the call (it is handed views of the stream's buffers)."""
+    return RingState(
+        state.next_row, state.final, [v.copy() for v in state.values], [w.copy() for w in state.weights]
+    )
+
+
 @pytest.mark.parametrize("stop_after_row", [0, 1, 3])
 def test_a_stream_continues_from_its_state_after_a_row_bit_for_bit(predict, stop_after_row: int) -> None:
     """What lets a stopped prediction continue without redoing a row: the state after a row (the next
@@ -111,7 +118,9 @@ def test_a_stream_continues_from_its_state_after_a_row_bit_for_bit(predict, stop
     states: list[RingState] = []
     first = [
         (z, p.copy())
-        for z, p in streamed_probabilities(volume, norm, window, 0.25, predict, 3, on_row=states.append)
+        for z, p in streamed_probabilities(
+            volume, norm, window, 0.25, predict, 3, on_row=lambda state: states.append(_copied(state))
+        )
     ]
     state = states[stop_after_row]
     done = [p for z, p in first if z < state.final]

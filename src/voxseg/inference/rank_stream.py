@@ -78,7 +78,10 @@ class RankStream:
                 resume_from = None
                 if restart is not None:
                     ring = journal.arrays("progress", restart.unit)
-                    resume_from = RingState(restart.next_row, restart.final, ring["values"], ring["weights"])
+                    parts = sorted(ring, key=lambda name: int(name[1:]))
+                    values = [ring[name] for name in parts if name[0] == "v"]
+                    weights = [ring[name] for name in parts if name[0] == "w"]
+                    resume_from = RingState(restart.next_row, restart.final, values, weights)
                     z0 = restart.final
                 stream = self.predictor.probabilities(
                     self.volume,
@@ -156,6 +159,8 @@ class _UnitRecorder:
             "next_row": state.next_row,
             "crc": self.open[unit],
         }
-        self.journal.record("progress", unit, record, {"values": state.values, "weights": state.weights})
+        arrays = {f"v{i}": part for i, part in enumerate(state.values)}
+        arrays.update({f"w{i}": part for i, part in enumerate(state.weights)})
+        self.journal.record("progress", unit, record, arrays)
         self.saved_at = time.perf_counter()
         self.save_seconds = self.saved_at - started
