@@ -4,19 +4,23 @@ stream's state saved after rows, so a stopped job continues from there."""
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from voxseg.config import PredictConfig
 from voxseg.inference.blocks import VolumePlan
-from voxseg.inference.journal import Journal, crc
-from voxseg.inference.shares import Grid, stream_regions
+from voxseg.inference.journal import Journal, WorkArrays, crc
+from voxseg.inference.shares import Grid, Restart, stream_regions
 from voxseg.io.writers import planes_of
 
 if TYPE_CHECKING:
-    from voxseg.inference.sliding import Predict
+    from voxseg.inference.segmenter import Predictor
+    from voxseg.inference.sliding import Predict, RingState
 
 #: the share of a stream's time that saving its state after rows may take
 CHECKPOINT_SHARE = 0.1
@@ -24,19 +28,25 @@ CHECKPOINT_SHARE = 0.1
 
 class RankStream:
     """This rank's windows of one volume: its regions streamed, written and recorded unit by unit,
-    with a checkpoint after every row of windows."""
+    the stream's state saved after rows (`_UnitRecorder.checkpoint`)."""
 
-    def __init__(self, config, volume, spacing, predictor, predict, plan, journal, work, normalisation):
+    def __init__(
+        self,
+        config: PredictConfig,
+        volume: Any,
+        spacing: tuple[float, float, float] | None,
+        predictor: Predictor,
+        predict: Predict,
+        plan: VolumePlan,
+        journal: Journal,
+        work: WorkArrays,
+        normalisation: tuple[float, ...],
+    ) -> None:
         from voxseg.data.normalise import Normalisation
         from voxseg.inference.sliding import window_rows
 
-        self.config, self.volume, self.spacing, self.predictor, self.predict = (
-            config,
-            volume,
-            spacing,
-            predictor,
-            predict,
-        )
+        self.config, self.volume, self.spacing = config, volume, spacing
+        self.predictor, self.predict = predictor, predict
         self.plan, self.journal, self.work = plan, journal, work
         self.normalisation = Normalisation(*normalisation)
         window = predictor.trained.window
@@ -60,28 +70,30 @@ class RankStream:
             wanted,
         )
 
-    def run(self, mine, restarts, computed, rank, report, stop) -> None:
-        from voxseg.inference.sliding import RingState
-
-        counted = {"before": 0, "now": 0}
+    def run(
+        self,
+        mine: list[int],
+        restarts: dict[int, Restart],
+        computed: dict[tuple[int, int], np.ndarray],
+        rank: int,
+        report: Callable[[int, int], None] | None,
+        stop: threading.Event | None,
+    ) -> None:
+        """Stream, write and record the units `mine`, continuing stopped streams from `restarts`."""
+        seen = {"before": 0, "now": 0}  # windows of the regions streamed before, and of this one
 
         def windows_done(done: int, total: int) -> None:
-            counted["now"] = done
+            seen["now"] = done
             if report is not None:
-                report(counted["before"] + done, counted["before"] + total)
+                report(seen["before"] + done, seen["before"] + total)
 
         work, journal, threshold = self.work, self.journal, self.predictor.threshold
         with ExitStack() as stack:
             outputs = {name: stack.enter_context(planes_of(journal / name)) for name in work.streamed}
             for (z0, z1), units, restart in stream_regions(self.plan.units, mine, restarts):
                 recorder = _UnitRecorder(self.plan, journal, units, rank, restart)
-                resume_from = None
+                resume_from = None if restart is None else _restored(journal, restart)
                 if restart is not None:
-                    ring = journal.arrays("progress", restart.unit)
-                    parts = sorted(ring, key=lambda name: int(name[1:]))
-                    values = [ring[name] for name in parts if name[0] == "v"]
-                    weights = [ring[name] for name in parts if name[0] == "w"]
-                    resume_from = RingState(restart.next_row, restart.final, values, weights)
                     z0 = restart.final
                 stream = self.predictor.probabilities(
                     self.volume,
@@ -102,8 +114,19 @@ class RankStream:
                     for name, planes_out in values.items():
                         outputs[name][z : z + planes.shape[0]] = planes_out
                     recorder.add(z, values)
-                counted["before"] += counted["now"]
-                counted["now"] = 0
+                seen["before"] += seen["now"]
+                seen["now"] = 0
+
+
+def _restored(journal: Journal, restart: Restart) -> RingState:
+    """The state a stopped stream saved (`_UnitRecorder.checkpoint`)."""
+    from voxseg.inference.sliding import RingState
+
+    saved = journal.arrays("progress", restart.unit)
+    parts = sorted(saved, key=lambda name: int(name[1:]))  # v0, w0, v1, w1: the ring's parts in order
+    values = [saved[name] for name in parts if name[0] == "v"]
+    weights = [saved[name] for name in parts if name[0] == "w"]
+    return RingState(restart.next_row, restart.final, values, weights)
 
 
 def counted(predict: Predict) -> tuple[Predict, list[int]]:
