@@ -2,7 +2,7 @@
 peak memory per rank, and whether the outputs are the same bytes. One JSON line per run.
 
     .venv/bin/python benchmarks/distributed_predict.py [--size 256 512 512] [--ranks 2] [--model SegResNet]
-        [--window 32 64 64] [--instances connected] [--device cpu]
+        [--window 32 64 64] [--instances none] [--device cpu]
 
 The network has random weights (speed does not depend on them; the mask of random weights is still a
 mask to compare). The single process gets every core (`--threads` = cores), each of the N ranks
@@ -95,16 +95,19 @@ def _predict(args: argparse.Namespace, scratch: Path, ranks: int) -> dict:
     }
 
 
-def _same(a: str, b: str) -> bool:
+def _same(a: str, b: str, instances: bool) -> bool:
     import filecmp
 
     import zarr
 
+    kinds = ("mask", "labels") if instances else ("mask",)
     same = all(
         np.array_equal(zarr.open(f"{a}/volume_{k}.zarr")["0"][:], zarr.open(f"{b}/volume_{k}.zarr")["0"][:])
-        for k in ("mask", "labels")
+        for k in kinds
     )
-    return same and filecmp.cmp(f"{a}/volume_objects.csv", f"{b}/volume_objects.csv", shallow=False)
+    return same and (
+        not instances or filecmp.cmp(f"{a}/volume_objects.csv", f"{b}/volume_objects.csv", shallow=False)
+    )
 
 
 def main() -> None:
@@ -113,7 +116,8 @@ def main() -> None:
     parser.add_argument("--ranks", type=int, nargs="+", default=[2])
     parser.add_argument("--model", default="SegResNet")
     parser.add_argument("--window", type=int, nargs=3, default=[32, 64, 64])
-    parser.add_argument("--instances", default="connected", choices=("connected", "watershed"))
+    # random weights make a speckled mask: instances of it measure labelling millions of specks
+    parser.add_argument("--instances", default="none", choices=("none", "connected", "watershed"))
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
@@ -124,7 +128,7 @@ def main() -> None:
         print(json.dumps({**one, "output": None}), flush=True)
         for ranks in args.ranks:
             result = _predict(args, scratch, ranks)
-            result["same_as_one_process"] = _same(one["output"], result["output"])
+            result["same_as_one_process"] = _same(one["output"], result["output"], args.instances != "none")
             result["speedup"] = round(one["seconds"] / result["seconds"], 3)
             print(json.dumps({**result, "output": None}), flush=True)
 
