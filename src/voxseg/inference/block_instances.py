@@ -95,7 +95,9 @@ def _label_slab(
     h, smoothing = watershed_scale(options.object_radius)
     z0, z1 = plan.slabs[k]
     lo, hi = max(z0 - HALO, 0), min(z1 + HALO, plan.shape[0])
-    probability = open_volume(journal / work.probability)[lo:hi] if work.probability else None
+    # the watershed's seeds follow the probability; connected components need only the mask
+    seeded = work.probability and options.method == "watershed"
+    probability = open_volume(journal / work.probability)[lo:hi] if seeded else None
     block = label_instances(
         open_volume(journal / work.thresholded)[lo:hi] > 0,
         options.method,

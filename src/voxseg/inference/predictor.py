@@ -90,11 +90,12 @@ def output_paths(config: PredictConfig, image: Path) -> dict[str, Path]:
 
 
 def check_outputs(config: PredictConfig, images: list[Path]) -> None:
-    """Refuse, before anything is written, to overwrite an output (unless --overwrite)."""
+    """Refuse, before anything is written, to overwrite an output (unless --overwrite, or --resume:
+    a stopped prediction's outputs are its own)."""
     assert config.output is not None
     if config.output.exists() and not config.output.is_dir():
         raise ConfigError(f"--output: {config.output} exists and is not a folder")
-    if config.overwrite:
+    if config.overwrite or config.resume:
         return
     existing = [p for image in images for p in output_paths(config, image).values() if p.exists()]
     if existing:
@@ -185,10 +186,7 @@ def unfinished(config: PredictConfig, images: list[Path]) -> list[Path]:
         if not (config.resume or config.overwrite):
             refuse_unfinished(journal, image)
         todo.append(image)
-    if not (config.overwrite or config.resume):
-        check_outputs(config, todo)
-    elif config.output.exists() and not config.output.is_dir():
-        raise ConfigError(f"--output: {config.output} exists and is not a folder")
+    check_outputs(config, todo)
     return todo
 
 

@@ -82,15 +82,6 @@ def window_rows(
     return padded, before, dict(sorted(rows.items()))
 
 
-def rows_touching(
-    shape: tuple[int, ...], window: tuple[int, int, int], overlap: float, region: tuple[int, int]
-) -> list[int]:
-    """The padded Z starts of the grid's rows whose windows touch planes region[0]..region[1]."""
-    _, before, rows = window_rows(shape, window, overlap)
-    first, end = region[0] + before[0], region[1] + before[0]
-    return [z for z in rows if z < end and z + window[0] > first]
-
-
 def window_outputs(
     volume: Readable,
     normalisation: Normalisation,
@@ -151,7 +142,7 @@ def streamed_probabilities(
     every = list(rows)
     first, end = (0, shape[0]) if region is None else region
     wanted = (first + before[0], end + before[0])  # in padded Z
-    starts = rows_touching(shape, window, overlap, (first, end))
+    starts = [z for z in rows if z < wanted[1] and z + window[0] > wanted[0]]  # the windows touching it
     following = dict(zip(every, [*every[1:], padded[0]], strict=True))  # planes before it are final
     computed = computed or {}
     total, done = sum(len(rows[z]) for z in starts), 0
