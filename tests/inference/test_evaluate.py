@@ -12,7 +12,14 @@ import tifffile
 from conftest import run_cli, synthetic_volume
 
 from voxseg.errors import DataError
-from voxseg.inference.evaluate import F1_MEAN_KEY, INSTANCE_KEYS, evaluate, format_table, write_json
+from voxseg.inference.evaluate import (
+    ERROR_KEYS,
+    F1_MEAN_KEY,
+    INSTANCE_KEYS,
+    evaluate,
+    format_table,
+    write_json,
+)
 from voxseg.inference.pairing import pair_predictions
 
 SHAPE = (12, 16, 16)
@@ -57,6 +64,7 @@ def test_scores_per_volume_and_overall(tmp_path: Path) -> None:
         perfect["f1@0.5"] == perfect[F1_MEAN_KEY] == perfect["precision@0.5"] == perfect["recall@0.5"] == 1.0
     )
     assert (perfect["n_pred"], perfect["n_true"], perfect["instance_metrics"]) == (3, 3, True)
+    assert [perfect[key] for key in ERROR_KEYS] == [0, 0, 0, 0]
 
     # the mask (all cells) scores the semantic side; the labels (one cell missing) the objects
     assert missed["dice"] == 1.0
@@ -65,6 +73,7 @@ def test_scores_per_volume_and_overall(tmp_path: Path) -> None:
     assert missed["f1@0.5"] == pytest.approx(0.8) and missed[F1_MEAN_KEY] == pytest.approx(0.8)
     thresholds = ["0.5", "0.55", "0.6", "0.65", "0.7", "0.75", "0.8", "0.85", "0.9", "0.95"]
     assert missed["f1_by_threshold"] == pytest.approx(dict.fromkeys(thresholds, 0.8))
+    assert [missed[key] for key in ERROR_KEYS] == [0, 0, 1, 0]
 
     assert mask_only["dice"] == 1.0 and mask_only["instance_metrics"] is False
     assert all(mask_only[key] is None for key in INSTANCE_KEYS)
@@ -76,6 +85,7 @@ def test_scores_per_volume_and_overall(tmp_path: Path) -> None:
     assert (overall["n_pred"], overall["n_true"], overall["tp@0.5"], overall["fn@0.5"]) == (5, 6, 5, 1)
     assert overall["f1@0.5"] == pytest.approx(10 / 11)
     assert overall[F1_MEAN_KEY] == pytest.approx(10 / 11)
+    assert [overall[key] for key in ERROR_KEYS] == [0, 0, 1, 0]
     assert result["thresholds"][0] == 0.5 and len(result["thresholds"]) == 10
     assert result["warnings"] == [] and result["skipped"] == {"ground_truths": [], "predictions": []}
 
@@ -169,12 +179,56 @@ def test_table_has_a_row_per_volume_and_overall(tmp_path: Path) -> None:
         "0.5:0.95",
         "pred",
         "true",
+        "split/merge/miss/spur",
     ]
     rows = {line.split()[0]: line.split()[1:] for line in lines if line.startswith(("vol_", "overall"))}
-    assert rows["vol_00"] == ["1.000", "1.000", "1.000", "1.000", "1.000", "1.000", "3", "3"]
-    assert rows["vol_02"] == ["1.000", "1.000", "-", "-", "-", "-", "-", "-"]
-    assert rows["overall"][4] == f"{10 / 11:.3f}"
+    assert rows["vol_00"] == ["1.000", "1.000", "1.000", "1.000", "1.000", "1.000", "3", "3", "0/0/0/0"]
+    assert rows["vol_01"][-1] == "0/0/1/0"
+    assert rows["vol_02"] == ["1.000", "1.000", "-", "-", "-", "-", "-", "-", "-"]
+    assert rows["overall"][4] == f"{10 / 11:.3f}" and rows["overall"][-1] == "0/0/1/0"
     assert "no instance scores, for: vol_02" in table
+
+
+def _errors_dataset(tmp_path: Path) -> tuple[Path, Path]:
+    """`errors`: a nucleus in two halves, two nuclei as one, one missed, one spurious object and a
+    perfect one; `spurious`: the truth predicted exactly, plus one object where there is none."""
+    gt, pred = tmp_path / "gt", tmp_path / "pred"
+    truth = np.zeros(SHAPE, np.uint16)
+    truth[0:4, 0:4, 0:4] = 1  # split in two
+    truth[0:4, 0:4, 8:12] = 2  # 2 and 3 merged
+    truth[0:4, 0:4, 12:16] = 3
+    truth[6:10, 0:4, 0:4] = 4  # missed
+    truth[6:10, 8:12, 8:12] = 5  # found exactly
+    found = np.zeros(SHAPE, np.uint32)
+    found[0:4, 0:4, 0:2], found[0:4, 0:4, 2:4] = 10, 11
+    found[0:4, 0:4, 8:16] = 20
+    found[10:12, 12:16, 0:4] = 30  # spurious
+    found[6:10, 8:12, 8:12] = 40
+    _write(gt, "errors.tif", truth)
+    _write(pred, "errors_labels.tif", found)
+    _write(gt, "spurious.tif", truth)
+    _write(pred, "spurious_labels.tif", np.where(found == 30, 30, truth).astype(np.uint16))
+    return pred, gt
+
+
+def test_error_kinds_per_volume_overall_and_in_the_json(tmp_path: Path) -> None:
+    """Each split piece and the merge match one partner at IoU 0.5 exactly: tp 3, fp 2, fn 2, and
+    the errors say why: one split, one merge, one missed, one spurious."""
+    result = evaluate(pair_predictions(*_errors_dataset(tmp_path)))
+    out = tmp_path / "scores.json"
+    write_json(out, result)
+    saved = json.loads(out.read_text())
+    errors, spurious = saved["volumes"]
+    assert (errors["tp@0.5"], errors["fp@0.5"], errors["fn@0.5"]) == (3, 2, 2)
+    assert {key: errors[key] for key in ERROR_KEYS} == {"split": 1, "merged": 1, "missed": 1, "spurious": 1}
+    assert errors["mean_matched_iou@0.5"] == pytest.approx((0.5 + 0.5 + 1.0) / 3)
+    assert {key: spurious[key] for key in ERROR_KEYS} == {"split": 0, "merged": 0, "missed": 0, "spurious": 1}
+    overall = saved["overall"]
+    assert {key: overall[key] for key in ERROR_KEYS} == {"split": 1, "merged": 1, "missed": 1, "spurious": 2}
+    assert overall["mean_matched_iou@0.5"] == pytest.approx((0.5 + 0.5 + 1.0 + 5 * 1.0) / 8)
+    cells = [line.split() for line in format_table(result).splitlines()]
+    rows = {row[0]: row[-1] for row in cells if row and row[0] in ("errors", "spurious", "overall")}
+    assert rows == {"errors": "1/1/1/1", "spurious": "0/0/0/1", "overall": "1/1/1/2"}
 
 
 def test_json_round_trip_and_overwrite(tmp_path: Path) -> None:

@@ -149,8 +149,10 @@ def test_empty_images() -> None:
     nothing_found = match_instances(empty, objects)
     assert (nothing_found.fn, nothing_found.recall, nothing_found.f1) == (1, 0.0, 0.0)
     assert nothing_found.precision == 1.0  # no predicted object is wrong
+    assert _errors(both_empty) == (0, 0, 0, 0) and _errors(nothing_found) == (0, 0, 1, 0)
     all_wrong = match_instances(objects, empty)
     assert (all_wrong.fp, all_wrong.precision, all_wrong.f1) == (1, 0.0, 0.0)
+    assert _errors(all_wrong) == (0, 0, 0, 1)
 
 
 def test_bad_labels_are_refused() -> None:
@@ -162,6 +164,82 @@ def test_bad_labels_are_refused() -> None:
     with pytest.raises(ValueError, match="shapes differ"):
         match_instances(good, np.zeros((2, 2, 3), np.int32))
     assert match_instances(good.astype(bool), good).f1 == 1.0
+
+
+# --------------------------------------------------------------------------------- which error it is
+
+
+def _errors(m: Matching) -> tuple[int, int, int, int]:
+    return m.split, m.merged, m.missed, m.spurious
+
+
+def test_perfect_match_has_no_errors() -> None:
+    true = _strip((1, 0, 5), (2, 10, 15))
+    m = match_instances(_strip((4, 0, 5), (9, 10, 15)), true)
+    assert _errors(m) == (0, 0, 0, 0)
+
+
+def test_split_object_is_a_split_not_a_spurious_object() -> None:
+    """True 10 voxels in pieces of 6 and 4, both wholly inside it: one split; the 6 still matches."""
+    m = match_instances(_strip((1, 0, 6), (2, 6, 10)), _strip((1, 0, 10)))
+    assert (m.tp, m.fp, m.fn) == (1, 1, 0)
+    assert _errors(m) == (1, 0, 0, 0)
+
+
+def test_split_in_three_without_a_match_is_not_missed() -> None:
+    """Three pieces of 4 in a true 12: no IoU reaches 0.5, yet the true object is split, not missed."""
+    m = match_instances(_strip((1, 0, 4), (2, 4, 8), (3, 8, 12)), _strip((7, 0, 12)))
+    assert (m.tp, m.fp, m.fn) == (0, 3, 1)
+    assert _errors(m) == (1, 0, 0, 0)
+
+
+def test_merged_objects_are_a_merge_not_missed() -> None:
+    """One prediction over two true objects (6 + 4): one merge; the 4 is not counted as missed."""
+    m = match_instances(_strip((5, 0, 10)), _strip((1, 0, 6), (2, 6, 10)))
+    assert (m.tp, m.fp, m.fn) == (1, 0, 1)
+    assert _errors(m) == (0, 1, 0, 0)
+
+
+def test_missed_object() -> None:
+    m = match_instances(_strip((1, 0, 5)), _strip((1, 0, 5), (2, 10, 15)))
+    assert (m.tp, m.fn) == (1, 1)
+    assert _errors(m) == (0, 0, 1, 0)
+
+
+def test_spurious_object() -> None:
+    m = match_instances(_strip((1, 0, 5), (2, 30, 35)), _strip((1, 0, 5)))
+    assert (m.tp, m.fp) == (1, 1)
+    assert _errors(m) == (0, 0, 0, 1)
+
+
+def test_misshapen_object_is_missed_and_spurious() -> None:
+    """A prediction shifted off its nucleus (IoU 4/16, 4 of its 10 voxels inside): a shape error."""
+    m = match_instances(_strip((1, 6, 16)), _strip((1, 0, 10)))
+    assert (m.tp, m.fp, m.fn) == (0, 1, 1)
+    assert _errors(m) == (0, 0, 1, 1)
+
+
+def test_a_piece_must_lie_more_than_half_inside() -> None:
+    """A second prediction with exactly half its voxels in the true object is spurious, not a split."""
+    m = match_instances(_strip((1, 0, 9), (2, 8, 12)), _strip((1, 0, 10)))
+    assert (m.tp, m.fp) == (1, 1)
+    assert _errors(m) == (0, 0, 0, 1)
+    m = match_instances(_strip((1, 0, 9), (2, 9, 12)), _strip((1, 0, 11)))  # 2 of its 3 voxels inside
+    assert _errors(m) == (1, 0, 0, 0)
+
+
+def test_all_errors_in_one_image_and_at_a_stricter_threshold() -> None:
+    """A split, a merge, a missed and a spurious object beside a good match (IoU 0.8)."""
+    true = _strip((1, 0, 10), (2, 12, 18), (3, 18, 22), (4, 25, 30), (5, 40, 50), length=70)
+    pred = _strip((1, 0, 6), (2, 6, 10), (3, 12, 22), (4, 60, 65), (5, 40, 48), length=70)
+    m = match_instances(pred, true)
+    assert (m.tp, m.fp, m.fn) == (3, 2, 2)
+    assert _errors(m) == (1, 1, 1, 1)
+    assert m.as_dict()["split"] == m.as_dict()["merged"] == 1
+    # at 0.65 only the 0.8 pair still matches: the unmatched pieces stay split and merge, not missed
+    assert _errors(instance_scores(pred, true, (0.65,))[0.65]) == (1, 1, 1, 1)
+    # at 0.9 the good match fails too: its two objects become one missed and one spurious
+    assert _errors(instance_scores(pred, true, (0.9,))[0.9]) == (1, 1, 2, 2)
 
 
 # ----------------------------------------------------------------------------- brute-force reference
@@ -221,6 +299,47 @@ def test_agrees_with_brute_force(seed: int) -> None:
         assert m.mean_matched_iou == pytest.approx(iou_sum / tp if tp else 0.0)
 
 
+def _reference_errors(pred: np.ndarray, true: np.ndarray, threshold: float) -> tuple[int, int, int, int]:
+    """Split, merged, missed, spurious by the rules, object by object; exact for thresholds > 0.5,
+    where an object has one candidate partner at most and every candidate pair is matched."""
+    pred_ids, true_ids = np.unique(pred[pred > 0]), np.unique(true[true > 0])
+    pred_inside, true_inside, candidate = set(), set(), set()
+    for p, t in itertools.product(pred_ids, true_ids):
+        a, b = pred == p, true == t
+        both = np.count_nonzero(a & b)
+        if 2 * both > np.count_nonzero(a):
+            pred_inside.add((p, t))
+        if 2 * both > np.count_nonzero(b):
+            true_inside.add((p, t))
+        if both / np.count_nonzero(a | b) >= threshold:
+            candidate.add((p, t))
+    split = {t for t in true_ids if sum((p, t) in pred_inside for p in pred_ids) >= 2}
+    merged = {p for p in pred_ids if sum((p, t) in true_inside for t in true_ids) >= 2}
+    pred_involved = merged | {p for p, t in pred_inside if t in split}
+    true_involved = split | {t for p, t in true_inside if p in merged}
+    matched_pred, matched_true = {p for p, _ in candidate}, {t for _, t in candidate}
+    missed = set(true_ids) - true_involved - matched_true
+    spurious = set(pred_ids) - pred_involved - matched_pred
+    return len(split), len(merged), len(missed), len(spurious)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_errors_agree_with_brute_force(seed: int) -> None:
+    """On the random labels, and on a prediction that merges random true objects and cuts them all
+    along x (many splits and merges)."""
+    rng = np.random.default_rng(seed)
+    pred, true = _random_labels(rng, n_ids=int(rng.integers(2, 6)))
+    fewer = rng.integers(1, 4, size=int(true.max()) + 1)
+    cut = np.arange(true.shape[2]) >= int(rng.integers(1, true.shape[2]))
+    merged_and_cut = np.where(true > 0, fewer[true] * 2 + cut, 0)
+    for prediction in (pred, merged_and_cut):
+        for threshold in (0.1, 0.5, 0.7):
+            m = match_instances(prediction, true, threshold)
+            assert m.missed <= m.fn and m.spurious <= m.fp
+            if threshold > 0.5:
+                assert _errors(m) == _reference_errors(prediction, true, threshold)
+
+
 def test_many_objects_are_fast_and_exact() -> None:
     """256 cubes of 4³ voxels, shifted by one voxel: IoU 3/5 for every pair, all matched at 0.5."""
     true = np.zeros((32, 64, 64), np.uint32)
@@ -254,6 +373,8 @@ def test_combine_sums_counts() -> None:
     assert pooled.mean_matched_iou == pytest.approx(0.7)
     assert pooled.f1 == pytest.approx(6 / 10)
     assert pooled.as_dict()["f1"] == pooled.f1
+    with_errors = [Matching(0.5, 1, 1, 1, 2, 2, 0.6, split=1, merged=0, missed=2, spurious=3)] * 2
+    assert _errors(combine(with_errors)) == (2, 0, 4, 6)
     with pytest.raises(ValueError, match="different thresholds"):
         combine([a, Matching(0.6, 0, 0, 0, 0, 0, 0.0)])
 

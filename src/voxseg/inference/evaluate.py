@@ -11,7 +11,10 @@ Per volume:
   (the network's semantic output, as training validation scores it), else its `_labels` > 0;
 * when the prediction has instance labels (`_labels`), object matching as StarDist's
   (see `voxseg.inference.metrics`): precision/recall/F1 at IoU 0.5 and F1 averaged over the IoU
-  thresholds 0.5, 0.55, ..., 0.95. A mask-only prediction gets no instance metrics (its keys are
+  thresholds 0.5, 0.55, ..., 0.95; and which error the wrong objects are, `split`, `merged`,
+  `missed`, `spurious` (at IoU 0.5; the rules: `voxseg.inference.metrics`), so a user sees whether
+  to fix the seeds (split, merged) or the mask and shapes (missed, spurious, a low
+  `mean_matched_iou@0.5`). A mask-only prediction gets no instance metrics (its keys are
   `null`): evaluation scores the objects predict found, it does not make up its own.
   The ground truth is read as instance labels; one with a single id (a binary mask, 0/1 or 0/255)
   but several separate objects triggers a warning, since it is then scored as a single object.
@@ -20,9 +23,9 @@ Overall:
 
 * `dice`, `iou`: the mean over volumes (as the validation Dice of training is); `dice_pooled`,
   `iou_pooled`: voxel-weighted, from the foreground voxels summed over volumes;
-* instance metrics: object counts (tp, fp, fn at each threshold) summed over the volumes that have
-  instance labels, then precision/recall/F1 from the sums, so every object weighs the same; the
-  F1 average is the mean over thresholds of these pooled F1s.
+* instance metrics: object counts (tp, fp, fn at each threshold; split, merged, missed, spurious)
+  summed over the volumes that have instance labels, then precision/recall/F1 from the sums, so
+  every object weighs the same; the F1 average is the mean over thresholds of these pooled F1s.
 """
 
 from __future__ import annotations
@@ -53,6 +56,8 @@ from voxseg.runtime.files import atomic_write
 log = logging.getLogger(__name__)
 
 F1_MEAN_KEY = "f1_mean_0.5:0.95"
+#: what the objects that are wrong at IoU 0.5 are: too many seeds, too few, or the mask's errors
+ERROR_KEYS = ("split", "merged", "missed", "spurious")
 #: the instance keys of a volume and of the overall result (null without instance labels)
 INSTANCE_KEYS = (
     "n_pred",
@@ -66,6 +71,7 @@ INSTANCE_KEYS = (
     "mean_matched_iou@0.5",
     F1_MEAN_KEY,
     "f1_by_threshold",
+    *ERROR_KEYS,
 )
 _FOREGROUND_KEYS = ("foreground_both", "foreground_pred", "foreground_true")
 _MAX_LISTED = 10
@@ -106,6 +112,10 @@ def _instance_fields(matchings: dict[float, Matching] | None) -> dict[str, Any]:
         "mean_matched_iou@0.5": at_half.mean_matched_iou,
         F1_MEAN_KEY: f1_mean(matchings),
         "f1_by_threshold": {f"{t:g}": m.f1 for t, m in matchings.items()},
+        "split": at_half.split,
+        "merged": at_half.merged,
+        "missed": at_half.missed,
+        "spurious": at_half.spurious,
     }
 
 
@@ -208,7 +218,9 @@ def _cell(value: Any, width: int, digits: int = 3) -> str:
     return text.rjust(width)
 
 
-_COLUMNS = (
+_ERRORS_TITLE = "split/merge/miss/spur"  # the ERROR_KEYS, short enough for one column
+#: (title, key) of the table's columns; a tuple of keys is one column of their values joined by "/"
+_COLUMNS: tuple[tuple[str, str | tuple[str, ...]], ...] = (
     ("dice", "dice"),
     ("iou", "iou"),
     ("P@0.5", "precision@0.5"),
@@ -217,7 +229,15 @@ _COLUMNS = (
     ("F1 0.5:0.95", F1_MEAN_KEY),
     ("pred", "n_pred"),
     ("true", "n_true"),
+    (_ERRORS_TITLE, ERROR_KEYS),
 )
+
+
+def _column_value(values: dict[str, Any], key: str | tuple[str, ...]) -> Any:
+    if isinstance(key, str):
+        return values[key]
+    parts = [values[k] for k in key]
+    return None if None in parts else "/".join(str(part) for part in parts)
 
 
 def format_table(result: dict[str, Any]) -> str:
@@ -233,7 +253,9 @@ def format_table(result: dict[str, Any]) -> str:
     for index, (name, values) in enumerate(rows):
         if index == len(rows) - 1:
             lines.append(rule)
-        cells = "".join("  " + _cell(values[key], w) for (_, key), w in zip(_COLUMNS, widths, strict=True))
+        cells = "".join(
+            "  " + _cell(_column_value(values, key), w) for (_, key), w in zip(_COLUMNS, widths, strict=True)
+        )
         lines.append(name.ljust(name_width) + cells)
     overall = result["overall"]
     notes = [f"overall: dice and iou are means over {overall['volumes']} volumes"]
@@ -242,6 +264,11 @@ def format_table(result: dict[str, Any]) -> str:
         notes.append(
             f"instance scores (P, R, F1) count objects over the {overall['instance_volumes']} volumes "
             f"with instance labels; F1 0.5:0.95 is the mean F1 over IoU thresholds 0.5, 0.55, ..., 0.95"
+        )
+        notes.append(
+            f"{_ERRORS_TITLE}: true nuclei cut in pieces, predicted objects over several nuclei (fix the "
+            f"seeds); other nuclei and predictions unmatched at IoU 0.5 (fix the mask or the shapes; "
+            f"mean IoU of the matched pairs: {overall['mean_matched_iou@0.5']:.3f})"
         )
     mask_only = [v["name"] for v in result["volumes"] if not v["instance_metrics"]]
     if mask_only:

@@ -23,6 +23,25 @@ with no match is 0.0, as in StarDist. StarDist's tie-break also sums the IoUs of
 below the threshold; this one only those of matched pairs, which can change which pairs are
 matched only in exact ties below 0.5, never how many. The assignment is solved separately on each
 connected group of candidate pairs, so thousands of objects cost no dense n_pred × n_true matrix.
+
+Which error it is (`Matching.split`, `merged`, `missed`, `spurious`): F1 says how many objects are
+wrong, these say what to fix. An object lies *mostly inside* another when more than half of its own
+voxels are in it (the Cell Tracking Challenge's rule for a detected object, used both ways), so it
+lies mostly inside one object at most:
+
+* split: a true object that two or more predicted objects lie mostly inside (over-segmentation:
+  too many seeds), whether or not one of the pieces also matches it;
+* merged: a predicted object that two or more true objects lie mostly inside (under-segmentation:
+  too few seeds);
+* missed: a true object not matched at the threshold, not split and not lying mostly inside a
+  merged object; spurious: a predicted object not matched, not merged and not lying mostly inside a
+  split object. These are errors of the mask or the shapes (a nucleus not found, debris, or an
+  object so misshapen that it matches nothing, which counts once missed and once spurious).
+
+So fn = missed + the unmatched true objects of splits and merges, and fp = spurious + the unmatched
+predicted pieces of splits and merged objects: many splits or merges call for other seeds (the
+watershed's), many missed or spurious objects, or a low mean matched IoU, for a better mask. All
+four come from the same contingency table as the IoUs, with no second pass over the voxels.
 """
 
 from __future__ import annotations
@@ -99,7 +118,8 @@ def iou(pred_mask: np.ndarray, true_mask: np.ndarray) -> float:
 
 @dataclass(frozen=True)
 class Matching:
-    """Counts and scores of a one-to-one matching of objects at one IoU threshold."""
+    """Counts and scores of a one-to-one matching of objects at one IoU threshold, and which error
+    the unmatched objects are (the rules: the module docstring)."""
 
     threshold: float
     tp: int
@@ -109,6 +129,14 @@ class Matching:
     n_true: int
     #: mean IoU of the matched pairs (0.0 when nothing matched)
     mean_matched_iou: float
+    #: true objects in two or more predicted pieces (too many seeds)
+    split: int = 0
+    #: predicted objects covering two or more true objects (too few seeds)
+    merged: int = 0
+    #: unmatched true objects that are in no split or merge (not found, or misshapen)
+    missed: int = 0
+    #: unmatched predicted objects that are in no split or merge (debris, or misshapen)
+    spurious: int = 0
 
     @property
     def precision(self) -> float:
@@ -136,11 +164,16 @@ class Matching:
             "mean_matched_iou": self.mean_matched_iou,
             "n_pred": self.n_pred,
             "n_true": self.n_true,
+            "split": self.split,
+            "merged": self.merged,
+            "missed": self.missed,
+            "spurious": self.spurious,
         }
 
 
 def combine(matchings: Iterable[Matching]) -> Matching:
-    """Pool the matchings of several images at one threshold: counts summed, IoU weighted by matches."""
+    """Pool the matchings of several images at one threshold: counts (errors too) summed, IoU weighted
+    by matches."""
     matchings = list(matchings)
     if not matchings:
         raise ValueError("no matchings to combine")
@@ -157,6 +190,10 @@ def combine(matchings: Iterable[Matching]) -> Matching:
         n_pred=sum(m.n_pred for m in matchings),
         n_true=sum(m.n_true for m in matchings),
         mean_matched_iou=iou_sum / tp if tp else 0.0,
+        split=sum(m.split for m in matchings),
+        merged=sum(m.merged for m in matchings),
+        missed=sum(m.missed for m in matchings),
+        spurious=sum(m.spurious for m in matchings),
     )
 
 
@@ -170,13 +207,18 @@ def f1_mean(matchings: Mapping[float, Matching] | Iterable[Matching]) -> float:
 
 @dataclass(frozen=True)
 class _Overlaps:
-    """The non-zero IoUs between predicted and true objects, as a sparse list of pairs."""
+    """The non-zero IoUs between predicted and true objects, as a sparse list of pairs, and the
+    objects that splits and merges account for (independent of any IoU threshold)."""
 
     n_pred: int
     n_true: int
     pred_index: np.ndarray  # 0..n_pred-1
     true_index: np.ndarray  # 0..n_true-1
     iou: np.ndarray
+    split: int
+    merged: int
+    pred_in_split_or_merge: np.ndarray  # bool, n_pred: a merged object or a piece of a split one
+    true_in_split_or_merge: np.ndarray  # bool, n_true: a split object or a piece of a merged one
 
 
 def _check_labels(name: str, labels: np.ndarray) -> np.ndarray:
@@ -220,16 +262,38 @@ def _overlaps(pred_labels: np.ndarray, true_labels: np.ndarray) -> _Overlaps:
     # the contingency table of foreground pairs: duplicates (voxels of one pair) are summed
     table = sparse.coo_matrix((np.ones(rows.size, np.int64), (rows, cols)), shape=(n_pred, n_true))
     table = table.tocsr().tocoo()  # to CSR sums the duplicates
+    rows, cols = table.row.astype(np.int64), table.col.astype(np.int64)
     inter = table.data.astype(np.float64)
-    union = pred_sizes[table.row] + true_sizes[table.col] - inter
-    return _Overlaps(n_pred, n_true, table.row.astype(np.int64), table.col.astype(np.int64), inter / union)
+    union = pred_sizes[rows] + true_sizes[cols] - inter
+    # more than half of an object's own voxels: each object lies mostly inside one partner at most
+    pred_inside = 2 * inter > pred_sizes[rows]
+    true_inside = 2 * inter > true_sizes[cols]
+    split_true = np.bincount(cols[pred_inside], minlength=n_true) >= 2
+    merged_pred = np.bincount(rows[true_inside], minlength=n_pred) >= 2
+    pred_involved = merged_pred.copy()
+    pred_involved[rows[pred_inside & split_true[cols]]] = True
+    true_involved = split_true.copy()
+    true_involved[cols[true_inside & merged_pred[rows]]] = True
+    return _Overlaps(
+        n_pred=n_pred,
+        n_true=n_true,
+        pred_index=rows,
+        true_index=cols,
+        iou=inter / union,
+        split=int(np.count_nonzero(split_true)),
+        merged=int(np.count_nonzero(merged_pred)),
+        pred_in_split_or_merge=pred_involved,
+        true_in_split_or_merge=true_involved,
+    )
 
 
 def _match(overlaps: _Overlaps, threshold: float) -> Matching:
     """Maximum one-to-one matching among pairs with IoU >= threshold, ties broken by summed IoU."""
     keep = overlaps.iou >= threshold
     rows, cols, ious = overlaps.pred_index[keep], overlaps.true_index[keep], overlaps.iou[keep]
-    tp, iou_sum = 0, 0.0
+    matched_pred = np.zeros(overlaps.n_pred, bool)
+    matched_true = np.zeros(overlaps.n_true, bool)
+    iou_sum = 0.0
     if rows.size:
         # split the candidate pairs into connected groups (a bipartite graph: preds, then trues)
         n_nodes = overlaps.n_pred + overlaps.n_true
@@ -238,14 +302,17 @@ def _match(overlaps: _Overlaps, threshold: float) -> Matching:
         group = node_group[rows]
         edges = np.bincount(group)
         single = edges[group] == 1  # a pair whose objects have no other candidate: matched as is
-        tp, iou_sum = int(np.count_nonzero(single)), float(ious[single].sum())
+        matched_pred[rows[single]] = matched_true[cols[single]] = True
+        iou_sum = float(ious[single].sum())
         rest = np.flatnonzero(~single)
         if rest.size:
             rest = rest[np.argsort(group[rest], kind="stable")]
             starts = np.flatnonzero(np.diff(group[rest], prepend=-1))
             for block in np.split(rest, starts[1:]):
-                count, total = _assign(rows[block], cols[block], ious[block])
-                tp, iou_sum = tp + count, iou_sum + total
+                preds, trues, total = _assign(rows[block], cols[block], ious[block])
+                matched_pred[preds] = matched_true[trues] = True
+                iou_sum += total
+    tp = int(np.count_nonzero(matched_pred))
     return Matching(
         threshold=float(threshold),
         tp=tp,
@@ -254,11 +321,16 @@ def _match(overlaps: _Overlaps, threshold: float) -> Matching:
         n_pred=overlaps.n_pred,
         n_true=overlaps.n_true,
         mean_matched_iou=iou_sum / tp if tp else 0.0,
+        split=overlaps.split,
+        merged=overlaps.merged,
+        missed=int(np.count_nonzero(~matched_true & ~overlaps.true_in_split_or_merge)),
+        spurious=int(np.count_nonzero(~matched_pred & ~overlaps.pred_in_split_or_merge)),
     )
 
 
-def _assign(rows: np.ndarray, cols: np.ndarray, ious: np.ndarray) -> tuple[int, float]:
-    """Most pairs, then largest IoU sum, in one group of candidate pairs (linear_sum_assignment)."""
+def _assign(rows: np.ndarray, cols: np.ndarray, ious: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """Most pairs, then largest IoU sum, in one group of candidate pairs (linear_sum_assignment): the
+    matched predicted and true indices, and the sum of their IoUs."""
     row_ids, r = np.unique(rows, return_inverse=True)
     col_ids, c = np.unique(cols, return_inverse=True)
     size = min(row_ids.size, col_ids.size)
@@ -270,14 +342,15 @@ def _assign(rows: np.ndarray, cols: np.ndarray, ious: np.ndarray) -> tuple[int, 
     block[r, c] = ious
     chosen_rows, chosen_cols = linear_sum_assignment(weight, maximize=True)
     chosen = weight[chosen_rows, chosen_cols] > 0  # pairs below the threshold fill up the square
-    return int(np.count_nonzero(chosen)), float(block[chosen_rows[chosen], chosen_cols[chosen]].sum())
+    chosen_rows, chosen_cols = chosen_rows[chosen], chosen_cols[chosen]
+    return row_ids[chosen_rows], col_ids[chosen_cols], float(block[chosen_rows, chosen_cols].sum())
 
 
 def match_instances(pred_labels: np.ndarray, true_labels: np.ndarray, threshold: float = 0.5) -> Matching:
     """One-to-one matching of predicted and true objects at an IoU threshold (as StarDist's `matching`).
 
     Labels are integer images of the same shape; 0 is background, any other value an object id
-    (ids need not be consecutive).
+    (ids need not be consecutive). The result also counts split, merged, missed and spurious objects.
     """
     return _match(_overlaps(pred_labels, true_labels), threshold)
 
