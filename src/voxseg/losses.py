@@ -202,11 +202,31 @@ class SelfSupervisedObjective(Objective):
         return sum(getattr(weights, f"{name}_weight") * value for name, value in terms.items())
 
 
+class DistanceObjective(Objective):
+    """`name`'s loss on the foreground output, plus the distance output's binary cross-entropy against
+    each nucleus's normalised distance to its boundary (`data.distance`; StarDist's loss of its object
+    probability), over the annotated voxels: labels are (classes, distance) channels."""
+
+    def __call__(self, outputs: torch.Tensor, labels: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+        import torch.nn.functional as F
+
+        classes, distance = labels[:, :1], labels[:, 1:]
+        foreground = self.loss(outputs[:, :1], classes)
+        annotated = classes != IGNORED
+        per_voxel = F.binary_cross_entropy_with_logits(outputs[:, 1:], distance, reduction="none")
+        separation = (per_voxel * annotated).sum() / annotated.sum().clamp(min=1)
+        self.terms = {"foreground": float(foreground.detach()), "distance": float(separation.detach())}
+        return foreground + separation
+
+
 def build_objective(
-    name: str, ignore: bool = False, self_supervision: SelfSupervision | None = None
+    name: str, ignore: bool = False, self_supervision: SelfSupervision | None = None, distance: bool = False
 ) -> Objective:
-    """The engine's loss: `name`'s on (logits, labels), or with `self_supervision` WNet3D's on
-    (class logits + reconstruction, the partition the volume gave itself, images)."""
+    """The engine's loss: `name`'s on (logits, labels); with `distance` also the distance output's
+    (`DistanceObjective`); with `self_supervision` WNet3D's on (class logits + reconstruction, the
+    partition the volume gave itself, images)."""
     if self_supervision is not None:
         return SelfSupervisedObjective(self_supervision)
+    if distance:
+        return DistanceObjective(build_loss(name, ignore))
     return Objective(build_loss(name, ignore))

@@ -12,7 +12,7 @@ from voxseg.models.registry import MODEL_NAMES, resolve_model_name
 from voxseg.options import DATA, Declared, option
 
 MODEL, PREDICTION, INSTANCES = "Model", "Prediction", "Instances"
-INSTANCE_METHODS = ("none", "connected", "watershed")
+INSTANCE_METHODS = ("none", "auto", "connected", "watershed", "distance")
 #: objects below this share of a typical object are debris (voxseg.inference.instances.drop_debris)
 DEBRIS_FRACTION = 0.1
 
@@ -144,9 +144,10 @@ class PredictConfig(Declared):
     )
     instances: str = option(
         "none",
-        help="one label per object: `connected` (connected components of the mask) or `watershed` "
-        "(splits touching nuclei on the distance transform); writes `<name>_labels.tif` and "
-        "`<name>_objects.csv`",
+        help="one label per object: `connected` (connected components of the mask), `watershed` (splits "
+        "touching nuclei on the mask's distance transform), `distance` (one object per centre of the "
+        "network's distance output, for runs trained on instance labels), or `auto` (`distance` when the "
+        "run has that output, else `watershed`); writes `<name>_labels.tif` and `<name>_objects.csv`",
         section=INSTANCES,
         label="Instances",
         kind="choice",

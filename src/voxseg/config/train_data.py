@@ -118,6 +118,19 @@ class TrainData(Declared):
         low=0,
         optional=True,
     )
+    instance_output: str = option(
+        "auto",
+        help="what the network learns beside the foreground to separate touching nuclei: `distance` "
+        "(a second output: each nucleus's distance to its own boundary over its largest, StarDist's object "
+        "probability; `voxseg predict --instances auto` seeds one object per centre it finds), or `none`; "
+        "`auto`: `distance` when the labels hold instance ids (more than one value above 0, no label map) "
+        "and the starting weights, if any, have its output",
+        section=DATA,
+        label="Instance output",
+        kind="choice",
+        metavar="WHAT",
+        choices=("auto", "distance", "none"),
+    )
     spacing: tuple[float, float, float] | None = shared.spacing("every volume", DATA)
     resample: str = option(
         "none",

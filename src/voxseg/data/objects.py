@@ -67,6 +67,20 @@ def object_radius(
     return float((3 * np.median(sizes[kept]) * voxel / (4 * math.pi)) ** (1 / 3))
 
 
+def holds_instance_ids(pairs: Sequence[Pair], reading: Reading) -> bool:
+    """Whether the labels give each nucleus its own id (more than one value above 0, read as the
+    default map reads them), on the first few label files' middles as `typical_object_radius`: a
+    binary mask (0/1, 0/255) says where nuclei are, not where touching ones part."""
+    if not reading.label_map.is_default:
+        return False
+    for pair in pairs[:MEASURED_FILES]:
+        _, label_file = open_pair(pair, reading)
+        values = np.unique(np.asarray(label_file[central_box(label_file.shape, MAX_MEASURED_VOXELS)]))
+        if np.count_nonzero(values > 0) > 1:
+            return True
+    return False
+
+
 def central_box(shape: Sequence[int], voxels: int) -> tuple[slice, ...]:
     """The middle of a volume, its longest side halved until it holds at most `voxels`."""
     sides = list(shape)

@@ -10,6 +10,8 @@ of different voxel sizes. Images are interpolated linearly, label classes by nea
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 from scipy import ndimage
 
@@ -38,7 +40,7 @@ def resample_volume(volume: Volume, side: float) -> Volume:
     assert volume.voxel_size is not None
     zoom = factors(volume.voxel_size, side)
     if all(abs(z - 1) < 1e-6 for z in zoom):  # already there: only the recorded size is rounded
-        return Volume(volume.name, volume.image, volume.label, volume.origin, (side, side, side))
+        return dataclasses.replace(volume, voxel_size=(side, side, side))
     if volume.on_disk:
         raise DataError(
             f"--resample isotropic: {volume.name} is too large to hold in memory (it is read patch by "
@@ -46,7 +48,10 @@ def resample_volume(volume: Volume, side: float) -> Volume:
         )
     image = ndimage.zoom(np.asarray(volume.image), zoom, order=1, grid_mode=True, mode="nearest")
     label = ndimage.zoom(np.asarray(volume.label), zoom, order=0, grid_mode=True, mode="nearest")
-    return Volume(volume.name, image.astype(np.float32), label, volume.origin, (side, side, side))
+    distance = None
+    if volume.distance is not None:
+        distance = ndimage.zoom(np.asarray(volume.distance), zoom, order=1, grid_mode=True, mode="nearest")
+    return Volume(volume.name, image.astype(np.float32), label, volume.origin, (side, side, side), distance)
 
 
 def to_isotropic(image: np.ndarray, spacing: Spacing, side: float) -> np.ndarray:

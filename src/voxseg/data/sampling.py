@@ -172,9 +172,12 @@ class PatchDataset(Dataset):
         index, corner = self._plan(epoch)[item]
         volume = self.volumes[index]
         window = tuple(slice(c, c + p) for c, p in zip(corner, self.sampler.patch_size, strict=True))
+        label = volume.label[window].astype(np.float32)[None]
+        if volume.distance is not None:  # the second target: (classes, distance) channels
+            label = np.concatenate([label, np.asarray(volume.distance[window], np.float32)[None]])
         sample = {
             "image": torch.from_numpy(np.ascontiguousarray(volume.image[window]))[None],
-            "label": torch.from_numpy(volume.label[window].astype(np.float32))[None],
+            "label": torch.from_numpy(label),
         }
         seed = augmentation_seed(self.sampler.seed, epoch, item)
         if self.augment is not None:

@@ -14,6 +14,7 @@ only, each predicted with the volume around it, as `voxseg predict` will see it.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from collections.abc import Sequence
@@ -185,7 +186,7 @@ def _without(volume: Volume, boxes: list[Box]) -> Volume:
         label = volume.label.copy()
         for box in boxes:
             label[box] = IGNORED
-    return Volume(volume.name, volume.image, label, volume.origin, volume.voxel_size)
+    return dataclasses.replace(volume, label=label)  # the distance target is masked by the label
 
 
 def _only(volume: Volume, boxes: list[Box]) -> Volume:

@@ -3,6 +3,7 @@ from disk (Zarr, HDF5 and uncompressed TIFF allow it), and padded to what the mo
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -108,13 +109,16 @@ class OnDisk:
 @dataclass
 class Volume:
     """A normalised image (float32) and its label classes (uint8: 0 background, 1 foreground,
-    2 not annotated), same Z×Y×X shape; each a numpy array, or an `OnDisk` box read by patch."""
+    2 not annotated), same Z×Y×X shape; each a numpy array, or an `OnDisk` box read by patch. With
+    instance labels and a network that learns them, `distance` is the second target: each nucleus's
+    normalised distance to its own boundary (`data.distance`, float32)."""
 
     name: str
     image: np.ndarray | OnDisk
     label: np.ndarray | OnDisk
     origin: tuple[int, int, int] = (0, 0, 0)  # where this part starts in its file (a cut volume)
     voxel_size: Spacing | None = None
+    distance: np.ndarray | OnDisk | None = None
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -128,7 +132,10 @@ class Volume:
         """This volume with both arrays read (validation predicts whole volumes)."""
         if not self.on_disk:
             return self
-        return Volume(self.name, np.asarray(self.image), np.asarray(self.label), self.origin, self.voxel_size)
+        distance = None if self.distance is None else np.asarray(self.distance)
+        return dataclasses.replace(
+            self, image=np.asarray(self.image), label=np.asarray(self.label), distance=distance
+        )
 
     def has_foreground(self) -> bool:
         from voxseg.data.checks import slabs
@@ -136,10 +143,10 @@ class Volume:
         return any((np.asarray(self.label[zs]) == FOREGROUND).any() for zs in slabs(self.shape))
 
 
-def in_memory_bytes(volume: VolumeFile) -> int:
-    """Memory a volume takes when held: a float32 image and a uint8 label, plus the file's own copy
-    while it is normalised."""
-    return volume.size * (4 + 1 + volume.dtype.itemsize)
+def in_memory_bytes(volume: VolumeFile, distance: bool = False) -> int:
+    """Memory a volume takes when held: a float32 image, a uint8 label and the float32 distance
+    target when there is one, plus the file's own copy while it is normalised."""
+    return volume.size * (4 + 1 + 4 * distance + volume.dtype.itemsize)
 
 
 #: the labels an image without any gives itself: (normalised image, voxel size) -> (classes, share)
@@ -151,11 +158,14 @@ def load_volumes(
     reading: Reading | None = None,
     memory_budget: int | None = None,
     partition: Partition = ncut_partition,
+    distance: bool = False,
+    radius: float | None = None,
 ) -> tuple[list[Volume], list[str], list[str]]:
     """Open, check and normalise every pair: (volumes, warnings, notes); the first bad file raises
     DataError naming it. Volumes are held in memory while they fit in `memory_budget` bytes (all of
     them when None); the others stay on disk and are read patch by patch. An image without a label
-    is held in memory and labelled by `partition`."""
+    is held in memory and labelled by `partition`. With `distance`, each volume also gets the
+    distance target of its instance labels (`data.distance`; `radius` is the typical nucleus's)."""
     reading = reading or Reading()
     volumes, warnings, notes = [], [], []
     held = 0
@@ -167,12 +177,15 @@ def load_volumes(
             continue
         image_file, label_file = open_pair(pair, reading)
         spacing = reading.spacing or image_file.voxel_size or label_file.voxel_size
-        need = in_memory_bytes(image_file)
+        need = in_memory_bytes(image_file, distance)
         lazy = image_file.lazy and label_file.lazy
         if lazy and memory_budget is not None and held + need > memory_budget:
             warnings += scan_pair(image_file, label_file, pair, reading.label_map)
             image = OnDisk(image_file, Normalisation.of(image_file))
             label = OnDisk(label_file, partial(reading.label_map.classes, path=pair.label))
+            target = None
+            if distance:
+                target = OnDisk(label_file, partial(_distance_of, spacing=spacing, radius=radius))
             notes.append(
                 f"data: {pair.name} ({need / 2**30:.1f} GiB in memory) is read patch by patch from disk"
             )
@@ -181,16 +194,27 @@ def load_volumes(
             check_image(pair.image, raw)
             image = normalise(raw)
             del raw
-            label = label_classes(pair.label, label_file[:], reading.label_map)
+            raw_label = label_file[:]
+            label = label_classes(pair.label, raw_label, reading.label_map)
+            target = _distance_of(raw_label, spacing, radius) if distance else None
+            del raw_label
             warnings += class_warnings(pair.label, counts(label), reading.label_map)
-            held += image.nbytes + label.nbytes
-        volumes.append(Volume(pair.name, image, label, voxel_size=spacing))
+            held += image.nbytes + label.nbytes + (0 if target is None else target.nbytes)
+        volumes.append(Volume(pair.name, image, label, voxel_size=spacing, distance=target))
     sizes = {v.voxel_size for v in volumes}
     described = "; ".join(f"{v.name} {describe_spacing(v.voxel_size)}" for v in volumes[:3])
     if len(sizes) == 1:
         described = describe_spacing(sizes.pop()) + (" (--spacing)" if reading.spacing else "")
     notes.append(f"voxel size: {described}")
     return volumes, warnings, notes
+
+
+def _distance_of(ids: np.ndarray, spacing: Spacing | None, radius: float | None) -> np.ndarray:
+    """The distance target of instance labels (read patch by patch from disk, a patch's nuclei cut
+    by its faces are continued past them as at the volume's faces)."""
+    from voxseg.data.distance import normalised_distance
+
+    return normalised_distance(ids, spacing, radius)
 
 
 def _self_labelled(pair: Pair, reading: Reading, partition: Partition) -> tuple[Volume, str]:
@@ -223,4 +247,5 @@ def pad_volume(volume: Volume, target: tuple[int, ...]) -> Volume:
     volume = volume.in_memory()  # a volume thinner than a patch is small enough to hold
     image = np.pad(volume.image, amounts, mode="constant", constant_values=float(volume.image.min()))
     label = np.pad(volume.label, amounts, mode="constant", constant_values=0)
-    return Volume(volume.name, image, label, voxel_size=volume.voxel_size)
+    distance = None if volume.distance is None else np.pad(volume.distance, amounts, mode="constant")
+    return Volume(volume.name, image, label, voxel_size=volume.voxel_size, distance=distance)

@@ -95,9 +95,10 @@ def _label_slab(
     h, smoothing = watershed_scale(options.object_radius)
     z0, z1 = plan.slabs[k]
     lo, hi = max(z0 - HALO, 0), min(z1 + HALO, plan.shape[0])
-    # the watershed's seeds follow the probability; connected components need only the mask
+    # the watershed's seeds follow the probability, or the distance; connected components need the mask
     seeded = work.probability and options.method == "watershed"
     probability = open_volume(journal / work.probability)[lo:hi] if seeded else None
+    distance = open_volume(journal / work.distance)[lo:hi] if work.distance else None
     block = label_instances(
         open_volume(journal / work.thresholded)[lo:hi] > 0,
         options.method,
@@ -107,6 +108,8 @@ def _label_slab(
         max_size=options.max_size,
         h=h,
         smoothing=smoothing,
+        distance=distance,
+        radius=options.object_radius,
     )
     own = np.ascontiguousarray(block[z0 - lo : z1 - lo], dtype=np.uint32)
     with planes_of(journal / work.local) as local:
@@ -125,7 +128,7 @@ def _agree_on_ids(options: InstanceOptions, plan: VolumePlan, journal: Journal, 
     assert work.local is not None and work.labels is not None
     saved = [journal.arrays("local", k) for k in range(len(plan.slabs))]
     local = open_volume(journal / work.local)
-    overlap = WATERSHED_OVERLAP if options.method == "watershed" else 0.0
+    overlap = 0.0 if options.method == "connected" else WATERSHED_OVERLAP
     pairs = [
         (k, k + 1, face_pairs(local[plan.slabs[k][1] - 1], local[plan.slabs[k + 1][0]], 3, overlap))
         for k in range(len(plan.slabs) - 1)

@@ -26,7 +26,8 @@ from voxseg.io.formats import open_volume
 from voxseg.runtime.files import atomic_write, write_text
 
 PREFIX = ".voxseg-partial-"
-VERSION = 1
+#: the partial folder's layout; a stopped job of another layout is not resumed
+VERSION = 2
 
 
 def crc(planes: np.ndarray, running: int = 0) -> int:
@@ -43,11 +44,12 @@ class WorkArrays:
     probability: str | None  # saved, or kept for the instances (watershed seeds, mean probability)
     local: str | None = None  # the instances' ids per slab
     labels: str | None = None
+    distance: str | None = None  # the network's distance output, kept for the instances' seeds
 
     @property
     def streamed(self) -> list[str]:
         """What the windows' pass writes."""
-        return [self.thresholded] + ([self.probability] if self.probability else [])
+        return [self.thresholded] + [name for name in (self.probability, self.distance) if name]
 
 
 @dataclass(frozen=True)

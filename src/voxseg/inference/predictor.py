@@ -139,6 +139,7 @@ def predict_files(
     if shared:
         check_shared_format(config, todo, parallel)
     predictor = Predictor.of(replace(config, device=parallel.device_name(config.device)))
+    config = replace(config, instances=predictor.config.instances)  # `auto` resolved by the run's outputs
     assert config.output is not None
     config.output.mkdir(parents=True, exist_ok=True)
     mine = (

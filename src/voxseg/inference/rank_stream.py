@@ -107,12 +107,14 @@ class RankStream:
                     resume_from,
                     lambda state, end=z1, recorder=recorder: recorder.checkpoint(state, end),
                 )
-                for z, planes in stream:
-                    values = {work.thresholded: (planes >= threshold).view(np.uint8)}
+                for z, planes in stream:  # (C, n, Y, X): the foreground, then the distance
+                    values = {work.thresholded: (planes[0] >= threshold).view(np.uint8)}
                     if work.probability:
-                        values[work.probability] = planes
+                        values[work.probability] = planes[0]
+                    if work.distance:
+                        values[work.distance] = planes[1]
                     for name, planes_out in values.items():
-                        outputs[name][z : z + planes.shape[0]] = planes_out
+                        outputs[name][z : z + planes.shape[1]] = planes_out
                     recorder.add(z, values)
                 seen["before"] += seen["now"]
                 seen["now"] = 0

@@ -9,6 +9,7 @@ threshold. Nothing of the array path touches the disk.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -32,12 +33,14 @@ log = logging.getLogger("voxseg")
 @dataclass(frozen=True)
 class Segmentation:
     """What one array gives: the foreground probability, the mask (probability ≥ the threshold, minus
-    the debris the instance filters dropped) and, when asked for, one label per object."""
+    the debris the instance filters dropped), when asked for one label per object, and the predicted
+    distance to each nucleus's boundary when the network learned it (`data.distance`)."""
 
     probability: np.ndarray  # float32, Z×Y×X
     mask: np.ndarray  # uint8, 0/1
     labels: np.ndarray | None  # uint32 object ids (0: background); None without instances
     threshold: float
+    distance: np.ndarray | None = None  # float32, Z×Y×X, 0 at a boundary and 1 at a centre
 
 
 class Predictor:
@@ -66,6 +69,7 @@ class Predictor:
 
     def _load(self) -> None:
         from voxseg.accel import accelerated
+        from voxseg.inference.instances import resolve_method
         from voxseg.inference.trained import load_trained_model
         from voxseg.runtime.hardware import resolve_device
         from voxseg.runtime.precision import resolve_precision
@@ -74,6 +78,11 @@ class Predictor:
         self.device = resolve_device(config.device)
         self.precision = resolve_precision(config.precision, self.device)
         self.trained = load_trained_model(config)
+        if config.instances != "none":  # `auto`: the method the run was trained for
+            method = resolve_method(config.instances, self.trained.outputs)
+            if method != config.instances:
+                log.info("instances: %s (%s: %s)", method, config.instances, ", ".join(self.trained.outputs))
+            self.config = config = dataclasses.replace(config, instances=method)
         with accelerated(self.device, config.fast_kernels, False, config.threads) as acceleration:
             self._runner = acceleration.tune(
                 self.trained.model.to(self.device), mixed_precision=self.precision.dtype is not None
@@ -125,8 +134,9 @@ class Predictor:
         resume_from: RingState | None = None,
         on_row: Callable[[RingState], None] | None = None,
     ) -> Iterator[tuple[int, np.ndarray]]:
-        """(z, planes) of the blended foreground probability of `volume` (an array or a volume file,
-        read window by window), in order: what `voxseg predict` streams into its writers. `report`,
+        """(z, planes) of the blended probabilities of `volume` (an array or a volume file, read window
+        by window), in order, planes (C, n, Y, X) of the network's outputs (`trained.outputs`): what
+        `voxseg predict` streams into its writers. `report`,
         `stop`, `region` (a Z range), `computed`, `resume_from` and `on_row` are
         `streamed_probabilities`'; `normalisation` is the volume's (computed here unless given: ranks
         sharing a volume share one)."""
@@ -168,7 +178,7 @@ class Predictor:
             raise ValueError("a run trained on isotropic voxels predicts whole volumes only")
         image = to_isotropic(normalisation(np.asarray(volume[:])), spacing, trained.isotropic)
         planes = blended(image, Normalisation.already_done(image))
-        yield 0, back_to(assembled(planes, image.shape), volume.shape)
+        yield 0, np.stack([back_to(output, volume.shape) for output in assembled(planes, image.shape)])
 
     def object_radius(self, spacing: tuple[float, float, float] | None) -> float | None:
         """The run's typical object radius in the units the watershed measures this volume in: µm when
@@ -200,15 +210,18 @@ class Predictor:
             check_image("the array", image)
         spacing = spacing or self.config.spacing
         with self.windows() as predict:
-            probability = assembled(self.probabilities(image, spacing, predict, progress, stop), image.shape)
+            outputs = assembled(self.probabilities(image, spacing, predict, progress, stop), image.shape)
+        probability, distance = outputs[0], (outputs[1] if len(outputs) > 1 else None)  # OUTPUT_NAMES
         mask = (probability >= self.threshold).astype(np.uint8)
         labels = None
         if self.config.instances != "none":
-            labels = self._instances(mask, probability, spacing)
+            labels = self._instances(mask, probability, spacing, distance)
             mask = (labels > 0).astype(np.uint8)
-        return Segmentation(probability, mask, labels, self.threshold)
+        return Segmentation(probability, mask, labels, self.threshold, distance)
 
-    def _instances(self, mask: np.ndarray, probability: np.ndarray, spacing) -> np.ndarray:
+    def _instances(
+        self, mask: np.ndarray, probability: np.ndarray, spacing, distance: np.ndarray | None
+    ) -> np.ndarray:
         """Instance labels of the whole mask, filtered as `voxseg predict` filters them."""
         from voxseg.inference.block_instances import on_the_edge
         from voxseg.inference.instances import drop_debris, label_instances, watershed_scale
@@ -224,6 +237,8 @@ class Predictor:
             max_size=config.max_size,
             h=h,
             smoothing=smoothing,
+            distance=distance,
+            radius=self.object_radius(spacing),
         )
         if config.min_relative_size > 0:
             sizes = np.bincount(labels.ravel())

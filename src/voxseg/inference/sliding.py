@@ -30,7 +30,8 @@ from voxseg.errors import Stopped
 
 #: overlap between neighbouring windows; with Gaussian weights, 0.25 hides seams at modest cost
 OVERLAP = 0.25
-#: normalised (B, 1, Z, Y, X) windows -> foreground probabilities, same shape
+#: normalised (B, 1, Z, Y, X) windows -> (B, C, Z, Y, X) probabilities: the foreground, then any
+#: other output the network learned (the distance to each nucleus's boundary: `data.distance`)
 Predict = Callable[[torch.Tensor], torch.Tensor]
 #: the 8 flips over Z, Y and X of test-time augmentation (nnU-Net's mirroring)
 TTA_FLIPS = ((), (2,), (3,), (4,), (2, 3), (2, 4), (3, 4), (2, 3, 4))
@@ -42,8 +43,8 @@ def window_predictor(
     autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
     tta: bool = False,
 ) -> Predict:
-    """The model as a `Predict`: windows moved to `device`, sigmoid in float32, with test-time
-    augmentation (the mean probability of the 8 flips) if asked."""
+    """The model as a `Predict`: windows moved to `device`, sigmoid of every output channel in
+    float32, with test-time augmentation (the mean of the 8 flips) if asked."""
     flips = TTA_FLIPS if tta else ((),)
 
     @torch.no_grad()
@@ -100,7 +101,7 @@ def window_outputs(
         tiles = [
             _read(volume, normalisation, (slice(z, z + window[0]), *rows[z][i]), before) for z, i in batch
         ]
-        probabilities = predict(torch.from_numpy(np.stack(tiles)[:, None])).float().cpu().numpy()[:, 0]
+        probabilities = predict(torch.from_numpy(np.stack(tiles)[:, None])).float().cpu().numpy()
         outputs.update(zip(batch, probabilities, strict=True))
     return outputs
 
@@ -119,7 +120,8 @@ def streamed_probabilities(
     resume_from: RingState | None = None,
     on_row: Callable[[RingState], None] | None = None,
 ) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield (z, planes): the blended foreground probability of Z planes z.., in order, float32.
+    """Yield (z, planes): the blended probabilities of Z planes z.., in order, float32, shaped
+    (C, planes, Y, X) for the network's C outputs (the foreground first).
 
     `volume` is read one window at a time. A volume smaller than the window is padded as
     training pads (with its normalised minimum) and the padding is cut away. The blended sums live
@@ -148,13 +150,15 @@ def streamed_probabilities(
     total, done = sum(len(rows[z]) for z in starts), 0
     importance = compute_importance_map(window, mode="gaussian", sigma_scale=0.125).numpy().astype(np.float32)
     # planes z.. stay open only while a window covers them: a window's depth of planes at a time
-    ring = _Ring(window[0], padded)
+    ring: _Ring | None = None  # made when the first windows say how many outputs the network has
     flushed = starts[0] if starts else 0  # padded Z up to which the planes were handed out
     if resume_from is not None:
         starts = [z for z in starts if z >= resume_from.next_row]
         total = sum(len(rows[z]) for z in starts)
         flushed = resume_from.next_row
-        ring.load(flushed, resume_from.values, resume_from.weights)
+        if resume_from.values:
+            ring = _Ring(window[0], padded, len(resume_from.values[0]))
+            ring.load(flushed, resume_from.values, resume_from.weights)
     for start in starts:
         zs = slice(start, start + window[0])
         for batch_start in range(0, len(rows[start]), batch_size):
@@ -166,17 +170,20 @@ def streamed_probabilities(
                 probabilities = np.stack([computed[start, i] for i in indices])
             else:
                 tiles = np.stack([_read(volume, normalisation, (zs, ys, xs), before) for ys, xs in batch])
-                probabilities = predict(torch.from_numpy(tiles[:, None])).float().cpu().numpy()[:, 0]
+                probabilities = predict(torch.from_numpy(tiles[:, None])).float().cpu().numpy()
+            if ring is None:
+                ring = _Ring(window[0], padded, probabilities.shape[1])
             for (ys, xs), probability in zip(batch, probabilities, strict=True):
                 ring.add(start, ys, xs, probability * importance, importance)
             done += len(batch)
             if on_windows is not None:
                 on_windows(done, total)
         final_until = following[start]
+        assert ring is not None
         for z, planes in ring.take(flushed, final_until):
-            inside = slice(max(z, wanted[0]) - z, min(z + len(planes), wanted[1]) - z)
+            inside = slice(max(z, wanted[0]) - z, min(z + planes.shape[1], wanted[1]) - z)
             if inside.stop > inside.start:  # planes of the region; the others were only cleared
-                yield from _crop_planes(planes[inside], z + inside.start, shape, before)
+                yield from _crop_planes(planes[:, inside], z + inside.start, shape, before)
         flushed = final_until
         if on_row is not None:
             values, weights = ring.partial(final_until, max(final_until, start + window[0]))
@@ -185,18 +192,21 @@ def streamed_probabilities(
 
 
 def assembled(planes: Iterable[tuple[int, np.ndarray]], shape: tuple[int, ...]) -> np.ndarray:
-    """The (z, planes) of `streamed_probabilities` as one float32 volume."""
-    volume = np.empty(shape, np.float32)
+    """The (z, planes) of `streamed_probabilities` as one (C, Z, Y, X) float32 volume."""
+    volume = None
     for z, part in planes:
-        volume[z : z + part.shape[0]] = part
+        if volume is None:
+            volume = np.empty((part.shape[0], *shape), np.float32)
+        volume[:, z : z + part.shape[1]] = part
+    assert volume is not None, "a stream yields every plane"
     return volume
 
 
 def blended_probability(
     image: np.ndarray, window: tuple[int, int, int], predict: Predict, batch_size: int
 ) -> np.ndarray:
-    """The foreground probability of an already normalised volume in memory, blended exactly as
-    `voxseg predict` blends it (its default overlap; padded with the volume's minimum). cuDNN picks
+    """The probabilities (C, Z, Y, X) of an already normalised volume in memory, blended exactly as
+    `voxseg predict` blends them (its default overlap; padded with the volume's minimum). cuDNN picks
     its kernels by heuristics meanwhile: validation's shapes are not training's."""
     with heuristic_kernels():
         planes = streamed_probabilities(
@@ -209,7 +219,8 @@ def blended_probability(
 class RingState:
     """A stream stopped after a row: the padded Z of the next row, the volume's Z up to which the
     planes are final, and the weighted sums (and weights) of the padded planes from `next_row` on that
-    earlier rows added to, in consecutive parts. `on_row` gets views of the stream's own buffers,
+    earlier rows added to, in consecutive parts (values (C, planes, Y, X), weights (planes, Y, X)).
+    `on_row` gets views of the stream's own buffers,
     valid during the call: saving them copies nothing (a copy was 128 MB for 1024² planes)."""
 
     next_row: int
@@ -219,12 +230,13 @@ class RingState:
 
 
 class _Ring:
-    """Weighted sums of probabilities for `depth` consecutive padded Z planes, stored modulo `depth`."""
+    """Weighted sums of the C outputs' probabilities for `depth` consecutive padded Z planes, stored
+    modulo `depth` (one weight per voxel: every output has the window's)."""
 
-    def __init__(self, depth: int, padded: tuple[int, ...]) -> None:
+    def __init__(self, depth: int, padded: tuple[int, ...], channels: int) -> None:
         self.depth = depth
-        self.values = np.zeros((depth, padded[1], padded[2]), np.float32)
-        self.weights = np.zeros_like(self.values)
+        self.values = np.zeros((channels, depth, padded[1], padded[2]), np.float32)
+        self.weights = np.zeros((depth, padded[1], padded[2]), np.float32)
 
     def _parts(self, z0: int, z1: int) -> Iterator[tuple[int, slice, slice]]:
         """(first Z, ring slice, slice of a z0..z1 array) for each unwrapped piece of planes z0..z1."""
@@ -236,31 +248,32 @@ class _Ring:
             z += n
 
     def add(self, z0: int, ys: slice, xs: slice, weighted: np.ndarray, weight: np.ndarray) -> None:
-        for _, ring, part in self._parts(z0, z0 + weighted.shape[0]):
-            self.values[ring, ys, xs] += weighted[part]
+        for _, ring, part in self._parts(z0, z0 + weighted.shape[1]):
+            self.values[:, ring, ys, xs] += weighted[:, part]
             self.weights[ring, ys, xs] += weight[part]
 
     def partial(self, z0: int, z1: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """Views of the sums and weights of planes z0..z1, in consecutive parts."""
         parts = [ring for _, ring, _ in self._parts(z0, z1)]
-        return [self.values[ring] for ring in parts], [self.weights[ring] for ring in parts]
+        return [self.values[:, ring] for ring in parts], [self.weights[ring] for ring in parts]
 
     def load(self, z0: int, values: list[np.ndarray], weights: list[np.ndarray]) -> None:
         """Planes z0.. as `partial` gave them (into a new ring)."""
-        empty = np.zeros((0, *self.values.shape[1:]), np.float32)
-        values_, weights_ = np.concatenate([empty, *values]), np.concatenate([empty, *weights])
-        for _, ring, part in self._parts(z0, z0 + len(values_)):
-            self.values[ring] = values_[part]
+        empty = np.zeros((0, *self.weights.shape[1:]), np.float32)
+        values_ = np.concatenate([empty[None].repeat(len(self.values), 0), *values], axis=1)
+        weights_ = np.concatenate([empty, *weights])
+        for _, ring, part in self._parts(z0, z0 + len(weights_)):
+            self.values[:, ring] = values_[:, part]
             self.weights[ring] = weights_[part]
 
     def take(self, z0: int, z1: int) -> Iterator[tuple[int, np.ndarray]]:
         """The blended planes z0..z1 (every window covering them added), divided in place: each is a
         view of the ring, valid until the next one is asked for; then its slots are cleared."""
         for z, ring, _ in self._parts(z0, z1):
-            planes = self.values[ring]
+            planes = self.values[:, ring]
             planes /= self.weights[ring]
             yield z, planes
-            self.values[ring] = 0
+            self.values[:, ring] = 0
             self.weights[ring] = 0
 
 
@@ -288,10 +301,8 @@ def _read(
 def _crop_planes(
     planes: np.ndarray, base: int, shape: tuple[int, ...], before: list[int]
 ) -> Iterator[tuple[int, np.ndarray]]:
-    """The planes that belong to the volume, without padding, in volume coordinates."""
-    z0, z1 = max(base, before[0]), min(base + planes.shape[0], before[0] + shape[0])
+    """The planes (C, n, Y, X) that belong to the volume, without padding, in volume coordinates."""
+    z0, z1 = max(base, before[0]), min(base + planes.shape[1], before[0] + shape[0])
     if z1 > z0:
-        yield (
-            z0 - before[0],
-            planes[z0 - base : z1 - base, before[1] : before[1] + shape[1], before[2] : before[2] + shape[2]],
-        )
+        ys, xs = slice(before[1], before[1] + shape[1]), slice(before[2], before[2] + shape[2])
+        yield z0 - before[0], planes[:, z0 - base : z1 - base, ys, xs]

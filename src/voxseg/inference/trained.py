@@ -11,7 +11,7 @@ from torch import nn
 
 from voxseg.config import PredictConfig, TrainConfig
 from voxseg.errors import ConfigError, DataError, shorten_list
-from voxseg.models.registry import get_model_spec
+from voxseg.models.registry import OUTPUT_NAMES, get_model_spec, output_channels
 from voxseg.models.weights import load_trained_network
 from voxseg.options import parse_size
 
@@ -36,6 +36,7 @@ class TrainedModel:
     isotropic: float | None = None  # the cube side (µm) the run trained on (--resample isotropic)
     object_radius: float | None = None  # of its training labels' objects, in the run's voxel units
     voxel_size: tuple[float, float, float] | None = None  # the run's (µm); None: unknown
+    outputs: tuple[str, ...] = ("foreground",)  # the network's, in channel order (training.outputs)
 
 
 def load_trained_model(config: PredictConfig) -> TrainedModel:
@@ -57,9 +58,15 @@ def load_trained_model(config: PredictConfig) -> TrainedModel:
     log.info("model %s: %s; window %s", name, described, "×".join(map(str, window)))
     voxel_size = tuple(run["voxel_size_um"]) if run.get("voxel_size_um") else None
     radius = run.get("object_radius")
+    outputs = OUTPUT_NAMES[: 1 if chosen_class(model) else output_channels(model.state_dict())]
     return TrainedModel(
-        name, model, window, threshold, origin, weights, isotropic_side(run), radius, voxel_size
+        name, model, window, threshold, origin, weights, isotropic_side(run), radius, voxel_size, outputs
     )
+
+
+def chosen_class(model: nn.Module) -> bool:
+    """Whether the network picks one of several classes as its foreground (WNet3D)."""
+    return getattr(model, "foreground", None) is not None
 
 
 def choose_foreground_class(model: nn.Module, name: str, chosen: int | None) -> bool:

@@ -24,6 +24,7 @@ import numpy as np
 
 from voxseg.config import PredictConfig
 from voxseg.inference.blocks import VolumePlan, share
+from voxseg.inference.journal import VERSION as JOURNAL_VERSION
 from voxseg.inference.journal import Journal, WorkArrays
 from voxseg.inference.rank_stream import RankStream, counted
 from voxseg.inference.shares import Restart, balanced_shares, shared_windows
@@ -135,6 +136,7 @@ def work_arrays(config: PredictConfig, paths: dict[str, Path]) -> WorkArrays:
         probability=probability,
         local=f"local{suffix}" if instances else None,
         labels=paths["labels"].name if instances else None,
+        distance=f"distance{suffix}" if config.instances == "distance" else None,
     )
 
 
@@ -142,6 +144,7 @@ def fingerprint(config: PredictConfig, image: Path, volume: Any, predictor: Pred
     """Every setting a block's bytes depend on (not the number of ranks, threads or the batch size)."""
     trained = predictor.trained
     return {
+        "journal": JOURNAL_VERSION,
         "input": str(image.resolve()),
         "shape": list(volume.shape),
         "dtype": str(volume.dtype),
@@ -191,7 +194,7 @@ def _open_journal(config, image, volume, predictor, plan, journal, work, spacing
         return pending, restarts, normalisation and tuple(normalisation)
     journal.begin({"fingerprint": marks, "units": plan.units})
     for name in work.streamed:
-        dtype = np.float32 if name == work.probability else np.uint8
+        dtype = np.float32 if name in (work.probability, work.distance) else np.uint8
         create_volume(journal / name, plan.shape, dtype, spacing, plan.chunks)
     if work.local is not None:
         create_volume(journal / work.local, plan.shape, np.uint32, spacing, plan.chunks)

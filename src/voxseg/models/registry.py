@@ -20,6 +20,9 @@ if TYPE_CHECKING:  # torch is imported when a network is built, not when a name 
 
 #: a voxel's size (µm, Z×Y×X); SegResNetDS shapes its kernels and strides by it
 VoxelSize = tuple[float, float, float]
+#: a supervised network's output channels, in order: the foreground, then (trained on instance
+#: labels) each nucleus's normalised distance to its boundary (voxseg.data.distance)
+OUTPUT_NAMES = ("foreground", "distance")
 
 
 @dataclass(frozen=True)
@@ -31,7 +34,7 @@ class ModelSpec:
     """
 
     name: str
-    build: Callable[[VoxelSize | None], nn.Module]
+    build: Callable[..., nn.Module]  # (voxel size, outputs), WNet3D's (voxel size, classes)
     divisor: int
     min_side: int
     description: str
@@ -74,14 +77,14 @@ def format_size(size: tuple[int, ...]) -> str:
     return "×".join(str(side) for side in size)
 
 
-def _segresnet(_: VoxelSize | None = None) -> nn.Module:
+def _segresnet(_: VoxelSize | None = None, outputs: int = 1) -> nn.Module:
     from monai.networks.nets import SegResNet
 
     # The encoder/decoder of napari-cellseg3d's SegResNetVAE, without the VAE branch.
-    return SegResNet(spatial_dims=3, in_channels=1, out_channels=1, init_filters=8)
+    return SegResNet(spatial_dims=3, in_channels=1, out_channels=outputs, init_filters=8)
 
 
-def _segresnet_ds(voxel_size: VoxelSize | None = None) -> nn.Module:
+def _segresnet_ds(voxel_size: VoxelSize | None = None, outputs: int = 1) -> nn.Module:
     """MONAI's SegResNetDS (Auto3DSeg's network), 8 filters wide, with nnU-Net's rule for anisotropic
     voxels: while an axis is at least twice as coarse as the finest, the levels keep its resolution (a
     1×3×3 kernel and a 1×2×2 stride for coarse Z), so features span about as many µm in Z as in Y/X.
@@ -98,23 +101,23 @@ def _segresnet_ds(voxel_size: VoxelSize | None = None) -> nn.Module:
         spatial_dims=3,
         init_filters=8,
         in_channels=1,
-        out_channels=1,
+        out_channels=outputs,
         norm=("group", {"num_groups": 8}),  # as SegResNet: no running statistics to settle
         resolution=voxel_size,
     )
 
 
-def _vnet(_: VoxelSize | None = None) -> nn.Module:
+def _vnet(_: VoxelSize | None = None, outputs: int = 1) -> nn.Module:
     from monai.networks.nets import VNet
 
     # bias=True matches the published napari-cellseg3d weights.
-    return VNet(spatial_dims=3, in_channels=1, out_channels=1, bias=True)
+    return VNet(spatial_dims=3, in_channels=1, out_channels=outputs, bias=True)
 
 
-def _swinunetr(_: VoxelSize | None = None) -> nn.Module:
+def _swinunetr(_: VoxelSize | None = None, outputs: int = 1) -> nn.Module:
     from monai.networks.nets import SwinUNETR
 
-    return SwinUNETR(in_channels=1, out_channels=1, feature_size=48, spatial_dims=3)
+    return SwinUNETR(in_channels=1, out_channels=outputs, feature_size=48, spatial_dims=3)
 
 
 def _wnet(voxel_size: VoxelSize | None = None, classes: int | None = None) -> nn.Module:
@@ -123,16 +126,16 @@ def _wnet(voxel_size: VoxelSize | None = None, classes: int | None = None) -> nn
     return WNet3D(classes or DEFAULT_CLASSES, voxel_size)
 
 
-def _trailmap_ms(_: VoxelSize | None = None) -> nn.Module:
+def _trailmap_ms(_: VoxelSize | None = None, outputs: int = 1) -> nn.Module:
     from voxseg.models.trailmap import TrailmapMS
 
-    return TrailmapMS()
+    return TrailmapMS(out_channels=outputs)
 
 
-def _trailmap(_: VoxelSize | None = None) -> nn.Module:
+def _trailmap(_: VoxelSize | None = None, outputs: int = 1) -> nn.Module:
     from voxseg.models.trailmap import Trailmap
 
-    return Trailmap()
+    return Trailmap(out_channels=outputs)
 
 
 MODELS: dict[str, ModelSpec] = {
@@ -244,15 +247,25 @@ def init_output_prior(model: nn.Module, prior: float = FOREGROUND_PRIOR) -> None
         nn.init.constant_(last.bias, math.log(prior / (1 - prior)))
 
 
-def build_model(name: str, voxel_size: VoxelSize | None = None, classes: int | None = None) -> nn.Module:
-    """A freshly initialised network: 1 input channel, 1 output channel of logits (in eval mode).
-    `voxel_size` shapes the networks that follow it (SegResNetDS, WNet3D); `classes` is WNet3D's K."""
+def build_model(
+    name: str, voxel_size: VoxelSize | None = None, classes: int | None = None, outputs: int = 1
+) -> nn.Module:
+    """A freshly initialised network: 1 input channel, `outputs` channels of logits (the foreground,
+    then the distance to each nucleus's boundary: `data.distance`). `voxel_size` shapes the networks
+    that follow it (SegResNetDS, WNet3D); `classes` is WNet3D's K."""
     spec = get_model_spec(name)
     if spec.self_supervised:  # its encoder starts from the partition it is taught, not from a prior
-        return spec.build(voxel_size, classes)  # type: ignore[call-arg]
-    model = spec.build(voxel_size)
+        return spec.build(voxel_size, classes)
+    model = spec.build(voxel_size, outputs)
     init_output_prior(model)
     return model
+
+
+def output_channels(state: dict[str, torch.Tensor]) -> int:
+    """How many outputs a supervised network's weights give: the output channels of its last
+    convolution (every registered network ends with a Conv3d, whose weight is (out, in, k, k, k))."""
+    kernels = [value for key, value in state.items() if key.endswith("weight") and value.ndim == 5]
+    return int(kernels[-1].shape[0]) if kernels else 1
 
 
 def voxel_size_of_weights(name: str, state: dict[str, torch.Tensor]) -> VoxelSize | None:
@@ -274,11 +287,14 @@ def voxel_size_of_weights(name: str, state: dict[str, torch.Tensor]) -> VoxelSiz
 
 
 def build_for_weights(name: str, state: dict[str, torch.Tensor]) -> nn.Module:
-    """A `name` network in the shape `state` was trained as: its voxel size (SegResNetDS, WNet3D) and
-    its number of classes (WNet3D) read from the tensors' shapes, so a weights file alone rebuilds it."""
-    classes = None
+    """A `name` network in the shape `state` was trained as: its voxel size (SegResNetDS, WNet3D), its
+    outputs and its number of classes (WNet3D) read from the tensors' shapes, so a weights file alone
+    rebuilds it."""
+    classes, outputs = None, 1
     if get_model_spec(name).self_supervised:
         from voxseg.models.wnet import classes_of_weights
 
         classes = classes_of_weights(state)
-    return build_model(name, voxel_size_of_weights(name, state), classes)
+    else:
+        outputs = output_channels(state)
+    return build_model(name, voxel_size_of_weights(name, state), classes, outputs)

@@ -115,7 +115,9 @@ class Trainer:
         """Model, loss, optimizer, schedule and data, seeded; then the checkpoint's state on resume."""
         config, prepared = self.config, self.prepared
         seed_everything(config.seed)
-        self.model = build_model(config.model, prepared.model_voxel_size, config.classes)
+        self.model = build_model(
+            config.model, prepared.model_voxel_size, config.classes, len(prepared.outputs)
+        )
         if prepared.initial_state is not None:
             self.model.load_state_dict(prepared.initial_state)
         self.model.to(self.device)
@@ -124,7 +126,9 @@ class Trainer:
         tuned = acceleration.tune(self.model, mixed_precision=self.precision.dtype is not None)
         self.runner = self.parallel.wrap(tuned, self.device, config.sync_batchnorm)
         self.scaler = make_grad_scaler(self.device, self.precision)
-        self.loss_fn = build_objective(config.loss, prepared.sparse, prepared.self_supervision)
+        self.loss_fn = build_objective(
+            config.loss, prepared.sparse, prepared.self_supervision, distance="distance" in prepared.outputs
+        )
         # Adam's fused kernel: one pass over all parameters instead of a dozen small operations per
         # tensor (SegResNet on 2 CPU cores: 5.5 -> 1.9 ms a step); the same update up to rounding.
         fused = self.device.type in ("cpu", "cuda")
@@ -223,7 +227,7 @@ class Trainer:
         predict = window_predictor(self.model, self.device, lambda: autocast(self.device, self.precision))
         window, batch = self.prepared.window, 2 * self.config.batch_size
         for volume in self.parallel.shard(self.prepared.val_volumes):
-            probability = blended_probability(volume.image, window, predict, batch)
+            probability = blended_probability(volume.image, window, predict, batch)[0]  # the foreground
             curves.append(dice_by_threshold(*scored(probability, volume.label)))
             preview = preview or ValidationPreview.of(volume, probability)
         self.model.train()

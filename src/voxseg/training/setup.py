@@ -35,6 +35,7 @@ from voxseg.training.budget import (
     patches_per_volume,
     shaped_patch,
 )
+from voxseg.training.outputs import OUTPUTS, resolve_instance_output
 from voxseg.training.preflight import Preflight, preflight
 from voxseg.training.threshold_rule import count_objects
 
@@ -66,6 +67,11 @@ class PreparedRun:
     def voxel_size(self) -> Spacing | None:
         """The training volumes' voxel size (µm, Z×Y×X) when they share one, else None."""
         return _shared_voxel_size(self.train_volumes)
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        """The network's outputs in channel order (`training.outputs`)."""
+        return OUTPUTS.get(self.config.instance_output, OUTPUTS["none"])
 
     @property
     def model_voxel_size(self) -> Spacing | None:
@@ -127,11 +133,15 @@ def prepare_run(
     spec = get_model_spec(config.model)
     notes: list[str] = []
 
-    split, warnings = _load_data(config, checked, notes)
+    initial_state = None if resume_dir is not None else _initial_weights(config, notes)
+    if resume_dir is None:  # a resumed run's config.yaml holds what it chose
+        instance_output, note = resolve_instance_output(config, checked.pairs, initial_state)
+        config = dataclasses.replace(config, instance_output=instance_output)
+        notes += [note] if note else []
+    object_radius = None if config.labels is None else typical_object_radius(checked.pairs, config.reading())
+    split, warnings = _load_data(config, checked, notes, object_radius)
     if config.labels is None:  # the partitions the volumes gave themselves hold the objects
         object_radius = _partition_object_radius(split.train + split.val)
-    else:
-        object_radius = typical_object_radius(checked.pairs, config.reading())
     if object_radius is not None:
         unit = "voxels" if _shared_voxel_size(split.train) is None else "µm"
         notes.append(
@@ -171,7 +181,6 @@ def prepare_run(
                 sizes += f" ({_fitting_patch(spec, volume.shape, window)} would need none)"
             notes.append(f"padding: {volume.name} {sizes}")
         padded.append(grown)
-    initial_state = None if resume_dir is not None else _initial_weights(config, notes)
     return PreparedRun(
         config,
         device,
@@ -217,9 +226,12 @@ def _input_files(checked: Preflight, split: Split) -> list[tuple[str, Path]]:
     ]
 
 
-def _load_data(config: TrainConfig, checked: Preflight, notes: list[str]) -> tuple[Split, list[str]]:
+def _load_data(
+    config: TrainConfig, checked: Preflight, notes: list[str], radius: float | None
+) -> tuple[Split, list[str]]:
     """Read and check every pair, resample if asked, split: (the split, warnings); validation volumes
-    are read into memory (validation predicts them whole)."""
+    are read into memory (validation predicts them whole). With the distance output, the training
+    volumes carry its target (`radius`: the typical nucleus's)."""
     reading = config.reading()
     if config.labels is None:
         notes.append(f"data: {len(checked.pairs)} image(s) from {config.images}, no labels")
@@ -239,7 +251,10 @@ def _load_data(config: TrainConfig, checked: Preflight, notes: list[str]) -> tup
             sigma_x=terms.sigma_x,
             seed=config.seed,
         )
-    volumes, warnings, data_notes = load_volumes(checked.pairs, reading, memory_budget(), partition)
+    distance = config.instance_output == "distance"
+    volumes, warnings, data_notes = load_volumes(
+        checked.pairs, reading, memory_budget(), partition, distance, radius
+    )
     notes += data_notes
     val_volumes: list[Volume] = []
     if checked.val_pairs is not None:

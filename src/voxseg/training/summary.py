@@ -47,6 +47,8 @@ def run_summary(
         "voxel_size_um": None if prepared.voxel_size is None else list(prepared.voxel_size),
         # the training labels' typical object radius (voxel_size_um's unit): scales predict's watershed
         "object_radius": prepared.object_radius,
+        # the network's outputs in channel order: `distance` lets predict seed one object per centre
+        "outputs": list(prepared.outputs),
         "precision": prepared.precision.name,
         "workers": workers,
         "fast_kernels": config.fast_kernels,

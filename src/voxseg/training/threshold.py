@@ -48,7 +48,8 @@ def tune_threshold(run_dir: Path) -> dict[str, Any]:
             runner, prepared.device, lambda: autocast(prepared.device, prepared.precision)
         )
         for volume in prepared.val_volumes:
-            probability = blended_probability(volume.image, prepared.window, predict, 2 * config.batch_size)
+            window, batch = prepared.window, 2 * config.batch_size
+            probability = blended_probability(volume.image, window, predict, batch)[0]  # the foreground
             curves.append(dice_by_threshold(*scored(probability, volume.label)))
     choice = choose_threshold(np.mean(curves, axis=0), prepared.val_objects, prepared.partitions)
     summary_path = run_dir / "summary.json"
