@@ -2,11 +2,11 @@
 
     .venv/bin/python benchmarks/accuracy.py [--sets qcanet-08-16 gonuclear-1135-1136 cells3d ...]
         [--seeds 0 1] [--budget] [--validate-on-test] [--train-args "--threads 1"]
-        [--instances watershed] [--keep DIR]
+        [--instances auto] [--keep DIR]
 
 As a user meets it: every set trains on its training volumes only, with voxseg's defaults (its own
 split of those volumes validates, picks the checkpoint and the threshold), then
-`voxseg predict --instances watershed` segments the volume the run has never seen, scored against its
+`voxseg predict --instances auto` (the method the run trained for) segments the volume the run has never seen, scored against its
 labels with voxseg's metrics (Dice and IoU of the masks; F1 of one-to-one object matching at IoU ≥ 0.5).
 
 * `--budget`: the hand-set budget of earlier rounds (acceptance 12's: 60 epochs × 8 patches of 32×64×64
@@ -138,6 +138,7 @@ def score(prediction: Path, truth: Path) -> dict[str, float | int]:
         "f1": round(matching.f1, 4),
         "objects_predicted": matching.n_pred,
         "objects_true": matching.n_true,
+        "split/merged/missed/spurious": f"{matching.split}/{matching.merged}/{matching.missed}/{matching.spurious}",
     }
 
 
@@ -206,7 +207,7 @@ def main() -> None:
     parser.add_argument(
         "--validate-on-test", action="store_true", help="the scored volume validates too (optimistic)"
     )
-    parser.add_argument("--instances", default="watershed", choices=("connected", "watershed"))
+    parser.add_argument("--instances", default="auto", choices=("auto", "connected", "watershed", "distance"))
     parser.add_argument("--train-args", default="", help="extra `voxseg train` options, one string")
     parser.add_argument("--predict-args", default="", help="extra `voxseg predict` options, one string")
     parser.add_argument("--qcanet", type=Path, default=QCANET)

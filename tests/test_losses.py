@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from voxseg.errors import ConfigError
-from voxseg.losses import IGNORED, LOSSES, build_loss, resolve_loss_name
+from voxseg.losses import IGNORED, LOSSES, build_loss, build_objective, resolve_loss_name
 
 NAMES = ["dice", "focal", "dice-focal", "generalized-dice", "dice-ce", "tversky"]
 OVERLAP = ["dice", "generalized-dice", "tversky"]
@@ -157,3 +157,22 @@ def test_a_batch_with_nothing_annotated_is_finite_with_zero_gradient(name: str) 
     assert torch.isfinite(loss)
     loss.backward()
     assert logits.grad is not None and (logits.grad == 0).all()
+
+
+def test_the_distance_output_adds_its_cross_entropy_on_annotated_voxels_only() -> None:
+    """Labels (classes, distance): the foreground's loss on output 0, plus the binary cross-entropy of
+    output 1 against the distance, averaged over annotated voxels; an ignored voxel gets no gradient."""
+    torch.manual_seed(0)
+    outputs = torch.randn(2, 2, 4, 5, 6, requires_grad=True)
+    classes = torch.randint(0, 2, (2, 1, 4, 5, 6)).float()
+    distance = torch.rand(2, 1, 4, 5, 6) * classes
+    objective = build_objective("dice-ce", ignore=True, distance=True)
+    loss = objective(outputs, torch.cat([classes, distance], 1), torch.zeros(2, 1, 4, 5, 6))
+    expected = build_loss("dice-ce", ignore=True)(outputs[:, :1], classes)
+    expected = expected + F.binary_cross_entropy_with_logits(outputs[:, 1:], distance)
+    assert torch.allclose(loss, expected)
+    assert set(objective.terms) == {"foreground", "distance"}
+    classes[0, 0, 0, 0, 0] = IGNORED
+    loss = objective(outputs, torch.cat([classes, distance], 1), torch.zeros(2, 1, 4, 5, 6))
+    (gradient,) = torch.autograd.grad(loss, outputs)
+    assert not gradient[0, :, 0, 0, 0].any() and gradient[1, :, 0, 0, 0].any()

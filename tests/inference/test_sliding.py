@@ -34,11 +34,12 @@ def _identity() -> nn.Module:
     return conv.eval()
 
 
-@pytest.fixture(scope="module")
-def predict():
+@pytest.fixture(scope="module", params=[1, 2], ids=["foreground", "foreground+distance"])
+def predict(request):
+    """A small network with one output, or two (a run trained on instance labels)."""
     torch.manual_seed(0)
     net = torch.nn.Sequential(
-        torch.nn.Conv3d(1, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv3d(4, 1, 3, padding=1)
+        torch.nn.Conv3d(1, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv3d(4, request.param, 3, padding=1)
     )
     return torch.no_grad()(lambda x: torch.sigmoid(net(x)))
 
@@ -54,18 +55,19 @@ def predict():
 def test_streamed_equals_monai_on_the_whole_volume(predict, shape, window, overlap) -> None:
     volume = np.random.default_rng(0).normal(100, 20, shape).astype(np.float32)
     norm = Normalisation.of(volume)
-    streamed = np.full(shape, np.nan, np.float32)
+    channels = predict(torch.zeros(1, 1, *window)).shape[1]
+    streamed = np.full((channels, *shape), np.nan, np.float32)
     seen = []
     for z, planes in streamed_probabilities(volume, norm, window, overlap, predict, 3):
-        seen.append((z, planes.shape[0]))
-        streamed[z : z + planes.shape[0]] = planes
+        seen.append((z, planes.shape[1]))
+        streamed[:, z : z + planes.shape[1]] = planes
     assert [z for z, _ in seen] == sorted(z for z, _ in seen) and sum(n for _, n in seen) == shape[0]
     padded = [max(s, w) for s, w in zip(shape, window, strict=True)]
     amounts = [((p - s) // 2, p - s - (p - s) // 2) for p, s in zip(padded, shape, strict=True)]
     whole = torch.from_numpy(np.pad(norm(volume), amounts, constant_values=norm.padding))[None, None]
-    reference = sliding_window_inference(whole, window, 3, predict, overlap=overlap, mode="gaussian")[0, 0]
+    reference = sliding_window_inference(whole, window, 3, predict, overlap=overlap, mode="gaussian")[0]
     crop = tuple(slice(before, before + side) for (before, _), side in zip(amounts, shape, strict=True))
-    np.testing.assert_allclose(streamed, reference.numpy()[crop], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(streamed, reference.numpy()[(slice(None), *crop)], rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize(
@@ -90,9 +92,9 @@ def test_regions_streamed_apart_equal_the_whole_volume_bit_for_bit(predict, shap
             volume, norm, window, overlap, predict, 3, lambda d, t: counts.append((d, t)), region=(first, end)
         )
         planes = [(z, p.copy()) for z, p in stream]  # each view is valid until the next is asked for
-        assert planes[0][0] == first and sum(len(p) for _, p in planes) == end - first
+        assert planes[0][0] == first and sum(p.shape[1] for _, p in planes) == end - first
         parts.extend(p for _, p in planes)
-    assert np.array_equal(np.concatenate(parts), whole)
+    assert np.array_equal(np.concatenate(parts, axis=1), whole)
     total_whole = []
     list(
         streamed_probabilities(volume, norm, window, overlap, predict, 3, lambda d, t: total_whole.append(t))
@@ -137,7 +139,7 @@ def test_a_stream_continues_from_its_state_after_a_row_bit_for_bit(predict, stop
         resume_from=state,
     )
     continued = [p.copy() for _, p in rest]
-    assert np.array_equal(np.concatenate(done + continued), whole)
+    assert np.array_equal(np.concatenate(done + continued, axis=1), whole)
     rows_after = len(states) - stop_after_row - 1
     assert windows[-1] == rows_after * 12  # only the rows after the state, 3 × 4 windows each
 
@@ -147,7 +149,7 @@ def test_validation_blends_as_prediction_streams(predict) -> None:
     volume = np.random.default_rng(2).normal(100, 20, (30, 40, 20)).astype(np.float32)
     norm = Normalisation.of(volume)
     streamed = np.concatenate(
-        [p.copy() for _, p in streamed_probabilities(volume, norm, (16, 16, 16), 0.25, predict, 2)]
+        [p.copy() for _, p in streamed_probabilities(volume, norm, (16, 16, 16), 0.25, predict, 2)], axis=1
     )
     np.testing.assert_array_equal(blended_probability(norm(volume), (16, 16, 16), predict, 2), streamed)
 
@@ -158,8 +160,8 @@ def test_blended_probability_keeps_shape_and_alignment(shape: tuple[int, int, in
     image = np.random.default_rng(0).normal(size=shape).astype(np.float32)
     for tta in (False, True):  # the identity is flip-invariant: TTA changes nothing
         probability = blended_probability(image, (8, 8, 8), window_predictor(_identity(), CPU, tta=tta), 2)
-        assert probability.shape == shape and probability.dtype == np.float32
-        np.testing.assert_allclose(probability, 1 / (1 + np.exp(-image)), rtol=1e-4, atol=1e-4)
+        assert probability.shape == (1, *shape) and probability.dtype == np.float32
+        np.testing.assert_allclose(probability[0], 1 / (1 + np.exp(-image)), rtol=1e-4, atol=1e-4)
 
 
 def test_a_set_stop_ends_before_the_next_batch(predict) -> None:

@@ -13,9 +13,12 @@ from torch import nn
 from voxseg.errors import ConfigError
 from voxseg.models.registry import (
     FOREGROUND_PRIOR,
+    MODEL_NAMES,
     MODELS,
+    build_for_weights,
     build_model,
     get_model_spec,
+    output_channels,
     init_output_prior,
     resolve_model_name,
 )
@@ -268,3 +271,19 @@ def test_segresnetds_keeps_coarse_z_at_its_resolution_and_a_weights_file_rebuild
     assert voxel_size_of_weights("SegResNet", build_model("SegResNet").state_dict()) is None
     x = torch.randn(1, 1, 16, 32, 32)
     assert model.eval()(x).shape == x.shape
+
+
+@pytest.mark.parametrize("name", [n for n in MODEL_NAMES if n != "WNet3D"])
+def test_a_second_output_is_read_back_from_the_weights_in_any_key_order(name: str) -> None:
+    """A run trained on instance labels has two outputs (foreground, distance): its weights file alone
+    rebuilds that, also from safetensors, which stores the keys sorted."""
+    voxel = (2.0, 1.0, 1.0) if name == "SegResNetDS" else None
+    two = build_model(name, voxel, outputs=2).state_dict()
+    for state in (two, dict(sorted(two.items()))):
+        assert output_channels(name, state) == 2
+        rebuilt = build_for_weights(name, state)
+        rebuilt.load_state_dict(state)  # strictly: the same shapes
+        side = 64 if name == "SwinUNETR" else 16
+        with torch.no_grad():
+            assert rebuilt.eval()(torch.zeros(1, 1, side, side, side)).shape[1] == 2
+    assert output_channels(name, build_model(name, voxel).state_dict()) == 1

@@ -58,15 +58,10 @@ def load_trained_model(config: PredictConfig) -> TrainedModel:
     log.info("model %s: %s; window %s", name, described, "×".join(map(str, window)))
     voxel_size = tuple(run["voxel_size_um"]) if run.get("voxel_size_um") else None
     radius = run.get("object_radius")
-    outputs = OUTPUT_NAMES[: 1 if chosen_class(model) else output_channels(model.state_dict())]
+    outputs = OUTPUT_NAMES[: output_channels(name, model.state_dict())]
     return TrainedModel(
         name, model, window, threshold, origin, weights, isotropic_side(run), radius, voxel_size, outputs
     )
-
-
-def chosen_class(model: nn.Module) -> bool:
-    """Whether the network picks one of several classes as its foreground (WNet3D)."""
-    return getattr(model, "foreground", None) is not None
 
 
 def choose_foreground_class(model: nn.Module, name: str, chosen: int | None) -> bool:

@@ -261,11 +261,20 @@ def build_model(
     return model
 
 
-def output_channels(state: dict[str, torch.Tensor]) -> int:
-    """How many outputs a supervised network's weights give: the output channels of its last
-    convolution (every registered network ends with a Conv3d, whose weight is (out, in, k, k, k))."""
-    kernels = [value for key, value in state.items() if key.endswith("weight") and value.ndim == 5]
-    return int(kernels[-1].shape[0]) if kernels else 1
+def output_channels(name: str, state: dict[str, torch.Tensor]) -> int:
+    """How many outputs a `name` network's weights give (1 for WNet3D, whose classes are not outputs):
+    the output channels of its last convolution, found in a one-output network of its shape (a weights
+    file's keys may come in any order: safetensors sorts them). Every registered network ends with a
+    Conv3d, whose weight is (out, in, k, k, k)."""
+    from torch import nn
+
+    spec = get_model_spec(name)
+    if spec.self_supervised:
+        return 1
+    probe = spec.build(voxel_size_of_weights(name, state))
+    last = [key for key, module in probe.named_modules() if isinstance(module, nn.Conv3d)][-1]
+    weight = state.get(f"{last}.weight")
+    return 1 if weight is None else int(weight.shape[0])
 
 
 def voxel_size_of_weights(name: str, state: dict[str, torch.Tensor]) -> VoxelSize | None:
@@ -296,5 +305,5 @@ def build_for_weights(name: str, state: dict[str, torch.Tensor]) -> nn.Module:
 
         classes = classes_of_weights(state)
     else:
-        outputs = output_channels(state)
+        outputs = output_channels(name, state)
     return build_model(name, voxel_size_of_weights(name, state), classes, outputs)

@@ -29,7 +29,7 @@ def resolve_instance_output(
     from voxseg.data.objects import holds_instance_ids
 
     asked = config.instance_output
-    start = None if initial_state is None else output_channels(initial_state)
+    start = None if initial_state is None else output_channels(config.model, initial_state)
     if get_model_spec(config.model).self_supervised or config.labels is None:
         if asked == "distance":
             raise ConfigError("--instance-output distance: needs labels with one id per nucleus (--labels)")
