@@ -65,7 +65,7 @@ def input_files(paths: tuple[Path, ...]) -> list[Path]:
 
 #: what voxseg predict writes, `<name><suffix>` by kind, declared once (evaluate and the napari reader
 #: read them back); never taken as input when a folder is both (its outputs are skipped)
-OUTPUT_SUFFIXES = {"mask": "_mask", "labels": "_labels", "probabilities": "_prob"}
+OUTPUT_SUFFIXES = {"mask": "_mask", "labels": "_labels", "probabilities": "_prob", "distance": "_distance"}
 
 
 def _is_input(path: Path) -> bool:
@@ -83,6 +83,8 @@ def output_paths(config: PredictConfig, image: Path) -> dict[str, Path]:
         kinds.append("labels")
     if config.save_probabilities:
         kinds.append("probabilities")
+    if config.instances == "distance":  # its seeds; kept as an output beside the probability
+        kinds.append("distance")
     paths = {kind: config.output / f"{name}{OUTPUT_SUFFIXES[kind]}{suffix}" for kind in kinds}
     if config.instances != "none":
         paths["objects"] = config.output / f"{name}_objects.csv"
@@ -118,12 +120,15 @@ def predict_files(
     """
     from voxseg.accel.cuda import heuristic_kernels
     from voxseg.data.checks import check_volume_values
+    from voxseg.inference.instances import resolve_method
     from voxseg.inference.segmenter import Predictor
-    from voxseg.inference.trained import check_source, isotropic_side
+    from voxseg.inference.trained import check_source, isotropic_side, run_outputs
     from voxseg.inference.volume_job import describe_work, predict_volume
     from voxseg.runtime.distributed import Parallel
 
     parallel = parallel or Parallel()
+    if config.instances != "none":  # `auto` resolved first: the outputs written depend on it
+        config = replace(config, instances=resolve_method(config.instances, run_outputs(config)))
     images = input_files(config.input)
     isotropic = isotropic_side(check_source(config.source, config.model)[3])
     for image in images:  # before the model loads: headers, then the values of float volumes
@@ -139,7 +144,6 @@ def predict_files(
     if shared:
         check_shared_format(config, todo, parallel)
     predictor = Predictor.of(replace(config, device=parallel.device_name(config.device)))
-    config = replace(config, instances=predictor.config.instances)  # `auto` resolved by the run's outputs
     assert config.output is not None
     config.output.mkdir(parents=True, exist_ok=True)
     mine = (

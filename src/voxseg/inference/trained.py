@@ -86,6 +86,17 @@ def choose_foreground_class(model: nn.Module, name: str, chosen: int | None) -> 
     return changed
 
 
+def run_outputs(config: PredictConfig) -> tuple[str, ...]:
+    """The outputs of the network `config.source` names, before it loads: its run's summary says, or
+    (an older run, a weights file) the weights' shapes."""
+    from voxseg.models.weights import adapt_state_dict, read_state_dict
+
+    name, weights, _, run = check_source(config.source, config.model)  # type: ignore[arg-type]
+    if run.get("outputs"):
+        return tuple(run["outputs"])
+    return OUTPUT_NAMES[: output_channels(name, adapt_state_dict(name, read_state_dict(weights, SOURCE)))]
+
+
 def run_threshold(summary: dict) -> tuple[float, str]:
     """The threshold a run's summary gives predictions, and why: its tuned one, else the default."""
     if summary.get("threshold") is None:

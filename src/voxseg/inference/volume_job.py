@@ -136,7 +136,7 @@ def work_arrays(config: PredictConfig, paths: dict[str, Path]) -> WorkArrays:
         probability=probability,
         local=f"local{suffix}" if instances else None,
         labels=paths["labels"].name if instances else None,
-        distance=f"distance{suffix}" if config.instances == "distance" else None,
+        distance=paths["distance"].name if "distance" in paths else None,
     )
 
 
@@ -213,7 +213,7 @@ def _normalisation(volume: Any, parallel: Parallel) -> tuple[float, ...]:
 
 def _finish(journal: Journal, work: WorkArrays, paths: dict[str, Path]) -> None:
     """Rank 0: the finished outputs moved into place; the journal removed."""
-    for kind in ("mask", "labels", "probabilities"):
+    for kind in ("mask", "labels", "probabilities", "distance"):
         if kind in paths:
             replace_path(journal / paths[kind].name, paths[kind])
     journal.remove()
