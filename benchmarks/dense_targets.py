@@ -126,8 +126,14 @@ def main() -> None:
     targets = np.stack(targets).astype(np.float32)
     channels = len(targets)
 
-    net = SegResNetDS(spatial_dims=3, in_channels=1, out_channels=channels, init_filters=8,
-                      resolution=spacing, norm=("group", {"num_groups": 8}))
+    net = SegResNetDS(
+        spatial_dims=3,
+        in_channels=1,
+        out_channels=channels,
+        init_filters=8,
+        resolution=spacing,
+        norm=("group", {"num_groups": 8}),
+    )
     optimiser = torch.optim.Adam(net.parameters(), 3e-3)
     dice_ce = DiceCELoss(sigmoid=True)
     bce = torch.nn.BCEWithLogitsLoss()
@@ -167,7 +173,8 @@ def main() -> None:
     record["f1_watershed"] = f1(label_instances(mask, "watershed", probability[0], **common))
     if channels == 2:
         for how in ("core0.4", "core0.5", "core0.6", "h0.1", "h0.2"):
-            record[f"f1_{how}"] = f1(distance_instances(mask, probability[1], spacing, args.object_radius, how))
+            seeded = distance_instances(mask, probability[1], spacing, args.object_radius, how)
+            record[f"f1_{how}"] = f1(seeded)
         dmask = probability[1] > 0.15
         record["dice_dist0.15"] = round(dice(dmask, truth > 0), 4)
     print(json.dumps(record), flush=True)

@@ -18,8 +18,8 @@ from voxseg.models.registry import (
     build_for_weights,
     build_model,
     get_model_spec,
-    output_channels,
     init_output_prior,
+    output_channels,
     resolve_model_name,
 )
 from voxseg.models.trailmap import Trailmap, TrailmapMS
