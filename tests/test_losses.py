@@ -166,7 +166,7 @@ def test_the_distance_output_adds_its_cross_entropy_on_annotated_voxels_only() -
     outputs = torch.randn(2, 2, 4, 5, 6, requires_grad=True)
     classes = torch.randint(0, 2, (2, 1, 4, 5, 6)).float()
     distance = torch.rand(2, 1, 4, 5, 6) * classes
-    objective = build_objective("dice-ce", ignore=True, distance=True)
+    objective = build_objective("dice-ce", ignore=True, outputs=("foreground", "distance"))
     loss = objective(outputs, torch.cat([classes, distance], 1), torch.zeros(2, 1, 4, 5, 6))
     expected = build_loss("dice-ce", ignore=True)(outputs[:, :1], classes)
     expected = expected + F.binary_cross_entropy_with_logits(outputs[:, 1:], distance)

@@ -8,7 +8,7 @@ the same way from MONAI's terms (see ``_masked_loss_type``).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING
@@ -205,13 +205,16 @@ class SelfSupervisedObjective(Objective):
 class DistanceObjective(Objective):
     """`name`'s loss on the foreground output, plus the distance output's binary cross-entropy against
     each nucleus's normalised distance to its boundary (`data.distance`; StarDist's loss of its object
-    probability), over the annotated voxels: labels are (classes, distance) channels."""
+    probability), over the annotated voxels: labels are (classes, distance) channels. Labels of classes
+    alone (reviewed planes, no ids) train the foreground only and leave the distance as it was."""
 
     def __call__(self, outputs: torch.Tensor, labels: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
         import torch.nn.functional as F
 
         classes, distance = labels[:, :1], labels[:, 1:]
         foreground = self.loss(outputs[:, :1], classes)
+        if not distance.shape[1]:
+            return foreground
         annotated = classes != IGNORED
         per_voxel = F.binary_cross_entropy_with_logits(outputs[:, 1:], distance, reduction="none")
         separation = (per_voxel * annotated).sum() / annotated.sum().clamp(min=1)
@@ -220,13 +223,16 @@ class DistanceObjective(Objective):
 
 
 def build_objective(
-    name: str, ignore: bool = False, self_supervision: SelfSupervision | None = None, distance: bool = False
+    name: str,
+    ignore: bool = False,
+    self_supervision: SelfSupervision | None = None,
+    outputs: Sequence[str] = ("foreground",),
 ) -> Objective:
-    """The engine's loss: `name`'s on (logits, labels); with `distance` also the distance output's
-    (`DistanceObjective`); with `self_supervision` WNet3D's on (class logits + reconstruction, the
-    partition the volume gave itself, images)."""
+    """The engine's loss: `name`'s on (logits, labels); for a network with the `distance` output also
+    that output's (`DistanceObjective`); with `self_supervision` WNet3D's on (class logits +
+    reconstruction, the partition the volume gave itself, images)."""
     if self_supervision is not None:
         return SelfSupervisedObjective(self_supervision)
-    if distance:
+    if "distance" in outputs:
         return DistanceObjective(build_loss(name, ignore))
     return Objective(build_loss(name, ignore))

@@ -49,6 +49,7 @@ def _metadata(kind: str, path) -> dict[str, str]:
 
         return {p.key: p.value for p in onnx.load(str(path)).metadata_props}
     names = ("voxseg.threshold", "voxseg.normalisation", "voxseg.size_rule", "voxseg.json")
+    names += ("voxseg.outputs", "voxseg.instances")
     extra = dict.fromkeys(names, "")
     torch.jit.load(str(path), _extra_files=extra)
     return {key: value.decode() for key, value in extra.items()}
@@ -74,7 +75,7 @@ def test_exports_run_any_side_and_carry_what_predict_uses(run_dir, tmp_path, cap
 
         session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         got = session.run(None, {"image": x})[0]
-    assert got.shape == x.shape
+    assert got.shape == (x.shape[0], len(run.outputs), *x.shape[2:])  # instance ids: foreground, distance
     assert np.abs(got - _padded_reference(run.model, x, run.name)).max() < 1e-3
 
     metadata = _metadata(kind, path)
@@ -85,6 +86,9 @@ def test_exports_run_any_side_and_carry_what_predict_uses(run_dir, tmp_path, cap
     normalisation = json.loads(metadata["voxseg.normalisation"])
     assert tuple(normalisation["clip_percentiles"]) == CLIP_PERCENTILES
     assert json.loads(metadata["voxseg.size_rule"])["divisor"] == 8
+    # the outputs and the post-processing voxseg predict --instances auto applies to them
+    assert json.loads(metadata["voxseg.outputs"]) == ["foreground", "distance"] == summary["outputs"]
+    assert json.loads(metadata["voxseg.instances"])["method"] == "distance"
     if kind == "onnx":
         assert metadata["voxseg.version"] == __version__ and metadata["voxseg.model"] == "SegResNet"
         assert json.loads(metadata["voxseg.window"]) == [16, 16, 16]

@@ -102,7 +102,7 @@ def test_stop_mid_run_saves_loadable_weights(widget, qtbot, tmp_path, make_datas
     assert widget.status.text().startswith("Stopped")
     summary = json.loads((results / "s" / "summary.json").read_text())
     assert summary["status"] == "stopped" and summary["epochs_completed"] < 200
-    model = build_model("SegResNet")
+    model = build_model("SegResNet", outputs=2)  # the labels hold ids: foreground and distance
     model.load_state_dict(torch.load(results / "s" / "last.pth", weights_only=True))
     assert widget.stop_to_saved_seconds is not None and widget.stop_to_saved_seconds < 30
 

@@ -24,7 +24,7 @@ import torch
 
 import voxseg
 from voxseg.config import TrainConfig
-from voxseg.models.registry import MODELS, build_model
+from voxseg.models.registry import MODELS, build_for_weights
 from voxseg.training.events import BatchEnd, EpochEnd, Event, RunEnd, RunStarted, ValidationEnd
 from voxseg.training.sinks import METRICS_HEADER
 
@@ -52,9 +52,10 @@ def _log(run_dir: Path) -> str:
 
 
 def _assert_weights_load(path: Path, model_name: str) -> None:
-    """Weights must load with weights_only=True (no pickled code) into a fresh model, strictly."""
+    """Weights must load with weights_only=True (no pickled code) into a fresh model of the shape they
+    give (the distance output where the labels held instance ids), strictly."""
     state = torch.load(path, weights_only=True)
-    build_model(model_name).load_state_dict(state, strict=True)
+    build_for_weights(model_name, state).load_state_dict(state, strict=True)
 
 
 class Recorder:
@@ -86,17 +87,16 @@ def test_api_run_writes_a_complete_run_folder(
     assert result.status == "completed" and result.run_dir == run_dir
     assert sorted(p.name for p in (tmp_path / "results").iterdir()) == ["run"]
 
-    # config.yaml re-loads to the same configuration, `--lr auto` recorded as the model's
-    used = dataclasses.replace(config.resolved(), lr=MODELS[config.model].lr)
+    # config.yaml re-loads to the same configuration, the `auto` values recorded as they were resolved
+    used = dataclasses.replace(config.resolved(), lr=MODELS[config.model].lr, instance_output="distance")
     assert config.lr == "auto" and TrainConfig.from_yaml(run_dir / "config.yaml").resolved() == used
 
     # metrics.csv: one row per epoch, validation only on epochs 2 and 3 (the last)
     lines = (run_dir / "metrics.csv").read_text().splitlines()
     assert (
-        lines[0]
-        == METRICS_HEADER
-        == ("epoch,train_loss,val_dice,lr,epoch_seconds,train_seconds,data_seconds,data_share")
+        METRICS_HEADER == "epoch,train_loss,val_dice,lr,epoch_seconds,train_seconds,data_seconds,data_share"
     )
+    assert lines[0] == METRICS_HEADER + ",foreground_loss,distance_loss"  # the terms of a run on instance ids
     rows = list(csv.DictReader(lines))
     assert [row["epoch"] for row in rows] == ["1", "2", "3"]
     assert rows[0]["val_dice"] == ""

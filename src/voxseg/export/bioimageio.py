@@ -131,13 +131,16 @@ def export_bioimageio(
                     ),
                 ],
             )
+            # the zoo allows 128 characters: the distance channel's rule is in config.voxseg.instances
+            described = f"foreground probability, threshold {threshold:.2f} (voxseg's for this model)"
+            if "distance" in run.outputs:
+                described += "; channel 1: distance to boundary, peaks seed nuclei"
             outputs = spec.OutputTensorDescr(
-                id=spec.TensorId("foreground"),
-                description=f"foreground probability; voxseg's threshold for this model is {threshold:.2f} "
-                "(foreground where the probability is above it)",
+                id=spec.TensorId("foreground" if len(run.outputs) == 1 else "probabilities"),
+                description=described,
                 axes=[
                     spec.BatchAxis(),
-                    spec.ChannelAxis(channel_names=[spec.Identifier("foreground")]),
+                    spec.ChannelAxis(channel_names=[spec.Identifier(o) for o in run.outputs]),
                     *[
                         spec.SpaceOutputAxis(
                             id=spec.AxisId(a),

@@ -29,7 +29,7 @@ from torch import nn
 
 from voxseg.data.normalise import CLIP_PERCENTILES
 from voxseg.errors import ConfigError, DataError
-from voxseg.models.registry import format_size, get_model_spec
+from voxseg.models.registry import OUTPUT_NAMES, format_size, get_model_spec, output_channels
 from voxseg.models.weights import load_trained_network
 from voxseg.runtime.files import replacing
 from voxseg.version import __version__
@@ -50,6 +50,11 @@ class RunModel:
     model: nn.Module  # the network alone: sides must keep its size rule
     window: tuple[int, int, int]
     summary: dict[str, Any]  # summary.json ({} if the run has none)
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        """The network's output channels by name (the foreground, then the distance, if learned)."""
+        return OUTPUT_NAMES[: output_channels(self.name, self.model.state_dict())]
 
 
 @dataclass(frozen=True)
@@ -113,6 +118,12 @@ def metadata(run_dir: Path, run: RunModel, weights: str) -> dict[str, Any]:
     spec = get_model_spec(run.name)
     summary = run.summary
     threshold, reason = run_threshold(summary)
+    outputs = run.outputs
+    meanings = {
+        "foreground": "the foreground probability",
+        "distance": "each nucleus's distance to its own boundary over its largest (1 at centres, 0 at "
+        "boundaries, also between touching nuclei)",
+    }
     return {
         "version": __version__,
         "model": run.name,
@@ -120,8 +131,11 @@ def metadata(run_dir: Path, run: RunModel, weights: str) -> dict[str, Any]:
         "weights": f"{weights}.pth",
         "input": "float32 (N, 1, Z, Y, X), each volume normalised as voxseg.normalisation says "
         "(ONNX: input `image`)",
-        "output": "float32 (N, 1, Z, Y, X) logits; their sigmoid is the foreground probability "
-        "(ONNX: output `logits`)",
+        "output": f"float32 (N, {len(outputs)}, Z, Y, X) logits; their sigmoid is, by channel, "
+        + "; ".join(f"{i}: {meanings[o]}" for i, o in enumerate(outputs))
+        + " (ONNX: output `logits`)",
+        "outputs": list(outputs),
+        "instances": _instances(outputs, summary),
         "threshold": threshold,
         "threshold_reason": reason,
         "normalisation": {
@@ -137,6 +151,31 @@ def metadata(run_dir: Path, run: RunModel, weights: str) -> dict[str, Any]:
         "window": list(run.window),
         "voxel_size_um": summary.get("voxel_size_um"),
         "resample": summary.get("resample"),
+    }
+
+
+def _instances(outputs: tuple[str, ...], summary: dict[str, Any]) -> dict[str, Any]:
+    """How `voxseg predict --instances auto` makes one label per nucleus of this network's outputs."""
+    from voxseg.inference.instances import DISTANCE_H, DISTANCE_SMOOTHING, REFERENCE_RADIUS, SMOOTHING, H
+
+    radius = summary.get("object_radius")
+    unit = "µm" if summary.get("voxel_size_um") else "voxels"
+    if "distance" in outputs:
+        return {
+            "method": "distance",
+            "rule": f"seeds: the h-maxima (h {DISTANCE_H}) of channel 1's probability after a Gaussian of "
+            f"{DISTANCE_SMOOTHING} × object_radius; the watershed of its negation floods the thresholded "
+            "foreground from them; foreground with no seed is no object",
+            "object_radius": radius,
+            "unit": unit,
+        }
+    return {
+        "method": "watershed",
+        "rule": f"seeds: the h-maxima (h {H} × object_radius / {REFERENCE_RADIUS}) of the foreground's "
+        f"distance transform times its probability, after a Gaussian of {SMOOTHING} × object_radius / "
+        f"{REFERENCE_RADIUS}; the watershed floods the thresholded foreground",
+        "object_radius": radius,
+        "unit": unit,
     }
 
 
@@ -191,7 +230,12 @@ def how_to_use(done: Exported) -> list[str]:
         f"  normalise each whole volume: clip at its {low:g} and {high:g} percentiles, then zero mean "
         "and unit variance",
         f"  output{names[1]}: foreground where sigmoid(logits) > {meta['threshold']:.2f} "
-        "(voxseg predict's threshold for this run)",
+        "(voxseg predict's threshold for this run)"
+        + (
+            "; channel 1: each nucleus's distance to its boundary, whose peaks seed one object each"
+            if "distance" in meta["outputs"]
+            else ""
+        ),
         f"  trained on {format_size(tuple(meta['window']))} windows, {trained}",
         f"  all of this is in the file: {where}",
     ]

@@ -115,9 +115,8 @@ class Trainer:
         """Model, loss, optimizer, schedule and data, seeded; then the checkpoint's state on resume."""
         config, prepared = self.config, self.prepared
         seed_everything(config.seed)
-        self.model = build_model(
-            config.model, prepared.model_voxel_size, config.classes, len(prepared.outputs)
-        )
+        shape = (prepared.model_voxel_size, config.classes, len(prepared.outputs))
+        self.model = build_model(config.model, *shape)
         if prepared.initial_state is not None:
             self.model.load_state_dict(prepared.initial_state)
         self.model.to(self.device)
@@ -126,9 +125,8 @@ class Trainer:
         tuned = acceleration.tune(self.model, mixed_precision=self.precision.dtype is not None)
         self.runner = self.parallel.wrap(tuned, self.device, config.sync_batchnorm)
         self.scaler = make_grad_scaler(self.device, self.precision)
-        self.loss_fn = build_objective(
-            config.loss, prepared.sparse, prepared.self_supervision, distance="distance" in prepared.outputs
-        )
+        learned = (prepared.sparse, prepared.self_supervision, prepared.outputs)
+        self.loss_fn = build_objective(config.loss, *learned)
         # Adam's fused kernel: one pass over all parameters instead of a dozen small operations per
         # tensor (SegResNet on 2 CPU cores: 5.5 -> 1.9 ms a step); the same update up to rounding.
         fused = self.device.type in ("cpu", "cuda")
@@ -139,15 +137,11 @@ class Trainer:
         self.batches = TrainingBatches(
             prepared.train_volumes, prepared.samples, prepared.window, config, acceleration, self.parallel
         )
+        size = sum(p.numel() for p in self.model.parameters()) / 1e6
         log.info(
-            "model %s (%.2fM parameters), loss %s, Adam lr %g, %s, %s, device %s",
-            config.model,
-            sum(p.numel() for p in self.model.parameters()) / 1e6,
-            prepared.loss_description,
-            config.lr,
-            self.parallel.describe(config.batch_size),
-            self.batches.describe(),
-            self.device,
+            f"model {config.model} ({size:.2f}M parameters), loss {prepared.loss_description}, Adam lr "
+            f"{config.lr:g}, {self.parallel.describe(config.batch_size)}, {self.batches.describe()}, "
+            f"device {self.device}"
         )
         if self.resume is not None:
             parts = (self.model, self.optimizer, self.scaler, self.schedule)

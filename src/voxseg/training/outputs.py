@@ -3,7 +3,6 @@ nucleus's boundary (`--instance-output`, `data.distance`), decided before any da
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from voxseg.errors import ConfigError
@@ -14,26 +13,26 @@ if TYPE_CHECKING:
     import torch
 
     from voxseg.config import TrainConfig
-    from voxseg.data.discovery import Pair
 
 #: the network's outputs for each `--instance-output`, in channel order
 OUTPUTS = {"none": OUTPUT_NAMES[:1], "distance": OUTPUT_NAMES[:2]}
 
 
 def resolve_instance_output(
-    config: TrainConfig, pairs: Sequence[Pair], initial_state: dict[str, torch.Tensor] | None
+    config: TrainConfig, ids: bool, initial_state: dict[str, torch.Tensor] | None
 ) -> tuple[str, str]:
     """(`distance` or `none`, the log's note why). `auto` gives `distance` when the labels hold
-    instance ids and the starting weights (`--weights`, `--pretrained`, `--from`), if any, have the
-    distance output: their shape fixes the network's."""
-    from voxseg.data.objects import holds_instance_ids
-
+    instance ids (`ids`) and the starting weights (`--weights`, `--pretrained`, `--from`), if any, have
+    the distance output: their shape fixes the network's. Starting weights with it keep it even
+    where the labels hold no ids (reviewed planes): then only the foreground trains."""
     asked = config.instance_output
     start = None if initial_state is None else output_channels(config.model, initial_state)
     if get_model_spec(config.model).self_supervised or config.labels is None:
         if asked == "distance":
             raise ConfigError("--instance-output distance: needs labels with one id per nucleus (--labels)")
         return "none", ""
+    if asked == "distance" and not ids:
+        raise ConfigError("--instance-output distance: the labels hold no instance ids (one id per nucleus)")
     if asked != AUTO:
         if start is not None and start != len(OUTPUTS[asked]):
             raise ConfigError(
@@ -43,8 +42,9 @@ def resolve_instance_output(
         return asked, f"instance output: {asked} (--instance-output)"
     if start is not None:
         chosen = "distance" if start == len(OUTPUTS["distance"]) else "none"
-        return chosen, f"instance output: {chosen} (auto: as the starting weights)"
-    if holds_instance_ids(pairs, config.reading()):
+        kept = "" if ids or chosen == "none" else "; the labels hold no ids, so only the foreground trains"
+        return chosen, f"instance output: {chosen} (auto: as the starting weights{kept})"
+    if ids:
         return "distance", (
             "instance output: distance (auto: the labels hold instance ids; the network also learns each "
             "nucleus's distance to its boundary, and predict --instances auto seeds from it)"

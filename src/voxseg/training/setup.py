@@ -13,7 +13,7 @@ import torch
 
 from voxseg.config import TrainConfig
 from voxseg.config.predict import DEBRIS_FRACTION
-from voxseg.data.objects import MEASURED_FILES, object_radius, typical_object_radius
+from voxseg.data.objects import MEASURED_FILES, holds_instance_ids, object_radius, typical_object_radius
 from voxseg.data.resample import isotropic_side, resample_volume
 from voxseg.data.self_labels import ncut_partition
 from voxseg.data.split import Split, split_volumes
@@ -134,12 +134,13 @@ def prepare_run(
     notes: list[str] = []
 
     initial_state = None if resume_dir is not None else _initial_weights(config, notes)
+    ids = config.labels is not None and holds_instance_ids(checked.pairs, config.reading())
     if resume_dir is None:  # a resumed run's config.yaml holds what it chose
-        instance_output, note = resolve_instance_output(config, checked.pairs, initial_state)
+        instance_output, note = resolve_instance_output(config, ids, initial_state)
         config = dataclasses.replace(config, instance_output=instance_output)
         notes += [note] if note else []
     object_radius = None if config.labels is None else typical_object_radius(checked.pairs, config.reading())
-    split, warnings = _load_data(config, checked, notes, object_radius)
+    split, warnings = _load_data(config, checked, notes, object_radius, ids)
     if config.labels is None:  # the partitions the volumes gave themselves hold the objects
         object_radius = _partition_object_radius(split.train + split.val)
     if object_radius is not None:
@@ -227,11 +228,11 @@ def _input_files(checked: Preflight, split: Split) -> list[tuple[str, Path]]:
 
 
 def _load_data(
-    config: TrainConfig, checked: Preflight, notes: list[str], radius: float | None
+    config: TrainConfig, checked: Preflight, notes: list[str], radius: float | None, ids: bool
 ) -> tuple[Split, list[str]]:
     """Read and check every pair, resample if asked, split: (the split, warnings); validation volumes
-    are read into memory (validation predicts them whole). With the distance output, the training
-    volumes carry its target (`radius`: the typical nucleus's)."""
+    are read into memory (validation predicts them whole). With the distance output and labels that
+    hold instance `ids`, the training volumes carry its target (`radius`: the typical nucleus's)."""
     reading = config.reading()
     if config.labels is None:
         notes.append(f"data: {len(checked.pairs)} image(s) from {config.images}, no labels")
@@ -251,7 +252,7 @@ def _load_data(
             sigma_x=terms.sigma_x,
             seed=config.seed,
         )
-    distance = config.instance_output == "distance"
+    distance = config.instance_output == "distance" and ids
     volumes, warnings, data_notes = load_volumes(
         checked.pairs, reading, memory_budget(), partition, distance, radius
     )
