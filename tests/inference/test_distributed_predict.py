@@ -39,7 +39,8 @@ def volume(tmp_path_factory) -> Path:
 
 def _predict(trained: Path, volume: Path, output: Path, ranks: int, *extra: str, wait: bool = True):
     command = ["-m", "voxseg", "predict", str(trained), "--input", str(volume), "--output", str(output)]
-    command += ["--instances", "watershed", "--save-probabilities", *extra]
+    # the run trained on instance ids: `auto` seeds from its distance output, written as vol_distance
+    command += ["--instances", "auto", "--save-probabilities", *extra]
     if ranks > 1:
         command = [str(TORCHRUN), "--standalone", "--nproc-per-node", str(ranks), *command]
     else:
@@ -55,7 +56,7 @@ def _read(path: Path) -> np.ndarray:
 
 
 def _same(a: Path, b: Path) -> None:
-    for kind in ("mask", "labels", "prob"):
+    for kind in ("mask", "labels", "prob", "distance"):
         np.testing.assert_array_equal(_read(a / f"vol_{kind}.zarr"), _read(b / f"vol_{kind}.zarr"))
     assert filecmp.cmp(a / "vol_objects.csv", b / "vol_objects.csv", shallow=False)
 
@@ -80,7 +81,7 @@ def test_two_ranks_write_what_one_process_writes(trained, volume, one_process, t
 def test_two_ranks_on_one_machine_share_a_tiff_output(trained, volume, one_process, tmp_path) -> None:
     done = _predict(trained, volume, tmp_path, 2, "--output-format", "tiff")
     assert done.returncode == 0, done.stdout + done.stderr
-    for kind in ("mask", "labels", "prob"):  # the same values as one process's OME-Zarr
+    for kind in ("mask", "labels", "prob", "distance"):  # the same values as one process's OME-Zarr
         np.testing.assert_array_equal(
             _read(one_process / f"vol_{kind}.zarr"), _read(tmp_path / f"vol_{kind}.tif")
         )
@@ -111,14 +112,14 @@ def test_two_ranks_deal_two_volumes_whole_so_hdf5_is_allowed(trained, volume, on
         "--output-format",
         "hdf5",
     ]
-    command += ["--instances", "watershed", "--save-probabilities"]
+    command += ["--instances", "auto", "--save-probabilities"]
     done = subprocess.run(
         command, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"}
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "predicted 2 volume(s)" in done.stdout
     assert sorted(int(n) for n in re.findall(r"rank \d: (\d+) units", done.stderr)) == [2, 3]  # a volume each
-    for kind in ("mask", "labels", "prob"):
+    for kind in ("mask", "labels", "prob", "distance"):
         with h5py.File(tmp_path / "out" / f"vol_{kind}.h5") as written:
             np.testing.assert_array_equal(written["data"][...], _read(one_process / f"vol_{kind}.zarr"))
 
