@@ -67,14 +67,16 @@ def test_an_image_layer_becomes_probability_mask_and_labels_layers(viewer_and_wi
     scale, translate = (2.0, 0.5, 0.5), (10.0, 0.0, 5.0)
     viewer.add_image(image, name="nuclei", scale=scale, translate=translate)
     assert widget.image_layer.currentText() == "nuclei"
-    widget.set_values({"source": str(run_dir), "instances": "connected", "device": "cpu"})
+    widget.set_values({"source": str(run_dir), "instances": "auto", "device": "cpu"})
     assert widget.revalidate() == {}
     assert widget.source_info.text().startswith("SegResNet, best.pth, window 16×16×16, threshold ")
     assert widget.start() and widget.start_button.text() == "Stop"
     wait_for_end(qtbot, widget)
     assert widget.last_error is None, widget.last_error
     assert widget.start_button.text() == "Start" and widget.status.text().startswith("Done")
-    assert "3 objects: 'nuclei probability', 'nuclei mask', 'nuclei labels'" in widget.status.text()
+    assert "3 objects: 'nuclei probability', 'nuclei mask', 'nuclei labels', 'nuclei distance'" in (
+        widget.status.text()
+    )  # the run trained on instance ids: its distance output seeds the objects (`auto`)
     assert widget.progress.value() == widget.progress.maximum() > 0  # over the windows
     assert "threshold" in widget.log_view.toPlainText()  # the engine's log reached the panel
 
@@ -82,7 +84,9 @@ def test_an_image_layer_becomes_probability_mask_and_labels_layers(viewer_and_wi
     assert type(probability).__name__ == "Image" and probability.colormap.name == "magenta"
     assert tuple(probability.contrast_limits) == (0.0, 1.0) and probability.blending == "additive"
     assert type(mask).__name__ == type(labels).__name__ == "Labels"
-    for layer in (probability, mask, labels):
+    distance = viewer.layers["nuclei distance"]
+    assert type(distance).__name__ == "Image" and not distance.visible and distance.colormap.name == "cyan"
+    for layer in (probability, mask, labels, distance):
         assert layer.data.shape == image.shape
         np.testing.assert_allclose(layer.scale, scale)
         np.testing.assert_allclose(layer.translate, translate)
@@ -92,7 +96,7 @@ def test_an_image_layer_becomes_probability_mask_and_labels_layers(viewer_and_wi
     dice = 2 * (mask.data.astype(bool) & (truth > 0)).sum() / (mask.data.sum() + (truth > 0).sum())
     assert dice > 0.5
     # the same volume predicted by `voxseg.predict` (files): the widget runs the command line's engine
-    np.testing.assert_array_equal(labels.data, voxseg.predict(run_dir, image, instances="connected"))
+    np.testing.assert_array_equal(labels.data, voxseg.predict(run_dir, image, instances="auto"))
     assert widget.image_layer.count() == 1  # its own probability layer is not offered as an input
 
     # a new run replaces the layers; without instances the old labels go

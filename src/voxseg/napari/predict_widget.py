@@ -23,6 +23,7 @@ from voxseg.napari.dock import LayerCombo, RunDock, fill_combo
 from voxseg.napari.form import ConfigForm
 from voxseg.napari.output_layers import PROBABILITY_STYLE, is_output, own_layer, put_layer
 from voxseg.napari.prediction import (
+    DISTANCE,
     LABELS,
     MASK,
     PREDICTED,
@@ -34,6 +35,9 @@ from voxseg.napari.prediction import (
     predict_volume,
 )
 from voxseg.napari.review_controls import ReviewControls
+
+#: the distance output, hidden at first: a look at the centres the instances grew from
+DISTANCE_STYLE = {**PROBABILITY_STYLE, "colormap": "cyan", "visible": False}
 
 if TYPE_CHECKING:
     import napari
@@ -252,15 +256,19 @@ class PredictWidget(RunDock):
         ]
         if result.labels is not None:
             outputs.append((LABELS, result.labels, {"opacity": 0.7}))
+        if result.distance is not None:  # each nucleus's distance to its boundary: its peaks seed objects
+            outputs.append((DISTANCE, result.distance, DISTANCE_STYLE))
         made = {}
         if self.viewer is not None:
             for kind, data, style in outputs:
+                labels = kind not in (PROBABILITY, DISTANCE)
                 made[kind] = put_layer(
-                    self.viewer, f"{name} {kind}", PREDICTED + kind, data, place, kind != PROBABILITY, **style
+                    self.viewer, f"{name} {kind}", PREDICTED + kind, data, place, labels, **style
                 )
-            stale = own_layer(self.viewer, f"{name} {LABELS}", PREDICTED + LABELS)
-            if result.labels is None and stale is not None:  # would no longer match the mask
-                self.viewer.layers.remove(stale)
+            for kind, data in ((LABELS, result.labels), (DISTANCE, result.distance)):
+                stale = own_layer(self.viewer, f"{name} {kind}", PREDICTED + kind)
+                if data is None and stale is not None:  # would no longer match the mask
+                    self.viewer.layers.remove(stale)
             self.review_controls.follow(made[MASK], name)
         names = [layer.name for layer in made.values()]
         found = "" if result.labels is None else f", {int(result.labels.max())} objects"

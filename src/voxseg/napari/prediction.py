@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from voxseg.config import PredictConfig
     from voxseg.inference.segmenter import Segmentation
 
-PROBABILITY, MASK, LABELS = "probability", "mask", "labels"
+PROBABILITY, MASK, LABELS, DISTANCE = "probability", "mask", "labels", "distance"
 #: the owner of the Predict widget's layers (see `output_layers`), followed by the output's kind
 PREDICTED = "prediction "
 
