@@ -278,7 +278,7 @@ def test_distance_seeds_one_object_per_centre_even_where_the_mask_joins_nuclei(s
     mask = ndi.binary_dilation(truth > 0, iterations=1)  # a mask a little fat, as predicted
     distance = ndi.gaussian_filter(normalised_distance(truth, radius=5.25), 1.0)
     distance += np.random.default_rng(seed).normal(0, 0.02, truth.shape).astype(np.float32)
-    by_distance = label_instances(mask, "distance", distance=distance, radius=5.25, min_size=30)
+    by_distance = label_instances(mask, "distance", distance=distance, min_size=30)
     by_mask = label_instances(mask, "watershed", min_size=30)
     # measured: seed 0 distance 1.0, watershed 0.844; seed 1 distance 1.0, watershed 0.889
     assert f1_at_half(truth, by_distance) >= 0.95
@@ -294,7 +294,7 @@ def test_distance_drops_a_part_of_the_mask_with_no_centre() -> None:
     distance = np.pad(distance, ((0, 0), (0, 0), (0, 20)))
     distance[mask & (np.arange(40) >= 20)[None, None]] = 0.0
     distance[2:18, 30:32] = 0.05  # the wall: faint and flat
-    labels = label_instances(mask, "distance", distance=distance, radius=6)
+    labels = label_instances(mask, "distance", distance=distance)
     assert labels.max() == 1 and labels[10, 10, 10] == 1 and not labels[10, 31].any()
     assert label_instances(mask, "watershed").max() >= 2
 

@@ -156,26 +156,20 @@ def metadata(run_dir: Path, run: RunModel, weights: str) -> dict[str, Any]:
 
 def _instances(outputs: tuple[str, ...], summary: dict[str, Any]) -> dict[str, Any]:
     """How `voxseg predict --instances auto` makes one label per nucleus of this network's outputs."""
-    from voxseg.inference.instances import DISTANCE_H, DISTANCE_SMOOTHING, REFERENCE_RADIUS, SMOOTHING, H
+    from voxseg.inference.instances import DISTANCE_SCALE, REFERENCE_RADIUS, SMOOTHING, H
 
-    radius = summary.get("object_radius")
-    unit = "µm" if summary.get("voxel_size_um") else "voxels"
-    if "distance" in outputs:
-        return {
-            "method": "distance",
-            "rule": f"seeds: the h-maxima (h {DISTANCE_H}) of channel 1's probability after a Gaussian of "
-            f"{DISTANCE_SMOOTHING} × object_radius; the watershed of its negation floods the thresholded "
-            "foreground from them; foreground with no seed is no object",
-            "object_radius": radius,
-            "unit": unit,
-        }
+    distance = "distance" in outputs
+    scale = DISTANCE_SCALE if distance else 1.0
+    weight = "channel 1's probability (the distance)" if distance else "the foreground probability"
     return {
-        "method": "watershed",
-        "rule": f"seeds: the h-maxima (h {H} × object_radius / {REFERENCE_RADIUS}) of the foreground's "
-        f"distance transform times its probability, after a Gaussian of {SMOOTHING} × object_radius / "
-        f"{REFERENCE_RADIUS}; the watershed floods the thresholded foreground",
-        "object_radius": radius,
-        "unit": unit,
+        "method": "distance" if distance else "watershed",
+        "rule": f"the distance transform of the thresholded foreground times {weight}, smoothed by a "
+        f"Gaussian of {SMOOTHING * scale:g} × object_radius / {REFERENCE_RADIUS}; seeds at its h-maxima of "
+        f"h {H * scale:g} × object_radius / {REFERENCE_RADIUS}; the watershed of its negation floods the "
+        "foreground from them"
+        + ("; foreground with no seed is no object" if distance else "; a part with no seed is one object"),
+        "object_radius": summary.get("object_radius"),
+        "unit": "µm" if summary.get("voxel_size_um") else "voxels",
     }
 
 

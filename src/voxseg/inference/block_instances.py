@@ -109,7 +109,6 @@ def _label_slab(
         h=h,
         smoothing=smoothing,
         distance=distance,
-        radius=options.object_radius,
     )
     own = np.ascontiguousarray(block[z0 - lo : z1 - lo], dtype=np.uint32)
     with planes_of(journal / work.local) as local:

@@ -36,11 +36,8 @@ H = 0.5
 SMOOTHING = 1.0
 #: the object radius (in the units of `spacing`) at which H and SMOOTHING were measured (below)
 REFERENCE_RADIUS = 5.25
-#: `distance`: how far a nucleus's centre must rise above the saddle to a neighbour's, in the
-#: normalised distance's units (0 at a boundary, 1 at a centre)
-DISTANCE_H = 0.1
-#: `distance`: the Gaussian smoothing of the predicted distance, as a share of the object radius
-DISTANCE_SMOOTHING = 0.25
+#: `distance`: its seed height and smoothing, as a share of the watershed's (`watershed_scale`)
+DISTANCE_SCALE = 0.5
 
 
 def resolve_method(asked: str, outputs: Sequence[str]) -> str:
@@ -106,7 +103,6 @@ def label_instances(
     h: float = H,
     smoothing: float = SMOOTHING,
     distance: np.ndarray | None = None,
-    radius: float | None = None,
 ) -> np.ndarray:
     """Instance labels (uint32; 1..N, 0 background) of the foreground `mask` (any non-zero voxel).
 
@@ -149,10 +145,17 @@ def label_instances(
     of the 40 at 2×1×1; h >= 0.75 or smoothing 1.5 lose 0.02-0.12 F1.
 
     `"distance"`: the network's own distance output (`distance`, each nucleus's distance to its
-    boundary over its largest, `data.distance`) seeds and floods instead: seeds are its h-maxima
-    (`DISTANCE_H`) after a Gaussian of `DISTANCE_SMOOTHING` × `radius` (the run's typical nucleus, in
-    the units of `spacing`), the watershed of the negated map floods the mask from them, and a part of
-    the mask with no centre of its own is no nucleus (in GoNuclear's ovules: walls bright as nuclei).
+    boundary over its largest, `data.distance`) weights the distance transform instead of the
+    probability. It falls to 0 where the network saw two nuclei meet, so it deepens the saddles the
+    mask's shape alone leaves shallow. The seeds' height and smoothing are `DISTANCE_SCALE` times
+    `h` and `smoothing`. A part of the mask with no seed is no nucleus (GoNuclear's ovules: walls as
+    bright as nuclei, whose distance output stays near 0).
+
+    Measured on `benchmarks/accuracy.py`'s dense synthetic set (touching ellipsoids with no seam
+    between them, radius 4-7 voxels; the defaults, seed 0, F1@0.5): the watershed of the mask 0.782
+    (49 merged objects); this rule 0.954 (13 merged, 2 split); at the watershed's own height and
+    smoothing 0.811; seeds at the h-maxima of the distance output alone 0.65-0.93 with their height
+    and smoothing, and split or merged nuclei by the dozen at the ends of that range.
 
     Objects smaller than `min_size` or larger than `max_size` voxels are removed (debris, clumps)
     and the rest renumbered 1..N in the order of their old ids.
@@ -170,7 +173,7 @@ def label_instances(
     elif method == "distance":
         if distance is None or np.shape(distance) != mask.shape:
             raise ValueError(f"method 'distance' needs the distance map of the mask's shape {mask.shape}")
-        labels = _distance_seeded(mask, np.asarray(distance, np.float32), spacing, radius)
+        labels = _watershed(mask, distance, spacing, h * DISTANCE_SCALE, smoothing * DISTANCE_SCALE, False)
     else:
         labels = _watershed(mask, probability, spacing, h, smoothing)
     return _filter_sizes(labels, min_size, max_size)
@@ -185,32 +188,28 @@ def _check_spacing(spacing: Sequence[float], ndim: int) -> tuple[float, ...]:
 
 def _watershed(
     mask: np.ndarray,
-    probability: np.ndarray | None,
+    weight: np.ndarray | None,
     spacing: tuple[float, ...],
     h: float,
     smoothing: float,
+    unseeded: bool = True,
 ) -> np.ndarray:
+    """The seeded watershed of the mask's distance transform times `weight` (0..1); parts of the mask
+    with no seed become objects of their own when `unseeded`, else stay background."""
     distance = ndi.distance_transform_edt(mask, sampling=spacing).astype(np.float32)
-    if probability is not None:
-        distance *= np.clip(np.asarray(probability, dtype=np.float32), 0.0, 1.0)
+    if weight is not None:
+        distance *= np.clip(np.asarray(weight, dtype=np.float32), 0.0, 1.0)
     if smoothing > 0:
         distance = ndi.gaussian_filter(distance, sigma=[smoothing / s for s in spacing])
     # peaks of the smoothed map can only be inside the mask, but make sure no seed lies outside it
     markers = label(h_maxima(distance, h).astype(bool) & mask, connectivity=mask.ndim)
+    if not unseeded:
+        return watershed(-distance, markers, mask=mask)
     components = label(mask, connectivity=mask.ndim)
     seeded = np.zeros(int(components.max()) + 1, dtype=bool)
     seeded[components[markers > 0]] = True
     unseeded = mask & ~seeded[components]
     markers[unseeded] = components[unseeded] + markers.max()
-    return watershed(-distance, markers, mask=mask)
-
-
-def _distance_seeded(
-    mask: np.ndarray, distance: np.ndarray, spacing: tuple[float, ...], radius: float | None
-) -> np.ndarray:
-    smoothing = DISTANCE_SMOOTHING * (radius if radius and radius > 0 else REFERENCE_RADIUS)
-    distance = ndi.gaussian_filter(distance, sigma=[smoothing / s for s in spacing])
-    markers = label(h_maxima(distance, DISTANCE_H).astype(bool) & mask, connectivity=mask.ndim)
     return watershed(-distance, markers, mask=mask)
 
 

@@ -238,7 +238,6 @@ class Predictor:
             h=h,
             smoothing=smoothing,
             distance=distance,
-            radius=self.object_radius(spacing),
         )
         if config.min_relative_size > 0:
             sizes = np.bincount(labels.ravel())
