@@ -96,7 +96,10 @@ def test_an_image_layer_becomes_probability_mask_and_labels_layers(viewer_and_wi
     dice = 2 * (mask.data.astype(bool) & (truth > 0)).sum() / (mask.data.sum() + (truth > 0).sum())
     assert dice > 0.5
     # the same volume predicted by `voxseg.predict` (files): the widget runs the command line's engine
-    np.testing.assert_array_equal(labels.data, voxseg.predict(run_dir, image, instances="auto"))
+    # (the layer's scale is its voxel size: the instances measure distances in it)
+    np.testing.assert_array_equal(
+        labels.data, voxseg.predict(run_dir, image, instances="auto", spacing=scale)
+    )
     assert widget.image_layer.count() == 1  # its own probability layer is not offered as an input
 
     # a new run replaces the layers; without instances the old labels go

@@ -145,9 +145,10 @@ class PredictConfig(Declared):
     instances: str = option(
         "none",
         help="one label per object: `connected` (connected components of the mask), `watershed` (splits "
-        "touching nuclei on the mask's distance transform), `distance` (one object per centre of the "
-        "network's distance output, for runs trained on instance labels), or `auto` (`distance` when the "
-        "run has that output, else `watershed`); writes `<name>_labels.tif` and `<name>_objects.csv`",
+        "touching nuclei on the mask's distance transform), `distance` (the same, weighted by the "
+        "network's distance output, which parts touching nuclei: runs trained on instance labels), or "
+        "`auto` (`distance` when the run has that output, else `watershed`); writes `<name>_labels.tif` "
+        "and `<name>_objects.csv`",
         section=INSTANCES,
         label="Instances",
         kind="choice",

@@ -31,7 +31,9 @@ def resolve_instance_output(
         if asked == "distance":
             raise ConfigError("--instance-output distance: needs labels with one id per nucleus (--labels)")
         return "none", ""
-    if asked == "distance" and not ids:
+    with_distance = len(OUTPUTS["distance"])
+    kept = "; the labels hold no ids, so only the foreground trains" if not ids else ""
+    if asked == "distance" and not ids and start != with_distance:
         raise ConfigError("--instance-output distance: the labels hold no instance ids (one id per nucleus)")
     if asked != AUTO:
         if start is not None and start != len(OUTPUTS[asked]):
@@ -39,14 +41,14 @@ def resolve_instance_output(
                 f"--instance-output {asked}: the starting weights have {start} output(s), this needs "
                 f"{len(OUTPUTS[asked])}; leave --instance-output at auto to follow them"
             )
-        return asked, f"instance output: {asked} (--instance-output)"
+        return asked, f"instance output: {asked} (--instance-output{kept if asked == 'distance' else ''})"
     if start is not None:
-        chosen = "distance" if start == len(OUTPUTS["distance"]) else "none"
-        kept = "" if ids or chosen == "none" else "; the labels hold no ids, so only the foreground trains"
-        return chosen, f"instance output: {chosen} (auto: as the starting weights{kept})"
+        chosen = "distance" if start == with_distance else "none"
+        why = kept if start == with_distance else ""
+        return chosen, f"instance output: {chosen} (auto: as the starting weights{why})"
     if ids:
         return "distance", (
             "instance output: distance (auto: the labels hold instance ids; the network also learns each "
-            "nucleus's distance to its boundary, and predict --instances auto seeds from it)"
+            "nucleus's distance to its boundary, which predict --instances auto parts touching nuclei by)"
         )
     return "none", "instance output: none (auto: the labels are a mask, not one id per nucleus)"
