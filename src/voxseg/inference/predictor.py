@@ -122,6 +122,7 @@ def predict_files(
     from voxseg.data.checks import check_volume_values
     from voxseg.inference.instances import resolve_method
     from voxseg.inference.segmenter import Predictor
+    from voxseg.inference.sliding import foreground_only
     from voxseg.inference.trained import check_source, isotropic_side, run_outputs
     from voxseg.inference.volume_job import describe_work, predict_volume
     from voxseg.runtime.distributed import Parallel
@@ -157,6 +158,8 @@ def predict_files(
     # cuDNN's kernels chosen by heuristics, not timed per process: every rank, and a resumed job, then
     # computes a window with the same kernels, so their blocks are one process's bit for bit
     with predictor.windows() as predict, heuristic_kernels():
+        if config.instances != "distance":
+            predict = foreground_only(predict)
         for image, group in mine:
             paths = output_paths(config, image)
             report = (lambda done, total, name=image.name: progress(name, done, total)) if progress else None
