@@ -56,3 +56,24 @@ def test_a_large_volume_is_measured_on_its_middle() -> None:
     box = central_box((512, 512, 512), 2**22)
     assert np.prod([s.stop - s.start for s in box]) <= 2**22
     assert all(s.start + s.stop == 512 for s in box)  # centred
+
+
+def test_packed_share_counts_nuclei_within_a_quarter_radius_of_another() -> None:
+    """Nuclei with one voxel of background between them (2 voxels from centre to centre) are packed
+    for nuclei of radius 8 (a quarter radius: 2), not for radius 4; far nuclei never are."""
+    from voxseg.data.objects import packed_share
+
+    ids = np.zeros((20, 20, 60), np.uint16)
+    ids[5:15, 5:15, 2:12] = 1
+    ids[5:15, 5:15, 13:23] = 2  # one voxel of background from nucleus 1
+    ids[5:15, 5:15, 40:50] = 3  # far from both
+    assert packed_share(ids, (1.0, 1.0, 1.0), radius=8.0) == pytest.approx(2 / 3)
+    assert packed_share(ids, (1.0, 1.0, 1.0), radius=4.0) == 0.0
+    ids[5:15, 5:15, 12] = 2  # touching
+    assert packed_share(ids, (1.0, 1.0, 1.0), radius=1.0) == pytest.approx(2 / 3)
+    # anisotropic voxels: 2 µm Z steps, one empty plane between two nuclei puts them 4 µm apart
+    stacked = np.zeros((12, 10, 10), np.uint16)
+    stacked[1:5, 2:8, 2:8], stacked[6:10, 2:8, 2:8] = 1, 2
+    assert packed_share(stacked, (2.0, 0.5, 0.5), radius=16.0) == 1.0
+    assert packed_share(stacked, (2.0, 0.5, 0.5), radius=8.0) == 0.0
+    assert packed_share(np.zeros((3, 3, 3), np.uint8), None, radius=1.0) == 0.0

@@ -134,12 +134,11 @@ def prepare_run(
     notes: list[str] = []
 
     initial_state = None if resume_dir is not None else _initial_weights(config, notes)
+    object_radius = None if config.labels is None else typical_object_radius(checked.pairs, config.reading())
     ids = config.labels is not None and holds_instance_ids(checked.pairs, config.reading())
     if resume_dir is None:  # a resumed run's config.yaml holds what it chose
-        instance_output, note = resolve_instance_output(config, ids, initial_state)
-        config = dataclasses.replace(config, instance_output=instance_output)
+        config, note = resolve_instance_output(config, ids, object_radius, checked.pairs, initial_state)
         notes += [note] if note else []
-    object_radius = None if config.labels is None else typical_object_radius(checked.pairs, config.reading())
     split, warnings = _load_data(config, checked, notes, object_radius, ids)
     if config.labels is None:  # the partitions the volumes gave themselves hold the objects
         object_radius = _partition_object_radius(split.train + split.val)
