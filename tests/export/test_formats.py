@@ -23,7 +23,8 @@ from voxseg.version import __version__
 def run_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("export")
     images, labels = write_dataset(root / "data", n=2, size=16, cells=2)
-    config = voxseg.TrainConfig(images=images, labels=labels, results=root / "r", run_name="m", **FAST)
+    options = {**FAST, "instance_output": "distance"}  # the exports carry both outputs
+    config = voxseg.TrainConfig(images=images, labels=labels, results=root / "r", run_name="m", **options)
     return voxseg.train(config, progress=False).run_dir
 
 
