@@ -122,9 +122,10 @@ class TrainData(Declared):
         "auto",
         help="what the network learns beside the foreground to separate touching nuclei: `distance` "
         "(a second output: each nucleus's distance to its own boundary over its largest, StarDist's object "
-        "probability; `voxseg predict --instances auto` seeds one object per centre it finds), or `none`; "
-        "`auto`: `distance` when the labels hold instance ids (more than one value above 0, no label map) "
-        "and the starting weights, if any, have its output",
+        "probability; `voxseg predict --instances auto` parts touching nuclei by it), or `none`; `auto`: "
+        "`distance` when the labels hold instance ids (more than one value above 0, no label map) of packed "
+        "nuclei (a tenth or more within a quarter radius of another; nuclei apart are parted by the mask "
+        "alone) and the starting weights, if any, have its output",
         section=DATA,
         label="Instance output",
         kind="choice",
