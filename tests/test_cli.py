@@ -231,3 +231,15 @@ def test_every_command_is_generated_from_its_declaration(capsys: pytest.CaptureF
     assert run_cli(["weights", "fetch", "SegResNetDS"]) == 2
     assert capsys.readouterr().err.startswith("error: MODEL: SegResNetDS has no published weights")
     assert run_cli(["info"]) == 2
+
+
+def test_a_mistyped_flag_names_the_flag_it_was_meant_to_be_and_the_command_s_help(capsys) -> None:
+    assert run_cli(["train", "--lables", "x"]) == 2
+    err = capsys.readouterr().err
+    assert "unrecognized arguments: --lables x" in err and "did you mean --labels" in err
+    assert "(see voxseg train --help)" in err  # the command's help, not the top level's
+    assert run_cli(["predict", "RUN", "--instnaces=auto"]) == 2
+    assert "did you mean --instances" in capsys.readouterr().err
+    assert run_cli(["evaluate", "--frobnicate"]) == 2
+    err = capsys.readouterr().err
+    assert "unrecognized arguments: --frobnicate (see voxseg evaluate --help)" in err  # no wild guess

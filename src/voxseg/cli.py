@@ -8,6 +8,7 @@ nothing created), 130 stopped by Ctrl-C.
 from __future__ import annotations
 
 import argparse
+import difflib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,9 +35,21 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED = 0, 1, 2, 130
 class _Parser(argparse.ArgumentParser):
     """argparse that reports a bad option in one line, like every other input error."""
 
+    commands: dict[str, _Parser]  # the top-level parser's, by command name
+
     def error(self, message: str) -> NoReturn:
         print(f"error: {message} (see {self.prog} --help)", file=sys.stderr)
         raise SystemExit(EXIT_USAGE)
+
+    def unrecognized(self, unknown: list[str]) -> NoReturn:
+        """Refuse flags the command does not have, naming the ones they were probably meant to be:
+        argparse reports them from the top-level parser, pointing at `voxseg --help`."""
+        flags = [s for action in self._actions for s in action.option_strings if s.startswith("--")]
+        hints = []
+        for typed in (arg.split("=", 1)[0] for arg in unknown if arg.startswith("-")):
+            close = difflib.get_close_matches(typed, flags, n=1, cutoff=0.75)
+            hints += [f"did you mean {close[0]} for {typed}?"] if close else []
+        self.error(f"unrecognized arguments: {' '.join(unknown)}" + ("; " + " ".join(hints) if hints else ""))
 
 
 #: command -> (its one-line help, its options' declaration, options only the command line has)
@@ -55,7 +68,7 @@ COMMANDS: dict[str, tuple[str, type, dict]] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> _Parser:
     parser = _Parser(
         prog="voxseg", description="Train and apply 3D cell-segmentation networks on microscopy volumes."
     )
@@ -63,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for name, (text, config_class, extra) in COMMANDS.items():
         add_arguments(commands.add_parser(name, help=text, description=text), config_class, extra)
+    parser.commands = commands.choices  # where a command's unrecognized flags are answered
     weights = commands.add_parser("weights", help="list or pre-fetch napari-cellseg3d's published weights")
     weights_commands = weights.add_subparsers(dest="weights_command", required=True, parser_class=_Parser)
     weights_commands.add_parser("list", help="models with published weights, their source and cache state")
@@ -230,7 +244,10 @@ def _info_command(run_dir: Path) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        parser.commands[args.command].unrecognized(unknown)
     try:
         if args.command == "weights":
             return _weights_command(args)
