@@ -201,3 +201,22 @@ def test_segresnetds_follows_the_training_voxel_size_into_prediction(tmp_path) -
     assert run_cli([*weights_only, "--output", tmp_path / "b", *common]) == 0
     a, b = (tifffile.imread(tmp_path / f / "vol_00_prob.tif") for f in "ab")
     np.testing.assert_array_equal(a, b)
+
+
+def test_a_run_s_own_weights_file_predicts_as_its_run_folder(trained, tmp_path) -> None:
+    """`RUN/best.pth --model M` takes the run's window, threshold and nucleus size (a copy elsewhere
+    cannot: it gets the defaults)."""
+    run_dir, images, _ = trained
+    common = ["--input", images / "vol_00.tif", "--instances", "auto"]
+    assert run_cli(["predict", run_dir, "--output", tmp_path / "run", *common]) == 0
+    assert (
+        run_cli(
+            ["predict", run_dir / "best.pth", "--model", "SegResNet", "--output", tmp_path / "w", *common]
+        )
+        == 0
+    )
+    for kind in ("mask", "labels"):
+        np.testing.assert_array_equal(
+            tifffile.imread(tmp_path / "run" / f"vol_00_{kind}.tif"),
+            tifffile.imread(tmp_path / "w" / f"vol_00_{kind}.tif"),
+        )

@@ -10,7 +10,7 @@ from pathlib import Path
 from torch import nn
 
 from voxseg.config import PredictConfig, TrainConfig
-from voxseg.errors import ConfigError, DataError, shorten_list
+from voxseg.errors import ConfigError, DataError, VoxsegError, shorten_list
 from voxseg.models.registry import OUTPUT_NAMES, get_model_spec, output_channels
 from voxseg.models.weights import load_trained_network
 from voxseg.options import parse_size
@@ -113,13 +113,22 @@ def isotropic_side(run: dict) -> float | None:
 
 def check_source(source: Path, model: str | None) -> tuple[str, Path, tuple[int, int, int], dict]:
     """What a run folder or weights file will give, checked without reading the weights: (model name,
-    weights file, default window, the run's summary). Bad input raises VoxsegError."""
+    weights file, default window, the run's summary). Bad input raises VoxsegError. A weights file of
+    the named network inside a run folder (`RUN/best.pth --model M`) predicts as the run does: with its
+    window, threshold and nucleus size."""
     if source.is_dir():
         return _from_run_folder(source, model)
     if not source.is_file():
         raise DataError(f"{SOURCE}: {source} does not exist")
     if model is None:
         raise ConfigError(f"--model: {source} is a weights file; say which network it is: {_which(source)}")
+    if (source.parent / "config.yaml").is_file():  # a run's own weights: its window, threshold, nuclei
+        try:
+            name, _, window, run = _from_run_folder(source.parent, None)
+        except VoxsegError:  # not a readable run after all: the file alone
+            return model, source, DEFAULT_WINDOW, {}
+        if name == get_model_spec(model).name:  # the threshold's origin in the log says "the run's"
+            return model, source, window, run
     return model, source, DEFAULT_WINDOW, {}
 
 
