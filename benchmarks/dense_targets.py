@@ -3,14 +3,16 @@
     .venv/bin/python benchmarks/dense_targets.py TRAIN_IMAGE TRAIN_LABELS TEST_IMAGE TEST_LABELS
         --target foreground|distance [--norm zscore|percentile] [--seed 0] [--steps 256]
 
-The screen behind issue 38's choices (docs/accuracy.md, "Dense nuclei"). One MONAI SegResNetDS,
+The screen behind issue 38's choices (docs/accuracy.md, "Fourth round"). One MONAI SegResNetDS,
 shaped by the voxel size as voxseg's default, is trained on one volume with the same patches, flips
 and brightness/contrast changes, and scored on a volume it never saw:
 
 - `foreground`: one output, Dice + cross-entropy (voxseg's default before issue 38).
 - `distance`: a second output trained beside it with binary cross-entropy on each nucleus's
   Euclidean distance to its own boundary (in µm), divided by that nucleus's largest: StarDist's
-  object probability, 1 at a centre and 0 at the boundary it shares with a neighbour.
+  object probability, 1 at a centre and 0 at the boundary it shares with a neighbour; voxseg's own
+  target (`voxseg.data.distance`: nuclei cut by a face continue past it, which the screen of
+  docs/accuracy.md did not yet do).
 
 Normalisation: `zscore` (clip at the 1 and 99.8 percentiles, then z-score; voxseg's before issue 38)
 or `percentile` (the same clip mapped to 0..1, CSBDeep's). One JSON line: mask Dice, the predicted
@@ -35,6 +37,7 @@ from skimage.measure import label
 from skimage.morphology import h_maxima
 from skimage.segmentation import watershed
 
+from voxseg.data.distance import normalised_distance
 from voxseg.inference.instances import label_instances, watershed_scale
 from voxseg.inference.metrics import dice, match_instances
 
@@ -48,19 +51,6 @@ def normalised(path: str, norm: str) -> np.ndarray:
     if norm == "percentile":
         return ((clipped - low) / (high - low)).astype(np.float32)
     return ((clipped - clipped.mean()) / clipped.std()).astype(np.float32)
-
-
-def normalised_distance(instances: np.ndarray, spacing: tuple[float, ...]) -> np.ndarray:
-    """Each object's distance to its own boundary divided by its largest (0 outside objects)."""
-    out = np.zeros(instances.shape, np.float32)
-    for index, box in enumerate(ndi.find_objects(instances), start=1):
-        if box is None:
-            continue
-        box = tuple(slice(max(0, s.start - 1), s.stop + 1) for s in box)
-        inside = instances[box] == index
-        distance = ndi.distance_transform_edt(inside, sampling=spacing)
-        out[box][inside] = distance[inside] / distance.max()
-    return out
 
 
 def patches(image, targets, patch, batch, rng):
@@ -122,7 +112,7 @@ def main() -> None:
     instances = tifffile.imread(args.train_labels).astype(np.int32)
     targets = [instances > 0]
     if args.target == "distance":
-        targets.append(normalised_distance(instances, spacing))
+        targets.append(normalised_distance(instances, spacing, args.object_radius))
     targets = np.stack(targets).astype(np.float32)
     channels = len(targets)
 
