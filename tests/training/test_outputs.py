@@ -37,24 +37,24 @@ def _labels(gap: int):
 
 def test_auto_learns_the_distance_where_nuclei_are_packed_and_not_where_they_are_apart(tmp_path) -> None:
     packed = _pair(tmp_path, _labels(gap=0))
-    config, note = resolve_instance_output(_config(tmp_path), True, 4.0, packed, None)
-    assert config.instance_output == "distance" and "100% of the nuclei" in note
+    chosen, note = resolve_instance_output(_config(tmp_path), True, 4.0, packed, None)
+    assert chosen == "distance" and "100% of the nuclei" in note
     apart = _pair(tmp_path, _labels(gap=12))
-    config, note = resolve_instance_output(_config(tmp_path), True, 4.0, apart, None)
-    assert config.instance_output == "none" and "apart" in note
-    config, note = resolve_instance_output(_config(tmp_path), False, 4.0, packed, None)
-    assert config.instance_output == "none" and "a mask" in note
+    chosen, note = resolve_instance_output(_config(tmp_path), True, 4.0, apart, None)
+    assert chosen == "none" and "apart" in note
+    chosen, note = resolve_instance_output(_config(tmp_path), False, 4.0, packed, None)
+    assert chosen == "none" and "a mask" in note
 
 
 def test_starting_weights_fix_the_outputs(tmp_path) -> None:
     pairs = _pair(tmp_path, _labels(gap=12))
     two = build_model("SegResNet", outputs=2).state_dict()
-    config, note = resolve_instance_output(_config(tmp_path), False, 4.0, pairs, two)
-    assert config.instance_output == "distance" and "only the foreground trains" in note
+    chosen, note = resolve_instance_output(_config(tmp_path), False, 4.0, pairs, two)
+    assert chosen == "distance" and "only the foreground trains" in note
     one = build_model("SegResNet").state_dict()
     with pytest.raises(ConfigError, match="starting weights have 1 output"):
         resolve_instance_output(_config(tmp_path, instance_output="distance"), True, 4.0, pairs, one)
     with pytest.raises(ConfigError, match="no instance ids"):
         resolve_instance_output(_config(tmp_path, instance_output="distance"), False, 4.0, pairs, None)
-    asked, _ = resolve_instance_output(_config(tmp_path, instance_output="distance"), True, 4.0, pairs, None)
-    assert asked.instance_output == "distance"  # asked for, also for nuclei apart
+    chosen, _ = resolve_instance_output(_config(tmp_path, instance_output="distance"), True, 4.0, pairs, None)
+    assert chosen == "distance"  # asked for, also for nuclei apart

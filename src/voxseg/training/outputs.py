@@ -3,7 +3,6 @@ nucleus's boundary (`--instance-output`, `data.distance`), decided before any da
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -28,24 +27,12 @@ def resolve_instance_output(
     radius: float | None,
     pairs: Sequence[Pair],
     initial_state: dict[str, torch.Tensor] | None,
-) -> tuple[TrainConfig, str]:
-    """`config` with `instance_output` decided (`distance` or `none`), and the log's note why."""
-    chosen, note = _instance_output(config, ids, radius, pairs, initial_state)
-    return dataclasses.replace(config, instance_output=chosen), note
-
-
-def _instance_output(
-    config: TrainConfig,
-    ids: bool,
-    radius: float | None,
-    pairs: Sequence[Pair],
-    initial_state: dict[str, torch.Tensor] | None,
 ) -> tuple[str, str]:
-    """`auto` gives `distance` when the labels hold instance ids (`ids`) of packed nuclei (a share
-    within a quarter `radius` of another, `data.objects.packed_share`) and the starting weights
-    (`--weights`, `--pretrained`, `--from`), if any, have the distance output: their shape fixes the
-    network's. Starting weights with it keep it even where the labels hold no ids (reviewed planes):
-    then only the foreground trains.
+    """(`distance` or `none`, the log's note why). `auto` gives `distance` when the labels hold
+    instance ids (`ids`) of packed nuclei (a share within a quarter `radius` of another,
+    `data.objects.packed_share`) and the starting weights (`--weights`, `--pretrained`, `--from`), if
+    any, have the distance output: their shape fixes the network's. Starting weights with it keep it
+    even where the labels hold no ids (reviewed planes): then only the foreground trains.
 
     Nuclei apart need no second output: their mask's components part them, and it costs the
     foreground (acceptance 12, QCANet's embryos, none within a quarter radius of another: mean Dice

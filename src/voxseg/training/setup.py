@@ -137,7 +137,8 @@ def prepare_run(
     object_radius = None if config.labels is None else typical_object_radius(checked.pairs, config.reading())
     ids = config.labels is not None and holds_instance_ids(checked.pairs, config.reading())
     if resume_dir is None:  # a resumed run's config.yaml holds what it chose
-        config, note = resolve_instance_output(config, ids, object_radius, checked.pairs, initial_state)
+        chosen, note = resolve_instance_output(config, ids, object_radius, checked.pairs, initial_state)
+        config = dataclasses.replace(config, instance_output=chosen)
         notes += [note] if note else []
     split, warnings = _load_data(config, checked, notes, object_radius, ids)
     if config.labels is None:  # the partitions the volumes gave themselves hold the objects
