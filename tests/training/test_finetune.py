@@ -50,6 +50,8 @@ def test_from_takes_the_parents_network_weights_and_the_finetune_schedule(parent
     assert config.lr == pytest.approx(3e-3 * finetune.LR_SHARE)
     chosen = TrainConfig(images=images, labels=labels, from_run=run, epochs=3, lr=1e-5).resolved()
     assert (chosen.epochs, chosen.lr) == (3, 1e-5)  # the schedule is the user's to change
+    assert chosen.results == run.parent.resolve()  # beside its parent, unless --results says otherwise
+    assert config.results == tmp_path.resolve()
     assert (
         TrainConfig.from_dict({"from": str(run), "images": images, "labels": labels}).resolved().from_run
         == run

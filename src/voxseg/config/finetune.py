@@ -85,6 +85,9 @@ def inherit(
     if values["pretrained"] or values["weights"] not in (None, weights):
         raise ConfigError(f"--from starts from {weights}; leave out --weights and --pretrained")
     values["weights"] = weights
+    if values["results"] in (defaults["results"], Path(defaults["results"]).resolve()):  # not given:
+        # the child lands beside its parent
+        values["results"] = run.parent
     if (
         values["val_images"] is None
         and LabelMap.parse(values["label_map"], values["ignore_label"]).has_ignored

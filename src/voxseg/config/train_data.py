@@ -146,7 +146,7 @@ class TrainData(Declared):
     )
     results: Path = option(
         Path("results"),
-        help="where run folders are created",
+        help="where run folders are created (a `--from` fine-tune: beside its parent run unless given)",
         section=DATA,
         label="Results folder",
         kind="folder",
