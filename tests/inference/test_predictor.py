@@ -61,6 +61,25 @@ def test_existing_outputs_are_refused_and_left_alone(trained, tmp_path, capsys) 
     assert tifffile.imread(keep).shape == (24, 24, 24)
 
 
+def test_an_earlier_predictions_other_outputs_are_refused_then_removed(trained, tmp_path, capsys) -> None:
+    """--overwrite without instances leaves no labels or table of the earlier prediction beside the new
+    mask (evaluate would score them together), whatever their format; the other volumes' are kept."""
+    run_dir, images, _ = trained
+    out = tmp_path / "out"
+    one = tmp_path / "one"
+    one.mkdir()
+    (one / "vol_00.tif").symlink_to(images / "vol_00.tif")
+    assert run_cli(["predict", run_dir, "--input", one, "--output", out, "--instances", "watershed"]) == 0
+    (out / "vol_00_prob.zarr").mkdir()  # an earlier prediction in another format
+    (out / "vol_01_labels.tif").write_bytes(b"another volume's")
+    capsys.readouterr()
+    assert run_cli(["predict", run_dir, "--input", one, "--output", out, "--instances", "none"]) == 2
+    assert "vol_00_labels.tif already exists (and 3 more)" in capsys.readouterr().err
+    assert run_cli(["predict", run_dir, "--input", one, "--output", out, "--instances", "none", "--overwrite"]) == 0
+    assert "removed vol_00_labels.tif, vol_00_objects.csv, vol_00_prob.zarr" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["vol_00_mask.tif", "vol_01_labels.tif"]
+
+
 @pytest.mark.parametrize(
     ("case", "expected"),
     [

@@ -91,18 +91,32 @@ def output_paths(config: PredictConfig, image: Path) -> dict[str, Path]:
     return paths
 
 
+def earlier_outputs(output: Path, name: str) -> list[Path]:
+    """Every output a prediction of the volume `name` may have left in `output`, of any kind and format:
+    what a new prediction replaces or removes, so that no other prediction's outputs stay beside its own."""
+    if not output.is_dir():
+        return []
+    names = {f"{name}{suffix}" for suffix in OUTPUT_SUFFIXES.values()}
+    found = [path for path in output.iterdir() if is_volume(path) and stem(path) in names]
+    table = output / f"{name}_objects.csv"
+    return sorted(found + [table] if table.exists() else found)
+
+
 def check_outputs(config: PredictConfig, images: list[Path]) -> None:
-    """Refuse, before anything is written, to overwrite an output (unless --overwrite, or --resume:
-    a stopped prediction's outputs are its own)."""
+    """Refuse, before anything is written, to replace an earlier prediction's outputs (unless
+    --overwrite, or --resume: a stopped prediction's outputs are its own)."""
     assert config.output is not None
     if config.output.exists() and not config.output.is_dir():
         raise ConfigError(f"--output: {config.output} exists and is not a folder")
     if config.overwrite or config.resume:
         return
-    existing = [p for image in images for p in output_paths(config, image).values() if p.exists()]
+    existing = [path for image in images for path in earlier_outputs(config.output, stem(image))]
     if existing:
         more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
-        raise DataError(f"--output: {existing[0]} already exists{more}; give --overwrite to replace")
+        raise DataError(
+            f"--output: {existing[0]} already exists{more}; give --overwrite to replace an earlier "
+            "prediction (its outputs this one does not write are removed), or another --output"
+        )
 
 
 def predict_files(

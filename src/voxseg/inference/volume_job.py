@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -115,7 +116,7 @@ def predict_volume(
             found = len(rows)
     labelled = time.perf_counter()
     if parallel.is_main:
-        _finish(journal, work, paths)
+        _finish(journal, paths, stem(image))
     parallel.barrier()
     seconds = time.perf_counter() - started
     return VolumeWork(
@@ -211,11 +212,22 @@ def _normalisation(volume: Any, parallel: Parallel) -> tuple[float, ...]:
     return dataclasses.astuple(Normalisation.of_sample(sample))
 
 
-def _finish(journal: Journal, work: WorkArrays, paths: dict[str, Path]) -> None:
-    """Rank 0: the finished outputs moved into place; the journal removed."""
+def _finish(journal: Journal, paths: dict[str, Path], name: str) -> None:
+    """Rank 0: the finished outputs moved into place, an earlier prediction's other outputs removed (no
+    mask of this one beside labels of that one), the journal removed."""
+    from voxseg.inference.predictor import earlier_outputs
+
     for kind in ("mask", "labels", "probabilities", "distance"):
         if kind in paths:
             replace_path(journal / paths[kind].name, paths[kind])
+    stale = [path for path in earlier_outputs(paths["mask"].parent, name) if path not in paths.values()]
+    for path in stale:
+        if path.is_dir():  # a Zarr
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    if stale:
+        log.info("%s: removed %s, of an earlier prediction", name, ", ".join(path.name for path in stale))
     journal.remove()
 
 
