@@ -73,9 +73,10 @@ def test_an_earlier_predictions_other_outputs_are_refused_then_removed(trained, 
     (out / "vol_00_prob.zarr").mkdir()  # an earlier prediction in another format
     (out / "vol_01_labels.tif").write_bytes(b"another volume's")
     capsys.readouterr()
-    assert run_cli(["predict", run_dir, "--input", one, "--output", out, "--instances", "none"]) == 2
+    mask_only = ["predict", run_dir, "--input", one, "--output", out, "--instances", "none"]
+    assert run_cli(mask_only) == 2
     assert "vol_00_labels.tif already exists (and 3 more)" in capsys.readouterr().err
-    assert run_cli(["predict", run_dir, "--input", one, "--output", out, "--instances", "none", "--overwrite"]) == 0
+    assert run_cli([*mask_only, "--overwrite"]) == 0
     assert "removed vol_00_labels.tif, vol_00_objects.csv, vol_00_prob.zarr" in capsys.readouterr().err
     assert sorted(p.name for p in out.iterdir()) == ["vol_00_mask.tif", "vol_01_labels.tif"]
 
