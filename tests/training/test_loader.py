@@ -24,6 +24,7 @@ def test_data_wait_is_recorded_and_a_starved_epoch_warns(
 ):
     images, labels = make_dataset(tmp_path / "data", n=2, size=16)
     monkeypatch.setattr(loader, "DATA_STARVED_SHARE", -1.0)  # every epoch counts as starved
+    monkeypatch.setattr(loader, "cpu_cores", lambda: 8)
     with caplog.at_level(logging.WARNING, logger="voxseg"):
         result = train(fast_config(images, labels, epochs=2, workers=0), progress=False)
     rows = list(csv.DictReader((result.run_dir / "metrics.csv").read_text().splitlines()))
@@ -33,6 +34,12 @@ def test_data_wait_is_recorded_and_a_starved_epoch_warns(
     assert 0.0 <= result.summary["data_wait_share"] <= 1.0
     warnings = [r.getMessage() for r in caplog.records if "waiting for data" in r.getMessage()]
     assert len(warnings) == 2 and "give --workers 1 or more" in warnings[0]
+    monkeypatch.setattr(loader, "cpu_cores", lambda: 2)  # where a worker would cost more than it gives
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="voxseg"):
+        train(fast_config(images, labels, epochs=1, workers=0, run_name="two-cores"), progress=False)
+    warnings = [r.getMessage() for r in caplog.records if "waiting for data" in r.getMessage()]
+    assert "a loader worker would take a core" in warnings[0] and "--workers 1" not in warnings[0]
 
 
 def test_auto_workers_follow_cores_and_memory(monkeypatch):

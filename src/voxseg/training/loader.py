@@ -138,6 +138,11 @@ class TrainingBatches:
         )
 
     def _likely_fix(self) -> str:
+        if self.workers == 0 and cpu_cores() <= 2 and self.device.type == "cpu":  # as auto_workers says
+            return (
+                f"on {cpu_cores()} cores a loader worker would take a core from the training step; "
+                "--no-augment tells whether augmentation is the cause"
+            )
         if self.workers == 0:
             return "give --workers 1 or more to prepare patches in parallel processes"
         if self.device_augment is not None:  # the workers only cut patches
