@@ -45,7 +45,7 @@ def test_every_option_is_a_flag_with_its_default_in_the_help() -> None:
 @pytest.mark.parametrize(
     ("command", "required", "optional"),
     [
-        ("train", ["--images DIR", "--labels DIR"], ["--val-images DIR"]),
+        ("train", ["--images DIR"], ["--val-images DIR", "--labels DIR"]),  # WNet3D trains without
         ("predict", ["--input PATH", "--output DIR"], ["--model NAME"]),
         ("evaluate", ["--pred DIR", "--labels DIR"], ["--json FILE"]),
         ("export", ["--output PATH"], ["--format FORMAT"]),
@@ -61,6 +61,8 @@ def test_the_usage_line_marks_required_options(command: str, required: list, opt
     for shown in optional:
         assert f"[{shown}" in usage, (shown, usage)
     assert "(required" in out
+    if command == "train":
+        assert "(required unless --model WNet3D)" in " ".join(out.split())
 
 
 def test_a_no_flag_says_it_turns_off_what_its_help_describes(capsys) -> None:
@@ -70,6 +72,7 @@ def test_a_no_flag_says_it_turns_off_what_its_help_describes(capsys) -> None:
     for flag in ("--no-augment", "--no-compile", "--no-fast-kernels", "--no-tensorboard"):
         assert f"{flag} turn off (on by default): " in helps, flag
     assert "turns it off" not in helps
+    assert "| `--no-augment` | off | turn off (on by default): " in README.read_text()  # the flag's own
 
 
 def test_flags_and_yaml_build_the_same_config(tmp_path: Path) -> None:

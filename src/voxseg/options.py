@@ -317,7 +317,7 @@ def add_arguments(parser: argparse.ArgumentParser, config_class: type, extra: di
                 help=text,
                 **many,
             )
-        if opt.required or opt.required_unless:
+        if opt.required:  # `--labels` is optional in the usage line: WNet3D trains without; its help says
             required.add(action.dest)
     parser.formatter_class = functools.partial(_UsageShowsRequired, required=frozenset(required))
 
@@ -368,7 +368,8 @@ def markdown_table(config_class: type, extra: dict[str, Option]) -> str:
         spelled = opt.metavar if opt.positional else typed_flag(name, opt, default)
         if opt.metavar and not opt.positional:
             spelled += f" {opt.metavar}" + (" ..." if opt.kind == "paths" else "")
-        shown = default_text(opt, default)
+        # a `--no-X` flag is off unless typed; what it turns off is on, as its help says first
+        shown = "off" if typed_flag(name, opt, default).startswith("--no-") else default_text(opt, default)
         if shown not in ("required", "on", "off", "—") and opt.default_text is None:
             shown = f"`{shown}`"
         rows.append(f"| `{spelled}` | {shown} | {flag_help(opt, default)} |")
