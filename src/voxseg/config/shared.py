@@ -109,7 +109,7 @@ def spacing(what: str, section: str) -> Any:
     )
 
 
-def device(section: str, resumable: bool = False) -> Any:
+def device(section: str, training: bool = False) -> Any:
     return option(
         "auto",
         help="`auto` (CUDA, then Apple MPS, then CPU), `cpu`, `cuda`, `cuda:N`, `mps`",
@@ -119,15 +119,17 @@ def device(section: str, resumable: bool = False) -> Any:
         metavar="D",
         choices=DEVICE_CHOICES,
         parse=parse_device,
-        resumable=resumable,
+        resumable=training,
     )
 
 
-def threads(section: str, resumable: bool = False) -> Any:
+def threads(section: str, training: bool = False) -> Any:
+    """`training`: an option of `voxseg train` (a resume may change it; its help speaks of training)."""
+    measured = " (beside one busy process on 2 cores this trains 1.7× faster than a fixed 2)"
     return option(
         None,
         help="PyTorch's CPU compute threads; automatic is one per core, fewer while other processes keep "
-        "cores busy (beside one busy process on 2 cores this trains 1.7× faster than a fixed 2)",
+        f"cores busy{measured if training else ''}",
         section=section,
         label="CPU threads",
         kind="int",
@@ -135,26 +137,26 @@ def threads(section: str, resumable: bool = False) -> Any:
         low=1,
         optional=True,
         default_text="automatic",
-        resumable=resumable,
+        resumable=training,
     )
 
 
-def precision(section: str, resumable: bool = False) -> Any:
+def precision(section: str, training: bool = False) -> Any:
     return option(
         "auto",
         help="`auto`: bfloat16 autocast where the hardware computes it natively (CUDA GPUs with bf16, "
         "CPUs with AMX), float16 with loss scaling on older GPUs, float32 otherwise; or force `fp32`, "
-        "`bf16`, `fp16` (GPU only). Validation runs under the same precision",
+        "`bf16`, `fp16` (GPU only)" + (". Validation runs under the same precision" if training else ""),
         section=section,
         label="Precision",
         kind="choice",
         metavar="P",
         choices=PRECISIONS,
-        resumable=resumable,
+        resumable=training,
     )
 
 
-def fast_kernels(section: str, resumable: bool = False) -> Any:
+def fast_kernels(section: str, training: bool = False) -> Any:
     return option(
         True,
         help="voxseg's hand-written CPU kernels (oneDNN convolutions, separable upsampling; same results "
@@ -162,5 +164,5 @@ def fast_kernels(section: str, resumable: bool = False) -> Any:
         section=section,
         label="Fast kernels",
         kind="bool",
-        resumable=resumable,
+        resumable=training,
     )

@@ -222,7 +222,7 @@ class TrainConfig(TrainData):
         metavar="N",
         low=0,
     )
-    device: str = shared.device(TRAINING, resumable=True)
+    device: str = shared.device(TRAINING, training=True)
     workers: int | None = option(
         None,
         help="data-loading processes; automatic is 0 on machines with ≤ 2 cores (a worker would take a core "
@@ -237,8 +237,8 @@ class TrainConfig(TrainData):
         default_text="automatic",
         resumable=True,
     )
-    threads: int | None = shared.threads(TRAINING, resumable=True)
-    precision: str = shared.precision(TRAINING, resumable=True)
+    threads: int | None = shared.threads(TRAINING, training=True)
+    precision: str = shared.precision(TRAINING, training=True)
     compile: bool = option(
         True,
         help="`torch.compile` the model on CUDA (never on the CPU, where compiling costs more than it saves)",
@@ -247,7 +247,7 @@ class TrainConfig(TrainData):
         kind="bool",
         resumable=True,
     )
-    fast_kernels: bool = shared.fast_kernels(TRAINING, resumable=True)
+    fast_kernels: bool = shared.fast_kernels(TRAINING, training=True)
     sync_batchnorm: bool = option(
         False,
         help="under torchrun, batch normalisation over the global batch instead of each process's (PyTorch's "
