@@ -13,6 +13,7 @@ import torch
 from conftest import run_cli, train_small_run
 
 import voxseg
+from voxseg.inference.provenance import read_stamp
 
 
 @pytest.fixture(scope="module")
@@ -156,7 +157,11 @@ def test_predict_then_evaluate_from_the_command_line(trained, tmp_path, capsys) 
     kinds = sorted({p.name.split("_", 2)[-1] for p in out.iterdir()})
     assert kinds == ["labels.tif", "mask.tif", "objects.csv"]  # nothing else left (no temporary file)
     with open(out / "vol_00_objects.csv") as handle:
+        stamp = read_stamp(out / "vol_00_objects.csv")
+        assert handle.readline().startswith("# voxseg prediction ") and stamp is not None
         rows = list(csv.DictReader(handle))
+    assert read_stamp(out / "vol_00_mask.tif") == read_stamp(out / "vol_00_labels.tif") == stamp
+    assert stamp["source"] == str(run_dir.resolve()) and len(stamp["prediction"]) == 16
     assert rows and all(0.5 < float(row["mean_probability"]) <= 1 for row in rows)
     scores = tmp_path / "scores.json"
     assert run_cli(["evaluate", "--pred", out, "--labels", labels, "--json", scores]) == 0
@@ -170,6 +175,14 @@ def test_predict_then_evaluate_from_the_command_line(trained, tmp_path, capsys) 
     assert "already exists" in capsys.readouterr().err
     assert run_cli(["evaluate", "--pred", out, "--labels", tmp_path / "nope"]) == 2
     assert "--labels" in capsys.readouterr().err
+    other = tmp_path / "other"  # another prediction's labels copied beside this one's mask
+    assert run_cli(["predict", run_dir, "--input", images, "--output", other, "--instances", "connected",
+                    "--threshold", "0.9"]) == 0  # fmt: skip
+    (out / "vol_01_labels.tif").write_bytes((other / "vol_01_labels.tif").read_bytes())
+    capsys.readouterr()
+    assert run_cli(["evaluate", "--pred", out, "--labels", labels]) == 2
+    err = capsys.readouterr().err
+    assert "vol_01_mask.tif and " in err and "vol_01_labels.tif come from different predictions" in err
 
 
 def test_tune_threshold_on_a_finished_run_folder(trained, tmp_path, capsys) -> None:

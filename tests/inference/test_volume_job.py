@@ -18,6 +18,7 @@ from voxseg.errors import ConfigError, DataError, Stopped
 from voxseg.inference import blocks
 from voxseg.inference.journal import PREFIX, Journal
 from voxseg.inference.predictor import predict_files
+from voxseg.inference.segmenter import Predictor
 
 
 @pytest.fixture(scope="module")
@@ -95,11 +96,15 @@ def test_a_block_that_does_not_read_back_as_recorded_is_done_again(trained, volu
     _same_outputs(tmp_path / "whole", tmp_path / "out")
 
 
-def test_resuming_with_other_settings_is_refused(trained, volume, tmp_path) -> None:
+def test_resuming_with_other_settings_is_refused(trained, volume, tmp_path, monkeypatch) -> None:
     with pytest.raises(Stopped):
         _windows(_config(trained, volume, tmp_path / "out"), stop_after=1)
     with pytest.raises(ConfigError, match="threshold differ"):
         _windows(_config(trained, volume, tmp_path / "out", resume=True, threshold=0.3))
+    with monkeypatch.context() as patched:  # options of the command line: refused before the model loads
+        patched.setattr(Predictor, "of", lambda config: pytest.fail("the model loaded"))
+        with pytest.raises(ConfigError, match="min_size, tta differ"):
+            _windows(_config(trained, volume, tmp_path / "out", resume=True, tta=True, min_size=5))
     _windows(_config(trained, volume, tmp_path / "out", overwrite=True))  # starts again
     assert not any(p.name.startswith(PREFIX) for p in (tmp_path / "out").iterdir())
 

@@ -145,8 +145,9 @@ def _agree_on_ids(options: InstanceOptions, plan: VolumePlan, journal: Journal, 
     count = max((int(table.max()) for table in tables), default=0)
     dtype = np.uint16 if count < 2**16 else np.uint32
     spacing = options.spacing
-    create_volume(journal / work.labels, plan.shape, dtype, spacing, plan.chunks)
-    create_volume(journal / work.mask, plan.shape, np.uint8, spacing, plan.chunks)
+    stamp = journal.stamp()
+    create_volume(journal / work.labels, plan.shape, dtype, spacing, plan.chunks, provenance=stamp)
+    create_volume(journal / work.mask, plan.shape, np.uint8, spacing, plan.chunks, provenance=stamp)
     journal.save_arrays("tables.npz", {f"t{k}": table.astype(dtype) for k, table in enumerate(tables)})
 
 

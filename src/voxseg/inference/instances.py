@@ -14,7 +14,7 @@ from __future__ import annotations
 import csv
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from skimage.segmentation import relabel_sequential, watershed
 
 from voxseg.data.objects import voxel_weighted_median
 from voxseg.errors import ConfigError
+from voxseg.inference.provenance import csv_stamp_line
 from voxseg.runtime.files import atomic_write
 
 METHODS = ("connected", "watershed", "distance")
@@ -320,14 +321,19 @@ def object_table(
     return [table_row(row, spacing) for row in measure_objects(labels, probability)]
 
 
-def write_object_csv(path: str | os.PathLike[str], rows: Sequence[dict[str, Any]]) -> Path:
+def write_object_csv(
+    path: str | os.PathLike[str], rows: Sequence[dict[str, Any]], stamp: Mapping[str, str] | None = None
+) -> Path:
     """Write `rows` (from `object_table`) as CSV, atomically: a reader, or a crash, sees the old file or
-    the complete new one, never half a table. None is written as an empty field."""
+    the complete new one, never half a table. None is written as an empty field. A prediction's `stamp`
+    (`provenance`) is the first line, a `#` comment."""
     path = Path(path)
     fields = list(dict.fromkeys(key for row in rows for key in row)) if rows else list(COLUMNS)
 
     def write(tmp: Path) -> None:
         with open(tmp, "w", newline="", encoding="utf-8") as handle:
+            if stamp is not None:
+                handle.write(csv_stamp_line(stamp))
             writer = csv.DictWriter(handle, fieldnames=fields)
             writer.writeheader()
             writer.writerows(rows)

@@ -27,7 +27,7 @@ from voxseg.runtime.files import atomic_write, write_text
 
 PREFIX = ".voxseg-partial-"
 #: the partial folder's layout; a stopped job of another layout is not resumed
-VERSION = 2
+VERSION = 3
 
 
 def crc(planes: np.ndarray, running: int = 0) -> int:
@@ -79,14 +79,20 @@ class Journal:
             (self.folder / kind).mkdir(parents=True)
         write_text(self.folder / "plan.json", json.dumps({"version": VERSION, **plan}, indent=1))
 
+    def stamp(self) -> dict[str, str]:
+        """The prediction's stamp (`provenance`), written into each of its outputs."""
+        return self.plan()["stamp"]
+
     def note(self, **items: Any) -> None:
         """Add to the plan what is known only once the work started (the normalisation)."""
         write_text(self.folder / "plan.json", json.dumps({**self.plan(), **items}, indent=1))
 
-    def check_same(self, fingerprint: dict[str, Any]) -> None:
-        """Refuse to resume a prediction made with other settings: its blocks would not fit."""
+    def check_same(self, fingerprint: dict[str, Any], partial: bool = False) -> None:
+        """Refuse to resume a prediction made with other settings: its blocks would not fit. `partial`:
+        only the settings in `fingerprint` are compared (those known before the model loads)."""
         recorded = self.plan().get("fingerprint", {})
-        differ = sorted(k for k in {*recorded, *fingerprint} if recorded.get(k) != fingerprint.get(k))
+        keys = set(fingerprint) if partial else {*recorded, *fingerprint}
+        differ = sorted(k for k in keys if recorded.get(k) != fingerprint.get(k))
         if differ:
             raise ConfigError(
                 f"--resume: {self.folder} was started with other settings ({', '.join(differ)} differ); "

@@ -4,7 +4,8 @@ Predictions are the files `voxseg predict` writes, `<name>_mask.tif` and/or `<na
 (`_prob` is not scored; `_objects.csv` is no volume). Ground truths are named like training labels:
 `<name>.tif` or `<name>` plus a label suffix, or as `--label-name` says (`mask_{name}`). A user
 often predicts a few volumes of an annotated set, so the files of either side without a partner
-are skipped (and listed) unless `strict`; files that are no prediction at all are always refused.
+are skipped (and listed) unless `strict`; files that are no prediction at all are always refused, and
+so are a volume's files stamped by different predictions (`provenance`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from voxseg.data.discovery import label_keys, list_volumes, listing, naming_hint
 from voxseg.errors import DataError
 from voxseg.inference.predictor import OUTPUT_SUFFIXES
+from voxseg.inference.provenance import check_same_prediction
 from voxseg.io.formats import stem
 
 #: `<name>_<kind>` of predict's outputs: mask, labels, prob; only `mask` and `labels` are scored
@@ -151,4 +153,8 @@ def pair_predictions(
         EvalPair(names[key], truth, groups[key].get("mask"), groups[key].get("labels"), label_key)
         for key, truth in matched.items()
     ]
+    for pair in pairs:  # never one prediction's mask scored with another's instances
+        table = pred_dir / f"{pair.name}_objects.csv"
+        files = [path for path in (pair.mask, pair.labels) if path is not None]
+        check_same_prediction(files + [table] if table.exists() else files)
     return Pairing(sorted(pairs, key=lambda pair: pair.truth), unmatched_truths, unmatched_predictions)

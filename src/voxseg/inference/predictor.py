@@ -196,11 +196,15 @@ def unfinished(config: PredictConfig, images: list[Path]) -> list[Path]:
     whose prediction left no journal. Existing outputs are refused (unless `--overwrite`), and so is a
     stopped prediction's journal (unless `--resume` or `--overwrite`), before anything is written."""
     from voxseg.inference.journal import Journal, refuse_unfinished
+    from voxseg.inference.volume_job import settings_fingerprint
 
     assert config.output is not None
     todo = []
     for image in images:
         journal = Journal.of(config.output, stem(image))
+        if config.resume and journal.started:  # other options: refused before the model loads
+            volume = open_volume(image, config.image_key, config.level, config.channel)
+            journal.check_same(settings_fingerprint(config, image, volume), partial=True)
         outputs = output_paths(config, image).values()
         if config.resume and not journal.started and all(p.exists() for p in outputs):
             log.info("%s: predicted already (--resume)", image.name)

@@ -27,6 +27,7 @@ from voxseg.config import PredictConfig
 from voxseg.inference.blocks import VolumePlan, share
 from voxseg.inference.journal import VERSION as JOURNAL_VERSION
 from voxseg.inference.journal import Journal, WorkArrays
+from voxseg.inference.provenance import prediction_stamp
 from voxseg.inference.rank_stream import RankStream, counted
 from voxseg.inference.shares import Restart, balanced_shares, shared_windows
 from voxseg.io.formats import OUTPUT_SUFFIX, family, open_volume, stem
@@ -112,7 +113,7 @@ def predict_volume(
         )
         rows = label_slabs(options, plan, journal, work, parallel, stop)
         if parallel.is_main:
-            write_object_csv(paths["objects"], [table_row(row, spacing) for row in rows])
+            write_object_csv(paths["objects"], [table_row(row, spacing) for row in rows], journal.stamp())
             found = len(rows)
     labelled = time.perf_counter()
     if parallel.is_main:
@@ -141,9 +142,10 @@ def work_arrays(config: PredictConfig, paths: dict[str, Path]) -> WorkArrays:
     )
 
 
-def fingerprint(config: PredictConfig, image: Path, volume: Any, predictor: Predictor, spacing, plan) -> dict:
-    """Every setting a block's bytes depend on (not the number of ranks, threads or the batch size)."""
-    trained = predictor.trained
+def settings_fingerprint(config: PredictConfig, image: Path, volume: Any) -> dict:
+    """The part of `fingerprint` known before the model loads: a resume with other options is refused
+    before the model's load and tuning are spent on it."""
+    spacing = config.spacing or volume.voxel_size
     return {
         "journal": JOURNAL_VERSION,
         "input": str(image.resolve()),
@@ -152,20 +154,28 @@ def fingerprint(config: PredictConfig, image: Path, volume: Any, predictor: Pred
         "image_key": config.image_key,
         "level": config.level,
         "channel": config.channel,
-        "weights": sha256(trained.weights),
-        "window": list(trained.window),
-        "threshold": predictor.threshold,
         "foreground_class": config.foreground_class,
         "overlap": config.overlap,
         "tta": config.tta,
-        "precision": predictor.precision.name,
-        "device": predictor.device.type,
         "instances": config.instances,
         "min_size": config.min_size,
         "max_size": config.max_size,
         "min_relative_size": config.min_relative_size,
         "spacing": None if spacing is None else list(spacing),
         "save_probabilities": config.save_probabilities,
+    }
+
+
+def fingerprint(config: PredictConfig, image: Path, volume: Any, predictor: Predictor, plan) -> dict:
+    """Every setting a block's bytes depend on (not the number of ranks, threads or the batch size)."""
+    trained = predictor.trained
+    return {
+        **settings_fingerprint(config, image, volume),
+        "weights": sha256(trained.weights),
+        "window": list(trained.window),
+        "threshold": predictor.threshold,
+        "precision": predictor.precision.name,
+        "device": predictor.device.type,
         "unit_planes": plan.unit_planes,
         "slab_units": plan.slab_units,
     }
@@ -174,7 +184,7 @@ def fingerprint(config: PredictConfig, image: Path, volume: Any, predictor: Pred
 def _open_journal(config, image, volume, predictor, plan, journal, work, spacing):
     """(the units to compute, where stopped streams can continue, the normalisation when a stopped
     job recorded it)."""
-    marks = fingerprint(config, image, volume, predictor, spacing, plan)
+    marks = fingerprint(config, image, volume, predictor, plan)
     if journal.started and config.resume:
         journal.check_same(marks)
         done = journal.verified("units")
@@ -193,10 +203,11 @@ def _open_journal(config, image, volume, predictor, plan, journal, work, spacing
         )
         normalisation = journal.plan().get("normalisation")
         return pending, restarts, normalisation and tuple(normalisation)
-    journal.begin({"fingerprint": marks, "units": plan.units})
+    stamp = prediction_stamp(marks, config.source)
+    journal.begin({"fingerprint": marks, "stamp": stamp, "units": plan.units})
     for name in work.streamed:
         dtype = np.float32 if name in (work.probability, work.distance) else np.uint8
-        create_volume(journal / name, plan.shape, dtype, spacing, plan.chunks)
+        create_volume(journal / name, plan.shape, dtype, spacing, plan.chunks, provenance=stamp)
     if work.local is not None:
         create_volume(journal / work.local, plan.shape, np.uint32, spacing, plan.chunks)
     return list(range(len(plan.units))), {}, None
