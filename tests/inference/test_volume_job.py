@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import filecmp
+import logging
 import threading
 from pathlib import Path
 
@@ -47,8 +48,9 @@ def _config(trained: Path, volume: Path, output: Path, **options) -> PredictConf
     ).resolved()
 
 
-def _windows(config: PredictConfig, stop_after: int | None = None) -> int:
-    """Windows computed by predict_files (stopping once `stop_after` are done)."""
+def _windows(config: PredictConfig, stop_after: int | None = None, written: list | None = None) -> int:
+    """Windows computed by predict_files (stopping once `stop_after` are done); what it returns is
+    added to `written`."""
     stop = threading.Event()
     counted = {"done": 0}
 
@@ -57,7 +59,7 @@ def _windows(config: PredictConfig, stop_after: int | None = None) -> int:
         if stop_after is not None and done >= stop_after:
             stop.set()
 
-    predict_files(config, progress, stop)
+    (written if written is not None else []).extend(predict_files(config, progress, stop))
     return counted["done"]
 
 
@@ -78,15 +80,21 @@ def test_a_stopped_prediction_resumes_to_the_uninterrupted_result(trained, volum
     assert 0 < len(recorded) < 6 and not (tmp_path / "out" / "vol_mask.zarr").exists()
     with pytest.raises(DataError, match=r"stopped after \d of 6 blocks.*--resume finishes it"):
         _windows(_config(trained, volume, tmp_path / "out"))
-    rest = _windows(_config(trained, volume, tmp_path / "out", resume=True))
+    written: list = []
+    rest = _windows(_config(trained, volume, tmp_path / "out", resume=True), written=written)
     assert rest <= whole - whole // 2 + 9  # at most the row in flight (3 × 3 windows) is redone
+    assert written[0].voxels == (6 - len(recorded)) * 8 * 40 * 40  # voxels/s: of this job's blocks
     _same_outputs(tmp_path / "whole", tmp_path / "out")
     assert not journal.folder.exists()
     assert _windows(_config(trained, volume, tmp_path / "out", resume=True)) == 0  # finished: skipped
 
 
-def test_a_block_that_does_not_read_back_as_recorded_is_done_again(trained, volume, tmp_path) -> None:
-    whole = _windows(_config(trained, volume, tmp_path / "whole"))
+def test_a_block_that_does_not_read_back_as_recorded_is_done_again(trained, volume, tmp_path, caplog) -> None:
+    with caplog.at_level(logging.WARNING, logger="voxseg"):
+        whole = _windows(_config(trained, volume, tmp_path / "whole"))
+    assert (
+        "vol.zarr: no voxel size in its metadata: the µm columns of vol_objects.csv stay empty" in caplog.text
+    )
     with pytest.raises(Stopped):
         _windows(_config(trained, volume, tmp_path / "out"), stop_after=whole // 2)
     journal = Journal.of(tmp_path / "out", "vol")

@@ -154,6 +154,13 @@ def predict_files(
                 f"{isotropic:g} µm voxels (--resample isotropic); give --spacing Z,Y,X"
             )
         check_volume_values(volume, parallel.rank, parallel.world)
+        if config.instances != "none" and (config.spacing or volume.voxel_size) is None and parallel.is_main:
+            log.warning(
+                "%s: no voxel size in its metadata: the µm columns of %s_objects.csv stay empty and the "
+                "watershed measures in voxels; give --spacing Z,Y,X",
+                image.name,
+                stem(image),
+            )
     todo = parallel.decided_by_main(lambda: unfinished(config, images))
     shared = parallel.active and len(todo) < parallel.world and isotropic is None
     if shared:

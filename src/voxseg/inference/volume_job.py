@@ -49,7 +49,7 @@ class VolumeWork:
     units: int
     windows: int
     seconds: float
-    voxels: int
+    voxels: int  # predicted by this job (a resumed one: not those of the blocks done before it stopped)
     window_seconds: float  # streaming this rank's units
     instance_seconds: float  # the instances' phases, waits included
 
@@ -120,9 +120,10 @@ def predict_volume(
         _finish(journal, paths, stem(image))
     parallel.barrier()
     seconds = time.perf_counter() - started
-    return VolumeWork(
-        len(mine), windows[0], seconds, volume.size, streamed - streaming, labelled - streamed
-    ), found
+    planes = sum(plan.units[i][1] - plan.units[i][0] for i in pending)  # a resumed job's own work only
+    voxels = planes * volume.shape[1] * volume.shape[2]
+    done = VolumeWork(len(mine), windows[0], seconds, voxels, streamed - streaming, labelled - streamed)
+    return done, found
 
 
 def work_arrays(config: PredictConfig, paths: dict[str, Path]) -> WorkArrays:
