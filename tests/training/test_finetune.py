@@ -120,7 +120,8 @@ def test_a_cli_finetune_on_reviewed_planes_records_its_lineage_and_keeps_its_inp
         == json.loads((run / "summary.json").read_text())["best_val_dice"]
     )
     annotated = card["lineage"]["annotated"]
-    assert annotated and all(v["planes"] == {"Z": [4, 12], "X": [7]} for v in annotated)
+    assert len(annotated) == len(list(sparse.iterdir()))  # each file once, though it validates too
+    assert all(v["planes"] == {"Z": [4, 12], "X": [7]} for v in annotated)
     kept = {"images": "inputs/images", "labels": "inputs/labels"}
     assert card["lineage"]["inputs"] == {**kept, "val_images": kept["images"], "val_labels": kept["labels"]}
     kept = sorted(p.name for p in (child / "inputs" / "labels").iterdir())
@@ -129,6 +130,7 @@ def test_a_cli_finetune_on_reviewed_planes_records_its_lineage_and_keeps_its_inp
     assert card["options"]["from_run"] == str(run) and card["options"]["model"] == "SegResNet"
     shown = describe(child)
     assert f"parent    {run}" in shown and "reviewed " in shown and "Z 4, 12; X 7" in shown
+    assert "validated on its own training labels (optimistic" in shown
     # the round again, from its own folder alone (as `voxseg info` says)
     again = [
         "train", "--config", child / "config.yaml", "--images", child / "inputs" / "images",

@@ -50,9 +50,11 @@ def lineage(prepared: PreparedRun) -> dict[str, Any]:
     if prepared.config.from_run is not None:
         card["parent"] = _parent(prepared.config.from_run)
     if prepared.config.reading().label_map.has_ignored:
-        card["annotated"] = [
-            _annotated(path, prepared) for role, path in prepared.files if role.endswith("label")
-        ]
+        labels = dict.fromkeys(path for role, path in prepared.files if role.endswith("label"))
+        card["annotated"] = [_annotated(path, prepared) for path in labels]  # planes that validate: once
+    config = prepared.config
+    if config.val_labels is not None and config.val_labels == config.labels:
+        card["validation"] = "its own training labels (optimistic: no voxel was held out)"
     return card
 
 

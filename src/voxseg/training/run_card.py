@@ -116,7 +116,7 @@ def describe(run_dir: Path) -> str:
     lines = [
         f"run       {Path(run_dir).resolve()}",
         f"status    {result.get('status', 'running')}; best validation Dice {dice} "
-        f"(epoch {result.get('best_epoch')}), threshold {threshold}",
+        f"(epoch {result.get('best_epoch')}{_optimistic(card)}), threshold {threshold}",
         f"model     {options.get('model')}, loss {options.get('loss')}, epochs {options.get('epochs')}, "
         f"patch {card.get('split', {}).get('window')}, batch {options.get('batch_size')}",
         f"device    {card.get('device', {}).get('name')} ({card.get('device', {}).get('model')}), "
@@ -157,6 +157,12 @@ def _lineage_lines(lineage: dict[str, Any], run_dir: Path) -> list[str]:
         )
         lines.append(f"again     voxseg train --config {run / 'config.yaml'} {kept} --run-name NEW")
     return lines
+
+
+def _optimistic(card: dict[str, Any]) -> str:
+    """A run that validated on its own training labels (a fine-tune's few reviewed planes) says so."""
+    validation = card.get("lineage", {}).get("validation")
+    return f"; validated on {validation}" if validation else ""
 
 
 def _rounded(value: Any) -> Any:
