@@ -88,6 +88,24 @@ def test_a_channel_of_a_hyperstack_predicts_as_that_channel_alone(trained, tmp_p
     )
 
 
+def test_a_time_point_of_a_series_predicts_as_that_volume_alone(trained, tmp_path, capsys) -> None:
+    """--timepoint reads one volume of a TZYX file; its outputs are named by it, so the time points
+    of a series predict side by side into one folder."""
+    run_dir, images, _ = trained
+    image = tifffile.imread(images / "vol_00.tif")
+    series = tmp_path / "in" / "cells.tif"
+    series.parent.mkdir()
+    tifffile.imwrite(series, np.stack([image[:, ::-1], image]), imagej=True, metadata={"axes": "TZYX"})
+    argv = ["predict", run_dir, "--input", series, "--output", tmp_path / "out"]
+    assert run_cli(argv) == 2
+    assert "give --timepoint T (0 to 1)" in capsys.readouterr().err and not (tmp_path / "out").exists()
+    assert run_cli([*argv, "--timepoint", "1"]) == 0 and run_cli([*argv, "--timepoint", "0"]) == 0
+    assert run_cli(["predict", run_dir, "--input", images / "vol_00.tif", "--output", tmp_path / "one"]) == 0
+    alone = tifffile.imread(tmp_path / "one" / "vol_00_mask.tif")
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "out" / "cells_t1_mask.tif"), alone)
+    assert tifffile.imread(tmp_path / "out" / "cells_t0_mask.tif").shape == alone.shape
+
+
 @pytest.mark.parametrize("output_format", ["tiff", "zarr", "hdf5"])
 def test_every_output_is_readable_by_others_under_the_usual_umask(trained, tmp_path, output_format) -> None:
     run_dir, images, _ = trained

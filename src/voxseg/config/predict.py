@@ -57,6 +57,7 @@ class PredictConfig(Declared):
     image_key: str | None = shared.image_key("inputs", DATA)
     level: int = shared.level(DATA)
     channel: int | None = shared.channel(DATA)
+    timepoint: int | None = shared.timepoint(DATA)
     output: Path | None = option(
         None,
         help="folder for `<name>_mask.tif` (and `_labels.tif`, `_objects.csv`, `_prob.tif`); created if "

@@ -96,6 +96,20 @@ def channel(section: str) -> Any:
     )
 
 
+def timepoint(section: str) -> Any:
+    return option(
+        None,
+        help="the time point to read from time series (an ImageJ hyperstack's T, an OME-Zarr time axis), "
+        "counted from 0; volumes with one time point need none",
+        section=section,
+        label="Time point",
+        kind="int",
+        metavar="T",
+        low=0,
+        optional=True,
+    )
+
+
 def spacing(what: str, section: str) -> Any:
     return option(
         None,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from voxseg.data.discovery import label_keys, list_volumes, listing, naming_hint
 from voxseg.errors import DataError
-from voxseg.inference.predictor import OUTPUT_SUFFIXES
+from voxseg.inference.paths import OUTPUT_SUFFIXES
 from voxseg.inference.provenance import check_same_prediction
 from voxseg.io.formats import stem
 

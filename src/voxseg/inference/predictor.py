@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING
 
 from voxseg.config import PredictConfig
 from voxseg.errors import ConfigError, DataError
-from voxseg.io.formats import DESCRIPTION, OUTPUT_SUFFIX, family, is_volume, open_volume, stem
+from voxseg.inference.paths import OUTPUT_SUFFIXES, earlier_outputs, open_input, output_name, output_paths
+from voxseg.io.formats import DESCRIPTION, family, is_volume, stem
 
 if TYPE_CHECKING:  # torch loads only when a model does
     from voxseg.inference.volume_job import VolumeWork
@@ -63,43 +64,8 @@ def input_files(paths: tuple[Path, ...]) -> list[Path]:
     return files
 
 
-#: what voxseg predict writes, `<name><suffix>` by kind, declared once (evaluate and the napari reader
-#: read them back); never taken as input when a folder is both (its outputs are skipped)
-OUTPUT_SUFFIXES = {"mask": "_mask", "labels": "_labels", "probabilities": "_prob", "distance": "_distance"}
-
-
 def _is_input(path: Path) -> bool:
     return is_volume(path) and not stem(path).endswith(tuple(OUTPUT_SUFFIXES.values()))
-
-
-def output_paths(config: PredictConfig, image: Path) -> dict[str, Path]:
-    """The files predicting `image` writes, by kind."""
-    assert config.output is not None
-    name = stem(image)
-    written_as = family(image) if config.output_format == "auto" else config.output_format
-    suffix = OUTPUT_SUFFIX[written_as or "tiff"]  # type: ignore[index]
-    kinds = ["mask"]
-    if config.instances != "none":
-        kinds.append("labels")
-    if config.save_probabilities:
-        kinds.append("probabilities")
-    if config.instances == "distance":  # its seeds; kept as an output beside the probability
-        kinds.append("distance")
-    paths = {kind: config.output / f"{name}{OUTPUT_SUFFIXES[kind]}{suffix}" for kind in kinds}
-    if config.instances != "none":
-        paths["objects"] = config.output / f"{name}_objects.csv"
-    return paths
-
-
-def earlier_outputs(output: Path, name: str) -> list[Path]:
-    """Every output a prediction of the volume `name` may have left in `output`, of any kind and format:
-    what a new prediction replaces or removes, so that no other prediction's outputs stay beside its own."""
-    if not output.is_dir():
-        return []
-    names = {f"{name}{suffix}" for suffix in OUTPUT_SUFFIXES.values()}
-    found = [path for path in output.iterdir() if is_volume(path) and stem(path) in names]
-    table = output / f"{name}_objects.csv"
-    return sorted(found + [table] if table.exists() else found)
 
 
 def check_outputs(config: PredictConfig, images: list[Path]) -> None:
@@ -110,7 +76,9 @@ def check_outputs(config: PredictConfig, images: list[Path]) -> None:
         raise ConfigError(f"--output: {config.output} exists and is not a folder")
     if config.overwrite or config.resume:
         return
-    existing = [path for image in images for path in earlier_outputs(config.output, stem(image))]
+    existing = [
+        path for image in images for path in earlier_outputs(config.output, output_name(config, image))
+    ]
     if existing:
         more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
         raise DataError(
@@ -147,7 +115,7 @@ def predict_files(
     images = input_files(config.input)
     isotropic = isotropic_side(check_source(config.source, config.model)[3])
     for image in images:  # before the model loads: headers, then the values of float volumes
-        volume = open_volume(image, config.image_key, config.level, config.channel)
+        volume = open_input(config, image)
         if isotropic is not None and (config.spacing or volume.voxel_size) is None:
             raise DataError(
                 f"{image}: has no voxel size in its metadata, and the run trained on isotropic "
@@ -159,7 +127,7 @@ def predict_files(
                 "%s: no voxel size in its metadata: the µm columns of %s_objects.csv stay empty and the "
                 "watershed measures in voxels; give --spacing Z,Y,X",
                 image.name,
-                stem(image),
+                output_name(config, image),
             )
     todo = parallel.decided_by_main(lambda: unfinished(config, images))
     shared = parallel.active and len(todo) < parallel.world and isotropic is None
@@ -208,9 +176,9 @@ def unfinished(config: PredictConfig, images: list[Path]) -> list[Path]:
     assert config.output is not None
     todo = []
     for image in images:
-        journal = Journal.of(config.output, stem(image))
+        journal = Journal.of(config.output, output_name(config, image))
         if config.resume and journal.started:  # other options: refused before the model loads
-            volume = open_volume(image, config.image_key, config.level, config.channel)
+            volume = open_input(config, image)
             journal.check_same(settings_fingerprint(config, image, volume), partial=True)
         outputs = output_paths(config, image).values()
         if config.resume and not journal.started and all(p.exists() for p in outputs):
@@ -245,9 +213,7 @@ DESCRIPTION_OF = {"tiff": "TIFF", "zarr": "OME-Zarr", "hdf5": "HDF5"}
 
 def deal(config: PredictConfig, images: list[Path], parallel: Parallel) -> list[Path]:
     """This rank's whole volumes: the largest first to the rank with the fewest voxels so far."""
-    sizes = {
-        image: open_volume(image, config.image_key, config.level, config.channel).size for image in images
-    }
+    sizes = {image: open_input(config, image).size for image in images}
     load = [0] * parallel.world
     mine = []
     for image in sorted(images, key=lambda i: -sizes[i]):

@@ -27,10 +27,11 @@ from voxseg.config import PredictConfig
 from voxseg.inference.blocks import VolumePlan, share
 from voxseg.inference.journal import VERSION as JOURNAL_VERSION
 from voxseg.inference.journal import Journal, WorkArrays
+from voxseg.inference.paths import earlier_outputs, open_input, output_name
 from voxseg.inference.provenance import prediction_stamp
 from voxseg.inference.rank_stream import RankStream, counted
 from voxseg.inference.shares import Restart, balanced_shares, shared_windows
-from voxseg.io.formats import OUTPUT_SUFFIX, family, open_volume, stem
+from voxseg.io.formats import OUTPUT_SUFFIX, family
 from voxseg.io.writers import create_volume, replace_path
 from voxseg.runtime.files import sha256
 
@@ -67,10 +68,10 @@ def predict_volume(
     """Predict `image` into `paths` (`output_paths`) with the ranks of `parallel`; return this rank's
     work and, on rank 0, the number of objects found (None without instances)."""
     started = time.perf_counter()
-    volume = open_volume(image, config.image_key, config.level, config.channel)
+    volume = open_input(config, image)
     spacing = config.spacing or volume.voxel_size
     plan = VolumePlan.of(volume.shape)
-    journal = Journal.of(config.output, stem(image))
+    journal = Journal.of(config.output, output_name(config, image))
     work = work_arrays(config, paths)
     pending, restarts, normalisation = parallel.decided_by_main(
         lambda: _open_journal(config, image, volume, predictor, plan, journal, work, spacing)
@@ -117,7 +118,7 @@ def predict_volume(
             found = len(rows)
     labelled = time.perf_counter()
     if parallel.is_main:
-        _finish(journal, paths, stem(image))
+        _finish(journal, paths, output_name(config, image))
     parallel.barrier()
     seconds = time.perf_counter() - started
     planes = sum(plan.units[i][1] - plan.units[i][0] for i in pending)  # a resumed job's own work only
@@ -155,6 +156,7 @@ def settings_fingerprint(config: PredictConfig, image: Path, volume: Any) -> dic
         "image_key": config.image_key,
         "level": config.level,
         "channel": config.channel,
+        "timepoint": config.timepoint,
         "foreground_class": config.foreground_class,
         "overlap": config.overlap,
         "tta": config.tta,
@@ -227,8 +229,6 @@ def _normalisation(volume: Any, parallel: Parallel) -> tuple[float, ...]:
 def _finish(journal: Journal, paths: dict[str, Path], name: str) -> None:
     """Rank 0: the finished outputs moved into place, an earlier prediction's other outputs removed (no
     mask of this one beside labels of that one), the journal removed."""
-    from voxseg.inference.predictor import earlier_outputs
-
     for kind in ("mask", "labels", "probabilities", "distance"):
         if kind in paths:
             replace_path(journal / paths[kind].name, paths[kind])

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from voxseg.errors import VoxsegError
-from voxseg.inference.predictor import OUTPUT_SUFFIXES
+from voxseg.inference.paths import OUTPUT_SUFFIXES
 from voxseg.io.formats import family, open_volume, stem
 
 #: a volume up to this size is read whole; a larger one is handed to napari as stored, read lazily

@@ -1,0 +1,55 @@
+"""An input of `voxseg predict`, opened as the options say, and the files written for it, by name: one
+place for the writer, `evaluate`'s pairing and the napari reader, and for finding what an earlier
+prediction of the same input left behind."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from voxseg.config import PredictConfig
+from voxseg.io.formats import OUTPUT_SUFFIX, VolumeFile, family, is_volume, open_volume, stem
+
+#: what voxseg predict writes, `<name><suffix>` by kind, declared once (evaluate and the napari reader
+#: read them back); never taken as input when a folder is both (its outputs are skipped)
+OUTPUT_SUFFIXES = {"mask": "_mask", "labels": "_labels", "probabilities": "_prob", "distance": "_distance"}
+
+
+def open_input(config: PredictConfig, image: Path) -> VolumeFile:
+    """`image` opened for region reads: its dataset, level, channel and time point as the options say."""
+    return open_volume(image, config.image_key, config.level, config.channel, config.timepoint)
+
+
+def output_name(config: PredictConfig, image: Path) -> str:
+    """`<name>` of the outputs of `image`: its own, plus `_t<T>` for a time point (`--timepoint`), so
+    the time points of a series predict into one folder side by side."""
+    return stem(image) if config.timepoint is None else f"{stem(image)}_t{config.timepoint}"
+
+
+def output_paths(config: PredictConfig, image: Path) -> dict[str, Path]:
+    """The files predicting `image` writes, by kind."""
+    assert config.output is not None
+    name = output_name(config, image)
+    written_as = family(image) if config.output_format == "auto" else config.output_format
+    suffix = OUTPUT_SUFFIX[written_as or "tiff"]  # type: ignore[index]
+    kinds = ["mask"]
+    if config.instances != "none":
+        kinds.append("labels")
+    if config.save_probabilities:
+        kinds.append("probabilities")
+    if config.instances == "distance":  # its seeds; kept as an output beside the probability
+        kinds.append("distance")
+    paths = {kind: config.output / f"{name}{OUTPUT_SUFFIXES[kind]}{suffix}" for kind in kinds}
+    if config.instances != "none":
+        paths["objects"] = config.output / f"{name}_objects.csv"
+    return paths
+
+
+def earlier_outputs(output: Path, name: str) -> list[Path]:
+    """Every output a prediction of the volume `name` may have left in `output`, of any kind and format:
+    what a new prediction replaces or removes, so that no other prediction's outputs stay beside its own."""
+    if not output.is_dir():
+        return []
+    names = {f"{name}{suffix}" for suffix in OUTPUT_SUFFIXES.values()}
+    found = [path for path in output.iterdir() if is_volume(path) and stem(path) in names]
+    table = output / f"{name}_objects.csv"
+    return sorted(found + [table] if table.exists() else found)
