@@ -2,7 +2,8 @@
 
 Options, folders and file pairing are checked before torch is imported, so a typo is answered
 at once. Exit codes: 0 completed, 1 training failed, 2 bad input or options (one `error:` line,
-nothing created), 130 stopped by Ctrl-C.
+nothing created), 130 stopped (Ctrl-C, SIGTERM, SIGHUP). A console closed under a command (a
+pipe whose reader exited) changes none of this: only the output is lost.
 """
 
 from __future__ import annotations
@@ -132,7 +133,9 @@ def _run(config: TrainConfig, resume: Path | None) -> int:
     with process_group(from_environment()) as parallel:
         result = train(config, progress=parallel.is_main, resume=resume, parallel=parallel)
     if parallel.is_main:
-        print(f"voxseg: run {result.status}, {best_dice_text(result.summary)}, results in {result.run_dir}")
+        reason = result.summary["reason"]
+        ended = result.status if result.status == "completed" else f"{result.status} ({reason})"
+        print(f"voxseg: run {ended}, {best_dice_text(result.summary)}, results in {result.run_dir}")
     return EXIT_STOPPED if result.status == "stopped" else EXIT_OK
 
 
@@ -244,6 +247,15 @@ def _info_command(run_dir: Path) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command, its console allowed to close under it: `voxseg train ... | head -1` trains to the
+    end and exits 0 (see voxseg.console.ConsoleStream)."""
+    from voxseg.console import closable_console
+
+    with closable_console():
+        return _command(argv)
+
+
+def _command(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown:

@@ -1,10 +1,20 @@
-"""Console face of the engine's events: log lines and a per-epoch progress bar with ETA (tqdm)."""
+"""Console face of the engine's events: log lines and a per-epoch progress bar with ETA (tqdm).
+
+The console may go away mid-run (`voxseg train ... | head -1`, a dropped ssh session): then only
+the output is lost. `ConsoleStream` drops what nobody reads, so the run goes on and its folder
+(train.log, summary.json) still records everything.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
+import os
 import sys
 import time
+from collections.abc import Iterator
+from typing import Any, TextIO
 
 from tqdm import tqdm
 
@@ -13,11 +23,82 @@ from voxseg.training.events import BatchEnd, EpochEnd, Event, RunEnd, RunStarted
 log = logging.getLogger("voxseg")
 
 
+def console_gone(exc: BaseException) -> bool:
+    """Whether a write failed because nobody reads the console any more: the pipe's reader exited
+    (EPIPE, BrokenPipeError), the terminal hung up (EIO), or the stream was closed."""
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.EPIPE, errno.EIO)
+    return isinstance(exc, ValueError) and "closed file" in str(exc)
+
+
+class ConsoleStream:
+    """stdout or stderr that outlives its reader. The first write or flush that finds the console
+    gone points the stream's descriptor at os.devnull and drops everything after, so no writer
+    (print, logging, tqdm, the interpreter's own flush at exit) fails or stops the run over it."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.gone = False
+
+    def write(self, text: str) -> int:
+        if not self.gone:
+            try:
+                return self.stream.write(text)
+            except (OSError, ValueError) as exc:
+                self._lose(exc)
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.gone:
+            try:
+                self.stream.flush()
+            except (OSError, ValueError) as exc:
+                self._lose(exc)
+
+    def _lose(self, exc: OSError | ValueError) -> None:
+        """Re-raise anything but a gone console (a full disk is the user's to see)."""
+        if not console_gone(exc):
+            raise exc
+        self.gone = True
+        with contextlib.suppress(OSError, ValueError):  # a stream without a descriptor: dropping is enough
+            fd = self.stream.fileno()
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, fd)  # what is still buffered, and C code writing to fd, land there quietly
+            os.close(devnull)
+
+    def __getattr__(self, name: str) -> Any:  # isatty, fileno, encoding... of the stream itself
+        return getattr(self.stream, name)
+
+
+def guarded(stream: TextIO) -> TextIO:
+    """`stream` as a ConsoleStream (once: an already guarded stream is returned as it is)."""
+    return stream if isinstance(stream, ConsoleStream) else ConsoleStream(stream)  # type: ignore[return-value]
+
+
+@contextlib.contextmanager
+def closable_console() -> Iterator[None]:
+    """A command's stdout and stderr as ConsoleStreams while it runs. What is still buffered is
+    flushed before it returns, not by the interpreter at exit, where a closed pipe would be an
+    `Exception ignored ... BrokenPipeError` and exit code 120."""
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = guarded(sys.stdout), guarded(sys.stderr)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        sys.stdout, sys.stderr = saved
+
+
 class _TqdmHandler(logging.Handler):
     """Print log records above the progress bar instead of through it."""
 
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__()
+        self.stream = stream
+
     def emit(self, record: logging.LogRecord) -> None:
-        tqdm.write(self.format(record), file=sys.stderr)
+        tqdm.write(self.format(record), file=self.stream)
 
 
 class ConsoleReporter:
@@ -25,7 +106,8 @@ class ConsoleReporter:
 
     def __init__(self) -> None:
         self.bar: tqdm | None = None
-        self.handler = _TqdmHandler()
+        self.stream = guarded(sys.stderr)  # a console closed mid-run costs the output, not the run
+        self.handler = _TqdmHandler(self.stream)
         self.handler.setFormatter(logging.Formatter("%(message)s"))
         self.epoch_seconds: list[float] = []
         self.epochs = 0
@@ -54,7 +136,7 @@ class ConsoleReporter:
                     total=event.batches,
                     desc=f"epoch {event.epoch}/{self.epochs}",
                     unit="batch",
-                    file=sys.stderr,
+                    file=self.stream,
                     leave=False,
                     dynamic_ncols=True,
                     disable=None,  # a bar only on a terminal; logs and pipes get the epoch lines

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 from voxseg.runtime.files import write_json, write_text, zip_folder
 from voxseg.training.events import EpochEnd, Event, RunEnd, RunStarted, ValidationEnd
@@ -63,9 +64,10 @@ def log_event(event: Event) -> None:
         )
     elif isinstance(event, RunEnd):
         s = event.summary
+        ended = event.status if event.status == "completed" else f"{event.status} ({s['reason']})"
         log.info(
             "run %s after %d epoch(s) in %.1f s: %s, %s patches/s",
-            event.status,
+            ended,
             s["epochs_completed"],
             s["seconds"],
             best_dice_text(s),
@@ -84,6 +86,7 @@ class RunRecorder:
         self.make_zip = make_zip
         self.epochs: list[EpochEnd] = []
         self.curves = CurveHistory()
+        self.finished = False  # summary.json says how the run ended (not `running`)
 
     def __call__(self, event: Event) -> None:
         self.curves(event)
@@ -113,6 +116,12 @@ class RunRecorder:
             self._plot(self.run_dir / "plots" / "training_curves.png")
         if self.make_zip:
             event.summary["zip"] = str(self.run_dir.with_name(self.run_dir.name + ".zip"))
-        write_json(self.run_dir / "summary.json", event.summary)
+        self.write_summary(event.summary)
         if self.make_zip:
             zip_folder(self.run_dir)
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        """The final summary.json: the engine's at RunEnd, or the session's for a run that ended
+        before the engine could report it."""
+        write_json(self.run_dir / "summary.json", summary)
+        self.finished = True

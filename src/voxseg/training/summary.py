@@ -6,6 +6,9 @@ from typing import TYPE_CHECKING, Any
 
 from voxseg.training.progress import RunProgress
 
+#: the reason of a stop nothing more is known of (`TrainingSession.request_stop`, a stop event set)
+STOP_REQUESTED = "stop requested"
+
 if TYPE_CHECKING:
     from voxseg.training.setup import PreparedRun
 
@@ -22,7 +25,8 @@ def run_summary(
     train_seconds = progress.train_seconds
     config = prepared.config
     return {
-        "status": status,
+        "status": status,  # completed | stopped | failed (`running` until the run ends)
+        "reason": end_reason(status, error, progress, config.early_stop_patience, config.epochs),
         # the best checkpoint's validation Dice at the threshold voxseg predict uses with it
         "best_val_dice": progress.best_dice if progress.best_epoch else None,
         "best_epoch": progress.best_epoch or None,
@@ -61,6 +65,18 @@ def run_summary(
         "weights": {"best": "best.pth" if progress.best_epoch else None, "last": "last.pth"},
         "error": error,
     }
+
+
+def end_reason(status: str, error: str | None, progress: RunProgress, patience: int, epochs: int) -> str:
+    """Why the run ended, in one line. A stop is `stop requested` to the engine; the session names
+    what asked (SIGTERM, SIGINT, KeyboardInterrupt...)."""
+    if status == "failed":
+        return (error or "unknown error").partition("\n")[0]
+    if status == "stopped":
+        return STOP_REQUESTED
+    if progress.stopped_early:
+        return f"early stop: no better validation Dice in {patience} validation(s)"
+    return f"all {epochs} epoch(s) trained"
 
 
 def best_dice_text(summary: dict[str, Any]) -> str:
