@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 import tifffile
 
-from voxseg.data.checks import load_pair, read_volume
+from voxseg.data import checks
+from voxseg.data.checks import Reading, load_pair, open_pair, read_volume, scan_pair
 from voxseg.data.discovery import Pair
+from voxseg.data.labels import LabelMap
 from voxseg.data.volumes import load_volumes
 from voxseg.errors import DataError
 
@@ -191,3 +193,51 @@ def test_load_volumes_stops_at_the_first_bad_file(tmp_path: Path) -> None:
     )
     with pytest.raises(DataError, match=r"l/b\.tif"):
         load_volumes([good, bad])
+
+
+def test_label_of_almost_only_background_names_the_share(tmp_path: Path) -> None:
+    label = np.zeros((20, 20, 20), np.uint8)
+    label[3, 4, 5] = 1  # 1 voxel of 8000: 0.0125%
+    pair = _pair(tmp_path, _image(label.shape), label)
+    _, _, warnings = load_pair(pair)
+    share = "only 0.013% of its annotated voxels are foreground (1 of 8000)"
+    assert warnings == [f"{pair.label}: {share}: is it the right label file?"]
+
+
+def test_label_of_almost_only_foreground_names_the_share(tmp_path: Path) -> None:
+    label = np.full((20, 20, 20), 3, np.uint16)
+    label[0, 0, :2] = 0
+    _, _, warnings = load_pair(_pair(tmp_path, _image(label.shape), label))
+    share = "only 0.025% of its annotated voxels are background (2 of 8000)"
+    assert len(warnings) == 1 and share in warnings[0]
+
+
+def test_label_with_no_background_names_the_map(tmp_path: Path) -> None:
+    """Values 1 and 2 with no 0: without a map 1 (meant as background?) trains as foreground."""
+    label = np.ones(SHAPE, np.uint8)
+    label[2:4, 2:5, 2:5] = 2
+    pair = _pair(tmp_path, _image(), label)
+    _, _, warnings = load_pair(pair)
+    assert len(warnings) == 1 and warnings[0].startswith(f"{pair.label}: every annotated voxel is foreground")
+    assert "--label-map (read as 0:background,*:foreground)" in warnings[0]
+
+
+def test_the_shares_count_annotated_voxels_only(tmp_path: Path) -> None:
+    """Sparse labels leave most voxels out (0: ignore); the share is of the annotated ones."""
+    label = np.zeros((20, 20, 20), np.uint8)
+    label[10] = 1
+    label[10, 5:7, 5:7] = 2  # 1% of the annotated voxels, 0.05% of all
+    reading = Reading(label_map=LabelMap.parse("0:ignore,1:background,2:foreground"))
+    _, _, warnings = load_pair(_pair(tmp_path, _image(label.shape), label), reading)
+    assert warnings == []
+
+
+def test_on_disk_scan_warns_as_loading_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A volume read patch by patch from disk is checked slab by slab, with the same warning."""
+    monkeypatch.setattr(checks, "SLAB_VOXELS", 400)  # one plane a slab
+    label = np.zeros((20, 20, 20), np.uint8)
+    label[3, 4, 5] = 1
+    pair = _pair(tmp_path, _image(label.shape), label)
+    image_file, label_file = open_pair(pair, Reading())
+    assert scan_pair(image_file, label_file, pair, LabelMap()) == load_pair(pair)[2]
+    assert len(load_pair(pair)[2]) == 1

@@ -185,3 +185,29 @@ def test_scored_leaves_out_the_ignored_voxels() -> None:
     kept, truth = scored(probability, classes)
     np.testing.assert_array_equal(kept, np.array([0.9, 0.4], np.float32))
     np.testing.assert_array_equal(truth, [True, False])
+
+
+def test_instance_ids_under_a_class_map_are_named_as_such() -> None:
+    """A class map (the sparse one copied from the docs) given instance labels: say what they look like."""
+    raw = np.arange(40, dtype=np.uint16)
+    hint = r"37 values left out: instance ids, one per object\? Without --label-map"
+    with pytest.raises(DataError, match=hint):
+        LabelMap.parse(SPARSE).classes(raw, "a.tif")
+
+
+def test_a_class_the_map_leaves_out_is_not_called_instance_ids() -> None:
+    raw = np.array([0, 1, 2, 3], np.uint8)
+    hint = r"not in --label-map 0:background,1:foreground \(add VALUE:CLASS"
+    with pytest.raises(DataError, match=hint) as error:
+        LabelMap.parse("0:background,1:foreground").classes(raw, "a.tif")
+    assert "instance" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "ignore_label", "expected"),
+    [(None, None, (BACKGROUND, FOREGROUND, FOREGROUND)), (SPARSE, None, (IGNORED, BACKGROUND, FOREGROUND)),
+     ("1:foreground", None, (None, FOREGROUND, None)), (None, 2, (BACKGROUND, FOREGROUND, IGNORED))],
+)  # fmt: skip
+def test_class_of(text: str | None, ignore_label: int | None, expected: tuple[int | None, ...]) -> None:
+    label_map = LabelMap.parse(text, ignore_label)
+    assert tuple(label_map.class_of(value) for value in (0, 1, 2)) == expected

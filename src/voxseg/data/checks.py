@@ -17,6 +17,8 @@ from voxseg.io.formats import Spacing, VolumeFile, open_volume, z_slabs
 
 #: a check reads at most this many voxels at a time
 SLAB_VOXELS = 16_000_000
+#: a label whose annotated voxels are less than this share foreground, or background, is named
+ONE_CLASS_SHARE = 0.001
 
 
 @dataclass(frozen=True)
@@ -87,14 +89,28 @@ def label_classes(path, raw: np.ndarray, label_map: LabelMap) -> np.ndarray:
 
 
 def class_warnings(path, classes_counts: tuple[int, int], label_map: LabelMap) -> list[str]:
-    """A label with no annotated voxel is an error; one without foreground a warning."""
+    """A label with no annotated voxel is an error; one whose annotated voxels are (almost) all one
+    class a warning naming the share: a wrong file, an inverted mask, or a background value the map
+    reads as foreground, which would train a network to answer one class everywhere."""
     foreground, annotated = classes_counts
     if annotated == 0:
         raise DataError(
             f"{path}: no voxel is annotated (every value maps to ignore in --label-map {label_map})"
         )
+    minority = min(foreground, annotated - foreground)
     if foreground == 0:
-        return [f"{path}: label has no foreground voxels (it only teaches background)"]
+        return [f"{path}: label has no foreground voxels (0 of {annotated}; it only teaches background)"]
+    if minority == 0:
+        return [
+            f"{path}: every annotated voxel is foreground ({annotated}; it only teaches foreground): if a "
+            f"value marks background, name it in --label-map (read as {label_map})"
+        ]
+    if minority < ONE_CLASS_SHARE * annotated:
+        which = "foreground" if minority == foreground else "background"
+        return [
+            f"{path}: only {100 * minority / annotated:.2g}% of its annotated voxels are {which} "
+            f"({minority} of {annotated}): is it the right label file?"
+        ]
     return []
 
 

@@ -20,6 +20,9 @@ BACKGROUND, FOREGROUND, IGNORED = 0, 1, 2
 CLASS_NAMES = {"background": BACKGROUND, "foreground": FOREGROUND, "ignore": IGNORED}
 _ALIASES = {"bg": "background", "fg": "foreground", "ignored": "ignore", "unlabelled": "ignore"}
 _NAMES = {value: name for name, value in CLASS_NAMES.items()}
+#: a label holding this many values a map leaves out is named as instance ids (a few extra classes
+#: leave out one or two values; ids, one per object, leave out many)
+INSTANCE_LIKE_VALUES = 3
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,10 @@ class LabelMap:
     def is_default(self) -> bool:
         return self == LabelMap()
 
+    def class_of(self, value: int) -> int | None:
+        """The class this map gives `value` (None: the map does not cover it)."""
+        return dict(self.values).get(value, self.others)
+
     def __str__(self) -> str:
         parts = [f"{value}:{_NAMES[cls]}" for value, cls in self.values]
         if self.others is not None:
@@ -104,8 +111,19 @@ class LabelMap:
         if covered is not None and not covered.all():
             found = np.unique(raw[~covered])
             shown = ", ".join(str(v.item()) for v in found[:5]) + (" …" if len(found) > 5 else "")
-            raise DataError(f"{path}: label values {shown} are not in --label-map {self}")
+            hint = self._uncovered_hint(len(found))
+            raise DataError(f"{path}: label values {shown} are not in --label-map {self}{hint}")
         return out
+
+    def _uncovered_hint(self, count: int) -> str:
+        """What a label with values the map leaves out may be: a class map given instance ids (one
+        value per object) is the usual case once several values are left out."""
+        if count < INSTANCE_LIKE_VALUES:
+            return " (add VALUE:CLASS for them, or *:CLASS for every value not listed)"
+        return (
+            f" ({count} values left out: instance ids, one per object? Without --label-map every value "
+            "above 0 is foreground; or add *:foreground)"
+        )
 
 
 def scored(probability: np.ndarray, classes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -1,6 +1,8 @@
-"""The checks that need neither torch nor the data's contents: options, folders, file pairing and
-the run folder's name. The command line runs them before importing the engine, so a typo is
-answered at once (about 0.1 s instead of the ~6 s torch and MONAI take to import)."""
+"""The checks that need no torch: options, folders, file pairing, the run folder's name, and labels
+whose values look like another convention than the one they will be read with (one pass over the
+label files, `data.label_checks`). The command line runs them before importing the engine, so a typo
+or sparse labels without `--label-map` are answered at once (about 0.1 s instead of the ~6 s torch
+and MONAI take to import)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from pathlib import Path
 
 from voxseg.config import TrainConfig
 from voxseg.data.discovery import Pair, list_volumes, pair_files
+from voxseg.data.label_checks import label_warnings
 from voxseg.errors import ConfigError
 from voxseg.runtime.files import numbered_path
 
@@ -22,6 +25,7 @@ class Preflight:
     run_dir: Path
     pairs: list[Pair]
     val_pairs: list[Pair] | None
+    warnings: tuple[str, ...] = ()  # about the labels' values, for the run's log
 
 
 def preflight(config: TrainConfig, resume_dir: Path | None = None) -> Preflight:
@@ -40,7 +44,17 @@ def preflight(config: TrainConfig, resume_dir: Path | None = None) -> Preflight:
         val_pairs = pair_files(
             config.val_images, config.val_labels, "--val-images", "--val-labels", config.label_name
         )
-    return Preflight(config, run_dir, pairs, val_pairs)
+    return Preflight(config, run_dir, pairs, val_pairs, _label_warnings(config, resume_dir, pairs, val_pairs))
+
+
+def _label_warnings(
+    config: TrainConfig, resume_dir: Path | None, pairs: list[Pair], val_pairs: list[Pair] | None
+) -> tuple[str, ...]:
+    """`label_warnings` unless a `--label-map` says what the values mean, or the run resumes: its labels
+    were accepted when it started, and a resume may not add the option a refusal would ask for."""
+    if config.label_map is not None or resume_dir is not None:
+        return ()
+    return tuple(label_warnings([*pairs, *(val_pairs or [])], config.reading()))
 
 
 def choose_run_dir(config: TrainConfig) -> Path:

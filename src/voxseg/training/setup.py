@@ -141,6 +141,7 @@ def prepare_run(
         config = dataclasses.replace(config, instance_output=chosen)
         notes += [note] if note else []
     split, warnings = _load_data(config, checked, notes, object_radius, ids)
+    warnings = [*checked.warnings, *warnings]  # the labels' values, as preflight found them
     if config.labels is None:  # the partitions the volumes gave themselves hold the objects
         object_radius = _partition_object_radius(split.train + split.val)
     if object_radius is not None:
