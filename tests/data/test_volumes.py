@@ -127,3 +127,25 @@ def test_a_volume_over_the_budget_stays_on_disk_and_reads_as_held(tmp_path: Path
     np.testing.assert_array_equal(hidden[3], expected[3])  # an integer index drops its axis
     np.testing.assert_array_equal(hidden[1:4, 5:12], expected[1:4, 5:12])
     np.testing.assert_array_equal(hidden.region((slice(3, 20),) * 3)[:], expected[3:, 3:, 3:])
+
+
+def test_a_time_point_of_a_series_trains_with_its_labels(tmp_path: Path) -> None:
+    """--timepoint reads one volume of a TZYX image, and of TZYX labels the same time point (3D labels
+    are that time point's)."""
+    import tifffile
+
+    from voxseg.data.checks import Reading
+
+    rng = np.random.default_rng(0)
+    series = rng.normal(100, 10, (2, 12, 16, 16)).astype(np.float32)
+    labels = (rng.random((2, 12, 16, 16)) > 0.8).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "a.tif", series, imagej=True, metadata={"axes": "TZYX"})
+    tifffile.imwrite(tmp_path / "a_label.tif", labels, imagej=True, metadata={"axes": "TZYX"})
+    tifffile.imwrite(tmp_path / "b_label.tif", labels[1])
+    (of_series,), _, _ = load_volumes(
+        [Pair(tmp_path / "a.tif", tmp_path / "a_label.tif")], Reading(timepoint=1)
+    )
+    (of_3d,), _, _ = load_volumes([Pair(tmp_path / "a.tif", tmp_path / "b_label.tif")], Reading(timepoint=1))
+    np.testing.assert_array_equal(of_series.image, normalise(series[1]))
+    np.testing.assert_array_equal(of_series.label, labels[1])
+    np.testing.assert_array_equal(of_3d.label, of_series.label)

@@ -336,7 +336,9 @@ class TrainConfig(TrainData):
         from voxseg.data.labels import LabelMap
 
         label_map = LabelMap.parse(self.label_map, self.ignore_label)
-        return Reading(self.image_key, self.label_key, self.level, label_map, self.spacing, self.channel)
+        return Reading(
+            self.image_key, self.label_key, self.level, label_map, self.spacing, self.channel, self.timepoint
+        )
 
     @classmethod
     def for_resume(cls, run_dir: str | Path, overrides: dict[str, Any]) -> TrainConfig:

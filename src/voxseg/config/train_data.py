@@ -95,6 +95,7 @@ class TrainData(Declared):
     label_key: str | None = shared.label_key(DATA)
     level: int = shared.level(DATA)
     channel: int | None = shared.channel(DATA)
+    timepoint: int | None = shared.timepoint(DATA)
     label_map: str | None = option(
         None,
         help="what label values mean, `VALUE:CLASS,...` with CLASS `background`, `foreground` or `ignore` "

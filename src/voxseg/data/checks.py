@@ -32,6 +32,7 @@ class Reading:
     label_map: LabelMap = LabelMap()
     spacing: Spacing | None = None
     channel: int | None = None  # of multichannel images (labels have one)
+    timepoint: int | None = None  # of time series (labels too, when they are one)
 
 
 def slabs(shape: tuple[int, ...]) -> Iterator[slice]:
@@ -39,11 +40,18 @@ def slabs(shape: tuple[int, ...]) -> Iterator[slice]:
     return (slice(z0, z1) for z0, z1 in z_slabs(shape, SLAB_VOXELS))
 
 
-def open_checked(path, key: str | None, level: int, channel: int | None = None) -> VolumeFile:
-    volume = open_volume(path, key, level, channel)
+def open_checked(
+    path, key: str | None, level: int, channel: int | None = None, timepoint: int | None = None
+) -> VolumeFile:
+    volume = open_volume(path, key, level, channel, timepoint)
     if min(volume.shape) < 2:
         raise DataError(f"{path}: a side of shape {volume.shape} is shorter than 2 voxels")
     return volume
+
+
+def open_image(path, reading: Reading) -> VolumeFile:
+    """An image opened as `reading` says: its dataset, level, channel and time point."""
+    return open_checked(path, reading.image_key, reading.level, reading.channel, reading.timepoint)
 
 
 def read_volume(path, key: str | None = None, level: int = 0) -> np.ndarray:
@@ -130,8 +138,8 @@ def axes_order_hint(shape: tuple[int, ...], other: tuple[int, ...]) -> str:
 
 def open_pair(pair: Pair, reading: Reading) -> tuple[VolumeFile, VolumeFile]:
     """Both files opened (headers only) with their shapes checked against each other."""
-    image = open_checked(pair.image, reading.image_key, reading.level, reading.channel)
-    label = open_checked(pair.label, reading.label_key, reading.level)
+    image = open_image(pair.image, reading)
+    label = open_checked(pair.label, reading.label_key, reading.level, None, reading.timepoint)
     if label.shape != image.shape:
         raise DataError(
             f"{pair.label}: shape {label.shape} does not match its image {pair.image.name} "

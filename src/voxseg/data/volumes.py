@@ -17,7 +17,7 @@ from voxseg.data.checks import (
     class_warnings,
     counts,
     label_classes,
-    open_checked,
+    open_image,
     open_pair,
     scan_pair,
 )
@@ -219,7 +219,7 @@ def _distance_of(ids: np.ndarray, spacing: Spacing | None, radius: float | None)
 
 def _self_labelled(pair: Pair, reading: Reading, partition: Partition) -> tuple[Volume, str]:
     """An image alone, normalised, with the labels `partition` gives it; and a note saying their share."""
-    image_file = open_checked(pair.image, reading.image_key, reading.level, reading.channel)
+    image_file = open_image(pair.image, reading)
     spacing = reading.spacing or image_file.voxel_size
     raw = image_file[:]
     check_image(pair.image, raw)
