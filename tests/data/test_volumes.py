@@ -149,3 +149,21 @@ def test_a_time_point_of_a_series_trains_with_its_labels(tmp_path: Path) -> None
     np.testing.assert_array_equal(of_series.image, normalise(series[1]))
     np.testing.assert_array_equal(of_series.label, labels[1])
     np.testing.assert_array_equal(of_3d.label, of_series.label)
+
+
+def test_an_image_without_labels_says_it_partitions_itself_before_it_does(tmp_path: Path, caplog) -> None:
+    """WNet3D's partitions take about a minute per volume on 2 cores: the log says so first."""
+    import logging
+
+    import tifffile
+
+    tifffile.imwrite(tmp_path / "a.tif", np.random.default_rng(0).normal(size=(8, 8, 8)).astype(np.float32))
+    said = []
+
+    def partition(image: np.ndarray, spacing) -> tuple[np.ndarray, float]:
+        said.append(caplog.text)
+        return np.zeros(image.shape, np.uint8), 0.0
+
+    with caplog.at_level(logging.INFO, logger="voxseg"):
+        load_volumes([Pair(tmp_path / "a.tif", None)], partition=partition)
+    assert "labels: a.tif partitions itself (the lowest N-cut of" in said[0]

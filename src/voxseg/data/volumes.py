@@ -4,6 +4,7 @@ from disk (Zarr, HDF5 and uncompressed TIFF allow it), and padded to what the mo
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -24,8 +25,10 @@ from voxseg.data.checks import (
 from voxseg.data.discovery import Pair
 from voxseg.data.labels import FOREGROUND, IGNORED
 from voxseg.data.normalise import Normalisation, normalise
-from voxseg.data.self_labels import ncut_partition
+from voxseg.data.self_labels import CUT_QUANTILES, ncut_partition
 from voxseg.io.formats import Spacing, VolumeFile, describe_spacing
+
+log = logging.getLogger("voxseg")
 
 
 class OnDisk:
@@ -225,6 +228,10 @@ def _self_labelled(pair: Pair, reading: Reading, partition: Partition) -> tuple[
     check_image(pair.image, raw)
     image = normalise(raw)
     del raw
+    # the first minute of a WNet3D run (42 s per 100³ volume on 2 cores) is not silent
+    log.info(
+        "labels: %s partitions itself (the lowest N-cut of %d thresholds)...", pair.name, len(CUT_QUANTILES)
+    )
     label, share = partition(image, spacing)
     note = f"labels: {pair.name} partitions itself, {100 * share:.1f} % foreground (lowest N-cut)"
     return Volume(pair.name, image, label, voxel_size=spacing), note

@@ -8,12 +8,10 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from voxseg.config import TrainConfig
-from voxseg.config.predict import DEBRIS_FRACTION
-from voxseg.data.objects import MEASURED_FILES, holds_instance_ids, object_radius, typical_object_radius
+from voxseg.data.objects import holds_instance_ids
 from voxseg.data.resample import isotropic_side, resample_volume
 from voxseg.data.self_labels import ncut_partition
 from voxseg.data.split import Split, split_volumes
@@ -35,6 +33,7 @@ from voxseg.training.budget import (
     patches_per_volume,
     shaped_patch,
 )
+from voxseg.training.nucleus_size import labels_radius, partition_radius
 from voxseg.training.outputs import OUTPUTS, resolve_instance_output
 from voxseg.training.preflight import Preflight, preflight
 from voxseg.training.threshold_rule import count_objects
@@ -134,7 +133,7 @@ def prepare_run(
     notes: list[str] = []
 
     initial_state = None if resume_dir is not None else _initial_weights(config, notes)
-    object_radius = None if config.labels is None else typical_object_radius(checked.pairs, config.reading())
+    object_radius = labels_radius(config, checked.pairs)
     ids = config.labels is not None and holds_instance_ids(checked.pairs, config.reading())
     if resume_dir is None:  # a resumed run's config.yaml holds what it chose
         chosen, note = resolve_instance_output(config, ids, object_radius, checked.pairs, initial_state)
@@ -143,7 +142,7 @@ def prepare_run(
     split, warnings = _load_data(config, checked, notes, object_radius, ids)
     warnings = [*checked.warnings, *warnings]  # the labels' values, as preflight found them
     if config.labels is None:  # the partitions the volumes gave themselves hold the objects
-        object_radius = _partition_object_radius(split.train + split.val)
+        object_radius = partition_radius(split.train + split.val)
     if object_radius is not None:
         unit = "voxels" if _shared_voxel_size(split.train) is None else "µm"
         notes.append(
@@ -274,6 +273,8 @@ def _load_data(
             f"{len(val_volumes)} volume(s) from {config.val_images}; "
             f"all {len(volumes)} training volume(s) used for training"
         )
+        if (config.val_images, config.val_labels) == (config.images, config.labels):
+            how += " (the training labels themselves: its Dice is optimistic)"
         split = Split(volumes, val_volumes, how)
     else:
         split = split_volumes(volumes, config.train_fraction, config.seed)
@@ -281,16 +282,6 @@ def _load_data(
     _refuse_all_empty(config, split.train, split.val)
     split = dataclasses.replace(split, val=[volume.in_memory() for volume in split.val])
     return split, warnings
-
-
-def _partition_object_radius(volumes: list[Volume]) -> float | None:
-    """The median radius of the objects in the partitions the volumes gave themselves."""
-    radii = [
-        object_radius(v.label, v.label, v.voxel_size, instances=False, debris=DEBRIS_FRACTION)
-        for v in volumes[:MEASURED_FILES]
-    ]
-    measured = [radius for radius in radii if radius is not None]
-    return float(np.median(measured)) if measured else None
 
 
 def _refuse_all_empty(config: TrainConfig, train: list[Volume], val: list[Volume]) -> None:
