@@ -99,3 +99,16 @@ def test_starved_with_device_augmentation_points_at_the_augmentation(
         train(fast_config(images, labels, augment=True, workers=1), progress=False)
     warnings = [r.getMessage() for r in caplog.records if "waiting for data" in r.getMessage()]
     assert warnings and "augmentation on cpu (one background thread) is the likely cause" in warnings[0]
+
+
+def test_a_loader_worker_leaves_a_pre_emption_to_the_run() -> None:
+    """SLURM signals every process of a job: a worker ignores SIGTERM and SIGHUP, the run stops."""
+    import signal
+
+    before = {name: signal.getsignal(getattr(signal, name)) for name in ("SIGTERM", "SIGHUP")}
+    try:
+        loader.leave_stops_to_the_run(0)
+        assert all(signal.getsignal(getattr(signal, name)) == signal.SIG_IGN for name in before)
+    finally:
+        for name, handler in before.items():
+            signal.signal(getattr(signal, name), handler)

@@ -9,6 +9,7 @@ step on the device, in the model's memory layout.
 from __future__ import annotations
 
 import logging
+import signal
 from collections.abc import Iterator
 
 import numpy as np
@@ -45,6 +46,14 @@ def auto_workers(device: torch.device, patch_voxels: int) -> int:
         per_worker = 512 * 2**20 + 16 * patch_voxels * 4  # interpreter + a few float32 patches
         workers = min(workers, max(0, int(free * 0.25) // per_worker))
     return workers
+
+
+def leave_stops_to_the_run(worker: int) -> None:
+    """A loader worker ignores SIGTERM and SIGHUP: SLURM's pre-emption signals every process of the
+    job, and a worker killed by it would end the run `failed`; the run itself stops and saves."""
+    for name in ("SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):  # no SIGHUP on Windows
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
 
 
 def augments_on_device(device: torch.device) -> bool:
@@ -90,6 +99,7 @@ class TrainingBatches:
             num_workers=self.workers,
             persistent_workers=self.workers > 0,
             pin_memory=self.device.type == "cuda",
+            worker_init_fn=leave_stops_to_the_run,
         )
 
     def __len__(self) -> int:
