@@ -131,6 +131,7 @@ def test_a_cli_finetune_on_reviewed_planes_records_its_lineage_and_keeps_its_inp
     shown = describe(child)
     assert f"parent    {run}" in shown and "reviewed " in shown and "Z 4, 12; X 7" in shown
     assert "validated on its own training labels (optimistic" in shown
+    assert "status    completed (all 1 epoch(s) trained); " in shown
     assert "the training labels themselves: its Dice is optimistic" in (child / "train.log").read_text()
     radius = json.loads((run / "summary.json").read_text())["object_radius"]
     assert json.loads((child / "summary.json").read_text())["object_radius"] == radius  # not the planes' own

@@ -115,7 +115,7 @@ def describe(run_dir: Path) -> str:
     dice, threshold = _rounded(result.get("best_val_dice")), _rounded(result.get("threshold"))
     lines = [
         f"run       {Path(run_dir).resolve()}",
-        f"status    {result.get('status', 'running')}; best validation Dice {dice} "
+        f"status    {result.get('status', 'running')}{_why(result)}; best validation Dice {dice} "
         f"(epoch {result.get('best_epoch')}{_optimistic(card)}), threshold {threshold}",
         f"model     {options.get('model')}, loss {options.get('loss')}, epochs {options.get('epochs')}, "
         f"patch {card.get('split', {}).get('window')}, batch {options.get('batch_size')}",
@@ -157,6 +157,10 @@ def _lineage_lines(lineage: dict[str, Any], run_dir: Path) -> list[str]:
         )
         lines.append(f"again     voxseg train --config {run / 'config.yaml'} {kept} --run-name NEW")
     return lines
+
+
+def _why(result: dict[str, Any]) -> str:
+    return f" ({result['reason']})" if result.get("reason") else ""
 
 
 def _optimistic(card: dict[str, Any]) -> str:
