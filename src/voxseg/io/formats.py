@@ -80,10 +80,18 @@ def is_volume(path: Path) -> bool:
     return path.is_dir() if kind == "zarr" else path.is_file()
 
 
-def open_volume(path: Path, key: str | None = None, level: int = 0, channel: int | None = None) -> VolumeFile:
+def open_volume(
+    path: Path,
+    key: str | None = None,
+    level: int = 0,
+    channel: int | None = None,
+    timepoint: int | None = None,
+) -> VolumeFile:
     """Open `path` for region reads; `key` names the dataset in an HDF5 file or Zarr group, `level`
     the multiscale level of an OME-Zarr image (0 = full resolution), `channel` the channel of a
-    multichannel image (files with one channel ignore it). Raises DataError naming the file."""
+    multichannel image and `timepoint` the time point of a time series (files with one channel or
+    one time point ignore them). A file cut short or unreadable raises DataError naming it here,
+    before any work on it starts; a chunk that fails to decode, when it is read."""
     path = Path(path)
     kind = family(path)
     if kind == "tiff":
@@ -91,24 +99,50 @@ def open_volume(path: Path, key: str | None = None, level: int = 0, channel: int
 
         if level:
             raise DataError(f"{path}: has no multiscale level {level} (levels are read from OME-Zarr)")
-        return TiffVolume(path, channel)
+        return TiffVolume(path, channel, timepoint)
     if kind == "zarr":
         from voxseg.io.zarr_volume import ZarrVolume
 
-        return ZarrVolume(path, key, level, channel)
+        return ZarrVolume(path, key, level, channel, timepoint)
     if kind == "hdf5":
         from voxseg.io.hdf5_volume import Hdf5Volume
 
         if level:
             raise DataError(f"{path}: has no multiscale level {level} (levels are read from OME-Zarr)")
-        return Hdf5Volume(path, key, channel)
+        return Hdf5Volume(path, key, channel, timepoint)
     raise DataError(f"{path}: not a volume voxseg reads ({DESCRIPTION})")
 
 
-def read_whole(path: Path, key: str | None = None, level: int = 0, channel: int | None = None) -> np.ndarray:
+def read_whole(
+    path: Path,
+    key: str | None = None,
+    level: int = 0,
+    channel: int | None = None,
+    timepoint: int | None = None,
+) -> np.ndarray:
     """The whole volume in memory, as stored (its own pixel type)."""
-    volume = open_volume(path, key, level, channel)
+    volume = open_volume(path, key, level, channel, timepoint)
     return volume[:]
+
+
+def read_provenance(path: Path) -> dict[str, str] | None:
+    """Where a volume voxseg wrote came from, as the writers stored it (`volume_writer`'s
+    `provenance`); None for a file without it, and for any file or folder that cannot be read as a
+    volume: a foreign file is no error here, only a file without a stamp."""
+    path = Path(path)
+    kind = family(path)
+    try:
+        if kind == "tiff":
+            from voxseg.io.tiff import read_provenance as read
+        elif kind == "zarr":
+            from voxseg.io.zarr_volume import read_provenance as read
+        elif kind == "hdf5":
+            from voxseg.io.hdf5_volume import read_provenance as read
+        else:
+            return None
+        return read(path)
+    except Exception:  # each format's library raises its own types for what is not its format
+        return None
 
 
 def z_slabs(shape: tuple[int, ...], voxels: int) -> list[tuple[int, int]]:

@@ -9,13 +9,24 @@ from __future__ import annotations
 
 import json
 import os
+import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from voxseg.errors import DataError
-from voxseg.io.stored import DEFAULT_CHUNKS, Spacing, as_spacing, check_pixel_type, layout, read_region
+from voxseg.io.stored import (
+    DEFAULT_CHUNKS,
+    PROVENANCE_KEY,
+    Spacing,
+    as_provenance,
+    as_spacing,
+    check_pixel_type,
+    layout,
+    read_region,
+)
 
 
 class Hdf5Volume:
@@ -24,22 +35,24 @@ class Hdf5Volume:
 
     lazy = True
 
-    def __init__(self, path: Path, key: str | None = None, channel: int | None = None) -> None:
+    def __init__(
+        self, path: Path, key: str | None = None, channel: int | None = None, timepoint: int | None = None
+    ) -> None:
         import h5py
 
         self.path = Path(path)
         try:
             handle = h5py.File(self.path, "r")
         except Exception as exc:  # h5py raises OSError with HDF5's message for what is no HDF5 file
-            raise DataError(f"{path}: cannot read as HDF5 ({type(exc).__name__}: {exc})") from None
+            raise DataError(_unreadable(self.path, exc)) from None
         try:
-            self._describe(handle, key, channel)
+            self._describe(handle, key, channel, timepoint)
         except BaseException:
             handle.close()
             raise
         self._file, self._pid = handle, os.getpid()
 
-    def _describe(self, handle: Any, key: str | None, channel: int | None) -> None:
+    def _describe(self, handle: Any, key: str | None, channel: int | None, timepoint: int | None) -> None:
         """The dataset's key, shape, axes, pixel type and voxel size; DataError naming the file."""
         datasets = _datasets(handle)
         if key:
@@ -60,7 +73,7 @@ class Hdf5Volume:
             self.key = volumes[0]
         dataset = datasets[self.key]
         shape = tuple(int(s) for s in dataset.shape)
-        self.layout = layout(self.path, shape, _axis_names(dataset), channel)
+        self.layout = layout(self.path, shape, _axis_names(dataset), channel, timepoint)
         self.axes = self.layout.axes
         self.dtype = np.dtype(dataset.dtype)
         check_pixel_type(self.path, self.dtype)
@@ -100,6 +113,15 @@ class Hdf5Volume:
         return read_region(self.path, self._dataset(), key, self.layout)
 
 
+def _unreadable(path: Path, exc: Exception) -> str:
+    """Why h5py cannot open `path`: HDF5 compares the file's size with the size its superblock
+    records, so a copy cut short is refused at open and said as such."""
+    cut = re.search(r"truncated file: eof = (\d+).*stored_eof = (\d+)", str(exc))
+    if cut:
+        return f"{path}: cut short: the file is {cut[1]} bytes, its data needs {cut[2]} (copy it again?)"
+    return f"{path}: cannot read as HDF5 ({type(exc).__name__}: {exc})"
+
+
 def _axis_names(dataset: Any) -> list[str] | None:
     """The axes ilastik names in its `axistags` attribute (JSON), e.g. z, y, x, c; None without them."""
     try:
@@ -122,8 +144,24 @@ def _datasets(handle: Any) -> dict[str, Any]:
     return found
 
 
+def read_provenance(path: Path) -> dict[str, str] | None:
+    """The provenance `Hdf5Writer` stored: the JSON of the first dataset's "voxseg" attribute; None
+    without (or when that attribute is not voxseg's)."""
+    import h5py
+
+    with h5py.File(path, "r") as handle:
+        for dataset in _datasets(handle).values():
+            if PROVENANCE_KEY in dataset.attrs:
+                try:
+                    return as_provenance(json.loads(dataset.attrs[PROVENANCE_KEY]))
+                except (TypeError, ValueError):
+                    return None
+    return None
+
+
 class Hdf5Writer:
-    """Writes Z ranges of a new HDF5 file's dataset "data", chunked, with `element_size_um`."""
+    """Writes Z ranges of a new HDF5 file's dataset "data", chunked, with `element_size_um`; the
+    dataset's "voxseg" attribute keeps `provenance` as JSON (one string, which every HDF5 reader shows)."""
 
     def __init__(
         self,
@@ -132,6 +170,7 @@ class Hdf5Writer:
         dtype: np.dtype,
         voxel_size: Spacing | None,
         chunks: tuple[int, int, int] = DEFAULT_CHUNKS,
+        provenance: Mapping[str, str] | None = None,
     ):
         import h5py
 
@@ -140,6 +179,8 @@ class Hdf5Writer:
         self.dataset = self.file.create_dataset("data", shape=shape, dtype=np.dtype(dtype), chunks=chunks)
         if voxel_size is not None:
             self.dataset.attrs["element_size_um"] = np.asarray(voxel_size, np.float64)
+        if provenance:
+            self.dataset.attrs[PROVENANCE_KEY] = json.dumps(dict(provenance), sort_keys=True)
 
     @classmethod
     def existing(cls, path: Path) -> Hdf5Writer:

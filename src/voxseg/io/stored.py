@@ -6,6 +6,8 @@ right reader. Kept apart from `formats` so the readers never import the module t
 
 from __future__ import annotations
 
+import lzma
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +18,20 @@ import numpy as np
 from voxseg.errors import DataError
 
 Spacing = tuple[float, float, float]
+#: what decoding a damaged chunk, strip or tile raises: OSError (h5py's filters, gzip, a short read),
+#: RuntimeError (numcodecs' Blosc and Zstd, and every imagecodecs error, e.g. DeflateError),
+#: ValueError (a chunk of the wrong size, bz2, tifffile), and what the standard library's zlib, gzip
+#: and lzma raise, which subclasses none of these
+READ_ERRORS: tuple[type[Exception], ...] = (
+    OSError,
+    RuntimeError,
+    ValueError,
+    EOFError,
+    zlib.error,
+    lzma.LZMAError,
+)
+#: the attribute (Zarr, HDF5) that holds where an output came from
+PROVENANCE_KEY = "voxseg"
 #: the chunks (Z, Y, X) of a written Zarr or HDF5 volume unless told: 32 planes of 256 × 256
 DEFAULT_CHUNKS = (32, 256, 256)
 
@@ -23,7 +39,7 @@ DEFAULT_CHUNKS = (32, 256, 256)
 @dataclass(frozen=True)
 class Layout:
     """Where Z, Y and X sit in a stored array, and the index every other axis is read at (0 for an
-    axis of length 1; the chosen channel on a channel axis)."""
+    axis of length 1; the chosen channel on a channel axis, the chosen time point on a time axis)."""
 
     axes: tuple[int, int, int]
     fixed: tuple[tuple[int, int], ...] = ()
@@ -37,15 +53,22 @@ class Layout:
 
 _SPATIAL = ("z", "y", "x")
 _CHANNEL = ("c", "s", "channel")  # tifffile: C channel, S samples (RGB); NGFF: type or name "c"
+_TIME = ("t", "time")  # tifffile: T; NGFF: name "t" or type "time"
 
 
 def layout(
-    path: Path, shape: tuple[int, ...], names: Sequence[str] | None = None, channel: int | None = None
+    path: Path,
+    shape: tuple[int, ...],
+    names: Sequence[str] | None = None,
+    channel: int | None = None,
+    timepoint: int | None = None,
 ) -> Layout:
     """How to read a Z×Y×X volume from an array of `shape`: all axes of a 3D array; of a larger one,
     the axes its metadata `names` Z, Y and X (tifffile's `ZCYX`, OME-Zarr's axes), else the three axes
     longer than 1. One more axis longer than 1 is a channel axis (named C, or the shortest before Y
-    and X), read at `channel`; without it, DataError says how many channels there are and how to pick."""
+    and X), read at `channel`; an axis named T (only a named one: a time axis cannot be told from a
+    channel axis by its length) is read at `timepoint`. Without the index such an axis needs, DataError
+    says how many there are and how to pick one."""
     shape = tuple(int(side) for side in shape)
     if len(shape) < 3:
         raise DataError(f"{path}: not a 3D volume (shape {shape}); voxseg needs Z×Y×X volumes")
@@ -55,6 +78,7 @@ def layout(
     if named is not None and all(axis in named for axis in _SPATIAL):
         spatial = [named.index(axis) for axis in _SPATIAL]
         channels = [a for a, name in enumerate(named) if name in _CHANNEL and shape[a] > 1]
+        times = [a for a, name in enumerate(named) if name in _TIME and shape[a] > 1]
         described = f"axes {''.join(name[0] for name in named).upper()}, shape {shape}"
     else:
         long = [a for a, side in enumerate(shape) if side > 1]
@@ -64,27 +88,41 @@ def layout(
             raise DataError(f"{path}: not a 3D volume (shape {shape}); voxseg needs Z×Y×X volumes")
         channels = [min(long[:-2], key=lambda a: shape[a])]  # Y and X come last
         spatial = [a for a in long if a not in channels]
+        times = []
         described = f"shape {shape}"
-    others = [a for a in range(len(shape)) if a not in spatial and a not in channels and shape[a] > 1]
+    picked = channels[:1] + times[:1]
+    others = [a for a in range(len(shape)) if a not in spatial and a not in picked and shape[a] > 1]
     if others:
         listed = ", ".join(f"{named[a].upper() if named else a} = {shape[a]}" for a in others)
         raise DataError(
-            f"{path}: has {listed} ({described}) besides Z, Y, X and channels; voxseg reads one Z×Y×X "
-            "volume per file (save one time point per file)"
+            f"{path}: has {listed} ({described}) besides Z, Y, X, one channel axis and one time axis; "
+            "voxseg reads one Z×Y×X volume per file"
         )
     fixed = []
     if channels:
-        (axis,) = channels
-        count = shape[axis]
-        if channel is None:
-            raise DataError(
-                f"{path}: {count} channels on axis {axis} ({described}); voxseg segments one: "
-                f"give --channel N (0 to {count - 1}), or split the channels in Fiji"
-            )
-        if not 0 <= channel < count:
-            raise DataError(f"--channel {channel}: {path} has {count} channels (0 to {count - 1})")
-        fixed.append((axis, channel))
+        axis, count = channels[0], shape[channels[0]]
+        missing = (
+            f"{path}: {count} channels on axis {axis} ({described}); voxseg segments one: "
+            f"give --channel N (0 to {count - 1}), or split the channels in Fiji"
+        )
+        fixed.append((axis, _index(path, channel, count, "--channel", "channels", missing)))
+    if times:
+        axis, count = times[0], shape[times[0]]
+        missing = (
+            f"{path}: {count} time points ({described}); voxseg segments one: "
+            f"give --timepoint T (0 to {count - 1})"
+        )
+        fixed.append((axis, _index(path, timepoint, count, "--timepoint", "time points", missing)))
     return Layout(tuple(spatial), tuple(fixed))  # type: ignore[arg-type]
+
+
+def _index(path: Path, chosen: int | None, count: int, option: str, what: str, missing: str) -> int:
+    """`chosen`, checked against the `count` indices of an axis; DataError `missing` when not given."""
+    if chosen is None:
+        raise DataError(missing)
+    if not 0 <= chosen < count:
+        raise DataError(f"{option} {chosen}: {path} has {count} {what} (0 to {count - 1})")
+    return chosen
 
 
 def check_pixel_type(path: Path, dtype: np.dtype) -> None:
@@ -103,7 +141,7 @@ def read_region(path: Path, stored: Any, key: Any, where: Layout) -> np.ndarray:
         index[axis] = part
     try:
         region = np.asarray(stored[tuple(index)])
-    except (OSError, RuntimeError, ValueError) as exc:  # zarr's codecs, h5py's filters
+    except READ_ERRORS as exc:
         raise DataError(f"{path}: cannot read {key!r} ({type(exc).__name__}: {exc})") from None
     kept = [axis for axis, part in zip(where.axes, parts, strict=True) if isinstance(part, slice)]
     stored_order = sorted(kept)  # the region's axes come in the stored order
@@ -140,3 +178,10 @@ def as_spacing(values: Any, scale: float = 1.0) -> Spacing | None:
         return None
     sizes = (z, y, x)
     return sizes if all(np.isfinite(s) and s > 0 for s in sizes) else None
+
+
+def as_provenance(value: Any) -> dict[str, str] | None:
+    """A stored provenance as strings by name; None for anything else (a foreign file's own "voxseg")."""
+    if not isinstance(value, dict) or not value:
+        return None
+    return {str(name): str(text) for name, text in value.items()}

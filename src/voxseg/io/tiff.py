@@ -3,12 +3,16 @@
 tifffile maps an uncompressed, contiguous TIFF or BigTIFF (what tifffile, ImageJ and most
 acquisition software write) straight from disk, so a volume larger than memory is read window row
 by window row. Other TIFFs (compressed, tiled) are read whole, and the log says so.
+
+A file cut short (a copy that stopped) is refused when it is opened, from its headers alone: tifffile
+would open it, then fail or read fewer planes when the planes are decoded, deep into a run.
 """
 
 from __future__ import annotations
 
 import operator
-from collections.abc import Iterator
+import struct
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -16,8 +20,11 @@ import numpy as np
 import tifffile
 
 from voxseg.errors import DataError
-from voxseg.io.stored import Spacing, check_pixel_type, layout, micrometres, read_region
+from voxseg.io.stored import READ_ERRORS, Spacing, check_pixel_type, layout, micrometres, read_region
 from voxseg.runtime.files import replacing
+
+#: the namespace of the OME MapAnnotation that holds voxseg's provenance of an output
+PROVENANCE_NAMESPACE = "voxseg/provenance"
 
 
 class TiffVolume:
@@ -28,19 +35,23 @@ class TiffVolume:
     read in the process's resident memory. Other files are read whole once.
     """
 
-    def __init__(self, path: Path, channel: int | None = None) -> None:
+    def __init__(self, path: Path, channel: int | None = None, timepoint: int | None = None) -> None:
         self.path = Path(path)
         try:
             with tifffile.TiffFile(self.path) as tif:
+                _check_headers(self.path, tif)
                 series = tif.series[0]
+                _check_data(self.path, tif, series)
                 self.stored_shape, self.offset = tuple(series.shape), series.dataoffset
                 axes = series.axes  # e.g. ZCYX for an ImageJ hyperstack
                 self.dtype = np.dtype(series.dtype)
                 # the bytes on disk: Fiji writes big-endian ("MM") TIFFs by default
                 self.stored = self.dtype.newbyteorder(tif.byteorder)
+        except DataError:
+            raise
         except Exception as exc:  # tifffile raises many types for corrupt files
             raise DataError(f"{path}: cannot read as TIFF ({type(exc).__name__}: {exc})") from None
-        self.layout = layout(self.path, self.stored_shape, list(axes), channel)
+        self.layout = layout(self.path, self.stored_shape, list(axes), channel, timepoint)
         shape = tuple(self.stored_shape[axis] for axis in self.layout.axes)
         check_pixel_type(self.path, self.dtype)
         self.shape: tuple[int, int, int] = (int(shape[0]), int(shape[1]), int(shape[2]))
@@ -73,7 +84,7 @@ class TiffVolume:
         else:
             try:
                 planes = self._read(z0, z1, rest)
-            except (OSError, ValueError, tifffile.TiffFileError) as exc:  # e.g. a truncated file
+            except READ_ERRORS as exc:  # a damaged strip: imagecodecs' DeflateError is a RuntimeError
                 raise DataError(f"{self.path}: cannot read as TIFF ({type(exc).__name__}: {exc})") from None
         return planes[0] if single else planes
 
@@ -87,6 +98,81 @@ class TiffVolume:
         planes = np.array(read_region(self.path, mapped, region, self.layout), dtype=self.dtype)
         del mapped
         return planes
+
+
+def _check_headers(path: Path, tif: tifffile.TiffFile) -> None:
+    """DataError when the file ends before its page headers do: tifffile drops what lies past the
+    end (pages, the metadata with the voxel size) and opens the rest as another image."""
+    size, reach = tif.filehandle.size, _headers_reach(tif)
+    if reach > size:
+        raise DataError(
+            f"{path}: cut short: the file is {size} bytes, its page headers need at least {reach} "
+            "(copy it again?)"
+        )
+
+
+def _check_data(path: Path, tif: tifffile.TiffFile, series: tifffile.TiffPageSeries) -> None:
+    """DataError when the file ends before the image data its headers locate do: tifffile would
+    fail only when the planes are decoded, deep into a run."""
+    size = tif.filehandle.size
+    if series.dataoffset is not None:  # contiguous: one mapped block
+        needed = series.dataoffset + series.nbytes
+    else:  # every strip or tile of every page (pages of a multi-file OME series lie in their own files)
+        needed = max(
+            (
+                offset + count
+                for page in series.pages
+                if page is not None and page.parent is tif
+                for offset, count in zip(page.dataoffsets, page.databytecounts, strict=True)
+            ),
+            default=0,
+        )
+    if needed > size:
+        raise DataError(
+            f"{path}: cut short: the file is {size} bytes, its image data needs {needed} (copy it again?)"
+        )
+
+
+def _headers_reach(tif: tifffile.TiffFile) -> int:
+    """How far the chain of page headers goes, walked from the first page: each header, the values of
+    the tags tifffile needs, and the page it points to (0: none). Past the end of the file, tifffile
+    drops those pages or that metadata, or follows garbage from a header cut short."""
+    size, tagnosize = tif.filehandle.size, tif.tiff.tagnosize
+    reach, start, seen = 0, tif.pages.first.offset, set()
+    while start and start not in seen:  # a chain back to a page seen ends, as in tifffile
+        if start >= size:
+            return max(reach, start + tagnosize)
+        seen.add(start)
+        end, start = _header(tif, start)
+        reach = max(reach, end)
+    return reach
+
+
+#: tags whose values tifffile needs for the image and its voxel size: the description (OME, ImageJ,
+#: tifffile's shape), the resolutions, ImageJ's metadata, where the strips or tiles lie
+_NEEDED_TAGS = frozenset({270, 273, 279, 282, 283, 324, 325, 50838, 50839})
+
+
+def _header(tif: tifffile.TiffFile, start: int) -> tuple[int, int]:
+    """(where the page header at `start` and the values of its needed tags end, where it says the
+    next page starts: 0 when none, or when the header is cut short)."""
+    form, handle = tif.tiff, tif.filehandle
+    handle.seek(start)
+    head = handle.read(form.tagnosize)
+    if len(head) < form.tagnosize:
+        return start + form.tagnosize, 0
+    count = struct.unpack(form.tagnoformat, head)[0]
+    entries = handle.read(count * form.tagsize + form.offsetsize)
+    end = start + form.tagnosize + count * form.tagsize + form.offsetsize
+    if len(entries) < end - start - form.tagnosize:
+        return end, 0
+    for at in range(0, count * form.tagsize, form.tagsize):
+        code, kind, number, value = struct.unpack(form.tagheaderformat, entries[at : at + form.tagsize])
+        item = tifffile.TIFF.DATA_FORMATS.get(kind)
+        nbytes = number * struct.calcsize(form.byteorder + item) if item else 0
+        if code in _NEEDED_TAGS and nbytes > form.tagoffsetthreshold:  # kept at the offset `value` holds
+            end = max(end, struct.unpack(form.offsetformat, value)[0] + nbytes)
+    return end, int(struct.unpack(form.offsetformat, entries[-form.offsetsize :])[0])
 
 
 def _micrometres(unit: str) -> float | None:
@@ -135,14 +221,38 @@ def _ome_voxel_size(xml: str) -> tuple[float, float, float] | None:
     return (sizes[0], sizes[1], sizes[2])
 
 
+def read_provenance(path: Path) -> dict[str, str] | None:
+    """The provenance `PlanesWriter` stored: the OME MapAnnotation in voxseg's namespace; None without."""
+    from xml.etree import ElementTree
+
+    with tifffile.TiffFile(path) as tif:
+        xml = tif.ome_metadata if tif.is_ome else None
+    if not xml:
+        return None
+    root = ElementTree.fromstring(xml)
+    namespace = root.tag.split("}")[0].strip("{")
+    for annotation in root.iter(f"{{{namespace}}}MapAnnotation"):
+        if annotation.get("Namespace") == PROVENANCE_NAMESPACE:
+            pairs = annotation.iter(f"{{{namespace}}}M")
+            return {str(pair.get("K")): pair.text or "" for pair in pairs}
+    return None
+
+
 class PlanesWriter:
     """Writes Z ranges of a new uncompressed TIFF; each write maps only its planes, then releases them.
 
     Processes on one machine may write disjoint planes of the same file (`existing`): each maps only
-    its own bytes."""
+    its own bytes. `provenance` is kept as an OME MapAnnotation (key-value pairs that Fiji's
+    Bio-Formats and OMERO show) in the OME-XML of the first page, before the planes, so the file
+    stays an ordinary OME-TIFF whose planes are one mapped block."""
 
     def __init__(
-        self, path: Path, shape: tuple[int, int, int], dtype: np.dtype, voxel_size: Spacing | None = None
+        self,
+        path: Path,
+        shape: tuple[int, int, int],
+        dtype: np.dtype,
+        voxel_size: Spacing | None = None,
+        provenance: Mapping[str, str] | None = None,
     ) -> None:
         self.path, self.shape, self.dtype = path, shape, np.dtype(dtype)
         big = int(np.prod(shape)) * self.dtype.itemsize > 2**31
@@ -152,6 +262,8 @@ class PlanesWriter:
             for axis, size in zip("ZYX", voxel_size, strict=True):
                 metadata[f"PhysicalSize{axis}"] = size
                 metadata[f"PhysicalSize{axis}Unit"] = "µm"
+        if provenance:  # "Value": keys such as "Namespace" or "Description" stay pairs, not attributes
+            metadata["MapAnnotation"] = {"Namespace": PROVENANCE_NAMESPACE, "Value": dict(provenance)}
         # minisblack: 3 or 4 planes are a stack, not an RGB(A) image
         created = tifffile.memmap(
             path,
@@ -193,6 +305,7 @@ def planes_writer(
     dtype: np.dtype,
     overwrite: bool,
     voxel_size: Spacing | None = None,
+    provenance: Mapping[str, str] | None = None,
 ) -> Iterator[PlanesWriter]:
     """A `PlanesWriter` for a new TIFF at `path`, renamed into place when the block succeeds.
 
@@ -202,4 +315,4 @@ def planes_writer(
     if path.exists() and not overwrite:
         raise DataError(f"{path} already exists; give --overwrite to replace it")
     with replacing(path, ".tif") as temp:
-        yield PlanesWriter(temp, shape, dtype, voxel_size)
+        yield PlanesWriter(temp, shape, dtype, voxel_size, provenance)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol
@@ -33,13 +33,16 @@ def volume_writer(
     dtype: np.dtype,
     overwrite: bool,
     voxel_size: Spacing | None = None,
+    provenance: Mapping[str, str] | None = None,
 ) -> Iterator[PlanesOut]:
-    """A writer of Z ranges for a new volume at `path` (.tif, .zarr or .h5), carrying `voxel_size`."""
+    """A writer of Z ranges for a new volume at `path` (.tif, .zarr or .h5), carrying `voxel_size`,
+    and `provenance` (where it came from, as strings by name) where `read_provenance` finds it while
+    the file stays an ordinary volume for Fiji and napari."""
     kind = family(path)
     if kind == "tiff":
         from voxseg.io.tiff import planes_writer
 
-        with planes_writer(path, shape, dtype, overwrite, voxel_size) as writer:
+        with planes_writer(path, shape, dtype, overwrite, voxel_size, provenance) as writer:
             yield writer
         return
     if path.exists() and not overwrite:
@@ -49,7 +52,7 @@ def volume_writer(
 
         temp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".zarr", dir=path.parent))
         try:
-            yield ZarrWriter(temp, shape, dtype, voxel_size)
+            yield ZarrWriter(temp, shape, dtype, voxel_size, provenance=provenance)
             _replace_folder(temp, path)
         finally:
             shutil.rmtree(temp, ignore_errors=True)
@@ -58,7 +61,7 @@ def volume_writer(
         from voxseg.io.hdf5_volume import Hdf5Writer
 
         with replacing(path, ".h5") as temp:
-            writer = Hdf5Writer(temp, shape, dtype, voxel_size)
+            writer = Hdf5Writer(temp, shape, dtype, voxel_size, provenance=provenance)
             try:
                 yield writer
             finally:
@@ -73,22 +76,24 @@ def create_volume(
     dtype: np.dtype,
     voxel_size: Spacing | None,
     chunks: tuple[int, int, int],
+    provenance: Mapping[str, str] | None = None,
 ) -> None:
     """A new volume of zeros at `path` (in a folder of work in progress, renamed into place when
-    complete by `replace_path`), to be filled by Z ranges through `planes_of`."""
+    complete by `replace_path`), to be filled by Z ranges through `planes_of`; `provenance` as in
+    `volume_writer`."""
     kind = family(path)
     if kind == "tiff":
         from voxseg.io.tiff import PlanesWriter
 
-        PlanesWriter(path, shape, dtype, voxel_size)
+        PlanesWriter(path, shape, dtype, voxel_size, provenance)
     elif kind == "zarr":
         from voxseg.io.zarr_volume import ZarrWriter
 
-        ZarrWriter(path, shape, dtype, voxel_size, chunks)
+        ZarrWriter(path, shape, dtype, voxel_size, chunks, provenance)
     elif kind == "hdf5":
         from voxseg.io.hdf5_volume import Hdf5Writer
 
-        Hdf5Writer(path, shape, dtype, voxel_size, chunks).close()
+        Hdf5Writer(path, shape, dtype, voxel_size, chunks, provenance).close()
     else:
         raise ValueError(f"{path}: no volume format has this suffix")
 

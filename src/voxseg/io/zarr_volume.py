@@ -9,6 +9,7 @@ and units; a plain Zarr array is read as it is, and a plain group by its only 3D
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +18,10 @@ import numpy as np
 from voxseg.errors import DataError
 from voxseg.io.stored import (
     DEFAULT_CHUNKS,
+    PROVENANCE_KEY,
     Layout,
     Spacing,
+    as_provenance,
     as_spacing,
     check_pixel_type,
     layout,
@@ -33,7 +36,12 @@ class ZarrVolume:
     lazy = True
 
     def __init__(
-        self, path: Path, key: str | None = None, level: int = 0, channel: int | None = None
+        self,
+        path: Path,
+        key: str | None = None,
+        level: int = 0,
+        channel: int | None = None,
+        timepoint: int | None = None,
     ) -> None:
         import zarr
 
@@ -42,10 +50,13 @@ class ZarrVolume:
             root = zarr.open(str(self.path), mode="r")
         except Exception as exc:  # zarr raises several types for what is not a store
             raise DataError(f"{path}: cannot read as Zarr ({type(exc).__name__}: {exc})") from None
-        node, self.voxel_size, where = _choose(self.path, root, key, level, channel)
+        try:  # a group's members' metadata is read here: damaged JSON, or what zarr cannot parse
+            node, self.voxel_size, where = _choose(self.path, root, key, level, channel, timepoint)
+        except (OSError, ValueError) as exc:
+            raise DataError(f"{path}: damaged Zarr metadata ({type(exc).__name__}: {exc})") from None
         self.member = node.path  # the array's path inside the store, reopened per process
         shape = tuple(int(s) for s in node.shape)
-        self.layout = where if where is not None else layout(self.path, shape, None, channel)
+        self.layout = where if where is not None else layout(self.path, shape, None, channel, timepoint)
         self.dtype = np.dtype(node.dtype)
         check_pixel_type(self.path, self.dtype)
         self.shape: tuple[int, int, int] = tuple(shape[a] for a in self.layout.axes)  # type: ignore[assignment]
@@ -82,7 +93,7 @@ class ZarrVolume:
 
 
 def _choose(
-    path: Path, root: Any, key: str | None, level: int, channel: int | None
+    path: Path, root: Any, key: str | None, level: int, channel: int | None, timepoint: int | None
 ) -> tuple[Any, Spacing | None, Layout | None]:
     """(the array, its voxel size, its layout when the metadata names its axes)."""
     import zarr
@@ -100,7 +111,7 @@ def _choose(
     multiscales = _multiscales(root.attrs)
     if multiscales:
         try:
-            return _ome_level(path, root, multiscales[0], level, channel)
+            return _ome_level(path, root, multiscales[0], level, channel, timepoint)
         except (AttributeError, IndexError, KeyError, TypeError, ValueError) as exc:
             raise DataError(f"{path}: malformed OME-Zarr metadata ({type(exc).__name__}: {exc})") from None
     if level:
@@ -134,7 +145,12 @@ def _multiscales(attrs: Any) -> list[dict[str, Any]]:
 
 
 def _ome_level(
-    path: Path, group: Any, multiscale: dict[str, Any], level: int, channel: int | None
+    path: Path,
+    group: Any,
+    multiscale: dict[str, Any],
+    level: int,
+    channel: int | None,
+    timepoint: int | None,
 ) -> tuple[Any, Spacing | None, Layout]:
     datasets = multiscale.get("datasets") or []
     if not 0 <= level < len(datasets):
@@ -144,15 +160,15 @@ def _ome_level(
         raise DataError(f"{path}: level {level}'s array {dataset.get('path')!r} is missing")
     array = group[dataset["path"]]
     axes = multiscale.get("axes") or []
-    names = [
-        "channel"
-        if isinstance(a, dict) and a.get("type") == "channel"
-        else str(a.get("name") if isinstance(a, dict) else a)
+    names = [  # an axis of type channel or time is one whatever its name
+        str(a.get("type") if a.get("type") in ("channel", "time") else a.get("name"))
+        if isinstance(a, dict)
+        else str(a)
         for a in axes
     ]
     if len(names) != array.ndim:  # NGFF 0.3 and older name no axes: take the last three
         names, axes = [""] * (array.ndim - 3) + ["z", "y", "x"], []
-    where = layout(path, array.shape, names, channel)
+    where = layout(path, array.shape, names, channel, timepoint)
     order = where.axes
     scale = np.ones(array.ndim)
     for transforms in (dataset.get("coordinateTransformations"), multiscale.get("coordinateTransformations")):
@@ -170,13 +186,21 @@ def _ome_level(
     return array, spacing, where
 
 
+def read_provenance(path: Path) -> dict[str, str] | None:
+    """The provenance `ZarrWriter` stored in the store's root attributes; None without."""
+    import zarr
+
+    return as_provenance(zarr.open(str(path), mode="r").attrs.get(PROVENANCE_KEY))
+
+
 class ZarrWriter:
     """Writes Z ranges of a new OME-Zarr image (one level, NGFF 0.4, Zarr format 2: what napari,
     Fiji's readers and zarr 2 and 3 all open).
 
     Zarr format 2 without sharding stores each chunk in its own file, written atomically (a
     temporary file renamed), so processes that write disjoint rows of chunks need no lock; the
-    metadata is written once, by whoever creates the image (`existing` opens it without)."""
+    metadata is written once, by whoever creates the image (`existing` opens it without). The
+    image group's attributes keep `provenance` under "voxseg", beside `multiscales`."""
 
     def __init__(
         self,
@@ -185,6 +209,7 @@ class ZarrWriter:
         dtype: np.dtype,
         voxel_size: Spacing | None,
         chunks: tuple[int, int, int] = DEFAULT_CHUNKS,
+        provenance: Mapping[str, str] | None = None,
     ):
         import zarr
 
@@ -206,6 +231,8 @@ class ZarrWriter:
                 ],
             }
         ]
+        if provenance:
+            group.attrs[PROVENANCE_KEY] = dict(provenance)
 
     @classmethod
     def existing(cls, path: Path) -> ZarrWriter:
