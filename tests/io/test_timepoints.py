@@ -121,9 +121,12 @@ def test_a_channel_of_a_time_point(tmp_path: Path, name: str, write: Callable[[P
         open_volume(path, timepoint=0)
 
 
-def test_an_ome_zarr_time_point_keeps_its_voxel_size(tmp_path: Path) -> None:
+def test_an_ome_zarr_time_point_keeps_its_voxel_size_and_stored_axes(tmp_path: Path) -> None:
+    """`axes` says where Z, Y and X sit in the stored array (napari's reader scales those), as HDF5's does."""
     volume = open_volume(_ome_zarr(tmp_path / "v.ome.zarr"), channel=0, timepoint=2)
     assert volume.voxel_size == pytest.approx((2.0, 0.5, 0.25))
+    assert volume.axes == open_volume(_ilastik(tmp_path / "v.h5"), channel=0, timepoint=2).axes == (2, 3, 4)
+    assert volume.stored_array.shape == TCZYX.shape
 
 
 def test_an_axis_other_than_channel_or_time_is_refused(tmp_path: Path) -> None:

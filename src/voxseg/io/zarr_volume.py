@@ -57,6 +57,7 @@ class ZarrVolume:
         self.member = node.path  # the array's path inside the store, reopened per process
         shape = tuple(int(s) for s in node.shape)
         self.layout = where if where is not None else layout(self.path, shape, None, channel, timepoint)
+        self.axes = self.layout.axes  # where Z, Y and X sit in `stored_array`, as napari's reader asks
         self.dtype = np.dtype(node.dtype)
         check_pixel_type(self.path, self.dtype)
         self.shape: tuple[int, int, int] = tuple(shape[a] for a in self.layout.axes)  # type: ignore[assignment]
