@@ -79,9 +79,9 @@ class Journal:
             (self.folder / kind).mkdir(parents=True)
         write_text(self.folder / "plan.json", json.dumps({"version": VERSION, **plan}, indent=1))
 
-    def stamp(self) -> dict[str, str]:
+    def stamp(self) -> dict[str, str] | None:
         """The prediction's stamp (`provenance`), written into each of its outputs."""
-        return self.plan()["stamp"]
+        return self.plan().get("stamp")
 
     def note(self, **items: Any) -> None:
         """Add to the plan what is known only once the work started (the normalisation)."""

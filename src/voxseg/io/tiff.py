@@ -115,6 +115,8 @@ def _check_data(path: Path, tif: tifffile.TiffFile, series: tifffile.TiffPageSer
     """DataError when the file ends before the image data its headers locate do: tifffile would
     fail only when the planes are decoded, deep into a run."""
     size = tif.filehandle.size
+    if not series.nbytes:  # no planes to read: the volume is refused as empty where it is used
+        return
     if series.dataoffset is not None:  # contiguous: one mapped block
         needed = series.dataoffset + series.nbytes
     else:  # every strip or tile of every page (pages of a multi-file OME series lie in their own files)
