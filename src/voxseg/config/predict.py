@@ -58,6 +58,7 @@ class PredictConfig(Declared):
     level: int = shared.level(DATA)
     channel: int | None = shared.channel(DATA)
     timepoint: int | None = shared.timepoint(DATA)
+    series: int | None = shared.series(DATA)
     output: Path | None = option(
         None,
         help="folder for `<name>_mask.tif` (and `_labels.tif`, `_objects.csv`, `_prob.tif`); created if "

@@ -110,6 +110,20 @@ def timepoint(section: str) -> Any:
     )
 
 
+def series(section: str) -> Any:
+    return option(
+        None,
+        help="the image to read from TIFFs holding several (an OME-TIFF of several positions), counted "
+        "from 0; HDF5 and Zarr name theirs with the key. Files with one image need none",
+        section=section,
+        label="TIFF image",
+        kind="int",
+        metavar="S",
+        low=0,
+        optional=True,
+    )
+
+
 def spacing(what: str, section: str) -> Any:
     return option(
         None,

@@ -337,7 +337,14 @@ class TrainConfig(TrainData):
 
         label_map = LabelMap.parse(self.label_map, self.ignore_label)
         return Reading(
-            self.image_key, self.label_key, self.level, label_map, self.spacing, self.channel, self.timepoint
+            self.image_key,
+            self.label_key,
+            self.level,
+            label_map,
+            self.spacing,
+            self.channel,
+            self.timepoint,
+            self.series,
         )
 
     @classmethod

@@ -96,6 +96,7 @@ class TrainData(Declared):
     level: int = shared.level(DATA)
     channel: int | None = shared.channel(DATA)
     timepoint: int | None = shared.timepoint(DATA)
+    series: int | None = shared.series(DATA)
     label_map: str | None = option(
         None,
         help="what label values mean, `VALUE:CLASS,...` with CLASS `background`, `foreground` or `ignore` "

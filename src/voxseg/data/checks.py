@@ -33,6 +33,7 @@ class Reading:
     spacing: Spacing | None = None
     channel: int | None = None  # of multichannel images (labels have one)
     timepoint: int | None = None  # of time series (labels too, when they are one)
+    series: int | None = None  # the image of TIFFs holding several (labels too, when they do)
 
 
 def slabs(shape: tuple[int, ...]) -> Iterator[slice]:
@@ -41,9 +42,14 @@ def slabs(shape: tuple[int, ...]) -> Iterator[slice]:
 
 
 def open_checked(
-    path, key: str | None, level: int, channel: int | None = None, timepoint: int | None = None
+    path,
+    key: str | None,
+    level: int,
+    channel: int | None = None,
+    timepoint: int | None = None,
+    series: int | None = None,
 ) -> VolumeFile:
-    volume = open_volume(path, key, level, channel, timepoint)
+    volume = open_volume(path, key, level, channel, timepoint, series)
     if min(volume.shape) < 2:
         raise DataError(f"{path}: a side of shape {volume.shape} is shorter than 2 voxels")
     return volume
@@ -51,7 +57,9 @@ def open_checked(
 
 def open_image(path, reading: Reading) -> VolumeFile:
     """An image opened as `reading` says: its dataset, level, channel and time point."""
-    return open_checked(path, reading.image_key, reading.level, reading.channel, reading.timepoint)
+    return open_checked(
+        path, reading.image_key, reading.level, reading.channel, reading.timepoint, reading.series
+    )
 
 
 def read_volume(path, key: str | None = None, level: int = 0) -> np.ndarray:
@@ -139,7 +147,9 @@ def axes_order_hint(shape: tuple[int, ...], other: tuple[int, ...]) -> str:
 def open_pair(pair: Pair, reading: Reading) -> tuple[VolumeFile, VolumeFile]:
     """Both files opened (headers only) with their shapes checked against each other."""
     image = open_image(pair.image, reading)
-    label = open_checked(pair.label, reading.label_key, reading.level, None, reading.timepoint)
+    label = open_checked(
+        pair.label, reading.label_key, reading.level, None, reading.timepoint, reading.series
+    )
     if label.shape != image.shape:
         raise DataError(
             f"{pair.label}: shape {label.shape} does not match its image {pair.image.name} "

@@ -251,7 +251,9 @@ def _test_input(run_dir: Path, window: tuple[int, int, int]) -> np.ndarray:
     config = TrainConfig.from_yaml(run_dir / "config.yaml")
     folder, labels = config.val_images or config.images, config.val_labels or config.labels
     image = pair_files(Path(folder), Path(labels), label_name=config.label_name)[-1].image
-    volume = read_whole(image, config.image_key, config.level, config.channel, config.timepoint)
+    volume = read_whole(
+        image, config.image_key, config.level, config.channel, config.timepoint, config.series
+    )
     volume = volume.astype(np.float32)
     padded = np.pad(
         volume, [(0, max(w - s, 0)) for s, w in zip(volume.shape, window, strict=True)], mode="reflect"

@@ -16,13 +16,15 @@ OUTPUT_SUFFIXES = {"mask": "_mask", "labels": "_labels", "probabilities": "_prob
 
 def open_input(config: PredictConfig, image: Path) -> VolumeFile:
     """`image` opened for region reads: its dataset, level, channel and time point as the options say."""
-    return open_volume(image, config.image_key, config.level, config.channel, config.timepoint)
+    return open_volume(image, config.image_key, config.level, config.channel, config.timepoint, config.series)
 
 
 def output_name(config: PredictConfig, image: Path) -> str:
-    """`<name>` of the outputs of `image`: its own, plus `_t<T>` for a time point (`--timepoint`), so
-    the time points of a series predict into one folder side by side."""
-    return stem(image) if config.timepoint is None else f"{stem(image)}_t{config.timepoint}"
+    """`<name>` of the outputs of `image`: its own, plus `_s<S>` for an image of several (`--series`)
+    and `_t<T>` for a time point (`--timepoint`), so that they predict into one folder side by side."""
+    picked = [f"s{config.series}"] if config.series is not None else []
+    picked += [f"t{config.timepoint}"] if config.timepoint is not None else []
+    return "_".join([stem(image), *picked])
 
 
 def output_paths(config: PredictConfig, image: Path) -> dict[str, Path]:

@@ -157,6 +157,7 @@ def settings_fingerprint(config: PredictConfig, image: Path, volume: Any) -> dic
         "level": config.level,
         "channel": config.channel,
         "timepoint": config.timepoint,
+        "series": config.series,
         "foreground_class": config.foreground_class,
         "overlap": config.overlap,
         "tta": config.tta,

@@ -86,12 +86,14 @@ def open_volume(
     level: int = 0,
     channel: int | None = None,
     timepoint: int | None = None,
+    series: int | None = None,
 ) -> VolumeFile:
     """Open `path` for region reads; `key` names the dataset in an HDF5 file or Zarr group, `level`
     the multiscale level of an OME-Zarr image (0 = full resolution), `channel` the channel of a
-    multichannel image and `timepoint` the time point of a time series (files with one channel or
-    one time point ignore them). A file cut short or unreadable raises DataError naming it here,
-    before any work on it starts; a chunk that fails to decode, when it is read."""
+    multichannel image, `timepoint` the time point of a time series and `series` the image of a TIFF
+    holding several (files with one channel, time point or image ignore them). A file cut short or
+    unreadable raises DataError naming it here, before any work on it starts; a chunk that fails to
+    decode, when it is read."""
     path = Path(path)
     kind = family(path)
     if kind == "tiff":
@@ -99,7 +101,7 @@ def open_volume(
 
         if level:
             raise DataError(f"{path}: has no multiscale level {level} (levels are read from OME-Zarr)")
-        return TiffVolume(path, channel, timepoint)
+        return TiffVolume(path, channel, timepoint, series)
     if kind == "zarr":
         from voxseg.io.zarr_volume import ZarrVolume
 
@@ -119,9 +121,10 @@ def read_whole(
     level: int = 0,
     channel: int | None = None,
     timepoint: int | None = None,
+    series: int | None = None,
 ) -> np.ndarray:
     """The whole volume in memory, as stored (its own pixel type)."""
-    volume = open_volume(path, key, level, channel, timepoint)
+    volume = open_volume(path, key, level, channel, timepoint, series)
     return volume[:]
 
 

@@ -35,12 +35,15 @@ class TiffVolume:
     read in the process's resident memory. Other files are read whole once.
     """
 
-    def __init__(self, path: Path, channel: int | None = None, timepoint: int | None = None) -> None:
+    def __init__(
+        self, path: Path, channel: int | None = None, timepoint: int | None = None, image: int | None = None
+    ) -> None:
         self.path = Path(path)
         try:
             with tifffile.TiffFile(self.path) as tif:
                 _check_headers(self.path, tif)
-                series = tif.series[0]
+                self.image = _image_index(self.path, tif.series, image)
+                series = tif.series[self.image]
                 _check_data(self.path, tif, series)
                 self.stored_shape, self.offset = tuple(series.shape), series.dataoffset
                 axes = series.axes  # e.g. ZCYX for an ImageJ hyperstack
@@ -55,7 +58,7 @@ class TiffVolume:
         shape = tuple(self.stored_shape[axis] for axis in self.layout.axes)
         check_pixel_type(self.path, self.dtype)
         self.shape: tuple[int, int, int] = (int(shape[0]), int(shape[1]), int(shape[2]))
-        self.voxel_size = voxel_size(self.path)
+        self.voxel_size = voxel_size(self.path, self.image)
         self._whole: np.ndarray | None = None
 
     @property
@@ -92,7 +95,7 @@ class TiffVolume:
         region = (slice(z0, z1), *rest)
         if not self.mapped:
             if self._whole is None:
-                self._whole = tifffile.imread(self.path).reshape(self.stored_shape)
+                self._whole = tifffile.imread(self.path, series=self.image).reshape(self.stored_shape)
             return read_region(self.path, self._whole, region, self.layout)
         mapped = np.memmap(self.path, self.stored, "r", self.offset, self.stored_shape)
         planes = np.array(read_region(self.path, mapped, region, self.layout), dtype=self.dtype)
@@ -182,13 +185,33 @@ def _micrometres(unit: str) -> float | None:
     return micrometres(unit.replace("\\u00b5", "µ"))
 
 
-def voxel_size(path: Path) -> Spacing | None:
-    """(Z, Y, X) in µm from OME metadata (PhysicalSize*), else ImageJ's (spacing and the resolution
-    tags); None when unknown."""
+def _image_index(path: Path, series: list, image: int | None) -> int:
+    """Which image (tifffile series) of the file to read: the only one, else `image` (`--series`). A
+    file of several volumes (an OME-TIFF of several positions) is never read as its first in silence."""
+    if len(series) == 1:
+        return 0
+    if image is not None:
+        if not 0 <= image < len(series):
+            raise DataError(f"--series {image}: {path} holds {len(series)} images (0 to {len(series) - 1})")
+        return image
+    volumes = [i for i, found in enumerate(series) if sum(side > 1 for side in found.shape) >= 3]
+    if len(volumes) <= 1:  # one volume beside thumbnails or labels
+        return volumes[0] if volumes else 0
+    shown = ", ".join(f"{i}: {series[i].axes} {tuple(series[i].shape)}" for i in volumes[:4])
+    more = f" and {len(volumes) - 4} more" if len(volumes) > 4 else ""
+    raise DataError(
+        f"{path}: holds {len(volumes)} volumes ({shown}{more}); voxseg segments one: give --series S "
+        f"(0 to {len(series) - 1})"
+    )
+
+
+def voxel_size(path: Path, image: int = 0) -> Spacing | None:
+    """(Z, Y, X) in µm of the file's `image` from OME metadata (PhysicalSize*), else ImageJ's (spacing
+    and the resolution tags); None when unknown."""
     try:
         with tifffile.TiffFile(path) as tif:
             if tif.is_ome and tif.ome_metadata:
-                return _ome_voxel_size(tif.ome_metadata)
+                return _ome_voxel_size(tif.ome_metadata, image)
             imagej = tif.imagej_metadata or {}
             page = tif.pages.first
             z = imagej.get("spacing")
@@ -204,15 +227,16 @@ def voxel_size(path: Path) -> Spacing | None:
         return None
 
 
-def _ome_voxel_size(xml: str) -> tuple[float, float, float] | None:
-    """PhysicalSizeZ/Y/X of the first image's Pixels, in µm (OME's default unit)."""
+def _ome_voxel_size(xml: str, image: int = 0) -> tuple[float, float, float] | None:
+    """PhysicalSizeZ/Y/X of the `image`-th image's Pixels, in µm (OME's default unit)."""
     from xml.etree import ElementTree
 
     root = ElementTree.fromstring(xml)
     namespace = root.tag.split("}")[0].strip("{")
-    pixels = root.find(f".//{{{namespace}}}Pixels")
-    if pixels is None:
+    found = root.findall(f".//{{{namespace}}}Pixels")
+    if len(found) <= image:
         return None
+    pixels = found[image]
     sizes = []
     for axis in "ZYX":
         value = pixels.get(f"PhysicalSize{axis}")

@@ -64,7 +64,7 @@ def _annotated(path: Path, prepared: PreparedRun) -> dict[str, Any]:
     from voxseg.io.formats import open_volume
 
     reading = prepared.config.reading()
-    stored = open_volume(path, reading.label_key, reading.level, None, reading.timepoint)
+    stored = open_volume(path, reading.label_key, reading.level, None, reading.timepoint, reading.series)
     if stored.size > MAX_PLANE_SCAN:
         return {"label": path.name, "voxels": None, "planes": {}}
     classes = reading.label_map.classes(np.asarray(stored[:]), path)

@@ -27,7 +27,8 @@ def _input(role: str, path: Path, reading: Any) -> dict[str, Any]:
 
     label = role.endswith("label")
     key = reading.label_key if label else reading.image_key
-    volume = open_volume(path, key, reading.level, None if label else reading.channel, reading.timepoint)
+    channel = None if label else reading.channel
+    volume = open_volume(path, key, reading.level, channel, reading.timepoint, reading.series)
     size = volume.voxel_size
     return {
         "role": role,
