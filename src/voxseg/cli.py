@@ -55,7 +55,11 @@ class _Parser(argparse.ArgumentParser):
 
 #: command -> (its one-line help, its options' declaration, options only the command line has)
 COMMANDS: dict[str, tuple[str, type, dict]] = {
-    "train": ("train a model from image and label folders", TrainConfig, COMMAND_OPTIONS),
+    "train": (
+        "train a model from image and label folders (with --model WNet3D, from images alone)",
+        TrainConfig,
+        COMMAND_OPTIONS,
+    ),
     "predict": ("segment 3D volumes (TIFF, Zarr, HDF5) with a trained model", PredictConfig, {}),
     "evaluate": ("score predictions against labels (Dice, IoU, instance F1)", EvaluateConfig, {}),
     "tune-threshold": ("tune a finished run's threshold on its validation volumes", TuneConfig, {}),

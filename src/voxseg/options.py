@@ -317,7 +317,7 @@ def add_arguments(parser: argparse.ArgumentParser, config_class: type, extra: di
                 help=text,
                 **many,
             )
-        if opt.required:  # `--labels` is optional in the usage line: WNet3D trains without; its help says
+        if opt.required or opt.required_unless:  # the exception is in the option's help
             required.add(action.dest)
     parser.formatter_class = functools.partial(_UsageShowsRequired, required=frozenset(required))
 
