@@ -5,6 +5,7 @@ answers without importing torch."""
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -205,3 +206,48 @@ def test_checking_options_imports_no_torch(module: str) -> None:
 def test_the_training_loop_stays_short() -> None:
     """The engine reads as a sequence of named steps; helpers live in their own modules."""
     assert len((SOURCE / "training" / "engine.py").read_text().splitlines()) <= 250
+
+
+DOCUMENT = SOURCE.parents[1] / "ARCHITECTURE.md"
+
+
+def _documented_packages(text: str) -> dict[str, set[str]]:
+    """ARCHITECTURE.md's package table: `| a, b | c, d (+ b: e) |` -> {a: {c, d}, b: {c, d, e}}."""
+    start = text.index("| package | imports |")
+    table: dict[str, set[str]] = {}
+    for row in text[start:].splitlines()[2:]:
+        if not row.startswith("|"):
+            break
+        names, imports = (cell.strip() for cell in row.strip("|").split("|"))
+        shared, _, extra = imports.partition("(+")
+        for name in (name.strip() for name in names.split(",")):
+            own = extra.split(f"{name}:")[-1] if f"{name}:" in extra else ("" if ":" in extra else extra)
+            table[name] = set(re.findall(r"[a-z_]+", shared.replace("only", ""))) | set(
+                re.findall(r"[a-z_]+", own.split(";")[0])
+            )
+    return table
+
+
+def test_the_documented_package_graph_is_the_real_one() -> None:
+    """ARCHITECTURE.md's table names every package and exactly what each imports (`errors` aside)."""
+    ground = {"errors", "torch", "and", "the", "libraries"}
+    real = {
+        name.removeprefix("voxseg."): {t.removeprefix("voxseg.") for t in targets} - {"errors"}
+        for name, targets in _packages(_import_graph(SOURCE)).items()
+        if name not in ("voxseg.__main__", "voxseg.version", "voxseg.errors")
+    }
+    documented = {
+        name: imports - ground for name, imports in _documented_packages(DOCUMENT.read_text()).items()
+    }
+    assert sorted(documented) == sorted(real)
+    assert {name: sorted(imports) for name, imports in documented.items()} == {
+        name: sorted(imports) for name, imports in real.items()
+    }
+
+
+def test_every_module_the_architecture_names_exists() -> None:
+    """A path in ARCHITECTURE.md (`inference/paths.py`, or a bare `checks.py` after its package) exists."""
+    named = set(re.findall(r"`((?:[a-z_]+/)*[a-z_]+\.py)`", DOCUMENT.read_text()))
+    files = {str(path.relative_to(SOURCE.parents[1])) for path in SOURCE.parents[1].glob("*/**/*.py")}
+    missing = [name for name in named if not any(f == name or f.endswith("/" + name) for f in files)]
+    assert missing == []
