@@ -138,7 +138,7 @@ def make_set(name: str, root: Path, seed: int, qcanet: Path) -> tuple[Path, Path
 
 
 def score(prediction: Path, truth: Path) -> dict[str, float | int]:
-    from voxseg.inference.metrics import dice, iou, match_instances
+    from voxseg.inference.scoring.metrics import dice, iou, match_instances
 
     true_labels = tifffile.imread(truth)
     mask = tifffile.imread(next(prediction.glob("*_mask.tif"))) > 0

@@ -29,8 +29,8 @@ from monai.networks.nets import SegResNetDS
 from skimage.measure import label
 from skimage.segmentation import find_boundaries, watershed
 
-from voxseg.inference.instances import label_instances, watershed_scale
-from voxseg.inference.metrics import dice, match_instances
+from voxseg.inference.model.instances import label_instances, watershed_scale
+from voxseg.inference.scoring.metrics import dice, match_instances
 
 MIN_SIZE = 30  # voxels; debris below it is dropped, as predict's default
 

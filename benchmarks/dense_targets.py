@@ -38,8 +38,8 @@ from skimage.morphology import h_maxima
 from skimage.segmentation import watershed
 
 from voxseg.data.distance import normalised_distance
-from voxseg.inference.instances import label_instances, watershed_scale
-from voxseg.inference.metrics import dice, match_instances
+from voxseg.inference.model.instances import label_instances, watershed_scale
+from voxseg.inference.scoring.metrics import dice, match_instances
 
 MIN_SIZE = 30
 

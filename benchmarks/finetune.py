@@ -51,7 +51,7 @@ def sparse_labels(truth: np.ndarray, planes: list[int]) -> np.ndarray:
 
 def score(prediction: Path, truth: np.ndarray, planes: list[int]) -> dict[str, float]:
     """Dice on the planes not reviewed; F1@0.5 of the objects of the whole volume."""
-    from voxseg.inference.metrics import dice, match_instances
+    from voxseg.inference.scoring.metrics import dice, match_instances
 
     mask = tifffile.imread(next(prediction.glob("*_mask.tif"))) > 0
     labels = tifffile.imread(next(prediction.glob("*_labels.tif")))

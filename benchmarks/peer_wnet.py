@@ -81,7 +81,7 @@ Orientationd("PLI") on tensors without an affine (swaps X and Y, flips all axes)
 `score` (voxseg's Python) scores each masks folder against labels named as the images (or
 `<stem>_label<ext>`, the synthetic set's naming): pooled Dice and IoU over every voxel of the set
 (`self_supervised.scores`) and the mean over volumes of instance F1 at IoU 0.5
-(`voxseg.inference.metrics.match_instances`). The peer gives no instances: its objects are the
+(`voxseg.inference.scoring.metrics.match_instances`). The peer gives no instances: its objects are the
 connected components of each mask (scipy.ndimage.label, faces only); binary labels are split the
 same way. One JSON line per masks folder.
 """

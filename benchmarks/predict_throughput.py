@@ -5,7 +5,7 @@
 The same network (random weights: speed does not depend on them), volume, window (64³), overlap
 (0.25), Gaussian blending and windows per batch (4). `bare_monai` is the floor: the whole volume
 normalised in memory and one `monai.inferers.sliding_window_inference` call with PyTorch's own
-kernels. `voxseg` is `voxseg.inference.predictor.predict_files` from a TIFF file to a mask file,
+kernels. `voxseg` is `voxseg.inference.job.files.predict_files` from a TIFF file to a mask file,
 also with `--tta` (8 flips). Each run is its own process, so `peak_rss_mb` is its own.
 """
 
@@ -54,7 +54,7 @@ def _run(kind: str, args: argparse.Namespace, scratch: Path) -> dict:
         tifffile.imwrite(scratch / "bare_mask.tif", (probability[0, 0] > 0.5).numpy().astype(np.uint8))
     else:
         from voxseg.config import PredictConfig
-        from voxseg.inference.predictor import predict_files
+        from voxseg.inference.job.files import predict_files
 
         config = PredictConfig(
             source=weights,

@@ -78,7 +78,7 @@ def pooled(masks: list[np.ndarray], truths: list[np.ndarray]) -> dict[str, float
 def scores(masks: Volumes, instances: Volumes, truths: Volumes) -> dict[str, float]:
     """Pooled Dice and IoU of the masks, and the mean over volumes of the instances' F1 at IoU 0.5
     against the truths' objects (the benchmarks of WNet3D all score this way)."""
-    from voxseg.inference.metrics import match_instances
+    from voxseg.inference.scoring.metrics import match_instances
 
     f1s = [match_instances(found, truth, 0.5).f1 for found, truth in zip(instances, truths, strict=True)]
     return {**pooled(masks, [truth > 0 for truth in truths]), "f1": round(float(np.mean(f1s)), 4)}

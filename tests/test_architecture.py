@@ -203,6 +203,18 @@ def test_checking_options_imports_no_torch(module: str) -> None:
     assert result.stdout.strip() == "[]"
 
 
+def test_scoring_imports_neither_the_model_nor_the_file_job() -> None:
+    """`voxseg evaluate` scores masks without torch: scoring reads only the outputs' names and stamps."""
+    scoring = _violations(_modules("inference/scoring"), ("voxseg.inference.model", "voxseg.inference.job"))
+    assert scoring == []
+    code = (
+        "import sys, voxseg.inference.scoring.evaluate, voxseg.inference.scoring.pairing; "
+        "print(sorted(m for m in ('torch', 'monai') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
 def test_the_training_loop_stays_short() -> None:
     """The engine reads as a sequence of named steps; helpers live in their own modules."""
     assert len((SOURCE / "training" / "engine.py").read_text().splitlines()) <= 250

@@ -21,7 +21,7 @@ from voxseg.version import __version__
 
 if TYPE_CHECKING:
     from voxseg.api import TrainResult, predict, train
-    from voxseg.inference.segmenter import Predictor, Segmentation
+    from voxseg.inference.model.predictor import Predictor, Segmentation
     from voxseg.training.session import TrainingSession
 
 __all__ = [
@@ -45,8 +45,8 @@ _LAZY = {
     "train": "voxseg.api",
     "predict": "voxseg.api",
     "TrainingSession": "voxseg.training.session",
-    "Predictor": "voxseg.inference.segmenter",
-    "Segmentation": "voxseg.inference.segmenter",
+    "Predictor": "voxseg.inference.model.predictor",
+    "Segmentation": "voxseg.inference.model.predictor",
 }
 
 

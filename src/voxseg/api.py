@@ -25,7 +25,7 @@ from voxseg.training.events import RunEnd
 from voxseg.training.session import TrainingSession
 
 if TYPE_CHECKING:
-    from voxseg.inference.predictor import PredictionFiles
+    from voxseg.inference.job.files import PredictionFiles
 
 log = logging.getLogger("voxseg")
 
@@ -111,7 +111,7 @@ def predict_with_console(config: PredictConfig, parallel: Parallel | None = None
     next batch of windows, keeping the finished blocks for `--resume` (`voxseg.errors.Stopped`)."""
     from tqdm import tqdm
 
-    from voxseg.inference.predictor import predict_files
+    from voxseg.inference.job.files import predict_files
 
     parallel = parallel or Parallel()
     bars: dict[str, tqdm] = {}
@@ -152,14 +152,14 @@ def predict(
         return _predict_array(source, images, **options)
     paths = [images] if isinstance(images, str | Path) else list(images)
     config = PredictConfig.from_dict({"source": source, "input": paths, "output": output, **options})
-    from voxseg.inference.predictor import predict_files
+    from voxseg.inference.job.files import predict_files
 
     return predict_files(config.resolved())
 
 
 def _predict_array(source: str | Path, image: np.ndarray, **options: Any) -> np.ndarray:
     """In memory: the model is loaded, the array segmented, nothing written (`Predictor` for many)."""
-    from voxseg.inference.segmenter import Predictor
+    from voxseg.inference.model.predictor import Predictor
 
     result = Predictor(source, **options)(image)
     return result.labels if result.labels is not None else result.mask

@@ -147,7 +147,7 @@ def _predict_command(args: argparse.Namespace) -> int:
     """Options are checked before torch is imported; then every volume is predicted in turn, under
     torchrun by all the ranks together (rank 0 reporting)."""
     config = _options(PredictConfig, args)
-    from voxseg.inference.predictor import input_files
+    from voxseg.inference.job.files import input_files
 
     input_files(config.input)  # a missing input is answered before the engine loads
     from voxseg.api import predict_with_console
@@ -178,8 +178,8 @@ def _predict_command(args: argparse.Namespace) -> int:
 
 
 def _evaluate_command(args: argparse.Namespace) -> int:
-    from voxseg.inference.evaluate import evaluate, format_table, write_json
-    from voxseg.inference.pairing import pair_predictions
+    from voxseg.inference.scoring.evaluate import evaluate, format_table, write_json
+    from voxseg.inference.scoring.pairing import pair_predictions
 
     config = _options(EvaluateConfig, args)
     assert config.pred is not None and config.labels is not None

@@ -154,7 +154,7 @@ def test_a_bad_value_is_shown_as_typed_and_refuses_start(viewer_and_widget, tmp_
 
 
 def test_a_missing_or_unfit_source_shows_the_cli_message(viewer_and_widget, qtbot, tmp_path, run_dir):
-    from voxseg.inference.trained import load_trained_model
+    from voxseg.inference.model.trained import load_trained_model
 
     viewer, widget = viewer_and_widget
     viewer.add_image(synthetic_volume(16)[0], name="img")

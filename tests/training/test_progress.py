@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from voxseg.inference.metrics import CUT_POINTS
+from voxseg.inference.scoring.metrics import CUT_POINTS
 from voxseg.training.progress import RunProgress
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from voxseg.data.labels import FOREGROUND
-from voxseg.inference.metrics import CUT_POINTS
+from voxseg.inference.scoring.metrics import CUT_POINTS
 from voxseg.training.threshold_rule import MIN_GAIN, MIN_OBJECTS, choose_threshold, count_objects
 
 

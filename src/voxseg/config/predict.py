@@ -13,7 +13,7 @@ from voxseg.options import DATA, Declared, option
 
 MODEL, PREDICTION, INSTANCES = "Model", "Prediction", "Instances"
 INSTANCE_METHODS = ("none", "auto", "connected", "watershed", "distance")
-#: objects below this share of a typical object are debris (voxseg.inference.instances.drop_debris)
+#: objects below this share of a typical object are debris (voxseg.inference.model.instances.drop_debris)
 DEBRIS_FRACTION = 0.1
 
 

@@ -68,7 +68,7 @@ class Exported:
 
 def run_model(run_dir: Path, weights: str) -> RunModel:
     """The run's network with its `best` (or `last`) weights, in eval mode, and its window."""
-    from voxseg.inference.trained import check_source
+    from voxseg.inference.model.trained import check_source
 
     name, best, window, summary = check_source(run_dir, None)
     path = best if weights == "best" else run_dir / "last.pth"
@@ -113,7 +113,7 @@ def any_side(run: RunModel) -> AnySide:
 
 def metadata(run_dir: Path, run: RunModel, weights: str) -> dict[str, Any]:
     """What a pipeline without voxseg needs to use the network as `voxseg predict` does."""
-    from voxseg.inference.trained import run_threshold
+    from voxseg.inference.model.trained import run_threshold
 
     spec = get_model_spec(run.name)
     summary = run.summary
@@ -156,7 +156,7 @@ def metadata(run_dir: Path, run: RunModel, weights: str) -> dict[str, Any]:
 
 def _instances(outputs: tuple[str, ...], summary: dict[str, Any]) -> dict[str, Any]:
     """How `voxseg predict --instances auto` makes one label per nucleus of this network's outputs."""
-    from voxseg.inference.instances import DISTANCE_SCALE, REFERENCE_RADIUS, SMOOTHING, H
+    from voxseg.inference.model.instances import DISTANCE_SCALE, REFERENCE_RADIUS, SMOOTHING, H
 
     distance = "distance" in outputs
     scale = DISTANCE_SCALE if distance else 1.0

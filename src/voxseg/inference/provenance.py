@@ -24,7 +24,7 @@ CSV_MARK = "# voxseg prediction "
 
 
 def prediction_stamp(fingerprint: Mapping[str, Any], source: Path) -> dict[str, str]:
-    """The stamp of the prediction `fingerprint` describes (`volume_job.fingerprint`), made from `source`."""
+    """The stamp of the prediction `fingerprint` describes (`job.volume.fingerprint`), made from `source`."""
     settings = json.dumps(fingerprint, sort_keys=True)
     return {
         "prediction": hashlib.sha256(settings.encode()).hexdigest()[:16],

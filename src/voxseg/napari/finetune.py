@@ -29,7 +29,7 @@ from voxseg.napari.prediction import predict_volume
 
 if TYPE_CHECKING:
     from voxseg.api import TrainResult
-    from voxseg.inference.segmenter import Segmentation
+    from voxseg.inference.model.predictor import Segmentation
     from voxseg.training.events import Event
 
 #: the review's sparse labels: 0 not reviewed, then the class of a reviewed voxel; and how training reads them

@@ -76,7 +76,7 @@ def inspect_source(values: dict[str, Any]) -> tuple[dict[str, str], str]:
         ).resolved()
     except ConfigError:
         return {}, ""  # shown under its field by the form's own checks
-    from voxseg.inference import trained
+    from voxseg.inference.model import trained
 
     source = config.source
     assert source is not None

@@ -18,7 +18,7 @@ from voxseg.napari.layer_data import not_a_volume
 
 if TYPE_CHECKING:
     from voxseg.config import PredictConfig
-    from voxseg.inference.segmenter import Segmentation
+    from voxseg.inference.model.predictor import Segmentation
 
 PROBABILITY, MASK, LABELS, DISTANCE = "probability", "mask", "labels", "distance"
 #: the owner of the Predict widget's layers (see `output_layers`), followed by the output's kind
@@ -67,7 +67,7 @@ def predict_volume(
 ) -> Prediction:
     """Predict a Z×Y×X array (numpy, dask…) in memory with `voxseg.Predictor`, `voxseg predict`'s
     own core: the same window, normalisation, threshold and instances, and no file written."""
-    from voxseg.inference.segmenter import Predictor
+    from voxseg.inference.model.predictor import Predictor
 
     started = time.perf_counter()
     predictor = Predictor.of(config.resolved(optional=("input", "output")))

@@ -21,8 +21,8 @@ import torch
 
 from voxseg.accel import Acceleration, accelerated
 from voxseg.data.labels import scored
-from voxseg.inference.metrics import CUT_POINTS, dice_by_threshold
-from voxseg.inference.sliding import blended_probability, window_predictor
+from voxseg.inference.model.sliding import blended_probability, window_predictor
+from voxseg.inference.scoring.metrics import CUT_POINTS, dice_by_threshold
 from voxseg.losses import build_objective
 from voxseg.models.registry import build_model
 from voxseg.runtime.files import save_state_dict

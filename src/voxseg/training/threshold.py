@@ -18,9 +18,9 @@ from voxseg.accel import accelerated
 from voxseg.config import TrainConfig
 from voxseg.data.labels import scored
 from voxseg.errors import ConfigError
-from voxseg.inference.metrics import dice_by_threshold
-from voxseg.inference.sliding import blended_probability, window_predictor
-from voxseg.inference.trained import check_source
+from voxseg.inference.model.sliding import blended_probability, window_predictor
+from voxseg.inference.model.trained import check_source
+from voxseg.inference.scoring.metrics import dice_by_threshold
 from voxseg.models.weights import load_trained_network
 from voxseg.runtime.files import write_json
 from voxseg.runtime.precision import autocast

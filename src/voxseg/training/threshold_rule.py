@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from voxseg.inference.metrics import CUT_POINTS, best_threshold
+from voxseg.inference.scoring.metrics import CUT_POINTS, best_threshold
 
 #: a tuned cut must beat 0.5 by this much Dice on validation
 MIN_GAIN = 0.01

@@ -25,7 +25,7 @@ from voxseg.errors import DataError
 
 if TYPE_CHECKING:
     from voxseg.data.normalise import Normalisation
-    from voxseg.inference.sliding import Predict, RingState
+    from voxseg.inference.model.sliding import Predict, RingState
 
 log = logging.getLogger("voxseg")
 
@@ -69,8 +69,8 @@ class Predictor:
 
     def _load(self) -> None:
         from voxseg.accel import accelerated
-        from voxseg.inference.instances import resolve_method
-        from voxseg.inference.trained import load_trained_model
+        from voxseg.inference.model.instances import resolve_method
+        from voxseg.inference.model.trained import load_trained_model
         from voxseg.runtime.hardware import resolve_device
         from voxseg.runtime.precision import resolve_precision
 
@@ -106,7 +106,7 @@ class Predictor:
         """(B, 1, Z, Y, X) normalised windows -> probabilities, with the process-wide speed settings
         (threads that follow the machine's load, kernels) held only while the block runs."""
         from voxseg.accel import accelerated
-        from voxseg.inference.sliding import window_predictor
+        from voxseg.inference.model.sliding import window_predictor
         from voxseg.runtime.precision import autocast
 
         config = self.config
@@ -141,7 +141,7 @@ class Predictor:
         `streamed_probabilities`'; `normalisation` is the volume's (computed here unless given: ranks
         sharing a volume share one)."""
         from voxseg.data.normalise import Normalisation
-        from voxseg.inference.sliding import assembled, streamed_probabilities
+        from voxseg.inference.model.sliding import assembled, streamed_probabilities
 
         config, trained = self.config, self.trained
         normalisation = normalisation or Normalisation.of(volume)
@@ -200,7 +200,7 @@ class Predictor:
         `progress(windows done, windows in all)` is called after each batch of windows; once `stop` is
         set, `voxseg.errors.Stopped` is raised before the next batch."""
         from voxseg.data.checks import check_image
-        from voxseg.inference.sliding import assembled
+        from voxseg.inference.model.sliding import assembled
 
         if getattr(image, "ndim", None) != 3 or 0 in image.shape:
             shape = getattr(image, "shape", None)
@@ -223,8 +223,8 @@ class Predictor:
         self, mask: np.ndarray, probability: np.ndarray, spacing, distance: np.ndarray | None
     ) -> np.ndarray:
         """Instance labels of the whole mask, filtered as `voxseg predict` filters them."""
-        from voxseg.inference.block_instances import on_the_edge
-        from voxseg.inference.instances import drop_debris, label_instances, watershed_scale
+        from voxseg.inference.job.block_instances import on_the_edge
+        from voxseg.inference.model.instances import drop_debris, label_instances, watershed_scale
 
         config = self.config
         h, smoothing = watershed_scale(self.object_radius(spacing))

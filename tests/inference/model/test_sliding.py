@@ -13,7 +13,7 @@ from torch import nn
 
 from voxseg.data.normalise import Normalisation, normalise
 from voxseg.errors import Stopped
-from voxseg.inference.sliding import (
+from voxseg.inference.model.sliding import (
     RingState,
     assembled,
     blended_probability,

@@ -34,7 +34,7 @@ def test_the_predictor_gives_the_command_line_s_mask_and_labels_in_memory(traine
 
 
 def test_the_predictor_loads_the_model_once(trained, monkeypatch) -> None:
-    from voxseg.inference import trained as trained_module
+    from voxseg.inference.model import trained as trained_module
 
     run_dir, images, _ = trained
     loads = []

@@ -16,10 +16,10 @@ from conftest import run_cli, synthetic_volume, train_small_run
 
 from voxseg.config import PredictConfig
 from voxseg.errors import ConfigError, DataError, Stopped
-from voxseg.inference import blocks
-from voxseg.inference.journal import PREFIX, Journal
-from voxseg.inference.predictor import predict_files
-from voxseg.inference.segmenter import Predictor
+from voxseg.inference.job import blocks
+from voxseg.inference.job.files import predict_files
+from voxseg.inference.job.journal import PREFIX, Journal
+from voxseg.inference.model.predictor import Predictor
 
 
 @pytest.fixture(scope="module")

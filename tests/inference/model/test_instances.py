@@ -17,7 +17,8 @@ from skimage.measure import label
 
 from voxseg.data.distance import normalised_distance
 from voxseg.errors import ConfigError
-from voxseg.inference.instances import (
+from voxseg.inference.job.stitching import stitch_tables
+from voxseg.inference.model.instances import (
     COLUMNS,
     drop_debris,
     label_instances,
@@ -25,7 +26,6 @@ from voxseg.inference.instances import (
     resolve_method,
     write_object_csv,
 )
-from voxseg.inference.stitching import stitch_tables
 
 
 def touching_nuclei(
@@ -534,7 +534,7 @@ def test_drop_debris_keeps_what_the_volume_edge_cuts() -> None:
 def test_the_watershed_scales_to_the_object_size() -> None:
     """Small touching nuclei: the defaults (measured on radius 4-6.5) smooth their saddles away;
     scaled to their radius every one is found. Unknown radius: the defaults."""
-    from voxseg.inference.instances import SMOOTHING, H, watershed_scale
+    from voxseg.inference.model.instances import SMOOTHING, H, watershed_scale
 
     assert watershed_scale(None) == (H, SMOOTHING)
     shape = (12, 12, 60)

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import tifffile
 
-from voxseg.inference.block_instances import InstanceOptions, label_slabs
-from voxseg.inference.blocks import VolumePlan
-from voxseg.inference.instances import label_instances, object_table, table_row
-from voxseg.inference.journal import Journal, WorkArrays
+from voxseg.inference.job.block_instances import InstanceOptions, label_slabs
+from voxseg.inference.job.blocks import VolumePlan
+from voxseg.inference.job.journal import Journal, WorkArrays
+from voxseg.inference.model.instances import label_instances, object_table, table_row
 from voxseg.io.writers import create_volume, planes_of
 from voxseg.runtime.distributed import Parallel
 
@@ -83,7 +83,7 @@ def test_watershed_in_slabs_keeps_nuclei_whole_across_borders(tmp_path: Path) ->
 def test_the_predictor_writes_the_table_it_stitched(tmp_path: Path) -> None:
     mask = _blobs((20, 30, 30), 6, seed=1)
     rows, _, _ = label_in_slabs(tmp_path, mask, "connected", 5 * 30 * 30)
-    from voxseg.inference.instances import write_object_csv
+    from voxseg.inference.model.instances import write_object_csv
 
     write_object_csv(tmp_path / "objects.csv", rows)
     with open(tmp_path / "objects.csv") as handle:

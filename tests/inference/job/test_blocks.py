@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from voxseg.inference.blocks import VolumePlan, regions, share
+from voxseg.inference.job.blocks import VolumePlan, regions, share
 
 
 @pytest.mark.parametrize(

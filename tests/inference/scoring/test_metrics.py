@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from voxseg.inference.metrics import (
+from voxseg.inference.scoring.metrics import (
     THRESHOLDS,
     Matching,
     combine,
@@ -380,7 +380,7 @@ def test_combine_sums_counts() -> None:
 
 
 def test_dice_by_threshold_matches_thresholding_one_by_one() -> None:
-    from voxseg.inference.metrics import CUT_POINTS, best_threshold, dice_by_threshold
+    from voxseg.inference.scoring.metrics import CUT_POINTS, best_threshold, dice_by_threshold
 
     rng = np.random.default_rng(3)
     truth = rng.random((12, 14, 16)) > 0.7

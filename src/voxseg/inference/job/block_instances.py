@@ -24,10 +24,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from voxseg.errors import Stopped
-from voxseg.inference.blocks import VolumePlan, share
-from voxseg.inference.instances import AXES, drop_debris, label_instances, measure_objects, watershed_scale
-from voxseg.inference.journal import Journal, WorkArrays, crc
-from voxseg.inference.stitching import face_pairs, join_tables
+from voxseg.inference.job.blocks import VolumePlan, share
+from voxseg.inference.job.journal import Journal, WorkArrays, crc
+from voxseg.inference.job.stitching import face_pairs, join_tables
+from voxseg.inference.model.instances import (
+    AXES,
+    drop_debris,
+    label_instances,
+    measure_objects,
+    watershed_scale,
+)
 from voxseg.io.formats import open_volume
 from voxseg.io.writers import create_volume, planes_of
 

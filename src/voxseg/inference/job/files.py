@@ -22,7 +22,7 @@ from voxseg.inference.paths import OUTPUT_SUFFIXES, earlier_outputs, open_input,
 from voxseg.io.formats import DESCRIPTION, family, is_volume, stem
 
 if TYPE_CHECKING:  # torch loads only when a model does
-    from voxseg.inference.volume_job import VolumeWork
+    from voxseg.inference.job.volume import VolumeWork
     from voxseg.runtime.distributed import Parallel
 
 log = logging.getLogger("voxseg")
@@ -102,11 +102,11 @@ def predict_files(
     """
     from voxseg.accel.cuda import heuristic_kernels
     from voxseg.data.checks import check_volume_values
-    from voxseg.inference.instances import resolve_method
-    from voxseg.inference.segmenter import Predictor
-    from voxseg.inference.sliding import foreground_only
-    from voxseg.inference.trained import check_source, isotropic_side, run_outputs
-    from voxseg.inference.volume_job import describe_work, predict_volume
+    from voxseg.inference.job.volume import describe_work, predict_volume
+    from voxseg.inference.model.instances import resolve_method
+    from voxseg.inference.model.predictor import Predictor
+    from voxseg.inference.model.sliding import foreground_only
+    from voxseg.inference.model.trained import check_source, isotropic_side, run_outputs
     from voxseg.runtime.distributed import Parallel
 
     parallel = parallel or Parallel()
@@ -170,8 +170,8 @@ def unfinished(config: PredictConfig, images: list[Path]) -> list[Path]:
     """The inputs to predict: all of them, except under `--resume` those whose outputs are in place and
     whose prediction left no journal. Existing outputs are refused (unless `--overwrite`), and so is a
     stopped prediction's journal (unless `--resume` or `--overwrite`), before anything is written."""
-    from voxseg.inference.journal import Journal, refuse_unfinished
-    from voxseg.inference.volume_job import settings_fingerprint
+    from voxseg.inference.job.journal import Journal, refuse_unfinished
+    from voxseg.inference.job.volume import settings_fingerprint
 
     assert config.output is not None
     todo = []

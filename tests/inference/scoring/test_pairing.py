@@ -10,7 +10,7 @@ import tifffile
 from conftest import synthetic_volume
 
 from voxseg.errors import DataError
-from voxseg.inference.pairing import EvalPair, pair_predictions
+from voxseg.inference.scoring.pairing import EvalPair, pair_predictions
 
 SHAPE = (12, 16, 16)
 

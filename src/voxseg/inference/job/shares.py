@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from voxseg.inference.blocks import Span, regions
-from voxseg.inference.journal import Journal
+from voxseg.inference.job.blocks import Span, regions
+from voxseg.inference.job.journal import Journal
 
 
 @dataclass(frozen=True)

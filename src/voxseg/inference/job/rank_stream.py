@@ -13,14 +13,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from voxseg.config import PredictConfig
-from voxseg.inference.blocks import VolumePlan
-from voxseg.inference.journal import Journal, WorkArrays, crc
-from voxseg.inference.shares import Grid, Restart, stream_regions
+from voxseg.inference.job.blocks import VolumePlan
+from voxseg.inference.job.journal import Journal, WorkArrays, crc
+from voxseg.inference.job.shares import Grid, Restart, stream_regions
 from voxseg.io.writers import planes_of
 
 if TYPE_CHECKING:
-    from voxseg.inference.segmenter import Predictor
-    from voxseg.inference.sliding import Predict, RingState
+    from voxseg.inference.model.predictor import Predictor
+    from voxseg.inference.model.sliding import Predict, RingState
 
 #: the share of a stream's time that saving its state after rows may take
 CHECKPOINT_SHARE = 0.1
@@ -43,7 +43,7 @@ class RankStream:
         normalisation: tuple[float, ...],
     ) -> None:
         from voxseg.data.normalise import Normalisation
-        from voxseg.inference.sliding import window_rows
+        from voxseg.inference.model.sliding import window_rows
 
         self.config, self.volume, self.spacing = config, volume, spacing
         self.predictor, self.predict = predictor, predict
@@ -57,7 +57,7 @@ class RankStream:
         return len(self.rows[row])
 
     def compute(self, wanted: list[tuple[int, int]]) -> dict[tuple[int, int], np.ndarray]:
-        from voxseg.inference.sliding import window_outputs
+        from voxseg.inference.model.sliding import window_outputs
 
         trained, config = self.predictor.trained, self.config
         return window_outputs(
@@ -122,7 +122,7 @@ class RankStream:
 
 def _restored(journal: Journal, restart: Restart) -> RingState:
     """The state a stopped stream saved (`_UnitRecorder.checkpoint`)."""
-    from voxseg.inference.sliding import RingState
+    from voxseg.inference.model.sliding import RingState
 
     saved = journal.arrays("progress", restart.unit)
     parts = sorted(saved, key=lambda name: int(name[1:]))  # v0, w0, v1, w1: the ring's parts in order

@@ -24,20 +24,20 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from voxseg.config import PredictConfig
-from voxseg.inference.blocks import VolumePlan, share
-from voxseg.inference.journal import VERSION as JOURNAL_VERSION
-from voxseg.inference.journal import Journal, WorkArrays
+from voxseg.inference.job.blocks import VolumePlan, share
+from voxseg.inference.job.journal import VERSION as JOURNAL_VERSION
+from voxseg.inference.job.journal import Journal, WorkArrays
+from voxseg.inference.job.rank_stream import RankStream, counted
+from voxseg.inference.job.shares import Restart, balanced_shares, shared_windows
 from voxseg.inference.paths import earlier_outputs, open_input, output_name
 from voxseg.inference.provenance import prediction_stamp
-from voxseg.inference.rank_stream import RankStream, counted
-from voxseg.inference.shares import Restart, balanced_shares, shared_windows
 from voxseg.io.formats import OUTPUT_SUFFIX, family
 from voxseg.io.writers import create_volume, replace_path
 from voxseg.runtime.files import sha256
 
 if TYPE_CHECKING:
-    from voxseg.inference.segmenter import Predictor
-    from voxseg.inference.sliding import Predict
+    from voxseg.inference.model.predictor import Predictor
+    from voxseg.inference.model.sliding import Predict
     from voxseg.runtime.distributed import Parallel
 
 log = logging.getLogger("voxseg")
@@ -101,8 +101,8 @@ def predict_volume(
     parallel.barrier()
     found = None
     if config.instances != "none":
-        from voxseg.inference.block_instances import InstanceOptions, label_slabs
-        from voxseg.inference.instances import table_row, write_object_csv
+        from voxseg.inference.job.block_instances import InstanceOptions, label_slabs
+        from voxseg.inference.model.instances import table_row, write_object_csv
 
         options = InstanceOptions(
             config.instances,

@@ -2,7 +2,7 @@
 
 Predictions are the files `voxseg predict` writes: `<name>_mask.tif` (foreground mask) and/or
 `<name>_labels.tif` (instance labels), optionally `<name>_prob.tif` and `<name>_objects.csv`,
-which are not scored. They are paired with ground truths by name (`voxseg.inference.pairing`);
+which are not scored. They are paired with ground truths by name (`voxseg.inference.scoring.pairing`);
 the files of either side without a partner are skipped, and listed in the result.
 
 Per volume:
@@ -10,9 +10,9 @@ Per volume:
 * `dice`, `iou` of the foreground (every voxel > 0): the prediction's `_mask` when there is one
   (the network's semantic output, as training validation scores it), else its `_labels` > 0;
 * when the prediction has instance labels (`_labels`), object matching as StarDist's
-  (see `voxseg.inference.metrics`): precision/recall/F1 at IoU 0.5 and F1 averaged over the IoU
+  (see `voxseg.inference.scoring.metrics`): precision/recall/F1 at IoU 0.5 and F1 averaged over the IoU
   thresholds 0.5, 0.55, ..., 0.95; and which error the wrong objects are, `split`, `merged`,
-  `missed`, `spurious` (at IoU 0.5; the rules: `voxseg.inference.metrics`), so a user sees whether
+  `missed`, `spurious` (at IoU 0.5; the rules: `voxseg.inference.scoring.metrics`), so a user sees whether
   to fix the seeds (split, merged) or the mask and shapes (missed, spurious, a low
   `mean_matched_iou@0.5`). A mask-only prediction gets no instance metrics (its keys are
   `null`): evaluation scores the objects predict found, it does not make up its own.
@@ -40,7 +40,7 @@ from scipy import ndimage
 
 from voxseg.data.checks import axes_order_hint, check_image, check_label, read_volume
 from voxseg.errors import DataError, shorten_list
-from voxseg.inference.metrics import (
+from voxseg.inference.scoring.metrics import (
     THRESHOLDS,
     Matching,
     combine,
@@ -50,7 +50,7 @@ from voxseg.inference.metrics import (
     iou_from_counts,
     overlap_counts,
 )
-from voxseg.inference.pairing import EvalPair, Pairing
+from voxseg.inference.scoring.pairing import EvalPair, Pairing
 from voxseg.runtime.files import atomic_write
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ import tifffile
 from conftest import run_cli, synthetic_volume
 
 from voxseg.errors import DataError
-from voxseg.inference.evaluate import (
+from voxseg.inference.scoring.evaluate import (
     ERROR_KEYS,
     F1_MEAN_KEY,
     INSTANCE_KEYS,
@@ -20,7 +20,7 @@ from voxseg.inference.evaluate import (
     format_table,
     write_json,
 )
-from voxseg.inference.pairing import pair_predictions
+from voxseg.inference.scoring.pairing import pair_predictions
 
 SHAPE = (12, 16, 16)
 
