@@ -121,6 +121,31 @@ def fast_args() -> Callable[..., list[str]]:
     return build
 
 
+def signalled_training(
+    argv: Sequence[Any], run_dir: Path, logs: Path, signum: int, timeout: float = 180
+) -> int:
+    """`python -m voxseg` run with `argv` (stdout and stderr into `logs`/stdout.txt, stderr.txt), sent
+    `signum` once its training has started (metrics.csv exists); its exit code."""
+    import subprocess
+    import sys
+    import time
+
+    with open(logs / "stdout.txt", "w") as out, open(logs / "stderr.txt", "w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "voxseg", *map(str, argv)], stdout=out, stderr=err)
+        try:
+            deadline = time.monotonic() + timeout
+            while not (run_dir / "metrics.csv").exists():  # written when training starts
+                assert proc.poll() is None, (logs / "stderr.txt").read_text()
+                assert time.monotonic() < deadline, f"training did not start within {timeout:g} s"
+                time.sleep(0.1)
+            proc.send_signal(signum)
+            return proc.wait(timeout=timeout)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
 def run_cli(argv: Sequence[Any]) -> int:
     """Exit code of `voxseg argv` (paths as they are), whether main returns it or argparse exits."""
     from voxseg.cli import main

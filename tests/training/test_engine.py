@@ -8,8 +8,6 @@ import dataclasses
 import json
 import logging
 import signal
-import subprocess
-import sys
 import threading
 import time
 import zipfile
@@ -21,6 +19,7 @@ import numpy as np
 import pytest
 import tifffile
 import torch
+from conftest import signalled_training
 
 import voxseg
 from voxseg.config import TrainConfig
@@ -238,20 +237,7 @@ def test_sigint_stops_the_cli_with_exit_130(
     results = tmp_path / "results"
     argv = [*fast_args(images, labels, results, epochs=1000), "--run-name", "interrupted"]
     run_dir = results / "interrupted"
-    with open(tmp_path / "stdout.txt", "w") as out, open(tmp_path / "stderr.txt", "w") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "voxseg", *argv], stdout=out, stderr=err)
-        try:
-            deadline = time.monotonic() + 120
-            while not (run_dir / "metrics.csv").exists():  # written when training starts
-                assert proc.poll() is None, (tmp_path / "stderr.txt").read_text()
-                assert time.monotonic() < deadline, "training did not start within 120 s"
-                time.sleep(0.1)
-            proc.send_signal(signal.SIGINT)
-            code = proc.wait(timeout=120)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+    code = signalled_training(argv, run_dir, tmp_path, signal.SIGINT, timeout=120)
     stderr = (tmp_path / "stderr.txt").read_text()
     assert code == 130, stderr
     assert "Traceback" not in stderr

@@ -11,12 +11,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
 import pytest
+from conftest import signalled_training
 
 import voxseg
 from voxseg.config import TrainConfig
@@ -139,20 +139,7 @@ def test_sigterm_stops_the_cli_run_and_names_itself(
     images, labels = make_dataset(tmp_path / "data", n=2, size=16, cells=2)
     argv = [*fast_args(images, labels, tmp_path / "results", epochs=1000), "--run-name", "term"]
     run_dir = tmp_path / "results" / "term"
-    with open(tmp_path / "stdout.txt", "w") as out, open(tmp_path / "stderr.txt", "w") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "voxseg", *argv], stdout=out, stderr=err)
-        try:
-            deadline = time.monotonic() + PROCESS_TIMEOUT_S
-            while not (run_dir / "metrics.csv").exists():  # written when training starts
-                assert proc.poll() is None, (tmp_path / "stderr.txt").read_text()
-                assert time.monotonic() < deadline, "training did not start"
-                time.sleep(0.1)
-            proc.send_signal(signal.SIGTERM)
-            code = proc.wait(timeout=PROCESS_TIMEOUT_S)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+    code = signalled_training([*argv], run_dir, tmp_path, signal.SIGTERM, PROCESS_TIMEOUT_S)
     stderr = (tmp_path / "stderr.txt").read_text()
     assert code == 130, stderr
     assert "Traceback" not in stderr
