@@ -4,6 +4,7 @@ prediction of the same input left behind."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 from voxseg.config import PredictConfig
@@ -46,12 +47,17 @@ def output_paths(config: PredictConfig, image: Path) -> dict[str, Path]:
     return paths
 
 
-def earlier_outputs(output: Path, name: str) -> list[Path]:
-    """Every output a prediction of the volume `name` may have left in `output`, of any kind and format:
-    what a new prediction replaces or removes, so that no other prediction's outputs stay beside its own."""
+def earlier_outputs(output: Path, names: Iterable[str]) -> list[Path]:
+    """Every output a prediction of the volumes `names` may have left in `output`, of any kind and format:
+    what a new prediction replaces or removes, so that no other prediction's outputs stay beside its own.
+    The folder is listed once, however many volumes."""
     if not output.is_dir():
         return []
-    names = {f"{name}{suffix}" for suffix in OUTPUT_SUFFIXES.values()}
-    found = [path for path in output.iterdir() if is_volume(path) and stem(path) in names]
-    table = output / f"{name}_objects.csv"
-    return sorted(found + [table] if table.exists() else found)
+    names = list(names)
+    volumes = {f"{name}{suffix}" for name in names for suffix in OUTPUT_SUFFIXES.values()}
+    tables = {f"{name}_objects.csv" for name in names}
+    return sorted(
+        path
+        for path in output.iterdir()
+        if path.name in tables or (stem(path) in volumes and is_volume(path))
+    )

@@ -76,9 +76,7 @@ def check_outputs(config: PredictConfig, images: list[Path]) -> None:
         raise ConfigError(f"--output: {config.output} exists and is not a folder")
     if config.overwrite or config.resume:
         return
-    existing = [
-        path for image in images for path in earlier_outputs(config.output, output_name(config, image))
-    ]
+    existing = earlier_outputs(config.output, [output_name(config, image) for image in images])
     if existing:
         more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
         raise DataError(

@@ -233,7 +233,7 @@ def _finish(journal: Journal, paths: dict[str, Path], name: str) -> None:
     for kind in ("mask", "labels", "probabilities", "distance"):
         if kind in paths:
             replace_path(journal / paths[kind].name, paths[kind])
-    stale = [path for path in earlier_outputs(paths["mask"].parent, name) if path not in paths.values()]
+    stale = [path for path in earlier_outputs(paths["mask"].parent, [name]) if path not in paths.values()]
     for path in stale:
         if path.is_dir():  # a Zarr
             shutil.rmtree(path)
